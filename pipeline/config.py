@@ -1,0 +1,88 @@
+"""Run settings: one frozen dataclass, read from the environment once by the job entry point."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+DEFAULT_ENDPOINT = "https://huggingface.co"
+# The first header request: huggingface_hub's own helper uses 100 kB, which holds the
+# header of every checkpoint up to a few thousand tensors in one request.
+HEADER_PROBE_BYTES = 100_000
+# The safetensors core refuses headers above 100 MB; anything larger is an attack or garbage.
+MAX_HEADER_BYTES = 100_000_000
+# Rows read at each end of a matrix. Head and tail blocks sit next to the neighbouring
+# tensors in the file, so one range covers the tail of one matrix and the head of the next.
+ROWS_PER_BLOCK = 8
+# Embedding tables: this many rows in each of EMBED_BLOCKS blocks at seeded positions.
+EMBED_ROWS_PER_BLOCK = 32
+EMBED_BLOCKS = 4
+# Two planned ranges closer than this are fetched as one request: a request costs quota,
+# a few kB of extra bytes do not.
+MERGE_GAP_BYTES = 64 * 1024
+# Tensors this small are read whole (norm gains, biases, tiny matrices).
+WHOLE_TENSOR_BYTES = 64 * 1024
+# Concurrent range requests per file; the Hub's CDN serves ranges in parallel well.
+FETCH_CONCURRENCY = 8
+# Every request gets a timeout: huggingface_hub's default client has none.
+CONNECT_TIMEOUT_S = 10.0
+READ_TIMEOUT_S = 60.0
+# Retry policy mirrors huggingface_hub's: 5 retries, 1 s doubling to 8 s, Retry-After honoured.
+MAX_RETRIES = 5
+BACKOFF_BASE_S = 1.0
+BACKOFF_MAX_S = 8.0
+# Longest Retry-After we are willing to sleep for one request before calling it rate-limited.
+MAX_RETRY_AFTER_S = 300.0
+# Seed of the deterministic sampling positions; changing it changes every sketch.
+SAMPLE_SEED = 20250704
+# Sketch length cap per matrix (floats kept in the tensors table).
+SKETCH_MAX_VALUES = 2048
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a job passes to its stages; stages never read the environment."""
+
+    endpoint: str = DEFAULT_ENDPOINT
+    token: str | None = None
+    store: Path = Path("hubscan-store")
+    exact: bool = False
+    seed: int = SAMPLE_SEED
+    rows_per_block: int = ROWS_PER_BLOCK
+    embed_rows_per_block: int = EMBED_ROWS_PER_BLOCK
+    embed_blocks: int = EMBED_BLOCKS
+    merge_gap_bytes: int = MERGE_GAP_BYTES
+    whole_tensor_bytes: int = WHOLE_TENSOR_BYTES
+    header_probe_bytes: int = HEADER_PROBE_BYTES
+    max_header_bytes: int = MAX_HEADER_BYTES
+    fetch_concurrency: int = FETCH_CONCURRENCY
+    connect_timeout_s: float = CONNECT_TIMEOUT_S
+    read_timeout_s: float = READ_TIMEOUT_S
+    max_retries: int = MAX_RETRIES
+    backoff_base_s: float = BACKOFF_BASE_S
+    backoff_max_s: float = BACKOFF_MAX_S
+    max_retry_after_s: float = MAX_RETRY_AFTER_S
+    sketch_max_values: int = SKETCH_MAX_VALUES
+
+    def with_(self, **changes: object) -> Settings:
+        """A copy with some fields changed."""
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+    def __repr__(self) -> str:
+        # The token must never reach a log line or a Ray dashboard.
+        shown = "***" if self.token else None
+        return f"Settings(endpoint={self.endpoint!r}, token={shown!r}, store={str(self.store)!r}, exact={self.exact})"
+
+
+def settings_from_env(env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+    """Read HUBSCAN_* / HF_ENDPOINT / HF_TOKEN once, at the entry point."""
+    env = os.environ if env is None else env
+    base = Settings(
+        endpoint=env.get("HF_ENDPOINT", DEFAULT_ENDPOINT).rstrip("/"),
+        token=env.get("HF_TOKEN") or env.get("HUGGING_FACE_HUB_TOKEN") or None,
+        store=Path(env.get("HUBSCAN_STORE", "hubscan-store")),
+        exact=env.get("HUBSCAN_EXACT", "") in ("1", "true", "yes"),
+    )
+    return base.with_(**{k: v for k, v in overrides.items() if v is not None})

@@ -1,0 +1,74 @@
+"""Records the readers hand to the fingerprint stage: where a tensor lives, and rows read from it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from math import prod
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class TensorHeader:
+    """One tensor as a file header describes it; shape in PyTorch order ([out, in] for matrices).
+
+    Storage is row-major: row ``r`` (a vector along the last axis) occupies
+    ``[start + r * row_bytes, start + (r + 1) * row_bytes)``; quantised formats set
+    ``row_bytes`` to the bytes of one row of blocks.
+    """
+
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+    file: str
+    start: int
+    nbytes: int
+    row_bytes: int
+
+    @property
+    def numel(self) -> int:
+        """Number of elements."""
+        return prod(self.shape) if self.shape else 1
+
+    @property
+    def n_rows(self) -> int:
+        """Rows when every axis but the last is flattened."""
+        return prod(self.shape[:-1]) if len(self.shape) > 1 else 1
+
+    @property
+    def n_cols(self) -> int:
+        """Length of one row (the last axis)."""
+        return self.shape[-1] if self.shape else 1
+
+    def row_span(self, first: int, count: int) -> tuple[int, int]:
+        """Absolute byte range [begin, end) of rows first..first+count-1."""
+        return (self.start + first * self.row_bytes, self.start + (first + count) * self.row_bytes)
+
+
+@dataclass(frozen=True)
+class RowBlock:
+    """A contiguous run of rows of one tensor."""
+
+    first: int
+    count: int
+
+
+@dataclass(frozen=True, eq=False)
+class TensorRows:
+    """Decoded float32 rows of one tensor: ``values[i]`` is row ``rows[i]``."""
+
+    header: TensorHeader
+    rows: np.ndarray  # int64 row indices, ascending
+    values: np.ndarray  # float32, shape (len(rows), n_cols)
+    sampled: bool  # False when every row was read
+
+
+@dataclass(frozen=True)
+class CheckpointHeader:
+    """All tensors of one weight file plus the metadata its header carries."""
+
+    file: str
+    format: str
+    size: int
+    tensors: tuple[TensorHeader, ...]
+    metadata: dict[str, object] = field(default_factory=dict)
