@@ -19,6 +19,15 @@ ROWS_PER_BLOCK = 8
 # Embedding tables: this many rows in each of EMBED_BLOCKS blocks at seeded positions.
 EMBED_ROWS_PER_BLOCK = 32
 EMBED_BLOCKS = 4
+# Embedding rows whose token string hashes below this fraction are read too: the same
+# tokens are then sampled in every model that has them, whatever their ids, so rows can be
+# aligned by token across vocabularies (1/2000: ~15 rows for 30k tokens, ~64 for 128k).
+TOKEN_SAMPLE_FRACTION = 1 / 2000
+# ...but never fewer than this many token rows (the smallest hashes win).
+MIN_TOKEN_ROWS = 16
+# Tensors are fetched and decoded in batches of at most this many planned bytes, so
+# exact mode on a large checkpoint does not hold the whole file in memory.
+BATCH_BYTES = 256 * 1024 * 1024
 # Two planned ranges closer than this are fetched as one request: a request costs quota,
 # a few kB of extra bytes do not.
 MERGE_GAP_BYTES = 64 * 1024
@@ -53,6 +62,9 @@ class Settings:
     rows_per_block: int = ROWS_PER_BLOCK
     embed_rows_per_block: int = EMBED_ROWS_PER_BLOCK
     embed_blocks: int = EMBED_BLOCKS
+    token_sample_fraction: float = TOKEN_SAMPLE_FRACTION
+    min_token_rows: int = MIN_TOKEN_ROWS
+    batch_bytes: int = BATCH_BYTES
     merge_gap_bytes: int = MERGE_GAP_BYTES
     whole_tensor_bytes: int = WHOLE_TENSOR_BYTES
     header_probe_bytes: int = HEADER_PROBE_BYTES

@@ -94,6 +94,10 @@ class HubHttp:
         )
         self._timeout = httpx2.Timeout(settings.read_timeout_s, connect=settings.connect_timeout_s)
 
+    def with_log(self, log: RequestLog) -> HubHttp:
+        """The same client counting into another log (one per model)."""
+        return HubHttp(self.settings, log)
+
     def resolve_url(self, repo_id: str, revision: str, filename: str) -> str:
         """URL of a file at a pinned revision."""
         return f"{self.endpoint}/{repo_id}/resolve/{revision}/{filename}"

@@ -1,0 +1,121 @@
+"""The `hubscan` command: thin typer commands over jobs/<command>.py:run()."""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from jobs.output import FORMATS, emit
+from jobs.summary import EXIT_FATAL, EXIT_USAGE, RunSummary
+from pipeline.config import settings_from_env
+from pipeline.errors import HubscanError
+
+app = typer.Typer(
+    help="hubscan: fingerprint model checkpoints and check where a model really came from.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+StoreOpt = Annotated[
+    Path | None, typer.Option("--store", help="Store folder (default $HUBSCAN_STORE or ./hubscan-store).")
+]
+FormatOpt = Annotated[str, typer.Option("--format", help="Output format: table, csv or json.")]
+
+
+@app.command()
+def fingerprint(
+    targets: Annotated[list[str], typer.Argument(help="Hub repo ids (org/name) or local repo folders.")],
+    store: StoreOpt = None,
+    revision: Annotated[str, typer.Option(help="Branch, tag or commit to pin (Hub repos).")] = "main",
+    exact: Annotated[
+        bool, typer.Option("--exact", help="Read whole tensors instead of sampled rows.")
+    ] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Fingerprint again even if the revision is stored.")
+    ] = False,
+) -> None:
+    """Fingerprint models into the store (reads only headers and sampled rows)."""
+    from jobs import fingerprint as job
+
+    settings = settings_from_env(store=store, exact=exact or None)
+    _finish(_guard(lambda: job.run(settings, targets, revision=revision, force=force)))
+
+
+@app.command()
+def sql(
+    query: Annotated[str, typer.Argument(help="A queries/ name (e.g. views), a .sql file, or SQL text.")],
+    store: StoreOpt = None,
+    param: Annotated[
+        list[str] | None, typer.Option("--param", "-p", help="Query parameter k=v (repeatable).")
+    ] = None,
+    fmt: FormatOpt = "table",
+) -> None:
+    """Run SQL over the store's views (models, tensors, failures, std_profiles)."""
+    from jobs import sql as job
+
+    if fmt not in FORMATS:
+        _usage(f"--format must be one of {', '.join(FORMATS)}")
+    params = dict(_split_param(p) for p in param or [])
+    settings = settings_from_env(store=store)
+    table = _guard(lambda: job.run(settings, query, params))
+    emit(table, fmt)
+
+
+@app.command()
+def demo(
+    store: StoreOpt = None,
+    workdir: Annotated[
+        Path | None, typer.Option(help="Where the demo hub is built (default ~/.cache/hubscan/demo).")
+    ] = None,
+) -> None:
+    """Build a local demo hub from real checkpoints, serve it on 127.0.0.1 and fingerprint it."""
+    from jobs import demo as job
+
+    settings = settings_from_env(store=store or Path("hubscan-demo-store"))
+    _finish(_guard(lambda: job.run(settings, workdir)))
+
+
+def _split_param(raw: str) -> tuple[str, str]:
+    if "=" not in raw:
+        _usage(f"--param {raw!r}: expected name=value")
+    key, _, value = raw.partition("=")
+    return key.strip().lstrip("$"), value
+
+
+def _guard(call):  # type: ignore[no-untyped-def]
+    """Run a job; a HubscanError is one line on stderr and exit 1 (traceback with HUBSCAN_DEBUG=1)."""
+    try:
+        return call()
+    except HubscanError as exc:
+        if os.environ.get("HUBSCAN_DEBUG") == "1":
+            traceback.print_exc()
+        typer.echo(f"hubscan: {exc}", err=True)
+        raise typer.Exit(EXIT_FATAL) from None
+
+
+def _finish(summary: RunSummary) -> None:
+    typer.echo(
+        f"{summary.done} fingerprinted, {summary.skipped} skipped, {summary.failed} failed; "
+        f"{summary.bytes_read:,} bytes in {summary.requests} requests",
+        err=True,
+    )
+    raise typer.Exit(summary.exit_code)
+
+
+def _usage(message: str) -> None:
+    typer.echo(f"hubscan: {message}", err=True)
+    raise typer.Exit(EXIT_USAGE)
+
+
+def main() -> None:
+    """Entry point for `python -m jobs.cli`."""
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

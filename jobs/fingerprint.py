@@ -1,0 +1,74 @@
+"""`hubscan fingerprint`: fingerprint models given as Hub ids or local repo folders into the store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.console import Console
+
+from jobs.model_task import ModelOutcome, fingerprint_model
+from jobs.summary import RunSummary
+from pipeline.config import Settings
+from pipeline.errors import HubscanError
+from pipeline.http import HubHttp
+from pipeline.sources import hf
+from pipeline.sources.local import local_model
+from pipeline.sources.refs import ModelRef
+from pipeline.storage.parquet import Store
+
+
+def run(settings: Settings, targets: list[str], revision: str = "main", force: bool = False) -> RunSummary:
+    """Fingerprint each target (a folder or a Hub repo id); skip revisions already in the store."""
+    store = Store(settings.store).init()
+    http = HubHttp(settings)
+    summary = RunSummary()
+    err = Console(stderr=True)
+    for target in targets:
+        try:
+            ref = resolve_target(target, http, revision)
+        except HubscanError as exc:
+            store.write_failures(exc.repo_id, exc.revision or "unresolved", [exc])
+            _failed(summary, err, exc)
+            continue
+        if not force and store.has_model(ref.repo_id, ref.revision):
+            summary.skipped += 1
+            err.print(f"skip {ref.repo_id}@{ref.revision[:7]}: already in the store")
+            continue
+        record(store, fingerprint_model(ref, settings, http), summary, err)
+    return summary
+
+
+def resolve_target(target: str, http: HubHttp, revision: str) -> ModelRef:
+    """A local folder when the path exists, else a Hub repo id pinned to a commit.
+
+    Raises:
+        SourceError: the Hub does not know the repo or revision.
+    """
+    path = Path(target)
+    if path.is_dir():
+        return local_model(path)
+    return hf.resolve(http, target, revision)
+
+
+def record(store: Store, outcome: ModelOutcome, summary: RunSummary, err: Console) -> None:
+    """Write an outcome to the store and count it."""
+    if outcome.ok and outcome.model_row is not None:
+        store.write_model(outcome.model_row, outcome.tensor_rows)
+        summary.done += 1
+        summary.bytes_read += int(outcome.model_row["bytes_read"])
+        summary.requests += int(outcome.model_row["requests"])
+        err.print(
+            f"done {outcome.repo_id}@{outcome.revision[:7]}: {len(outcome.tensor_rows)} tensors, "
+            f"{outcome.model_row['bytes_read']:,} of {outcome.model_row['checkpoint_bytes']:,} bytes read "
+            f"in {outcome.model_row['requests']} requests"
+        )
+        return
+    store.write_failures(outcome.repo_id, outcome.revision, outcome.errors)
+    for exc in outcome.errors:
+        _failed(summary, err, exc)
+
+
+def _failed(summary: RunSummary, err: Console, exc: HubscanError) -> None:
+    summary.failed += 1
+    summary.messages.append(str(exc))
+    err.print(f"fail {exc}", markup=False, highlight=False)

@@ -1,0 +1,106 @@
+"""Read one weight file: header, row plan, merged ranged requests, decoded rows.
+
+The format modules (safetensors.py, gguf.py) only parse headers and decode rows; this
+module owns the plan so both formats cost the same number of requests per layer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from types import ModuleType
+
+import numpy as np
+
+from pipeline.config import Settings
+from pipeline.errors import FormatError
+from pipeline.readers import gguf, safetensors
+from pipeline.readers.byte_source import ByteSource
+from pipeline.readers.ranges import Span, fetch, plan_requests
+from pipeline.readers.records import CheckpointHeader, RowBlock, TensorHeader, TensorRows
+from pipeline.readers.sampling import plan_rows, row_indices
+
+FORMATS: dict[str, ModuleType] = {"safetensors": safetensors, "gguf": gguf}
+
+
+def format_of(filename: str) -> str | None:
+    """The format a file name promises, or None for files hubscan does not read."""
+    for name in FORMATS:
+        if filename.endswith("." + name):
+            return name
+    return None
+
+
+def read_header(source: ByteSource, settings: Settings) -> CheckpointHeader:
+    """Parse and validate a file's header.
+
+    Raises:
+        FormatError: the header cannot be trusted.
+    """
+    fmt = format_of(source.name)
+    if fmt is None:
+        raise FormatError(source.repo_id, source.revision, source.name, "not a safetensors or GGUF file")
+    header: CheckpointHeader = FORMATS[fmt].read_header(source, settings)
+    return header
+
+
+def read_rows(
+    source: ByteSource,
+    header: CheckpointHeader,
+    settings: Settings,
+    role_of: Callable[[str], str],
+    tokens: list[str] | None = None,
+) -> Iterator[TensorRows]:
+    """Yield the planned rows of every tensor, fetched in merged requests, batch by batch.
+
+    Raises:
+        FetchError: a range could not be had.
+        FormatError: bytes do not decode as the header promised.
+    """
+    decode = FORMATS[header.format].decode_rows
+    plans = [(t, plan_rows(t, role_of(t.name), settings, tokens)) for t in header.tensors]
+    for batch in _batches(plans, settings.batch_bytes):
+        spans = [
+            Span(*t.row_span(b.first, b.count), key=(t.name, b.first)) for t, blocks in batch for b in blocks
+        ]
+        data = fetch(source, plan_requests(spans, settings.merge_gap_bytes), settings.fetch_concurrency)
+        for tensor, blocks in batch:
+            yield _decode(source, tensor, blocks, data, decode)
+
+
+def _decode(
+    source: ByteSource,
+    tensor: TensorHeader,
+    blocks: tuple[RowBlock, ...],
+    data: dict[object, bytes],
+    decode: Callable[[TensorHeader, bytes, int], np.ndarray],
+) -> TensorRows:
+    try:
+        parts = [decode(tensor, data[(tensor.name, b.first)], b.count) for b in blocks]
+    except ValueError as exc:
+        raise FormatError(
+            source.repo_id, source.revision, source.name, f"tensor {tensor.name}: {exc}"
+        ) from None
+    rows = row_indices(blocks)
+    return TensorRows(
+        header=tensor,
+        rows=rows,
+        values=np.concatenate(parts) if len(parts) > 1 else parts[0],
+        sampled=len(rows) < tensor.n_rows,
+    )
+
+
+def _batches(
+    plans: list[tuple[TensorHeader, tuple[RowBlock, ...]]], limit: int
+) -> Iterator[list[tuple[TensorHeader, tuple[RowBlock, ...]]]]:
+    """Group tensors in file order so each batch plans at most ``limit`` bytes (one tensor may exceed)."""
+    batch: list[tuple[TensorHeader, tuple[RowBlock, ...]]] = []
+    size = 0
+    for tensor, blocks in sorted(plans, key=lambda p: p[0].start):
+        cost = sum(b.count for b in blocks) * tensor.row_bytes
+        if batch and size + cost > limit:
+            yield batch
+            batch, size = [], 0
+        batch.append((tensor, blocks))
+        size += cost
+    if batch:
+        yield batch

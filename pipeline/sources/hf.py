@@ -1,0 +1,57 @@
+"""The Hugging Face Hub as a source: a model id resolved to a pinned revision with its files and card.
+
+One API call per model (``/api/models/{id}/revision/{rev}?blobs=true``) gives the commit sha,
+every file with its size and LFS sha256, the card metadata and the config summary, so
+``config.json`` is not fetched: each GET of it counts as a download of the model.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+from pipeline.errors import RepoMissing
+from pipeline.http import HubHttp, Where
+from pipeline.sources.refs import FileRef, ModelRef, base_models_from_card, license_from_card
+
+
+def resolve(http: HubHttp, repo_id: str, revision: str = "main") -> ModelRef:
+    """Pin a model to a commit and list its files.
+
+    Raises:
+        RepoMissing, RepoGated, FetchError: the Hub would not tell us.
+    """
+    url = f"{http.endpoint}/api/models/{repo_id}/revision/{quote(revision, safe='')}"
+    info, _ = http.get_json(url, Where(repo_id, revision), params={"blobs": "true"})
+    return model_ref_from_info(info, repo_id)
+
+
+def model_ref_from_info(info: dict[str, Any], repo_id: str | None = None) -> ModelRef:
+    """A ModelRef from a model-info or expanded listing entry.
+
+    Raises:
+        RepoMissing: the entry has no commit sha.
+    """
+    rid = str(info.get("id") or info.get("modelId") or repo_id)
+    sha = info.get("sha")
+    if not sha:
+        raise RepoMissing(rid, None, None, "model info has no commit sha")
+    card = info.get("cardData") or {}
+    files = tuple(_file_ref(s) for s in info.get("siblings") or [] if s.get("rfilename"))
+    return ModelRef(
+        repo_id=rid,
+        revision=str(sha),
+        files=files,
+        source="hub",
+        base_models=base_models_from_card(card),
+        license=license_from_card(card),
+        tags=tuple(t for t in info.get("tags") or [] if isinstance(t, str)),
+        gated=bool(info.get("gated")),
+        config=info.get("config") or {},
+    )
+
+
+def _file_ref(sibling: dict[str, Any]) -> FileRef:
+    lfs = sibling.get("lfs") or {}
+    size = lfs.get("size", sibling.get("size"))
+    return FileRef(name=sibling["rfilename"], size=size, sha256=lfs.get("sha256"))

@@ -1,0 +1,111 @@
+"""DuckDB over the Parquet store: the views of queries/views.sql and the shipped SQL files."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from pipeline.errors import QueryError
+
+QUERIES_DIR = Path(__file__).resolve().parents[2] / "queries"
+_PARAM_DECL = re.compile(r"\$(\w+)\s+([A-Za-z]+(?:\[\])?)(?:\s*=\s*([^,]+))?")
+_PARAM_USE = re.compile(r"\$(\w+)")
+_CASTS = {"DOUBLE": float, "FLOAT": float, "INTEGER": int, "BIGINT": int, "VARCHAR": str, "BOOLEAN": None}
+
+
+@dataclass(frozen=True)
+class SqlFile:
+    """A shipped query: its text, the parameters its header declares, and their defaults."""
+
+    name: str
+    text: str
+    params: dict[str, str]  # name → SQL type
+    defaults: dict[str, Any]
+
+    def used_params(self) -> set[str]:
+        """The $names the statement uses (comments ignored)."""
+        body = "\n".join(line.split("--", 1)[0] for line in self.text.splitlines())
+        return set(_PARAM_USE.findall(body))
+
+
+def load_sql(name_or_path: str | Path) -> SqlFile:
+    """Read a queries/*.sql file (by name or path) and parse its header.
+
+    Raises:
+        QueryError: the file does not exist.
+    """
+    path = Path(name_or_path)
+    if not path.exists():
+        path = QUERIES_DIR / (
+            str(name_or_path) if str(name_or_path).endswith(".sql") else f"{name_or_path}.sql"
+        )
+    if not path.exists():
+        raise QueryError("queries", None, str(name_or_path), "no such query file")
+    text = path.read_text()
+    params: dict[str, str] = {}
+    defaults: dict[str, Any] = {}
+    for line in text.splitlines():
+        if line.startswith("-- params:"):
+            for name, sql_type, default in _PARAM_DECL.findall(line):
+                params[name] = sql_type.upper()
+                if default:
+                    defaults[name] = _parse_default(default.strip(), sql_type.upper())
+    return SqlFile(name=path.name, text=text, params=params, defaults=defaults)
+
+
+def connect(store: Path, database: str = ":memory:") -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection whose relative paths resolve inside the store, with the views created.
+
+    Raises:
+        QueryError: views.sql failed (e.g. the folder is not a store).
+    """
+    con = duckdb.connect(database)
+    con.execute("SET file_search_path = $p", {"p": str(Path(store).resolve())})
+    try:
+        con.execute(load_sql("views").text)
+    except duckdb.Error as exc:
+        raise QueryError("queries", None, "views.sql", f"{store}: {_one_line(exc)}") from None
+    return con
+
+
+def run_sql(
+    con: duckdb.DuckDBPyConnection, sql: SqlFile, params: dict[str, Any] | None = None
+) -> duckdb.DuckDBPyRelation | None:
+    """Run a query file with named parameters (never spliced into the text), defaults filled in.
+
+    Raises:
+        QueryError: a parameter is missing or unknown, or DuckDB rejects the statement.
+    """
+    given = {**sql.defaults, **(params or {})}
+    used = sql.used_params()
+    missing = used - given.keys()
+    if missing:
+        raise QueryError("queries", None, sql.name, f"missing parameters: {', '.join(sorted(missing))}")
+    unknown = (params or {}).keys() - used
+    if unknown:
+        raise QueryError("queries", None, sql.name, f"unknown parameters: {', '.join(sorted(unknown))}")
+    try:
+        return con.sql(sql.text, params={k: v for k, v in given.items() if k in used} or None)
+    except duckdb.Error as exc:
+        raise QueryError("queries", None, sql.name, _one_line(exc)) from None
+
+
+def coerce_param(sql: SqlFile, name: str, raw: str) -> Any:
+    """Convert a command-line value to the declared type of a parameter."""
+    return _parse_default(raw, sql.params.get(name, "VARCHAR"))
+
+
+def _parse_default(raw: str, sql_type: str) -> Any:
+    raw = raw.strip().strip("'\"")
+    if sql_type == "BOOLEAN":
+        return raw.lower() in ("1", "true", "yes")
+    cast = _CASTS.get(sql_type)
+    return cast(raw) if cast else raw
+
+
+def _one_line(exc: Exception) -> str:
+    return " ".join(str(exc).split())

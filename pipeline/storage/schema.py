@@ -1,0 +1,92 @@
+"""The store's tables: one Arrow schema each, versioned so readers can refuse a newer layout."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+SCHEMA_VERSION = 1
+
+_f32_list = pa.list_(pa.float32())
+_i64_list = pa.list_(pa.int64())
+_str_list = pa.list_(pa.string())
+
+MODELS = pa.schema(
+    [
+        ("repo_id", pa.string()),
+        ("revision", pa.string()),
+        ("source", pa.string()),  # "hub", "local"
+        ("endpoint", pa.string()),
+        ("format", pa.string()),  # "safetensors", "gguf"
+        ("files", _str_list),
+        ("architecture", pa.string()),
+        ("model_type", pa.string()),
+        ("layers", pa.int64()),
+        ("hidden", pa.int64()),
+        ("heads", pa.int64()),
+        ("kv_heads", pa.int64()),
+        ("intermediate", pa.int64()),
+        ("experts", pa.int64()),
+        ("vocab", pa.int64()),
+        ("params", pa.int64()),
+        ("dtype", pa.string()),  # the dtype holding most parameters
+        ("base_models", _str_list),  # declared lineage from the model card
+        ("license", pa.string()),
+        ("checkpoint_bytes", pa.int64()),
+        ("bytes_read", pa.int64()),
+        ("requests", pa.int64()),
+        ("tensors", pa.int64()),
+        ("has_tokens", pa.bool_()),
+        ("exact", pa.bool_()),
+        ("seed", pa.int64()),
+        ("seconds", pa.float64()),
+        ("fingerprinted_at", pa.timestamp("us", tz="UTC")),
+        ("hubscan_version", pa.string()),
+        ("schema_version", pa.int32()),
+    ]
+)
+
+TENSORS = pa.schema(
+    [
+        ("repo_id", pa.string()),
+        ("revision", pa.string()),
+        ("file", pa.string()),
+        ("name", pa.string()),
+        ("role", pa.string()),
+        ("layer", pa.int64()),
+        ("expert", pa.int64()),
+        ("kind", pa.string()),
+        ("transposed", pa.bool_()),
+        ("dtype", pa.string()),
+        ("shape", _i64_list),
+        ("numel", pa.int64()),
+        ("sampled", pa.bool_()),
+        ("rows_read", pa.int64()),
+        ("mean", pa.float64()),
+        ("std", pa.float64()),
+        ("rms", pa.float64()),
+        ("absmax", pa.float64()),
+        ("kurtosis", pa.float64()),
+        ("sketch", _f32_list),
+        ("row_idx", _i64_list),
+        ("row_norms", _f32_list),
+        ("col_norms", _f32_list),
+        ("dim_std", _f32_list),
+        ("values", _f32_list),
+        ("tokens", _str_list),
+        ("token_vectors", _f32_list),
+    ]
+)
+
+FAILURES = pa.schema(
+    [
+        ("repo_id", pa.string()),
+        ("revision", pa.string()),
+        ("file", pa.string()),
+        ("category", pa.string()),
+        ("message", pa.string()),
+        ("failed_at", pa.timestamp("us", tz="UTC")),
+        ("hubscan_version", pa.string()),
+    ]
+)
+
+TABLES: dict[str, pa.Schema] = {"models": MODELS, "tensors": TENSORS, "failures": FAILURES}
