@@ -21,15 +21,18 @@ from pipeline.readers.records import RowBlock, TensorHeader
 EMBED_ROLES = frozenset({"embed", "lm_head"})
 
 
-def plan_rows(header: TensorHeader, role: str, settings: Settings) -> tuple[RowBlock, ...]:
+def plan_rows(
+    header: TensorHeader, role: str, settings: Settings, tokens: list[str] | None = None
+) -> tuple[RowBlock, ...]:
     """Row blocks to read for one tensor; every row when exact mode is on or the tensor is small."""
     n = header.n_rows
     if settings.exact or len(header.shape) < 2 or header.nbytes <= settings.whole_tensor_bytes:
         return (RowBlock(0, n),)
     if role in EMBED_ROLES:
-        return _seeded_blocks(
+        blocks = _seeded_blocks(
             n, settings.embed_rows_per_block, settings.embed_blocks, settings.seed, role, header.shape
         )
+        return _merge_blocks(blocks + token_rows(tokens or [], n, settings))
     k = settings.rows_per_block
     if n <= 2 * k:
         return (RowBlock(0, n),)
