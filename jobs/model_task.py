@@ -13,18 +13,17 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from pipeline.model_config import ModelConfig, from_hf_config, infer_from_tensors, merge
-from pipeline.roles import classify
-
 from pipeline.config import Settings
 from pipeline.errors import FetchError, HubscanError
 from pipeline.fingerprints.tensor import fingerprint_tensor
 from pipeline.http import HubHttp, RequestLog, Where
+from pipeline.model_config import ModelConfig, from_hf_config, infer_from_tensors, merge
 from pipeline.readers import checkpoint
 from pipeline.readers.byte_source import ByteSource, LocalFile
 from pipeline.readers.gguf import gguf_config
 from pipeline.readers.records import CheckpointHeader
 from pipeline.readers.remote import RemoteFile
+from pipeline.roles import classify_all
 from pipeline.sources.refs import ModelRef
 from pipeline.sources.weights import select_weight_files
 
@@ -68,10 +67,13 @@ def _fingerprint(ref: ModelRef, settings: Settings, http: HubHttp, outcome: Mode
     sources = [_open(ref, f.name, f.size, http) for f in files]
     headers = [checkpoint.read_header(s, settings) for s in sources]
     tokens = _tokens(ref, headers, http)
+    # Some roles are settled only by the whole checkpoint (Gemma's norms, transposed layouts).
+    all_tensors = [t for h in headers for t in h.tensors]
+    roles = classify_all([t.name for t in all_tensors], {t.name: t.shape for t in all_tensors})
     rows: list[dict[str, Any]] = []
     for source, header in zip(sources, headers, strict=True):
-        for tensor_rows in checkpoint.read_rows(source, header, settings, lambda n: classify(n).role, tokens):
-            fp = fingerprint_tensor(tensor_rows, classify(tensor_rows.header.name), settings, tokens)
+        for tensor_rows in checkpoint.read_rows(source, header, settings, lambda n: roles[n].role, tokens):
+            fp = fingerprint_tensor(tensor_rows, roles[tensor_rows.header.name], settings, tokens)
             rows.append({"repo_id": ref.repo_id, "revision": ref.revision, **fp.as_row()})
     config = _config(ref, headers)
     outcome.tensor_rows = rows

@@ -13,7 +13,7 @@ class RemoteFile:
     def __init__(self, http: HubHttp, repo_id: str, revision: str, name: str, size: int | None) -> None:
         self.http = http
         self.repo_id = repo_id
-        self.revision = revision
+        self.revision: str | None = revision
         self.name = name
         self.url = http.resolve_url(repo_id, revision, name)
         self.stats = ReadStats()

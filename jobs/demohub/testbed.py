@@ -1,0 +1,167 @@
+"""Build the demo hub's folder of repos: real checkpoints, derived variants and bad inputs.
+
+``root/<org>/<name>/`` is repo ``org/name``, the layout ``jobs/fakehub`` serves. Each repo is built
+in ``root/.building/`` and renamed into place when complete, so a repo folder that exists is whole
+and a second run skips it (the fake hub ignores ``.building``: its name is not a valid org).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+
+from jobs.demohub import variants
+from jobs.demohub.badrepos import BAD_REPOS, write_bad_repo
+from jobs.demohub.realmodels import REAL_MODELS, REPO_BUILDERS, fetch_real_models_report
+
+# Bump when a builder's output changes, so a cached testbed from older code is not reused.
+TESTBED_VERSION = 1
+BUILDING = ".building"
+MINILM = "sentence-transformers/all-MiniLM-L6-v2"
+# (repo id, description, builder(src, dst)) for the variants of all-MiniLM-L6-v2.
+MINILM_VARIANTS: list[tuple[str, str, Callable[[Path, Path], object]]] = [
+    (
+        "demohub/all-MiniLM-L6-v2-bf16",
+        f"variant: BF16 cast of {MINILM}; card declares base_model",
+        lambda s, d: variants.cast(s, d, "BF16", base_model=MINILM),
+    ),
+    (
+        "demohub/all-MiniLM-L6-v2-f16",
+        f"variant: F16 cast of {MINILM}; undeclared",
+        lambda s, d: variants.cast(s, d, "F16"),
+    ),
+    (
+        "demohub/all-MiniLM-L6-v2-sharded",
+        f"variant: {MINILM} split into 3 safetensors shards; card declares base_model",
+        lambda s, d: variants.shard(s, d, 3, base_model=MINILM),
+    ),
+    (
+        "demohub/bert-minilm-l6",
+        f"variant: {MINILM} renamed with a 'bert.' prefix; undeclared",
+        lambda s, d: variants.rename(s, d, variants.add_prefix("bert.")),
+    ),
+    (
+        "demohub/all-MiniLM-L6-v2-Q8_0-GGUF",
+        f"variant: GGUF Q8_0 of {MINILM}; card declares base_model",
+        lambda s, d: variants.to_gguf(s, d, "Q8_0", base_model=MINILM),
+    ),
+    (
+        "demohub/minilm-embed-Q4_0-GGUF",
+        f"variant: GGUF Q4_0 of {MINILM}; undeclared",
+        lambda s, d: variants.to_gguf(s, d, "Q4_0"),
+    ),
+    (
+        "demohub/minilm-l6-finetuned",
+        f"variant: {MINILM} plus Gaussian drift of 1% of each tensor's std (seed 0); undeclared",
+        lambda s, d: variants.finetune_like(s, d, 0.01, seed=0),
+    ),
+]
+_REAL_NOTES = {
+    "minilm-l6": "real: F32 safetensors as shipped",
+    "smollm2": "real: GGUF Q4_1 as shipped; unrelated to every BERT here",
+    "minilm-int8": f"real: int8 ONNX copy of {MINILM}, dequantised to F32; undeclared",
+    "paraphrase-l3": "real: F32 from ONNX; 3 layers of MiniLM-L12-H384, a cousin of all-MiniLM-L6-v2",
+    "e5-small": "real: dequantised from Q4_0; unrelated to all-MiniLM-L6-v2 despite equal shapes",
+    "e5-small-pruned": "real: vocabulary-pruned copy of intfloat/multilingual-e5-small "
+    "(47284 rows, identical layers); undeclared",
+}
+
+
+def default_testbed_root(cache: Path) -> Path:
+    """Where the tests keep a built testbed beside the model cache (versioned)."""
+    return cache / f"testbed-v{TESTBED_VERSION}"
+
+
+def build_once(root: Path, repo_id: str, build: Callable[[Path], object]) -> bool:
+    """Build ``root/repo_id`` unless present; True if built now. Partial builds never become visible."""
+    dst = root / repo_id
+    if dst.is_dir():
+        return False
+    tmp = root / BUILDING / repo_id  # same folder name, so cards and GGUF names use the real one
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        build(tmp)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        tmp.rename(dst)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return True
+
+
+def _run_builder(builder: Callable[..., Path], raw: Path, kwargs: dict[str, Path], dst: Path) -> Path:
+    """Call a realmodels builder with its raw folder first, as build_once passes only dst."""
+    return builder(raw, dst, **kwargs)
+
+
+def _bad(kind: str, dst: Path) -> Path:
+    """write_bad_repo with the argument order partial() needs."""
+    return write_bad_repo(dst, kind)
+
+
+def build_real_repos(root: Path, cache: Path) -> tuple[dict[str, str], dict[str, str]]:
+    """Real checkpoints as repos: (repo id -> description, key -> reason it was skipped)."""
+    raws, skipped = fetch_real_models_report(cache, list(REPO_BUILDERS))
+    manifest: dict[str, str] = {}
+    for key, raw in raws.items():
+        spec = REAL_MODELS[key]
+        assert spec.repo_id is not None
+        kwargs: dict[str, Path] = {}
+        if key in ("minilm-int8", "paraphrase-l3") and "minilm-l6" in raws:
+            kwargs["tokenizer_src"] = raws["minilm-l6"]
+        builder = REPO_BUILDERS[key]
+        try:
+            build_once(root, spec.repo_id, partial(_run_builder, builder, raw, kwargs))
+        except (ValueError, OSError) as e:  # a conversion that fails must not take the rest down
+            skipped[key] = f"building {spec.repo_id} failed: {e}"
+            continue
+        manifest[spec.repo_id] = f"{_REAL_NOTES[key]} (from {spec.dist}=={spec.version})"
+    return manifest, skipped
+
+
+def build_testbed(root: Path, cache: Path) -> dict[str, str]:
+    """Build every repo under ``root``, write ``manifest.json``; returns {repo_id: description}."""
+    root.mkdir(parents=True, exist_ok=True)
+    manifest, skipped = build_real_repos(root, cache)
+    src = root / MINILM
+    for repo_id, description, make in MINILM_VARIANTS:
+        if MINILM not in manifest:
+            skipped[repo_id] = f"needs {MINILM}"
+            continue
+        try:
+            build_once(root, repo_id, partial(make, src))
+        except ImportError as e:  # pipeline.readers.gguf_write not there yet
+            skipped[repo_id] = f"GGUF writer unavailable: {e}"
+            continue
+        manifest[repo_id] = description
+    for kind, repo_id in BAD_REPOS.items():
+        build_once(root, repo_id, partial(_bad, kind))
+        manifest[repo_id] = f"bad input: {kind}"
+    shutil.rmtree(root / BUILDING, ignore_errors=True)
+    (root / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    (root / "skipped.json").write_text(json.dumps(skipped, indent=2, sort_keys=True) + "\n")
+    for what, reason in skipped.items():
+        print(f"hubscan demohub: skipped {what}: {reason}", file=sys.stderr)
+    return manifest
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m jobs.demohub.testbed ROOT [CACHE]``: build the demo hub folder."""
+    from jobs.demohub.realmodels import default_cache
+
+    args = sys.argv[1:] if argv is None else argv
+    if not args:
+        print("usage: python -m jobs.demohub.testbed ROOT [CACHE]", file=sys.stderr)
+        return 2
+    cache = Path(args[1]) if len(args) > 1 else default_cache()
+    manifest = build_testbed(Path(args[0]), cache)
+    print(json.dumps(manifest, indent=2, sort_keys=True))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
