@@ -33,10 +33,16 @@ def plan_rows(
             n, settings.embed_rows_per_block, settings.embed_blocks, settings.seed, role, header.shape
         )
         return _merge_blocks(blocks + token_rows(tokens or [], n, settings))
-    k = settings.rows_per_block
-    if n <= 2 * k:
+    k, blocks = settings.rows_per_block, max(2, settings.matrix_blocks)
+    if n <= blocks * k:
         return (RowBlock(0, n),)
-    return (RowBlock(0, k), RowBlock(n - k, k))
+    ends = (RowBlock(0, k), RowBlock(n - k, k))
+    if blocks == 2:
+        return ends
+    # Interior blocks spread the sample over attention heads and neurons, whose rows differ
+    # in scale: more blocks buy std fidelity at one request each (see bench/reading.py).
+    inner = _seeded_blocks(n - 2 * k, k, blocks - 2, settings.seed, role, header.shape)
+    return (ends[0], *(RowBlock(b.first + k, b.count) for b in inner), ends[1])
 
 
 def _seeded_blocks(

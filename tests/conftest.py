@@ -1,0 +1,54 @@
+"""Session fixtures: the testbed of real checkpoints and variants, served by the fake Hub on 127.0.0.1.
+
+HF_ENDPOINT must be set before huggingface_hub is first imported (it reads it at import);
+it points at a closed local port so nothing can ever reach the real Hub, and every test
+passes the fake Hub's URL explicitly.
+"""
+
+import os
+
+os.environ["HF_ENDPOINT"] = "http://127.0.0.1:9"
+os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+from jobs.demohub.realmodels import ModelUnavailable, default_cache, fetch_real_model  # noqa: E402
+from jobs.demohub.testbed import build_testbed  # noqa: E402
+from jobs.fakehub import FakeHub  # noqa: E402
+from pipeline.config import Settings  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def testbed(tmp_path_factory) -> Path:
+    """A folder of HF-layout repos: real checkpoints, derived variants and bad inputs."""
+    cache = default_cache()
+    try:
+        fetch_real_model(cache, "minilm-l6")
+    except ModelUnavailable as exc:
+        pytest.skip(f"real checkpoints unavailable: {exc}")
+    root = tmp_path_factory.mktemp("testbed")
+    build_testbed(root, cache)
+    return root
+
+
+@pytest.fixture(scope="session")
+def _hub_server(testbed):
+    with FakeHub(testbed) as hub:
+        yield hub
+
+
+@pytest.fixture
+def hub(_hub_server) -> FakeHub:
+    """The session's fake Hub, reset (no scripts, empty log) for each test."""
+    _hub_server.reset()
+    yield _hub_server
+    _hub_server.reset()
+
+
+@pytest.fixture
+def settings(hub, tmp_path) -> Settings:
+    """Settings pointed at the fake Hub, with a fresh store and fast retries."""
+    return Settings(endpoint=hub.url, store=tmp_path / "store", backoff_base_s=0.01, backoff_max_s=0.05)

@@ -1,0 +1,91 @@
+"""The same real model read locally, through the fake Hub, sharded and as GGUF gives the same fingerprint."""
+
+import numpy as np
+import pytest
+
+from jobs.model_task import fingerprint_model
+from pipeline.http import HubHttp
+from pipeline.sources import hf
+from pipeline.sources.local import local_model
+
+MINILM = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+def _remote(settings, repo_id):
+    http = HubHttp(settings)
+    out = fingerprint_model(hf.resolve(http, repo_id), settings, http)
+    assert out.ok, out.errors
+    return out
+
+
+def _by_role(out):
+    return {(r["role"], r["layer"], r["kind"]): r for r in out.tensor_rows if r["role"] != "other"}
+
+
+def test_local_and_remote_reads_agree_exactly(testbed, settings):
+    local = fingerprint_model(local_model(testbed / MINILM, MINILM), settings)
+    remote = _remote(settings, MINILM)
+    assert local.ok and len(local.tensor_rows) == len(remote.tensor_rows) == 104
+    a = {r["name"]: r for r in local.tensor_rows}
+    for r in remote.tensor_rows:
+        assert a[r["name"]]["std"] == r["std"]
+        assert a[r["name"]]["sketch"] == r["sketch"]
+    assert remote.model_row["base_models"] == ["nreimers/MiniLM-L6-H384-uncased"]
+    assert remote.model_row["revision"] == hf.resolve(HubHttp(settings), MINILM).revision
+
+
+def test_sharded_copy_gives_the_same_tensors(settings):
+    single = {r["name"]: r for r in _remote(settings, MINILM).tensor_rows}
+    sharded = _remote(settings, "demohub/all-MiniLM-L6-v2-sharded")
+    assert len(set(sharded.model_row["files"])) == 3
+    assert {r["name"] for r in sharded.tensor_rows} == set(single)
+    for r in sharded.tensor_rows:
+        assert r["std"] == pytest.approx(single[r["name"]]["std"], rel=1e-12)
+        assert r["sketch"] == single[r["name"]]["sketch"]
+
+
+@pytest.mark.parametrize("repo,rel", [("demohub/all-MiniLM-L6-v2-Q8_0-GGUF", 2e-3), ("demohub/all-MiniLM-L6-v2-bf16", 5e-3)])
+def test_gguf_and_cast_copies_match_by_role(settings, repo, rel):
+    base = _by_role(_remote(settings, MINILM))
+    other = _by_role(_remote(settings, repo))
+    matched = 0
+    for key, r in other.items():
+        if key not in base or r["shape"] != base[key]["shape"]:
+            continue
+        matched += 1
+        assert r["std"] == pytest.approx(base[key]["std"], rel=rel), key
+        if len(r["sketch"]) > 16 and r["std"] > 0:
+            corr = np.corrcoef(r["sketch"], base[key]["sketch"])[0, 1]
+            assert corr > 0.999, key
+    assert matched >= 90  # every weight and bias of the 6 layers, the embeddings and norms
+
+
+def test_sampled_fingerprints_track_exact_ones(testbed, settings):
+    ref = local_model(testbed / MINILM, MINILM)
+    sampled = {r["name"]: r for r in fingerprint_model(ref, settings).tensor_rows}
+    exact = {r["name"]: r for r in fingerprint_model(ref, settings.with_(exact=True)).tensor_rows}
+    q_names = [n for n, r in exact.items() if r["role"] in ("attn_q", "attn_k", "attn_v", "attn_o") and r["kind"] == "weight"]
+    assert len(q_names) == 24 and all(sampled[n]["sampled"] for n in q_names)
+    e = [exact[n]["std"] for n in q_names]
+    # Head and tail blocks only: cheap in requests, but rows differ in scale between heads.
+    assert np.corrcoef([sampled[n]["std"] for n in q_names], e)[0, 1] >= 0.9
+    # Spread blocks over the matrix and the profile converges on the exact one.
+    dense = {r["name"]: r for r in fingerprint_model(ref, settings.with_(matrix_blocks=32, rows_per_block=2)).tensor_rows}
+    assert np.corrcoef([dense[n]["std"] for n in q_names], e)[0, 1] >= 0.99
+    emb = "embeddings.word_embeddings.weight"
+    assert np.corrcoef(sampled[emb]["dim_std"], exact[emb]["dim_std"])[0, 1] > 0.8
+    # Column norms estimated from spread rows track the exact ones.
+    for n in q_names:
+        assert np.corrcoef(dense[n]["col_norms"], exact[n]["col_norms"])[0, 1] > 0.6, n
+
+
+def test_hub_served_only_header_and_planned_rows(settings, hub):
+    out = _remote(settings, MINILM)
+    weights = [r for r in hub.log.snapshot() if r.filename == "model.safetensors"]
+    size = out.model_row["checkpoint_bytes"]
+    served = sum(r.bytes_sent for r in weights)
+    assert served == out.model_row["bytes_read"]
+    assert served < 0.05 * size
+    assert all(r.range and r.status == 206 for r in weights)
+    # Every request but the model-info call was made while fingerprinting and is counted.
+    assert out.model_row["requests"] == len(hub.log) - 1
