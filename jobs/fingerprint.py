@@ -22,7 +22,7 @@ def run(settings: Settings, targets: list[str], revision: str = "main", force: b
     store = Store(settings.store).init()
     http = HubHttp(settings)
     summary = RunSummary()
-    err = Console(stderr=True)
+    err = Console(stderr=True, soft_wrap=True)
     for target in targets:
         try:
             ref = resolve_target(target, http, revision)

@@ -27,10 +27,11 @@ EMBED_ROWS_PER_BLOCK = 64
 EMBED_BLOCKS = 16
 # Embedding rows whose token string hashes below this fraction are read too: the same
 # tokens are then sampled in every model that has them, whatever their ids, so rows can be
-# aligned by token across vocabularies (1/2000: ~15 rows for 30k tokens, ~64 for 128k).
-TOKEN_SAMPLE_FRACTION = 1 / 2000
-# ...but never fewer than this many token rows (the smallest hashes win).
-MIN_TOKEN_ROWS = 16
+# aligned by token across vocabularies. Each such row costs a request: 1/4000 is ~8 rows
+# for a 32k vocabulary, ~62 for 250k; a vocabulary-pruned copy shares fraction × shared tokens.
+TOKEN_SAMPLE_FRACTION = 1 / 4000
+# Small vocabularies raise the threshold until this many rows are read.
+MIN_TOKEN_ROWS = 8
 # Tensors are fetched and decoded in batches of at most this many planned bytes, so
 # exact mode on a large checkpoint does not hold the whole file in memory.
 BATCH_BYTES = 256 * 1024 * 1024

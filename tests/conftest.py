@@ -11,14 +11,14 @@ os.environ["HF_ENDPOINT"] = "http://127.0.0.1:9"
 os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
-from pathlib import Path  # noqa: E402
+from pathlib import Path
 
-import pytest  # noqa: E402
+import pytest
 
-from jobs.demohub.realmodels import ModelUnavailable, default_cache, fetch_real_model  # noqa: E402
-from jobs.demohub.testbed import build_testbed  # noqa: E402
-from jobs.fakehub import FakeHub  # noqa: E402
-from pipeline.config import Settings  # noqa: E402
+from jobs.demohub.realmodels import ModelUnavailable, default_cache, fetch_real_model
+from jobs.demohub.testbed import build_testbed
+from jobs.fakehub import FakeHub
+from pipeline.config import Settings
 
 
 @pytest.fixture(scope="session")

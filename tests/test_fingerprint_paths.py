@@ -44,7 +44,9 @@ def test_sharded_copy_gives_the_same_tensors(settings):
         assert r["sketch"] == single[r["name"]]["sketch"]
 
 
-@pytest.mark.parametrize("repo,rel", [("demohub/all-MiniLM-L6-v2-Q8_0-GGUF", 2e-3), ("demohub/all-MiniLM-L6-v2-bf16", 5e-3)])
+@pytest.mark.parametrize(
+    "repo,rel", [("demohub/all-MiniLM-L6-v2-Q8_0-GGUF", 2e-3), ("demohub/all-MiniLM-L6-v2-bf16", 5e-3)]
+)
 def test_gguf_and_cast_copies_match_by_role(settings, repo, rel):
     base = _by_role(_remote(settings, MINILM))
     other = _by_role(_remote(settings, repo))
@@ -64,13 +66,20 @@ def test_sampled_fingerprints_track_exact_ones(testbed, settings):
     ref = local_model(testbed / MINILM, MINILM)
     sampled = {r["name"]: r for r in fingerprint_model(ref, settings).tensor_rows}
     exact = {r["name"]: r for r in fingerprint_model(ref, settings.with_(exact=True)).tensor_rows}
-    q_names = [n for n, r in exact.items() if r["role"] in ("attn_q", "attn_k", "attn_v", "attn_o") and r["kind"] == "weight"]
+    q_names = [
+        n
+        for n, r in exact.items()
+        if r["role"] in ("attn_q", "attn_k", "attn_v", "attn_o") and r["kind"] == "weight"
+    ]
     assert len(q_names) == 24 and all(sampled[n]["sampled"] for n in q_names)
     e = [exact[n]["std"] for n in q_names]
     # Head and tail blocks only: cheap in requests, but rows differ in scale between heads.
     assert np.corrcoef([sampled[n]["std"] for n in q_names], e)[0, 1] >= 0.9
     # Spread blocks over the matrix and the profile converges on the exact one.
-    dense = {r["name"]: r for r in fingerprint_model(ref, settings.with_(matrix_blocks=32, rows_per_block=2)).tensor_rows}
+    dense = {
+        r["name"]: r
+        for r in fingerprint_model(ref, settings.with_(matrix_blocks=32, rows_per_block=2)).tensor_rows
+    }
     assert np.corrcoef([dense[n]["std"] for n in q_names], e)[0, 1] >= 0.99
     emb = "embeddings.word_embeddings.weight"
     assert np.corrcoef(sampled[emb]["dim_std"], exact[emb]["dim_std"])[0, 1] > 0.8

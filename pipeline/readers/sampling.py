@@ -29,19 +29,19 @@ def plan_rows(
     if settings.exact or len(header.shape) < 2 or header.nbytes <= settings.whole_tensor_bytes:
         return (RowBlock(0, n),)
     if role in EMBED_ROLES:
-        blocks = _seeded_blocks(
+        spread = _seeded_blocks(
             n, settings.embed_rows_per_block, settings.embed_blocks, settings.seed, role, header.shape
         )
-        return _merge_blocks(blocks + token_rows(tokens or [], n, settings))
-    k, blocks = settings.rows_per_block, max(2, settings.matrix_blocks)
-    if n <= blocks * k:
+        return _merge_blocks(spread + token_rows(tokens or [], n, settings))
+    k, count = settings.rows_per_block, max(2, settings.matrix_blocks)
+    if n <= count * k:
         return (RowBlock(0, n),)
     ends = (RowBlock(0, k), RowBlock(n - k, k))
-    if blocks == 2:
+    if count == 2:
         return ends
     # Interior blocks spread the sample over attention heads and neurons, whose rows differ
     # in scale: more blocks buy std fidelity at one request each (see bench/reading.py).
-    inner = _seeded_blocks(n - 2 * k, k, blocks - 2, settings.seed, role, header.shape)
+    inner = _seeded_blocks(n - 2 * k, k, count - 2, settings.seed, role, header.shape)
     return (ends[0], *(RowBlock(b.first + k, b.count) for b in inner), ends[1])
 
 
@@ -74,9 +74,11 @@ def token_rows(tokens: list[str], n_rows: int, settings: Settings) -> tuple[RowB
     """Rows whose token string hashes lowest: the same tokens in every vocabulary that has them."""
     if not tokens:
         return ()
-    scored = sorted((_token_hash(settings.seed, tok), i) for i, tok in enumerate(tokens[:n_rows]))
-    wanted = max(settings.min_token_rows, int(len(scored) * settings.token_sample_fraction))
-    return tuple(RowBlock(i, 1) for _, i in scored[:wanted])
+    vocab = tokens[:n_rows]
+    # A threshold on the hash, not a count, so two vocabularies pick the same shared tokens.
+    threshold = max(settings.token_sample_fraction, settings.min_token_rows / max(1, len(vocab)))
+    cut = int(threshold * 2**64)
+    return tuple(RowBlock(i, 1) for i, tok in enumerate(vocab) if _token_hash(settings.seed, tok) < cut)
 
 
 def _token_hash(seed: int, token: str) -> int:

@@ -7,6 +7,7 @@ every file with its size and LFS sha256, the card metadata and the config summar
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote
 
@@ -55,3 +56,18 @@ def _file_ref(sibling: dict[str, Any]) -> FileRef:
     lfs = sibling.get("lfs") or {}
     size = lfs.get("size", sibling.get("size"))
     return FileRef(name=sibling["rfilename"], size=size, sha256=lfs.get("sha256"))
+
+
+def list_models(http: HubHttp, params: dict[str, Any] | None = None) -> Iterator[dict[str, Any]]:
+    """Every listing entry, following the ``Link: rel="next"`` pages the Hub returns.
+
+    Raises:
+        FetchError, RateLimited: a page could not be had after retries.
+    """
+    url: str | None = f"{http.endpoint}/api/models"
+    query: dict[str, Any] | None = dict(params or {})
+    while url:
+        page, response = http.get_json(url, Where("<listing>"), params=query)
+        yield from page
+        url = response.links.get("next", {}).get("url")
+        query = None  # the next link carries the cursor and every filter

