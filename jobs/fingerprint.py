@@ -34,7 +34,7 @@ def run(settings: Settings, targets: list[str], revision: str = "main", force: b
             summary.skipped += 1
             err.print(f"skip {ref.repo_id}@{ref.revision[:7]}: already in the store")
             continue
-        record(store, fingerprint_model(ref, settings, http), summary, err)
+        record(store, fingerprint_model(ref, settings, http, known=store), summary, err)
     return summary
 
 
@@ -53,7 +53,7 @@ def resolve_target(target: str, http: HubHttp, revision: str) -> ModelRef:
 def record(store: Store, outcome: ModelOutcome, summary: RunSummary, err: Console) -> None:
     """Write an outcome to the store and count it."""
     if outcome.ok and outcome.model_row is not None:
-        store.write_model(outcome.model_row, outcome.tensor_rows)
+        store.write_model(outcome.model_row, outcome.tensor_rows, outcome.file_rows)
         summary.done += 1
         summary.bytes_read += int(outcome.model_row["bytes_read"])
         summary.requests += int(outcome.model_row["requests"])

@@ -11,7 +11,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Protocol
 
 from pipeline.config import Settings
 from pipeline.errors import FetchError, HubscanError
@@ -24,7 +24,7 @@ from pipeline.readers.gguf import gguf_config
 from pipeline.readers.records import CheckpointHeader
 from pipeline.readers.remote import RemoteFile
 from pipeline.roles import classify_all
-from pipeline.sources.refs import ModelRef
+from pipeline.sources.refs import FileRef, ModelRef
 from pipeline.sources.weights import select_weight_files
 
 # Tokenizer files larger than this are not fetched (token alignment is then skipped).
@@ -40,6 +40,7 @@ class ModelOutcome:
     revision: str
     model_row: dict[str, Any] | None = None
     tensor_rows: list[dict[str, Any]] = field(default_factory=list)
+    file_rows: list[dict[str, Any]] = field(default_factory=list)
     errors: list[HubscanError] = field(default_factory=list)
 
     @property
@@ -48,36 +49,87 @@ class ModelOutcome:
         return self.model_row is not None
 
 
-def fingerprint_model(ref: ModelRef, settings: Settings, http: HubHttp | None = None) -> ModelOutcome:
-    """Fingerprint every weight file of a model; all or nothing, never a partial model."""
+def fingerprint_model(
+    ref: ModelRef, settings: Settings, http: HubHttp | None = None, known: KnownFiles | None = None
+) -> ModelOutcome:
+    """Fingerprint every weight file of a model; all or nothing, never a partial model.
+
+    ``known`` maps content hashes already fingerprinted (under any repo) to their stored
+    rows, so a file seen before is not read again.
+    """
     outcome = ModelOutcome(ref.repo_id, ref.revision)
     # A request log of its own, so the models row counts this model's requests only.
     own = HubHttp(settings, log=RequestLog()) if http is None else http.with_log(RequestLog())
     try:
-        _fingerprint(ref, settings, own, outcome)
+        _fingerprint(ref, settings, own, outcome, known)
     except HubscanError as exc:
         outcome.model_row, outcome.tensor_rows = None, []
         outcome.errors.append(_with_context(exc, ref))
     return outcome
 
 
-def _fingerprint(ref: ModelRef, settings: Settings, http: HubHttp, outcome: ModelOutcome) -> None:
+class KnownFiles(Protocol):
+    """Lookup of weight files already in the store, by LFS sha256."""
+
+    def owners(self, hashes: list[str]) -> dict[str, tuple[str, str]]:
+        """sha256 → (repo_id, revision) for hashes already fingerprinted."""
+        ...
+
+    def rows(self, repo_id: str, revision: str, sha256: str) -> list[dict[str, Any]]:
+        """Stored tensors rows of the file with that hash in that model."""
+        ...
+
+
+def _fingerprint(
+    ref: ModelRef, settings: Settings, http: HubHttp, outcome: ModelOutcome, known: KnownFiles | None
+) -> None:
     started = time.monotonic()
     fmt, files = select_weight_files(ref)
-    sources = [_open(ref, f.name, f.size, http) for f in files]
-    headers = [checkpoint.read_header(s, settings) for s in sources]
-    tokens = _tokens(ref, headers, http)
+    owners = known.owners([f.sha256 for f in files if f.sha256]) if known else {}
+    reused = {f.name: _reuse(known, owners[f.sha256], f, ref) for f in files if f.sha256 in owners and known}
+    sources = [_open(ref, f.name, f.size, http) for f in files if f.name not in reused]
+    headers = [checkpoint.read_header(src, settings) for src in sources]
+    tokens = _tokens(ref, headers, http) if headers else None
     # Some roles are settled only by the whole checkpoint (Gemma's norms, transposed layouts).
-    all_tensors = [t for h in headers for t in h.tensors]
-    roles = classify_all([t.name for t in all_tensors], {t.name: t.shape for t in all_tensors})
-    rows: list[dict[str, Any]] = []
+    shapes = {t.name: t.shape for h in headers for t in h.tensors}
+    shapes.update({str(r["name"]): tuple(r["shape"]) for rows in reused.values() for r in rows})
+    roles = classify_all(list(shapes), shapes)
+    rows = [r for f in files if f.name in reused for r in reused[f.name]]
     for source, header in zip(sources, headers, strict=True):
         for tensor_rows in checkpoint.read_rows(source, header, settings, lambda n: roles[n].role, tokens):
             fp = fingerprint_tensor(tensor_rows, roles[tensor_rows.header.name], settings, tokens)
             rows.append({"repo_id": ref.repo_id, "revision": ref.revision, **fp.as_row()})
-    config = _config(ref, headers)
+    copy_of = _copy_of(owners, files) if len(reused) == len(files) else None
     outcome.tensor_rows = rows
-    outcome.model_row = _model_row(ref, settings, fmt, headers, sources, config, tokens, http, started)
+    outcome.file_rows = [
+        {"sha256": f.sha256, "repo_id": ref.repo_id, "revision": ref.revision, "file": f.name, "size": f.size}
+        for f in files
+        if f.sha256
+    ]
+    outcome.model_row = _model_row(
+        ref, settings, fmt, files, rows, sources, _config(ref, headers, shapes), tokens, http, started
+    )
+    outcome.model_row["copy_of"] = copy_of
+
+
+def _reuse(
+    known: KnownFiles | None, owner: tuple[str, str], f: FileRef, ref: ModelRef
+) -> list[dict[str, Any]]:
+    """Another repo's stored rows for a byte-identical file, relabelled as this model's."""
+    assert known is not None
+    return [
+        {**r, "repo_id": ref.repo_id, "revision": ref.revision, "file": f.name}
+        for r in known.rows(owner[0], owner[1], str(f.sha256))
+    ]
+
+
+def _copy_of(owners: dict[str, tuple[str, str]], files: tuple[FileRef, ...]) -> str | None:
+    """'repo@sha' when every weight file came from one other model, byte for byte."""
+    sources = {owners[str(f.sha256)] for f in files}
+    if len(sources) != 1:
+        return None
+    repo_id, revision = sources.pop()
+    return f"{repo_id}@{revision}"
 
 
 def _open(ref: ModelRef, name: str, size: int | None, http: HubHttp) -> ByteSource:
@@ -123,8 +175,9 @@ def tokens_from_tokenizer_json(raw: bytes) -> list[str] | None:
     return [by_id.get(i, "") for i in range(max(by_id) + 1)]
 
 
-def _config(ref: ModelRef, headers: list[CheckpointHeader]) -> ModelConfig:
-    names = [(t.name, t.shape) for h in headers for t in h.tensors]
+def _config(
+    ref: ModelRef, headers: list[CheckpointHeader], shapes: dict[str, tuple[int, ...]]
+) -> ModelConfig:
     declared = from_hf_config(ref.config) if ref.config else ModelConfig()
     for h in headers:
         if h.format == "gguf":
@@ -141,14 +194,15 @@ def _config(ref: ModelRef, headers: list[CheckpointHeader]) -> ModelConfig:
                     vocab=_int(g.get("vocab_size")),
                 ),
             )
-    return merge(declared, infer_from_tensors(names))
+    return merge(declared, infer_from_tensors(list(shapes.items())))
 
 
 def _model_row(
     ref: ModelRef,
     settings: Settings,
     fmt: str,
-    headers: list[CheckpointHeader],
+    files: tuple[FileRef, ...],
+    rows: list[dict[str, Any]],
     sources: list[ByteSource],
     config: ModelConfig,
     tokens: list[str] | None,
@@ -156,16 +210,16 @@ def _model_row(
     started: float,
 ) -> dict[str, Any]:
     by_dtype: Counter[str] = Counter()
-    for h in headers:
-        for t in h.tensors:
-            by_dtype[t.dtype] += t.numel
+    for r in rows:
+        by_dtype[str(r["dtype"])] += int(r["numel"])
+    local = ref.local_dir is not None
     return {
         "repo_id": ref.repo_id,
         "revision": ref.revision,
         "source": ref.source,
-        "endpoint": settings.endpoint if ref.local_dir is None else str(ref.local_dir),
+        "endpoint": str(ref.local_dir) if local else settings.endpoint,
         "format": fmt,
-        "files": [h.file for h in headers],
+        "files": [f.name for f in files],
         "architecture": config.architecture,
         "model_type": config.model_type,
         "layers": config.n_layers,
@@ -179,12 +233,10 @@ def _model_row(
         "dtype": by_dtype.most_common(1)[0][0] if by_dtype else None,
         "base_models": list(ref.base_models),
         "license": ref.license,
-        "checkpoint_bytes": sum(h.size for h in headers),
+        "checkpoint_bytes": sum(f.size or 0 for f in files) or sum(s.size for s in sources),
         "bytes_read": sum(s.stats.bytes for s in sources),
-        "requests": sum(s.stats.requests for s in sources)
-        if ref.local_dir
-        else sum(http.log.requests.values()),
-        "tensors": sum(len(h.tensors) for h in headers),
+        "requests": sum(s.stats.requests for s in sources) if local else sum(http.log.requests.values()),
+        "tensors": len(rows),
         "has_tokens": tokens is not None,
         "exact": settings.exact,
         "seed": settings.seed,

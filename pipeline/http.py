@@ -13,7 +13,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, Protocol
 
 import httpx2
 from huggingface_hub import get_session
@@ -36,11 +36,25 @@ class Where:
     filename: str | None = None
 
 
+class Budget(Protocol):
+    """A request quota shared by every worker of a sweep (the Hub counts per token or IP)."""
+
+    def acquire(self, bucket: str) -> None:
+        """Block until one request in ``bucket`` ("api" or "resolvers") is allowed."""
+        ...
+
+    def defer(self, seconds: float) -> None:
+        """The server asked for a pause: hold every worker back for ``seconds``."""
+        ...
+
+
 @dataclass
 class RequestLog:
     """Requests made, by Hub quota bucket ("api" or "resolvers"), plus body bytes and retries."""
 
     requests: Counter[str] = field(default_factory=Counter)
+    # The quota the server announced per bucket (RateLimit-Policy): (requests, window seconds).
+    policy: dict[str, tuple[int, int]] = field(default_factory=dict)
     bytes: int = 0
     retries: int = 0
     waited_s: float = 0.0
@@ -84,8 +98,11 @@ def retry_after_seconds(response: httpx2.Response) -> float | None:
 class HubHttp:
     """GETs against one Hub endpoint with the Settings' timeouts, retries and token."""
 
-    def __init__(self, settings: Settings, log: RequestLog | None = None) -> None:
+    def __init__(
+        self, settings: Settings, log: RequestLog | None = None, budget: Budget | None = None
+    ) -> None:
         self.settings = settings
+        self.budget = budget
         self.endpoint = settings.endpoint.rstrip("/")
         self.log = log or RequestLog()
         self._session = get_session()
@@ -96,7 +113,7 @@ class HubHttp:
 
     def with_log(self, log: RequestLog) -> HubHttp:
         """The same client counting into another log (one per model)."""
-        return HubHttp(self.settings, log)
+        return HubHttp(self.settings, log, self.budget)
 
     def resolve_url(self, repo_id: str, revision: str, filename: str) -> str:
         """URL of a file at a pinned revision."""
@@ -115,14 +132,18 @@ class HubHttp:
         s = self.settings
         merged = {**self._headers, **(headers or {})}
         attempt = 0
+        bucket = _bucket(url)
         while True:
+            if self.budget is not None:
+                self.budget.acquire(bucket)
             try:
                 response = self._session.get(
                     url, headers=merged, params=params, timeout=self._timeout, follow_redirects=True
                 )
-                self.log.count(_bucket(url), len(response.content))
+                self.log.count(bucket, len(response.content))
+                self._note_policy(bucket, response)
             except RETRY_EXCEPTIONS as exc:
-                self.log.count(_bucket(url), 0)
+                self.log.count(bucket, 0)
                 if attempt >= s.max_retries:
                     raise FetchError(
                         where.repo_id,
@@ -145,6 +166,8 @@ class HubHttp:
                         f"HTTP {response.status_code}: server asks to wait {wait:.0f}s",
                         response.status_code,
                     )
+                if wait is not None and self.budget is not None:
+                    self.budget.defer(wait)
                 self._sleep(self._backoff(attempt) if wait is None else wait)
                 attempt += 1
                 continue
@@ -189,6 +212,11 @@ class HubHttp:
             raise FetchError(
                 where.repo_id, where.revision, where.filename, f"invalid JSON from {url}: {exc}"
             ) from None
+
+    def _note_policy(self, bucket: str, response: httpx2.Response) -> None:
+        info = parse_ratelimit_headers(response.headers)
+        if info is not None and info.limit and info.window_seconds:
+            self.log.policy[bucket] = (info.limit, info.window_seconds)
 
     def _backoff(self, attempt: int) -> float:
         base = min(self.settings.backoff_max_s, self.settings.backoff_base_s * 2**attempt)

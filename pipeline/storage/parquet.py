@@ -1,9 +1,10 @@
-"""The Parquet store: one file per model revision and table, written atomically.
+"""The Parquet store: one file per model revision and table, on local disk or object storage.
 
 One file per (repo, revision) makes a re-run idempotent: writing the same model again
-replaces its files instead of appending rows, so nothing is counted twice. The
-``models`` file is written last and is the commit marker: views only show tensors of
-models that have it, so a run killed between the two writes leaves nothing half-visible.
+replaces its files instead of appending rows, so nothing is counted twice. The ``models``
+file is written last and is the commit marker: views only show tensors of models that have
+it, so a run killed between the writes leaves nothing half-visible. Locally a file is
+written to a temporary name and renamed; on s3:// or gs:// a single PUT is already atomic.
 """
 
 from __future__ import annotations
@@ -11,23 +12,25 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
-from collections.abc import Sequence
+import uuid
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from pipeline import __version__
 from pipeline.errors import HubscanError
-from pipeline.storage.schema import FAILURES, MODELS, SCHEMA_VERSION, TABLES, TENSORS
+from pipeline.storage.schema import FAILURES, FILES, MODELS, SCHEMA_VERSION, TABLES, TENSORS
 
 MARKER = "_hubscan.json"
 
 
 class StoreError(HubscanError):
-    """The store folder cannot be used (newer schema, not a store)."""
+    """The store cannot be used (newer schema, unreachable location)."""
 
 
 def model_key(repo_id: str, revision: str) -> str:
@@ -38,51 +41,62 @@ def model_key(repo_id: str, revision: str) -> str:
 
 
 class Store:
-    """A folder of Parquet tables: models/, tensors/, failures/."""
+    """Tables models/, tensors/, failures/, files/, sweeps/ under a folder or an s3:// / gs:// prefix."""
 
-    def __init__(self, root: Path) -> None:
-        self.root = Path(root)
+    def __init__(self, root: Path | str) -> None:
+        self.uri = str(root)
+        self.fs, self.base = _filesystem(self.uri)
+        self.local = isinstance(self.fs, pafs.LocalFileSystem)
+
+    @property
+    def root(self) -> Path:
+        """The local folder (DuckDB reads local stores only: its httpfs extension is not bundled)."""
+        return Path(self.base)
 
     def init(self) -> Store:
-        """Create the folders, the schema marker and an empty file per table (so views always bind).
+        """Create the tables, the schema marker and an empty file per table (so views always bind).
 
         Raises:
-            StoreError: the folder holds a store of a newer schema version.
+            StoreError: the store holds a newer schema version.
         """
-        self.root.mkdir(parents=True, exist_ok=True)
-        marker = self.root / MARKER
-        if marker.exists():
-            found = json.loads(marker.read_text()).get("schema_version", 0)
+        self.fs.create_dir(self.base, recursive=True)
+        marker = self._path(MARKER)
+        if self._exists(marker):
+            with self.fs.open_input_stream(marker) as fh:
+                found = json.loads(fh.read()).get("schema_version", 0)
             if found > SCHEMA_VERSION:
                 raise StoreError(
-                    str(self.root), None, MARKER, f"store schema {found} is newer than {SCHEMA_VERSION}"
+                    self.uri, None, MARKER, f"store schema {found} is newer than {SCHEMA_VERSION}"
                 )
         else:
-            _atomic_bytes(
-                marker, json.dumps({"schema_version": SCHEMA_VERSION, "created_by": __version__}).encode()
+            self.write_bytes(
+                MARKER, json.dumps({"schema_version": SCHEMA_VERSION, "created_by": __version__}).encode()
             )
         for name, schema in TABLES.items():
-            folder = self.root / name
-            folder.mkdir(exist_ok=True)
-            empty = folder / "_empty.parquet"
-            if not empty.exists():
-                write_table(empty, schema.empty_table())
+            self.fs.create_dir(self._path(name), recursive=True)
+            if not self._exists(self._path(name, "_empty.parquet")):
+                self.write(f"{name}/_empty.parquet", schema.empty_table())
         return self
 
     def has_model(self, repo_id: str, revision: str) -> bool:
         """True when this revision was fingerprinted (its commit marker exists)."""
-        return (self.root / "models" / f"{model_key(repo_id, revision)}.parquet").exists()
+        return self._exists(self._path("models", f"{model_key(repo_id, revision)}.parquet"))
 
-    def write_model(self, model_row: dict[str, object], tensor_rows: Sequence[dict[str, object]]) -> None:
-        """Write one model's tensors, then its models row (the commit), then clear old failures."""
-        repo_id, revision = str(model_row["repo_id"]), str(model_row["revision"])
-        key = model_key(repo_id, revision)
+    def write_model(
+        self,
+        model_row: dict[str, object],
+        tensor_rows: Sequence[dict[str, object]],
+        file_rows: Sequence[dict[str, object]] = (),
+    ) -> None:
+        """Write one model's tensors and file hashes, then its models row (the commit), then clear old failures."""
+        key = model_key(str(model_row["repo_id"]), str(model_row["revision"]))
         stamped = {**model_row, "hubscan_version": __version__, "schema_version": SCHEMA_VERSION}
-        write_table(
-            self.root / "tensors" / f"{key}.parquet", pa.Table.from_pylist(list(tensor_rows), TENSORS)
-        )
-        write_table(self.root / "models" / f"{key}.parquet", pa.Table.from_pylist([stamped], MODELS))
-        (self.root / "failures" / f"{key}.parquet").unlink(missing_ok=True)
+        self.write(f"tensors/{key}.parquet", pa.Table.from_pylist(list(tensor_rows), TENSORS))
+        self.write(f"files/{key}.parquet", pa.Table.from_pylist(list(file_rows), FILES))
+        self.write(f"models/{key}.parquet", pa.Table.from_pylist([stamped], MODELS))
+        stale = self._path("failures", f"{key}.parquet")
+        if self._exists(stale):
+            self.fs.delete_file(stale)
 
     def write_failures(self, repo_id: str, revision: str, errors: Sequence[HubscanError]) -> None:
         """Record why a model revision could not be fingerprinted (replacing earlier attempts)."""
@@ -100,24 +114,84 @@ class Store:
             for e in errors
         ]
         key = model_key(repo_id, revision or "unknown")
-        write_table(self.root / "failures" / f"{key}.parquet", pa.Table.from_pylist(rows, FAILURES))
+        self.write(f"failures/{key}.parquet", pa.Table.from_pylist(rows, FAILURES))
+
+    def owners(self, hashes: Iterable[str]) -> dict[str, tuple[str, str]]:
+        """For content hashes already fingerprinted: sha256 → (repo_id, revision) of a committed model."""
+        wanted = sorted(set(hashes))
+        if not wanted:
+            return {}
+        files = self.dataset("files").to_table(filter=ds.field("sha256").isin(wanted))
+        owners: dict[str, tuple[str, str]] = {}
+        for row in files.to_pylist():
+            if row["sha256"] not in owners and self.has_model(row["repo_id"], row["revision"]):
+                owners[row["sha256"]] = (row["repo_id"], row["revision"])
+        return owners
+
+    def rows(self, repo_id: str, revision: str, sha256: str) -> list[dict[str, object]]:
+        """The stored tensors rows of the file with that content hash in one model revision."""
+        key = model_key(repo_id, revision)
+        files = pq.read_table(self._path("files", f"{key}.parquet"), filesystem=self.fs).to_pylist()
+        names = {f["file"] for f in files if f["sha256"] == sha256}
+        tensors = pq.read_table(self._path("tensors", f"{key}.parquet"), filesystem=self.fs)
+        return [r for r in tensors.to_pylist() if r["file"] in names]
+
+    def dataset(self, table: str) -> ds.Dataset:
+        """A pyarrow dataset over one table's files (temporary and hidden files excluded)."""
+        return ds.dataset(self._path(table), filesystem=self.fs, format="parquet", schema=TABLES[table])
+
+    def write(self, relative: str, table: pa.Table) -> None:
+        """Write Parquet atomically: temp file + rename locally, one PUT on object storage."""
+        path = self._path(relative)
+        if not self.local:
+            with self.fs.open_output_stream(path) as out:
+                pq.write_table(table, out, compression="zstd")
+            return
+        tmp = f"{os.path.dirname(path)}/.{uuid.uuid4().hex}.tmp"
+        try:
+            pq.write_table(table, tmp, compression="zstd")
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def write_bytes(self, relative: str, data: bytes) -> None:
+        """Write a small non-Parquet file (marker, cursor) atomically."""
+        path = self._path(relative)
+        if not self.local:
+            with self.fs.open_output_stream(path) as out:
+                out.write(data)
+            return
+        tmp = f"{os.path.dirname(path)}/.{uuid.uuid4().hex}.tmp"
+        Path(tmp).write_bytes(data)
+        os.replace(tmp, path)
+
+    def read_bytes(self, relative: str) -> bytes | None:
+        """A small file's bytes, or None when absent."""
+        path = self._path(relative)
+        if not self._exists(path):
+            return None
+        with self.fs.open_input_stream(path) as fh:
+            return bytes(fh.read())
+
+    def _path(self, *parts: str) -> str:
+        return "/".join([self.base.rstrip("/"), *parts])
+
+    def _exists(self, path: str) -> bool:
+        return bool(self.fs.get_file_info(path).type != pafs.FileType.NotFound)
+
+
+def _filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
+    """pyarrow filesystem and base path: s3://, gs:// and other URIs, else a local folder."""
+    if "://" in uri:
+        try:
+            fs, base = pafs.FileSystem.from_uri(uri)
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise StoreError(uri, None, None, f"cannot open store: {exc}") from None
+        return fs, base
+    return pafs.LocalFileSystem(), str(Path(uri).resolve())
 
 
 def write_table(path: Path, table: pa.Table) -> None:
-    """Write Parquet to a temp file in the same folder, then rename: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".tmp")
-    os.close(fd)
-    try:
-        pq.write_table(table, tmp, compression="zstd")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _atomic_bytes(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-    os.replace(tmp, path)
+    """Write one Parquet file atomically to a local path (used outside a Store, e.g. exports)."""
+    Store(path.parent).write(path.name, table)

@@ -30,6 +30,8 @@ MODELS = pa.schema(
         ("params", pa.int64()),
         ("dtype", pa.string()),  # the dtype holding most parameters
         ("base_models", _str_list),  # declared lineage from the model card
+        ("copy_of", pa.string()),  # "repo@sha" whose weight files are byte-identical (nothing read)
+        ("sweep_id", pa.string()),
         ("license", pa.string()),
         ("checkpoint_bytes", pa.int64()),
         ("bytes_read", pa.int64()),
@@ -89,4 +91,47 @@ FAILURES = pa.schema(
     ]
 )
 
-TABLES: dict[str, pa.Schema] = {"models": MODELS, "tensors": TENSORS, "failures": FAILURES}
+# Weight files by content hash (the LFS sha256): a file already fingerprinted under another
+# repo is not read again.
+FILES = pa.schema(
+    [
+        ("sha256", pa.string()),
+        ("repo_id", pa.string()),
+        ("revision", pa.string()),
+        ("file", pa.string()),
+        ("size", pa.int64()),
+    ]
+)
+
+SWEEPS = pa.schema(
+    [
+        ("sweep_id", pa.string()),
+        ("source", pa.string()),
+        ("filters", pa.string()),  # JSON of the listing filters
+        ("started_at", pa.timestamp("us", tz="UTC")),
+        ("ended_at", pa.timestamp("us", tz="UTC")),
+        ("status", pa.string()),  # running, done, interrupted
+        ("listed", pa.int64()),
+        ("done", pa.int64()),
+        ("skipped", pa.int64()),
+        ("copies", pa.int64()),
+        ("failed", pa.int64()),
+        ("requests", pa.int64()),
+        ("api_requests", pa.int64()),
+        ("bytes_read", pa.int64()),
+        ("requests_per_model", pa.float64()),
+        ("bytes_per_model", pa.float64()),
+        ("quota", pa.string()),  # JSON {bucket: [requests, window_s]} as announced by the Hub
+        ("projected_hub_hours", pa.float64()),  # whole-hub sweep under that quota
+        ("hub_models", pa.int64()),  # model count the projection assumes
+        ("hubscan_version", pa.string()),
+    ]
+)
+
+TABLES: dict[str, pa.Schema] = {
+    "models": MODELS,
+    "tensors": TENSORS,
+    "failures": FAILURES,
+    "files": FILES,
+    "sweeps": SWEEPS,
+}
