@@ -21,7 +21,10 @@ app = typer.Typer(
 )
 
 StoreOpt = Annotated[
-    Path | None, typer.Option("--store", help="Store folder (default $HUBSCAN_STORE or ./hubscan-store).")
+    str | None,
+    typer.Option(
+        "--store", help="Store folder or s3://, gs:// prefix (default $HUBSCAN_STORE or ./hubscan-store)."
+    ),
 ]
 FormatOpt = Annotated[str, typer.Option("--format", help="Output format: table, csv or json.")]
 
@@ -43,6 +46,52 @@ def fingerprint(
 
     settings = settings_from_env(store=store, exact=exact or None)
     _finish(_guard(lambda: job.run(settings, targets, revision=revision, force=force)))
+
+
+@app.command()
+def sweep(
+    store: StoreOpt = None,
+    source: Annotated[
+        str,
+        typer.Option(help="hub (HF_ENDPOINT), local:PATH (org/name folders) or cache:PATH (an HF cache)."),
+    ] = "hub",
+    search: Annotated[str | None, typer.Option(help="Hub listing: substring of the repo id.")] = None,
+    author: Annotated[str | None, typer.Option(help="Hub listing: user or organisation.")] = None,
+    tag: Annotated[list[str] | None, typer.Option("--filter", help="Hub listing: tag (repeatable).")] = None,
+    pipeline_tag: Annotated[str | None, typer.Option(help="Hub listing: e.g. text-generation.")] = None,
+    library: Annotated[str | None, typer.Option(help="Hub listing: e.g. transformers, gguf.")] = None,
+    sort: Annotated[
+        str | None, typer.Option(help="downloads, likes, lastModified or createdAt (descending).")
+    ] = None,
+    limit: Annotated[int | None, typer.Option(help="Stop after this many listed models.")] = None,
+    exclude_author: Annotated[
+        list[str] | None, typer.Option(help="Skip repos of this org (repeatable).")
+    ] = None,
+    sweep_id: Annotated[
+        str | None,
+        typer.Option(help="Resume this sweep from its saved listing cursor (default: a new sweep)."),
+    ] = None,
+    plan_only: Annotated[bool, typer.Option("--plan-only", help="List and count; fetch no weights.")] = False,
+    max_in_flight: Annotated[int | None, typer.Option(help="Models fingerprinted concurrently.")] = None,
+    exact: Annotated[
+        bool, typer.Option("--exact", help="Read whole tensors instead of sampled rows.")
+    ] = False,
+) -> None:
+    """Sweep a hub (or local repos) on Ray: fingerprint every revision not yet in the store."""
+    from jobs import sweep as job
+
+    filters = job.ListingFilters(
+        search=search,
+        author=author,
+        tags=tuple(tag or ()),
+        pipeline_tag=pipeline_tag,
+        library=library,
+        sort=sort,
+        limit=limit,
+        exclude_authors=tuple(exclude_author or ()),
+    )
+    settings = settings_from_env(store=store, exact=exact or None, max_in_flight=max_in_flight)
+    _finish(_guard(lambda: job.run(settings, source, filters, sweep_id=sweep_id, plan_only=plan_only)))
 
 
 @app.command()
@@ -69,14 +118,17 @@ def sql(
 def demo(
     store: StoreOpt = None,
     workdir: Annotated[
-        Path | None, typer.Option(help="Where the demo hub is built (default ~/.cache/hubscan/demo).")
+        Path | None, typer.Option(help="Where the demo hub is built (default ~/.cache/hubscan/demo-hub).")
     ] = None,
+    with_bad_repos: Annotated[
+        bool, typer.Option("--with-bad-repos", help="Also sweep the deliberately broken repos.")
+    ] = False,
 ) -> None:
-    """Build a local demo hub from real checkpoints, serve it on 127.0.0.1 and fingerprint it."""
+    """Build a local demo hub from real checkpoints, serve it on 127.0.0.1 and sweep it on local Ray."""
     from jobs import demo as job
 
-    settings = settings_from_env(store=store or Path("hubscan-demo-store"))
-    _finish(_guard(lambda: job.run(settings, workdir)))
+    settings = settings_from_env(store=store or "hubscan-demo-store")
+    _finish(_guard(lambda: job.run(settings, workdir, with_bad_repos)))
 
 
 def _split_param(raw: str) -> tuple[str, str]:

@@ -11,21 +11,20 @@ from pathlib import Path
 
 from rich.console import Console
 
-from jobs import fingerprint
+from jobs import sweep
 from jobs.demohub.realmodels import default_cache
 from jobs.demohub.testbed import build_testbed
 from jobs.fakehub import FakeHub
 from jobs.summary import RunSummary
+from jobs.sweep import ListingFilters
 from pipeline.config import Settings
-from pipeline.http import HubHttp
-from pipeline.sources import hf
 
 # Deliberately broken repos live under this org; the demo shows them only when asked.
 BAD_ORG = "badhub"
 
 
 def run(settings: Settings, workdir: Path | None = None, with_bad_repos: bool = False) -> RunSummary:
-    """Build (once) and serve the demo hub, list it through the Hub API and fingerprint every model."""
+    """Build (once) and serve the demo hub, then sweep it through the Hub API on local Ray."""
     err = Console(stderr=True, soft_wrap=True)
     cache = default_cache()
     root = workdir or cache.parent / "demo-hub"
@@ -34,18 +33,14 @@ def run(settings: Settings, workdir: Path | None = None, with_bad_repos: bool = 
     build_testbed(root, cache)
     with FakeHub(root) as hub:
         demo = settings.with_(endpoint=hub.url)
-        err.print(f"serving it at {hub.url}; fingerprinting into {demo.store}")
-        ids = [
-            m["id"]
-            for m in hf.list_models(HubHttp(demo))
-            if with_bad_repos or not m["id"].startswith(f"{BAD_ORG}/")
-        ]
-        summary = fingerprint.run(demo, ids)
+        err.print(f"serving it at {hub.url}; sweeping it on local Ray into {demo.store}")
+        filters = ListingFilters(exclude_authors=() if with_bad_repos else (BAD_ORG,))
+        summary = sweep.run(demo, "hub", filters)
     _next_steps(err, demo.store)
     return summary
 
 
-def _next_steps(err: Console, store: Path) -> None:
+def _next_steps(err: Console, store: str | Path) -> None:
     err.print(
         "\nTry next:\n"
         f'  hubscan sql "SELECT repo_id, format, layers, hidden, bytes_read, checkpoint_bytes FROM models" --store {store}\n'

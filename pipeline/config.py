@@ -51,6 +51,17 @@ BACKOFF_BASE_S = 1.0
 BACKOFF_MAX_S = 8.0
 # Longest Retry-After we are willing to sleep for one request before calling it rate-limited.
 MAX_RETRY_AFTER_S = 300.0
+# Models in flight at once in a sweep: enough to keep workers busy, few enough that a
+# 100k-model listing never piles up in memory (backpressure).
+MAX_IN_FLIGHT = 16
+# CPUs a fingerprint task reserves: the work is network-bound, so two tasks share a core.
+TASK_CPUS = 0.5
+# Quota assumed until the Hub announces one (anonymous, Hub docs Sept 2025): requests per window.
+QUOTA_API = 500
+QUOTA_RESOLVERS = 3000
+QUOTA_WINDOW_S = 300
+# Public models on the Hub, for the projected duration of a whole-hub sweep (order of magnitude, 2025).
+HUB_MODEL_COUNT = 2_000_000
 # Seed of the deterministic sampling positions; changing it changes every sketch.
 SAMPLE_SEED = 20250704
 # Sketch length cap per matrix (floats kept in the tensors table).
@@ -63,7 +74,7 @@ class Settings:
 
     endpoint: str = DEFAULT_ENDPOINT
     token: str | None = None
-    store: Path = Path("hubscan-store")
+    store: str | Path = "hubscan-store"  # a folder, or s3:// gs:// for object storage
     exact: bool = False
     seed: int = SAMPLE_SEED
     rows_per_block: int = ROWS_PER_BLOCK
@@ -85,6 +96,13 @@ class Settings:
     backoff_max_s: float = BACKOFF_MAX_S
     max_retry_after_s: float = MAX_RETRY_AFTER_S
     sketch_max_values: int = SKETCH_MAX_VALUES
+    max_in_flight: int = MAX_IN_FLIGHT
+    task_cpus: float = TASK_CPUS
+    quota_api: int = QUOTA_API
+    quota_resolvers: int = QUOTA_RESOLVERS
+    quota_window_s: float = QUOTA_WINDOW_S
+    hub_model_count: int = HUB_MODEL_COUNT
+    ray_address: str | None = None
 
     def with_(self, **changes: object) -> Settings:
         """A copy with some fields changed."""
@@ -101,8 +119,10 @@ def settings_from_env(env: Mapping[str, str] | None = None, **overrides: object)
     env = os.environ if env is None else env
     base = Settings(
         endpoint=env.get("HF_ENDPOINT", DEFAULT_ENDPOINT).rstrip("/"),
-        token=env.get("HF_TOKEN") or env.get("HUGGING_FACE_HUB_TOKEN") or None,
-        store=Path(env.get("HUBSCAN_STORE", "hubscan-store")),
+        # Stripped: a token Secret made from a file often ends in a newline, which breaks the header.
+        token=(env.get("HF_TOKEN") or env.get("HUGGING_FACE_HUB_TOKEN") or "").strip() or None,
+        store=env.get("HUBSCAN_STORE", "hubscan-store"),
         exact=env.get("HUBSCAN_EXACT", "") in ("1", "true", "yes"),
+        ray_address=env.get("RAY_ADDRESS") or None,
     )
     return base.with_(**{k: v for k, v in overrides.items() if v is not None})

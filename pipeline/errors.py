@@ -42,6 +42,10 @@ class RepoMissing(SourceError):
     """The repo or revision does not exist (or is private)."""
 
 
+class RevisionMissing(RepoMissing):
+    """The pinned revision is gone (the repo moved on between listing and fetching)."""
+
+
 class RepoGated(SourceError):
     """The repo needs accepted terms or a token we do not have."""
 

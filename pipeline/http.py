@@ -21,7 +21,7 @@ from huggingface_hub.utils import build_hf_headers, parse_ratelimit_headers
 
 from pipeline import __version__
 from pipeline.config import Settings
-from pipeline.errors import FetchError, HubscanError, RateLimited, RepoGated, RepoMissing
+from pipeline.errors import FetchError, HubscanError, RateLimited, RepoGated, RepoMissing, RevisionMissing
 
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 RETRY_EXCEPTIONS = (httpx2.TimeoutException, httpx2.NetworkError, httpx2.RemoteProtocolError)
@@ -234,9 +234,10 @@ class HubHttp:
             return RepoGated(
                 *args, f"gated repo (HTTP {status}): accept its terms or pass a token with access"
             )
-        if code in ("RepoNotFound", "RevisionNotFound") or status == 401:
-            what = "revision not found" if code == "RevisionNotFound" else "repo not found, private or gated"
-            return RepoMissing(*args, f"{what} (HTTP {status})")
+        if code == "RevisionNotFound":
+            return RevisionMissing(*args, f"revision not found (HTTP {status})")
+        if code == "RepoNotFound" or status == 401:
+            return RepoMissing(*args, f"repo not found, private or gated (HTTP {status})")
         if status == 429:
             return RateLimited(*args, f"HTTP 429 after {self.settings.max_retries} retries", status)
         message = response.headers.get("X-Error-Message") or response.reason_phrase

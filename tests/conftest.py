@@ -52,3 +52,13 @@ def hub(_hub_server) -> FakeHub:
 def settings(hub, tmp_path) -> Settings:
     """Settings pointed at the fake Hub, with a fresh store and fast retries."""
     return Settings(endpoint=hub.url, store=tmp_path / "store", backoff_base_s=0.01, backoff_max_s=0.05)
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """One local Ray instance for the whole test session (start-up costs seconds)."""
+    import ray
+
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()

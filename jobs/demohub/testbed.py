@@ -55,6 +55,11 @@ MINILM_VARIANTS: list[tuple[str, str, Callable[[Path, Path], object]]] = [
         lambda s, d: variants.to_gguf(s, d, "Q4_0"),
     ),
     (
+        "demohub/minilm-reupload",
+        f"variant: {MINILM} weights re-uploaded byte for byte; undeclared (an exact copy)",
+        lambda s, d: variants.reupload(s, d),
+    ),
+    (
         "demohub/minilm-l6-finetuned",
         f"variant: {MINILM} plus Gaussian drift of 1% of each tensor's std (seed 0); undeclared",
         lambda s, d: variants.finetune_like(s, d, 0.01, seed=0),

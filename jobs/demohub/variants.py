@@ -8,6 +8,7 @@ for a given seed, so the demo hub and its fingerprints are reproducible.
 from __future__ import annotations
 
 import json
+import shutil
 import zlib
 from collections.abc import Callable
 from pathlib import Path
@@ -209,4 +210,12 @@ def to_gguf(src: Path, dst: Path, qtype: str, base_model: str | None = None) -> 
     derive_repo(src, dst, base_model, f"GGUF {qtype} for llama.cpp.", ["gguf"], RELATION_QUANTIZED, False)
     fname = f"{dst.name.removesuffix('-GGUF').removesuffix(f'-{qtype}')}.{qtype}.gguf"
     write_gguf(dst / fname, tensors, arch, QType.__members__[qtype], meta, _tokens(src))
+    return dst
+
+
+def reupload(src: Path, dst: Path, base_model: str | None = None) -> Path:
+    """The same weight files byte for byte under another repo (a re-upload), with its own card."""
+    derive_repo(src, dst, base_model, "A re-upload of the same weights.")
+    for f in weight_files(src):
+        shutil.copyfile(f, dst / f.name)
     return dst

@@ -58,16 +58,27 @@ def _file_ref(sibling: dict[str, Any]) -> FileRef:
     return FileRef(name=sibling["rfilename"], size=size, sha256=lfs.get("sha256"))
 
 
-def list_models(http: HubHttp, params: dict[str, Any] | None = None) -> Iterator[dict[str, Any]]:
-    """Every listing entry, following the ``Link: rel="next"`` pages the Hub returns.
+def list_pages(
+    http: HubHttp, params: dict[str, Any] | None = None, start_url: str | None = None
+) -> Iterator[tuple[list[dict[str, Any]], str | None]]:
+    """Listing pages as (entries, next page URL), following ``Link: rel="next"``.
+
+    The next URL carries the Hub's opaque cursor and every filter, so a sweep that stores it
+    can resume the listing where it stopped (``start_url``).
 
     Raises:
         FetchError, RateLimited: a page could not be had after retries.
     """
-    url: str | None = f"{http.endpoint}/api/models"
-    query: dict[str, Any] | None = dict(params or {})
+    url: str | None = start_url or f"{http.endpoint}/api/models"
+    query: dict[str, Any] | None = None if start_url else dict(params or {})
     while url:
         page, response = http.get_json(url, Where("<listing>"), params=query)
-        yield from page
         url = response.links.get("next", {}).get("url")
-        query = None  # the next link carries the cursor and every filter
+        query = None  # the next link already carries the cursor and every filter
+        yield list(page), url
+
+
+def list_models(http: HubHttp, params: dict[str, Any] | None = None) -> Iterator[dict[str, Any]]:
+    """Every listing entry, page after page."""
+    for entries, _ in list_pages(http, params):
+        yield from entries

@@ -57,7 +57,7 @@ def load_sql(name_or_path: str | Path) -> SqlFile:
     return SqlFile(name=path.name, text=text, params=params, defaults=defaults)
 
 
-def connect(store: Path, database: str = ":memory:") -> duckdb.DuckDBPyConnection:
+def connect(store: str | Path, database: str = ":memory:") -> duckdb.DuckDBPyConnection:
     """A DuckDB connection whose relative paths resolve inside the store, with the views created.
 
     Raises:

@@ -116,6 +116,15 @@ class Store:
         key = model_key(repo_id, revision or "unknown")
         self.write(f"failures/{key}.parquet", pa.Table.from_pylist(rows, FAILURES))
 
+    def failure_categories(self, repo_id: str, revision: str) -> set[str]:
+        """Categories of the recorded failures of one model revision (empty when none)."""
+        path = self._path("failures", f"{model_key(repo_id, revision)}.parquet")
+        if not self._exists(path):
+            return set()
+        return set(
+            pq.read_table(path, filesystem=self.fs, columns=["category"]).column("category").to_pylist()
+        )
+
     def owners(self, hashes: Iterable[str]) -> dict[str, tuple[str, str]]:
         """For content hashes already fingerprinted: sha256 → (repo_id, revision) of a committed model."""
         wanted = sorted(set(hashes))

@@ -1,0 +1,359 @@
+"""`hubscan sweep`: enumerate a source, fingerprint every new model revision as Ray tasks, resumably.
+
+Ray does the scheduling, retries and fault tolerance; the driver only lists, skips what the
+store already has, keeps at most ``max_in_flight`` tasks outstanding (backpressure, so a
+100k-model listing never piles up in memory), and persists the listing cursor once every
+model of a page is finished, so a stopped sweep resumes where it was.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import uuid
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import ray
+
+from jobs.budget import start_budget
+from jobs.summary import RunSummary
+from jobs.sweep_progress import SweepProgress
+from jobs.sweep_task import Candidate, TaskResult, fingerprint_task
+from pipeline import __version__
+from pipeline.config import Settings
+from pipeline.errors import RepoGated, SourceError
+from pipeline.http import HubHttp
+from pipeline.sources import hf
+from pipeline.sources.hf_cache import cached_models
+from pipeline.sources.local import local_models
+from pipeline.storage.parquet import Store
+from pipeline.storage.schema import SWEEPS
+
+# Failures that the same bytes will always reproduce: a sweep does not fetch such a revision again.
+PERMANENT_FAILURES = frozenset(
+    {"MalformedHeader", "UnsupportedDtype", "UnsafeContent", "FormatError", "FingerprintError", "NoWeights"}
+)
+# Listing fields that let the driver skip stored revisions without an API call per model.
+LISTING_EXPAND = ("sha", "gated", "private")
+
+
+@dataclass(frozen=True)
+class ListingFilters:
+    """The Hub listing filters users expect; None means not filtered."""
+
+    search: str | None = None
+    author: str | None = None
+    tags: tuple[str, ...] = ()
+    pipeline_tag: str | None = None
+    library: str | None = None
+    sort: str | None = None
+    limit: int | None = None
+    exclude_authors: tuple[str, ...] = ()  # applied by the driver: the Hub has no such filter
+
+    def params(self) -> dict[str, Any]:
+        """Query parameters of /api/models."""
+        params: dict[str, Any] = {"expand": list(LISTING_EXPAND)}
+        for key in ("search", "author", "pipeline_tag", "library", "sort"):
+            if getattr(self, key):
+                params[key] = getattr(self, key)
+        if self.sort:
+            params["direction"] = -1
+        if self.tags:
+            params["filter"] = list(self.tags)
+        if self.limit:
+            params["limit"] = min(self.limit, 1000)  # the Hub's page size cap
+        return params
+
+
+@dataclass
+class _Page:
+    """Tasks of one listing page; its next-URL is persisted once all are finished."""
+
+    next_url: str | None
+    outstanding: set[ray.ObjectRef] = field(default_factory=set)
+    listed_all: bool = False
+
+
+@dataclass
+class SweepState:
+    """Counters of one sweep, saved in the sweeps table."""
+
+    sweep_id: str
+    source: str
+    filters: ListingFilters
+    started_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    listed: int = 0
+    done: int = 0
+    copies: int = 0
+    skipped: int = 0
+    failed: int = 0
+    planned: int = 0
+    requests: int = 0
+    api_requests: int = 0
+    bytes_read: int = 0
+    policy: dict[str, tuple[int, int]] = field(default_factory=dict)
+    failures: list[str] = field(default_factory=list)
+
+    def add(self, result: TaskResult) -> None:
+        """Count one finished task."""
+        self.requests += result.requests
+        self.api_requests += result.api_requests
+        self.bytes_read += result.bytes_read
+        self.policy.update(result.policy)
+        if result.status == "failed":
+            self.failed += 1
+            self.failures.append(result.message)
+        elif result.status == "skipped":
+            self.skipped += 1
+        else:
+            self.done += 1
+            self.copies += result.status == "copy"
+
+
+def run(
+    settings: Settings,
+    source: str = "hub",
+    filters: ListingFilters | None = None,
+    sweep_id: str | None = None,
+    plan_only: bool = False,
+) -> RunSummary:
+    """Sweep a source into the store ("hub", "local:PATH" or "cache:PATH").
+
+    Raises:
+        SourceError: the listing could not be had.
+    """
+    store = Store(settings.store).init()
+    state = SweepState(sweep_id or _new_id(), source, filters or ListingFilters())
+    cursor = _load_cursor(store, state.sweep_id)
+    progress = SweepProgress(state, total=state.filters.limit)
+    _save_record(store, state, settings, "running")
+    try:
+        with progress:
+            if plan_only:
+                _plan(store, settings, state, cursor, progress)
+            else:
+                _sweep(store, settings, state, cursor, progress)
+    except KeyboardInterrupt:
+        _save_record(store, state, settings, "interrupted")
+        print(f"interrupted: re-run with --sweep-id {state.sweep_id} to resume", file=sys.stderr)
+        raise
+    _save_record(store, state, settings, "done")
+    progress.summary(_projection(state, settings))
+    return RunSummary(
+        done=state.done,
+        failed=state.failed,
+        skipped=state.skipped,
+        bytes_read=state.bytes_read,
+        requests=state.requests,
+        messages=state.failures,
+    )
+
+
+def _sweep(
+    store: Store, settings: Settings, state: SweepState, cursor: str | None, progress: SweepProgress
+) -> None:
+    _ray_init(settings)
+    quotas = {"api": settings.quota_api, "resolvers": settings.quota_resolvers}
+    budget = start_budget(quotas, settings.quota_window_s)
+    task = fingerprint_task.options(num_cpus=settings.task_cpus)
+    pages: deque[_Page] = deque()
+    owner: dict[ray.ObjectRef, _Page] = {}
+
+    def finish(count: int) -> None:
+        ready, _ = ray.wait(list(owner), num_returns=count)
+        for ref in ready:
+            owner.pop(ref).outstanding.discard(ref)
+            state.add(ray.get(ref))
+            progress.update()
+        _advance_cursor(store, state, pages)
+
+    for page_next, candidates in _candidates(settings, state, cursor):
+        page = _Page(page_next)
+        pages.append(page)
+        for candidate in candidates:
+            state.listed += 1
+            if _skip_or_refuse(store, settings, state, candidate):
+                progress.update()
+                continue
+            ref = task.remote(candidate, settings, budget, state.sweep_id)
+            page.outstanding.add(ref)
+            owner[ref] = page
+            if len(owner) >= settings.max_in_flight:
+                finish(1)
+        page.listed_all = True
+        _advance_cursor(store, state, pages)
+    while owner:
+        finish(1)
+
+
+def _plan(
+    store: Store, settings: Settings, state: SweepState, cursor: str | None, progress: SweepProgress
+) -> None:
+    """List and count what a sweep would fingerprint, without fetching a byte of weights."""
+    for _, candidates in _candidates(settings, state, cursor):
+        for candidate in candidates:
+            state.listed += 1
+            revision = candidate.ref.revision if candidate.ref else candidate.revision
+            if revision and store.has_model(candidate.repo_id, revision):
+                state.skipped += 1
+            else:
+                state.planned += 1
+            progress.update()
+
+
+def _skip_or_refuse(store: Store, settings: Settings, state: SweepState, c: Candidate) -> bool:
+    """True when the candidate needs no task: stored, failing for good, or gated and we have no token."""
+    revision = c.ref.revision if c.ref else c.revision
+    if revision and store.has_model(c.repo_id, revision):
+        state.skipped += 1
+        return True
+    if revision and store.failure_categories(c.repo_id, revision) & PERMANENT_FAILURES:
+        state.skipped += 1  # a new revision is tried again; this one would fail the same way
+        return True
+    if c.gated and not settings.token:
+        # Without a token every file request would answer 401: record it without spending requests.
+        error = RepoGated(
+            c.repo_id, revision, None, "gated repo: pass HF_TOKEN with access to fingerprint it"
+        )
+        store.write_failures(c.repo_id, revision or "unresolved", [error])
+        state.failed += 1
+        state.failures.append(str(error))
+        return True
+    return False
+
+
+def _candidates(
+    settings: Settings, state: SweepState, cursor: str | None
+) -> Iterator[tuple[str | None, list[Candidate]]]:
+    """(next-page URL, candidates) per listing page; local sources come as one page."""
+    limit = state.filters.limit
+    if state.source.startswith(("local:", "cache:")):
+        kind, _, path = state.source.partition(":")
+        refs = local_models(_path(path)) if kind == "local" else cached_models(_path(path))
+        yield None, [Candidate(r.repo_id, r.revision, r) for r in _take(refs, limit)]
+        return
+    if state.source != "hub":
+        raise SourceError(state.source, None, None, "unknown source: use hub, local:PATH or cache:PATH")
+    http = HubHttp(settings)
+    seen = 0
+    for entries, next_url in hf.list_pages(http, state.filters.params(), start_url=cursor):
+        batch = []
+        for entry in entries:
+            if str(entry["id"]).split("/")[0] in state.filters.exclude_authors:
+                continue
+            if limit is not None and seen >= limit:
+                break
+            seen += 1
+            batch.append(_candidate(entry))
+        state.api_requests += 1
+        state.requests += 1
+        yield (None if limit is not None and seen >= limit else next_url), batch
+        if limit is not None and seen >= limit:
+            return
+
+
+def _candidate(entry: dict[str, Any]) -> Candidate:
+    gated = entry.get("gated") not in (None, False, "false")
+    return Candidate(str(entry["id"]), entry.get("sha"), gated=gated)
+
+
+def _advance_cursor(store: Store, state: SweepState, pages: deque[_Page]) -> None:
+    """Persist the listing position past every page whose models are all finished."""
+    moved = False
+    while pages and pages[0].listed_all and not pages[0].outstanding:
+        page = pages.popleft()
+        moved = True
+        cursor = {"next_url": page.next_url, "listed": state.listed}
+    if moved:
+        store.write_bytes(f"sweeps/{state.sweep_id}.cursor.json", json.dumps(cursor).encode())
+
+
+def _load_cursor(store: Store, sweep_id: str) -> str | None:
+    raw = store.read_bytes(f"sweeps/{sweep_id}.cursor.json")
+    return json.loads(raw).get("next_url") if raw else None
+
+
+def _save_record(store: Store, state: SweepState, settings: Settings, status: str) -> None:
+    models = max(1, state.done + state.failed)
+    projection = _projection(state, settings)
+    row = {
+        "sweep_id": state.sweep_id,
+        "source": state.source,
+        "filters": json.dumps(asdict(state.filters)),
+        "started_at": state.started_at,
+        "ended_at": None if status == "running" else datetime.now(timezone.utc),
+        "status": status,
+        "listed": state.listed,
+        "done": state.done,
+        "skipped": state.skipped,
+        "copies": state.copies,
+        "failed": state.failed,
+        "requests": state.requests,
+        "api_requests": state.api_requests,
+        "bytes_read": state.bytes_read,
+        "requests_per_model": state.requests / models,
+        "bytes_per_model": state.bytes_read / models,
+        "quota": json.dumps(projection["quota"]),
+        "projected_hub_hours": projection["hours"],
+        "hub_models": settings.hub_model_count,
+        "hubscan_version": __version__,
+    }
+    # One record per run: a resumed or nightly sweep id keeps the history of every run.
+    run_key = f"{state.sweep_id}-{state.started_at:%Y%m%dT%H%M%S%f}"
+    store.write(f"sweeps/{run_key}.parquet", pa.Table.from_pylist([row], SWEEPS))
+
+
+def _projection(state: SweepState, settings: Settings) -> dict[str, Any]:
+    """Hours a whole-hub sweep would take under the quota the Hub announced (else the anonymous one)."""
+    quota = {
+        "api": state.policy.get("api", (settings.quota_api, int(settings.quota_window_s))),
+        "resolvers": state.policy.get("resolvers", (settings.quota_resolvers, int(settings.quota_window_s))),
+    }
+    models = max(1, state.done + state.failed)
+    per_model = {
+        "api": state.api_requests / models,
+        "resolvers": (state.requests - state.api_requests) / models,
+    }
+    seconds = max(per_model[b] * settings.hub_model_count / q * w for b, (q, w) in quota.items())
+    return {"quota": quota, "per_model": per_model, "hours": seconds / 3600}
+
+
+def _ray_init(settings: Settings) -> None:
+    """Local Ray by default (never a leftover `ray start` cluster); a cluster when RAY_ADDRESS is set."""
+    if ray.is_initialized():
+        return
+    if settings.ray_address is None:
+        # A private local instance: token set-up only matters for a shared cluster.
+        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    ray.init(address=settings.ray_address or "local", include_dashboard=False, log_to_driver=False)
+
+
+def _new_id() -> str:
+    return datetime.now(timezone.utc).strftime("sweep-%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:6]
+
+
+def _take(items: Iterator[Any], limit: int | None) -> list[Any]:
+    out: list[Any] = []
+    for item in items:
+        if limit is not None and len(out) >= limit:
+            break
+        out.append(item)
+    return out
+
+
+def _path(raw: str) -> Path:
+    return Path(raw).expanduser()
+
+
+if __name__ == "__main__":
+    # `ray job submit -- python -m jobs.sweep ...` runs the same command as `hubscan sweep ...`.
+    from jobs.cli import app
+
+    app(["sweep", *sys.argv[1:]])

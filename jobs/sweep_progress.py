@@ -1,0 +1,74 @@
+"""Progress of a sweep on stderr (rich), and the one-screen summary at the end."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+if TYPE_CHECKING:
+    from jobs.sweep import SweepState
+
+
+class SweepProgress:
+    """models done / failed / skipped, bytes read, rate and ETA, redrawn as tasks finish."""
+
+    def __init__(self, state: SweepState, total: int | None) -> None:
+        self.state = state
+        self.console = Console(stderr=True, soft_wrap=True)
+        self.started = time.monotonic()
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            TextColumn("{task.fields[counts]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=self.console,
+            transient=False,
+        )
+        self.task = self.progress.add_task(state.sweep_id, total=total, counts="")
+
+    def __enter__(self) -> SweepProgress:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.update()
+        self.progress.stop()
+
+    def update(self) -> None:
+        """Redraw the counters."""
+        s = self.state
+        finished = s.done + s.failed + s.skipped + s.planned
+        rate = s.done / max(1e-9, (time.monotonic() - self.started) / 60)
+        counts = (
+            f"{s.done} done ({s.copies} copies) · {s.failed} failed · {s.skipped} skipped · "
+            f"{s.bytes_read / 1e6:,.1f} MB · {rate:,.1f} models/min"
+        )
+        self.progress.update(self.task, completed=finished, counts=counts)
+
+    def summary(self, projection: dict[str, Any]) -> None:
+        """One screen: what was covered, what it cost, and what a whole-hub sweep would take."""
+        s = self.state
+        models = max(1, s.done + s.failed)
+        table = Table(title=f"sweep {s.sweep_id} ({s.source})", show_header=False)
+        table.add_row("listed", f"{s.listed:,}")
+        table.add_row("fingerprinted", f"{s.done:,} ({s.copies:,} exact copies, no weights read)")
+        table.add_row("skipped (already stored)", f"{s.skipped:,}")
+        table.add_row("failed", f"{s.failed:,}")
+        if s.planned:
+            table.add_row("would fingerprint (plan only)", f"{s.planned:,}")
+        table.add_row("requests", f"{s.requests:,} ({s.api_requests:,} API)")
+        table.add_row("bytes read", f"{s.bytes_read:,} ({s.bytes_read / models / 1e6:,.2f} MB per model)")
+        per = projection["per_model"]
+        table.add_row("requests per model", f"{per['api']:.1f} API + {per['resolvers']:.1f} file")
+        quota = ", ".join(f"{b} {q}/{w}s" for b, (q, w) in projection["quota"].items())
+        table.add_row("whole-hub sweep", f"{projection['hours']:,.0f} h under quota {quota}")
+        self.console.print(table)
+        for message in s.failures[:10]:
+            self.console.print(f"fail {message}", markup=False, highlight=False)
+        if len(s.failures) > 10:
+            self.console.print(f"… and {len(s.failures) - 10} more in the failures table", markup=False)

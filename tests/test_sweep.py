@@ -1,0 +1,183 @@
+"""Sweeps on real Ray over the fake Hub: every model exactly once, resumable, polite under quota and faults."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import tracemalloc
+
+import duckdb
+import pytest
+
+from jobs import sweep
+from jobs.demohub.badrepos import BAD_REPOS
+from jobs.fakehub import Fault
+from jobs.sweep_task import Candidate, process
+from pipeline.http import HubHttp
+from pipeline.sources import hf
+from pipeline.storage.duckdb import connect
+
+MINILM = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+def _counts(store):
+    con = connect(store)
+    models = con.execute("SELECT count(*), count(DISTINCT (repo_id, revision)) FROM models").fetchone()
+    tensors = con.execute(
+        "SELECT count(*), count(DISTINCT (repo_id, revision, name)) FROM tensors"
+    ).fetchone()
+    return models, tensors
+
+
+def _good_repos(testbed):
+    manifest = json.loads((testbed / "manifest.json").read_text())
+    return sorted(r for r in manifest if not r.startswith("badhub/"))
+
+
+def test_sweep_fingerprints_every_model_once_and_a_rerun_reads_nothing(ray_session, settings, hub, testbed):
+    originals = sweep.run(settings, "hub", sweep.ListingFilters(author="sentence-transformers"))
+    assert originals.done == 2
+    first = sweep.run(settings, "hub")
+    good = _good_repos(testbed)
+    assert first.done + first.skipped == len(good) and first.skipped == 2
+    assert first.failed == len(BAD_REPOS)
+    assert first.exit_code == 3
+    (models, distinct), (tensors, distinct_t) = _counts(settings.store)
+    assert models == distinct == len(good)
+    assert tensors == distinct_t
+    con = connect(settings.store)
+    gated = con.execute("SELECT category FROM failures WHERE repo_id = 'badhub/gated-model'").fetchall()
+    assert gated == [("RepoGated",)]
+    # Gated repos are refused from the listing: not a single request reached them.
+    assert not [r for r in hub.log.snapshot() if r.repo_id == "badhub/gated-model"]
+    # The re-upload's weight file is byte-identical to one already stored: not a byte of it
+    # was read, and it is recorded as an exact copy.
+    read, copy_of = con.execute(
+        "SELECT bytes_read, copy_of FROM models WHERE repo_id = 'demohub/minilm-reupload'"
+    ).fetchone()
+    assert read == 0 and copy_of.startswith(MINILM + "@")
+    assert not [r for r in hub.log.snapshot() if r.repo_id == "demohub/minilm-reupload" and r.filename]
+    reused = con.execute(
+        "SELECT count(*) FROM tensors a JOIN tensors b USING (name) "
+        "WHERE a.repo_id = ? AND b.repo_id = 'demohub/minilm-reupload' AND a.sketch = b.sketch",
+        [MINILM],
+    ).fetchone()
+    assert reused == (104,)
+    hub.log.clear()
+    second = sweep.run(settings, "hub")
+    # Stored models and revisions whose bytes fail for good are skipped; only the gated repo
+    # (a token may come) is refused again, from the listing.
+    assert second.skipped == len(good) + len(BAD_REPOS) - 1 and second.done == 0
+    assert second.failed == 1
+    assert not [r for r in hub.log.snapshot() if r.filename], "a re-run must not fetch any file"
+    assert _counts(settings.store)[0] == (len(good), len(good))
+    record = con.execute(
+        "SELECT count(*), sum(done), max(projected_hub_hours) FROM read_parquet('sweeps/*.parquet')"
+    ).fetchone()
+    assert record[0] == 3 and record[1] == len(good) and record[2] > 0
+
+
+def test_a_listed_revision_that_moved_on_is_fingerprinted_at_its_current_sha(settings):
+    current = hf.resolve(HubHttp(settings), MINILM).revision
+    result = process(Candidate(MINILM, "0" * 40), settings, None, "t")
+    assert result.status == "done" and result.revision == current
+
+
+def test_the_shared_budget_keeps_a_sweep_under_the_server_quota(ray_session, settings, hub):
+    hub.set_quota({"resolvers": 60}, window=2.0)
+    limited = settings.with_(quota_resolvers=60, quota_window_s=2.0)
+    summary = sweep.run(limited, "hub", sweep.ListingFilters(search="all-MiniLM-L6-v2", limit=2))
+    assert summary.done == 2 and summary.failed == 0
+    assert not [r for r in hub.log.snapshot() if r.status == 429]
+
+
+def test_a_429_storm_is_waited_out_and_every_model_lands(ray_session, settings, hub):
+    hub.script("*.safetensors", [Fault(status=429, retry_after=0.2)] * 6 + [503, 502])
+    summary = sweep.run(settings, "hub", sweep.ListingFilters(author="demohub", limit=3))
+    assert (summary.done, summary.failed) == (3, 0)
+    assert hub.pending_steps() == 0
+
+
+def test_listing_100k_models_keeps_memory_flat(settings, hub):
+    hub.synthetic_models = 100_000
+    hub.page_size = 1000
+    tracemalloc.start()
+    summary = sweep.run(settings, "hub", sweep.ListingFilters(search="synthetic"), plan_only=True)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert summary.done == 0
+    con = duckdb.connect()
+    listed = con.execute(
+        f"SELECT listed FROM read_parquet('{settings.store}/sweeps/sweep-*.parquet')"
+    ).fetchone()[0]
+    assert listed == 100_000
+    assert peak < 64 * 2**20, f"peak {peak / 2**20:.1f} MiB"
+
+
+def _driver(settings, sweep_id, extra_env=None):
+    env = {**os.environ, "HF_ENDPOINT": settings.endpoint, "RAY_AUTH_MODE": "disabled", **(extra_env or {})}
+    env.pop("RAY_ADDRESS", None)
+    cmd = [
+        sys.executable,
+        "-m",
+        "jobs.sweep",
+        "--store",
+        str(settings.store),
+        "--sweep-id",
+        sweep_id,
+        "--exclude-author",
+        "badhub",
+        "--max-in-flight",
+        "2",
+    ]
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_a_driver_killed_mid_sweep_resumes_with_nothing_lost_or_doubled(settings, hub, testbed):
+    good = _good_repos(testbed)
+    hub.latency = 0.01  # slow enough that the kill lands mid-sweep
+    proc = _driver(settings, "killed")
+    deadline = time.monotonic() + 120
+    models_dir = settings.store / "models"
+    while time.monotonic() < deadline:
+        done = (
+            [p for p in models_dir.glob("*.parquet") if not p.name.startswith("_")]
+            if models_dir.exists()
+            else []
+        )
+        if len(done) >= 3:
+            break
+        time.sleep(0.2)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    (partial, _), _ = _counts(settings.store)
+    assert 3 <= partial < len(good)
+    hub.latency = 0.0
+    rerun = _driver(settings, "killed")
+    _out, err = rerun.communicate(timeout=300)
+    assert rerun.returncode == 0, err[-2000:]
+    (models, distinct), (tensors, distinct_t) = _counts(settings.store)
+    assert models == distinct == len(good)
+    assert tensors == distinct_t
+
+
+@pytest.mark.timeout(300)
+def test_a_worker_node_killed_mid_sweep_loses_no_model(testbed, tmp_path):
+    script = os.path.join(os.path.dirname(__file__), "cluster_kill_check.py")
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    env.pop("RAY_ADDRESS", None)
+    out = subprocess.run(
+        [sys.executable, script, str(testbed), str(tmp_path / "store")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=280,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    good = _good_repos(testbed)
+    assert result["killed_node"] is True
+    assert result["models"] == result["distinct_models"] == len(good)
+    assert result["tensors"] == result["distinct_tensors"]
