@@ -181,3 +181,42 @@ def test_a_worker_node_killed_mid_sweep_loses_no_model(testbed, tmp_path):
     assert result["killed_node"] is True
     assert result["models"] == result["distinct_models"] == len(good)
     assert result["tensors"] == result["distinct_tensors"]
+
+
+def _cache_repo(cache, repo_id, snapshot, src):
+    """Lay out a repo as huggingface_hub caches it: blobs named by sha256, snapshot symlinks."""
+    import hashlib
+
+    root = cache / f"models--{repo_id.replace('/', '--')}"
+    (root / "blobs").mkdir(parents=True, exist_ok=True)
+    snap = root / "snapshots" / snapshot
+    snap.mkdir(parents=True)
+    for name in ("model.safetensors", "config.json", "tokenizer.json"):
+        data = (src / name).read_bytes()
+        blob = root / "blobs" / hashlib.sha256(data).hexdigest()
+        blob.write_bytes(data)
+        (snap / name).symlink_to(os.path.relpath(blob, snap))
+
+
+def test_sweep_of_a_local_hf_cache_pins_snapshots_and_spots_copies(ray_session, settings, testbed, tmp_path):
+    cache = tmp_path / "hf-cache"
+    _cache_repo(cache, MINILM, "a" * 40, testbed / MINILM)
+    _cache_repo(cache, "someone/minilm-copy", "b" * 40, testbed / MINILM)
+    first = sweep.run(settings, f"cache:{cache}", sweep.ListingFilters(limit=1))
+    assert first.done == 1
+    second = sweep.run(settings, f"cache:{cache}")
+    assert (second.done, second.skipped) == (1, 1)
+    con = connect(settings.store)
+    rows = dict(con.execute("SELECT repo_id, (revision, copy_of, bytes_read) FROM models").fetchall())
+    assert rows[MINILM][0] == "a" * 40
+    assert rows["someone/minilm-copy"] == ("b" * 40, f"{MINILM}@{'a' * 40}", 0)
+
+
+def test_sweep_of_a_local_folder_of_repos(ray_session, settings, testbed, tmp_path):
+    root = tmp_path / "repos"
+    (root / "org").mkdir(parents=True)
+    os.symlink(testbed / "sentence-transformers/paraphrase-MiniLM-L3-v2", root / "org/l3")
+    summary = sweep.run(settings, f"local:{root}")
+    assert summary.done == 1
+    layers = connect(settings.store).execute("SELECT layers FROM models WHERE repo_id = 'org/l3'").fetchone()
+    assert layers == (3,)
