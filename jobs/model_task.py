@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
+from contextlib import ExitStack, closing
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Protocol
@@ -80,36 +81,67 @@ class KnownFiles(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """The weight files of a model and which of them are already fingerprinted elsewhere."""
+
+    fmt: str
+    files: tuple[FileRef, ...]
+    owners: dict[str, tuple[str, str]]
+    reused: dict[str, list[dict[str, Any]]]
+
+
 def _fingerprint(
     ref: ModelRef, settings: Settings, http: HubHttp, outcome: ModelOutcome, known: KnownFiles | None
 ) -> None:
     started = time.monotonic()
+    plan = _plan(ref, known)
+    with ExitStack() as open_files:
+        sources = [
+            open_files.enter_context(closing(_open(ref, f.name, f.size, http)))
+            for f in plan.files
+            if f.name not in plan.reused
+        ]
+        headers = [checkpoint.read_header(src, settings) for src in sources]
+        tokens = _tokens(ref, headers, http) if headers else None
+        rows, shapes = _read_rows(ref, settings, plan, sources, headers, tokens)
+    outcome.tensor_rows = rows
+    outcome.file_rows = [
+        {"sha256": f.sha256, "repo_id": ref.repo_id, "revision": ref.revision, "file": f.name, "size": f.size}
+        for f in plan.files
+        if f.sha256
+    ]
+    row = _model_row(ref, settings, plan, rows, sources, _config(ref, headers, shapes), tokens, http, started)
+    row["copy_of"] = _copy_of(plan.owners, plan.files) if len(plan.reused) == len(plan.files) else None
+    outcome.model_row = row
+
+
+def _plan(ref: ModelRef, known: KnownFiles | None) -> _Plan:
     fmt, files = select_weight_files(ref)
     owners = known.owners([f.sha256 for f in files if f.sha256]) if known else {}
-    reused = {f.name: _reuse(known, owners[f.sha256], f, ref) for f in files if f.sha256 in owners and known}
-    sources = [_open(ref, f.name, f.size, http) for f in files if f.name not in reused]
-    headers = [checkpoint.read_header(src, settings) for src in sources]
-    tokens = _tokens(ref, headers, http) if headers else None
+    reused = {f.name: _reuse(known, owners[f.sha256], f, ref) for f in files if known and f.sha256 in owners}
+    return _Plan(fmt, files, owners, reused)
+
+
+def _read_rows(
+    ref: ModelRef,
+    settings: Settings,
+    plan: _Plan,
+    sources: list[ByteSource],
+    headers: list[CheckpointHeader],
+    tokens: list[str] | None,
+) -> tuple[list[dict[str, Any]], dict[str, tuple[int, ...]]]:
+    """Reused rows plus fingerprints of every file read; roles settled over the whole checkpoint."""
     # Some roles are settled only by the whole checkpoint (Gemma's norms, transposed layouts).
     shapes = {t.name: t.shape for h in headers for t in h.tensors}
-    shapes.update({str(r["name"]): tuple(r["shape"]) for rows in reused.values() for r in rows})
+    shapes.update({str(r["name"]): tuple(r["shape"]) for rows in plan.reused.values() for r in rows})
     roles = classify_all(list(shapes), shapes)
-    rows = [r for f in files if f.name in reused for r in reused[f.name]]
+    rows = [r for f in plan.files if f.name in plan.reused for r in plan.reused[f.name]]
     for source, header in zip(sources, headers, strict=True):
         for tensor_rows in checkpoint.read_rows(source, header, settings, lambda n: roles[n].role, tokens):
             fp = fingerprint_tensor(tensor_rows, roles[tensor_rows.header.name], settings, tokens)
             rows.append({"repo_id": ref.repo_id, "revision": ref.revision, **fp.as_row()})
-    copy_of = _copy_of(owners, files) if len(reused) == len(files) else None
-    outcome.tensor_rows = rows
-    outcome.file_rows = [
-        {"sha256": f.sha256, "repo_id": ref.repo_id, "revision": ref.revision, "file": f.name, "size": f.size}
-        for f in files
-        if f.sha256
-    ]
-    outcome.model_row = _model_row(
-        ref, settings, fmt, files, rows, sources, _config(ref, headers, shapes), tokens, http, started
-    )
-    outcome.model_row["copy_of"] = copy_of
+    return rows, shapes
 
 
 def _reuse(
@@ -200,8 +232,7 @@ def _config(
 def _model_row(
     ref: ModelRef,
     settings: Settings,
-    fmt: str,
-    files: tuple[FileRef, ...],
+    plan: _Plan,
     rows: list[dict[str, Any]],
     sources: list[ByteSource],
     config: ModelConfig,
@@ -218,8 +249,8 @@ def _model_row(
         "revision": ref.revision,
         "source": ref.source,
         "endpoint": str(ref.local_dir) if local else settings.endpoint,
-        "format": fmt,
-        "files": [f.name for f in files],
+        "format": plan.fmt,
+        "files": [f.name for f in plan.files],
         "architecture": config.architecture,
         "model_type": config.model_type,
         "layers": config.n_layers,
@@ -233,7 +264,7 @@ def _model_row(
         "dtype": by_dtype.most_common(1)[0][0] if by_dtype else None,
         "base_models": list(ref.base_models),
         "license": ref.license,
-        "checkpoint_bytes": sum(f.size or 0 for f in files) or sum(s.size for s in sources),
+        "checkpoint_bytes": sum(f.size or 0 for f in plan.files) or sum(s.size for s in sources),
         "bytes_read": sum(s.stats.bytes for s in sources),
         "requests": sum(s.stats.requests for s in sources) if local else sum(http.log.requests.values()),
         "tensors": len(rows),

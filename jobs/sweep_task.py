@@ -58,7 +58,7 @@ def process(candidate: Candidate, settings: Settings, budget: Budget | None, swe
         return _result(candidate.repo_id, revision, "failed", http, error=exc)
     if store.has_model(ref.repo_id, ref.revision):
         return _result(ref.repo_id, ref.revision, "skipped", http)
-    outcome = fingerprint_model(ref, settings, http, known=store)
+    outcome = fingerprint_model(ref, settings, http, known=store if settings.reuse_known_files else None)
     if not outcome.ok or outcome.model_row is None:
         store.write_failures(ref.repo_id, ref.revision, outcome.errors)
         return _result(ref.repo_id, ref.revision, "failed", http, error=outcome.errors[0])

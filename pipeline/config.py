@@ -62,6 +62,9 @@ QUOTA_RESOLVERS = 3000
 QUOTA_WINDOW_S = 300
 # Public models on the Hub, for the projected duration of a whole-hub sweep (order of magnitude, 2025).
 HUB_MODEL_COUNT = 2_000_000
+# Reuse fingerprints of weight files already stored under another repo (matched by LFS
+# sha256). Benchmarks turn it off so replicated repos are really read.
+REUSE_KNOWN_FILES = True
 # Seed of the deterministic sampling positions; changing it changes every sketch.
 SAMPLE_SEED = 20250704
 # Sketch length cap per matrix (floats kept in the tensors table).
@@ -103,6 +106,7 @@ class Settings:
     quota_window_s: float = QUOTA_WINDOW_S
     hub_model_count: int = HUB_MODEL_COUNT
     ray_address: str | None = None
+    reuse_known_files: bool = REUSE_KNOWN_FILES
 
     def with_(self, **changes: object) -> Settings:
         """A copy with some fields changed."""

@@ -83,6 +83,10 @@ def test_sampled_fingerprints_track_exact_ones(testbed, settings):
     assert np.corrcoef([dense[n]["std"] for n in q_names], e)[0, 1] >= 0.99
     emb = "embeddings.word_embeddings.weight"
     assert np.corrcoef(sampled[emb]["dim_std"], exact[emb]["dim_std"])[0, 1] > 0.8
+    # Token rows are the hash-chosen ones only, the same tokens in both modes, with the same values.
+    assert 8 <= len(sampled[emb]["tokens"]) <= 32
+    assert sampled[emb]["tokens"] == exact[emb]["tokens"]
+    assert sampled[emb]["token_vectors"] == exact[emb]["token_vectors"]
     # Column norms estimated from spread rows track the exact ones.
     for n in q_names:
         assert np.corrcoef(dense[n]["col_norms"], exact[n]["col_norms"])[0, 1] > 0.6, n

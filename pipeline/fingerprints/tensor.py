@@ -9,7 +9,7 @@ cousins whose layer matrices are at chance.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 
@@ -17,7 +17,7 @@ from pipeline.config import Settings
 from pipeline.errors import FingerprintError
 from pipeline.fingerprints.stats import moments, nonfinite_count
 from pipeline.readers.records import TensorRows
-from pipeline.readers.sampling import EMBED_ROLES, plan_rows, row_indices
+from pipeline.readers.sampling import EMBED_ROLES, plan_rows, row_indices, token_rows
 from pipeline.roles import TensorRole
 
 # Columns of each token row kept for aligning embeddings by token string.
@@ -55,8 +55,8 @@ class TensorFingerprint:
     token_vectors: list[float]
 
     def as_row(self) -> dict[str, object]:
-        """Plain dict for the Parquet writer."""
-        return asdict(self)
+        """Plain dict for the Parquet writer (shallow: asdict deep-copies every list element)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 def fingerprint_tensor(
@@ -134,10 +134,14 @@ def _token_rows(
     """Token strings of the token-selected rows and those rows at seeded columns."""
     if role not in EMBED_ROLES or not tokens:
         return [], []
-    in_vocab = rows.rows < len(tokens)
-    idx = rows.rows[in_vocab]
+    # Only the rows chosen by token hash: the positional blocks are read for other signals,
+    # and in exact mode every row was read.
+    blocks = token_rows(tokens, rows.header.n_rows, settings)
+    if not blocks:
+        return [], []
+    keep = np.isin(rows.rows, row_indices(blocks)) & (rows.rows < len(tokens))
     cols = _seeded_columns(rows.header.n_cols, TOKEN_VECTOR_COLS, settings.seed, rows.header.shape[-1:])
-    return [tokens[i] for i in idx], rows.values[in_vocab][:, cols].ravel().tolist()
+    return [tokens[i] for i in rows.rows[keep]], rows.values[keep][:, cols].ravel().tolist()
 
 
 def _seeded_columns(n_cols: int, count: int, seed: int, shape: tuple[int, ...]) -> np.ndarray:

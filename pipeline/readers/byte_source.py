@@ -39,6 +39,10 @@ class ByteSource(Protocol):
         """
         ...
 
+    def close(self) -> None:
+        """Release what the source holds (a file descriptor)."""
+        ...
+
 
 class LocalFile:
     """A file on disk; pread keeps concurrent reads from racing on one file offset."""

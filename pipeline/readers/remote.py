@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 from pipeline.errors import FetchError
 from pipeline.http import HubHttp, Where
 from pipeline.readers.byte_source import ReadStats
@@ -17,6 +19,7 @@ class RemoteFile:
         self.name = name
         self.url = http.resolve_url(repo_id, revision, name)
         self.stats = ReadStats()
+        self._lock = threading.Lock()
         self._where = Where(repo_id, revision, name)
         self.size = size if size is not None else self._probe_size()
 
@@ -28,8 +31,12 @@ class RemoteFile:
         """
         end = min(end, self.size)
         data = self.http.get_range(self.url, begin, end, self._where)
-        self.stats.add(len(data))
+        with self._lock:  # ranges are fetched from several threads at once
+            self.stats.add(len(data))
         return data
+
+    def close(self) -> None:
+        """Nothing to release: the HTTP session is shared."""
 
     def _probe_size(self) -> int:
         """File size from a one-byte range request, for listings that did not give it."""
