@@ -22,3 +22,18 @@ SELECT repo_id, revision, role, layer, avg(std) AS std, count(*) AS tensors
 FROM tensors
 WHERE kind = 'weight' AND role IN ('attn_q', 'attn_k', 'attn_v', 'attn_o') AND layer IS NOT NULL
 GROUP BY ALL;
+
+-- Candidate pairs the compute_*_scores.sql files score: by default every pair of models with the
+-- same hidden size (the comparability block). `hubscan flag` redefines this view in its own
+-- connection from compute_candidate_pairs.sql, which buckets large blocks instead (LSH).
+CREATE OR REPLACE VIEW candidates AS
+SELECT a.repo_id AS a_repo_id, a.revision AS a_revision, b.repo_id AS b_repo_id, b.revision AS b_revision,
+       a.hidden, 'exhaustive' AS via
+FROM models AS a
+JOIN models AS b
+  ON a.hidden = b.hidden AND (a.repo_id < b.repo_id OR (a.repo_id = b.repo_id AND a.revision < b.revision));
+
+-- Scored pairs written by `hubscan flag` (one row per candidate pair: every signal, its
+-- background, p/q-values, verdict, declared lineage).
+CREATE OR REPLACE VIEW pairs AS
+SELECT * FROM read_parquet('pairs/*.parquet', union_by_name = true);

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pyarrow as pa
 
+from pipeline.comparison.signals import SIGNALS, signal_columns
+
 SCHEMA_VERSION = 1
 
 _f32_list = pa.list_(pa.float32())
@@ -128,10 +130,60 @@ SWEEPS = pa.schema(
     ]
 )
 
+_layer_match = pa.struct([("a_layer", pa.int64()), ("b_layer", pa.int64()), ("r", pa.float64())])
+_role_match = pa.struct(
+    [("role", pa.string()), ("a_layer", pa.int64()), ("b_layer", pa.int64()), ("r", pa.float64())]
+)
+
+
+def _signal_fields(name: str) -> list[tuple[str, pa.DataType]]:
+    value, n, lo, hi, p = signal_columns(name)
+    return [(value, pa.float64()), (n, pa.int64()), (lo, pa.float64()), (hi, pa.float64()), (p, pa.float64())]
+
+
+# Scored model pairs written by `hubscan flag`, one file replaced per run: every signal with the
+# 5-95 % range unrelated pairs of its block give and its tail probability, the combined p/q-value,
+# the verdict and whether a model card declared the relation.
+PAIRS = pa.schema(
+    [
+        ("a_repo_id", pa.string()),
+        ("a_revision", pa.string()),
+        ("b_repo_id", pa.string()),
+        ("b_revision", pa.string()),
+        ("hidden", pa.int64()),  # the comparability block
+        ("via", pa.string()),  # how the pair became a candidate: exhaustive, lsh, copy_of
+        ("a_layers", pa.int64()),
+        ("b_layers", pa.int64()),
+        ("a_dtype", pa.string()),
+        ("b_dtype", pa.string()),
+        *[f for s in SIGNALS for f in _signal_fields(s)],
+        ("sketch_same", pa.float64()),  # median r of same-index tensors (1 - it is the cast/drift level)
+        ("sketch_identical", pa.float64()),  # fraction of same-index matrices bit-identical
+        ("values_identical", pa.float64()),  # fraction of 1-D tensors (norms, biases) bit-identical
+        ("layer_map", pa.list_(_layer_match)),  # best sketch match per layer of the shallower model
+        ("col_norms_map", pa.list_(_role_match)),  # best col-norm layer pair per role
+        ("signals", pa.int64()),  # decisive signals available
+        ("score", pa.float64()),  # -log10 of the combined p-value
+        ("p", pa.float64()),
+        ("q", pa.float64()),  # Benjamini-Hochberg across the run
+        ("flagged", pa.bool_()),
+        ("verdict", pa.string()),
+        ("reason", pa.string()),
+        ("declared", pa.bool_()),
+        ("declared_how", pa.string()),
+        ("background_pairs", pa.int64()),  # presumed-unrelated pairs of the block behind the backgrounds
+        ("flag_id", pa.string()),
+        ("q_level", pa.float64()),
+        ("flagged_at", pa.timestamp("us", tz="UTC")),
+        ("hubscan_version", pa.string()),
+    ]
+)
+
 TABLES: dict[str, pa.Schema] = {
     "models": MODELS,
     "tensors": TENSORS,
     "failures": FAILURES,
     "files": FILES,
     "sweeps": SWEEPS,
+    "pairs": PAIRS,
 }
