@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, closing
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -102,8 +103,13 @@ def _fingerprint(
             for f in plan.files
             if f.name not in plan.reused
         ]
-        headers = [checkpoint.read_header(src, settings) for src in sources]
-        tokens = _tokens(ref, headers, http) if headers else None
+        # The tokenizer download overlaps the header reads: both are one round trip each.
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            vocab = (
+                pool.submit(_tokenizer_tokens, ref, http) if sources and plan.fmt == "safetensors" else None
+            )
+            headers = [checkpoint.read_header(src, settings) for src in sources]
+            tokens = vocab.result() if vocab else _gguf_tokens(headers)
         rows, shapes = _read_rows(ref, settings, plan, sources, headers, tokens)
     outcome.tensor_rows = rows
     outcome.file_rows = [
@@ -170,12 +176,17 @@ def _open(ref: ModelRef, name: str, size: int | None, http: HubHttp) -> ByteSour
     return RemoteFile(http, ref.repo_id, ref.revision, name, size)
 
 
-def _tokens(ref: ModelRef, headers: list[CheckpointHeader], http: HubHttp) -> list[str] | None:
-    """Token strings by id, from GGUF metadata or tokenizer.json; None when neither is there."""
+def _gguf_tokens(headers: list[CheckpointHeader]) -> list[str] | None:
+    """Token strings by id from GGUF metadata, if a header carries them."""
     for header in headers:
         listed = header.metadata.get("tokenizer.ggml.tokens")
         if isinstance(listed, list):
             return [str(t) for t in listed]
+    return None
+
+
+def _tokenizer_tokens(ref: ModelRef, http: HubHttp) -> list[str] | None:
+    """Token strings by id from the repo's tokenizer.json; None when absent or too large."""
     tok = ref.file("tokenizer.json")
     if tok is None or (tok.size or 0) > MAX_TOKENIZER_BYTES:
         return None

@@ -40,8 +40,9 @@ BATCH_BYTES = 256 * 1024 * 1024
 MERGE_GAP_BYTES = 64 * 1024
 # Tensors this small are read whole (norm gains, biases, tiny matrices).
 WHOLE_TENSOR_BYTES = 64 * 1024
-# Concurrent range requests per file; the Hub's CDN serves ranges in parallel well.
-FETCH_CONCURRENCY = 8
+# Concurrent range requests per file: a layer's requests are independent, so with 50 ms of
+# latency 16 in flight finish a 48-request model in 3 round trips instead of 6.
+FETCH_CONCURRENCY = 16
 # Every request gets a timeout: huggingface_hub's default client has none.
 CONNECT_TIMEOUT_S = 10.0
 READ_TIMEOUT_S = 60.0

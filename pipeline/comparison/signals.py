@@ -19,15 +19,18 @@ class Signal:
     decisive: bool  # enters the combined p-value; False = shown with its background only
     chance_prior: bool  # unrelated models sit at chance (their hidden bases are arbitrary)
     what: str
+    n_counts: str  # what the signal's ``_n`` column counts
 
 
 SIGNAL_TABLE: tuple[Signal, ...] = (
-    Signal("std_profile", False, False, "per-layer std of Q/K/V/O, z-scored over depth, interpolated"),
-    Signal("sketch", True, True, "element-aligned sampled values, best layer match, median"),
-    Signal("gain", True, True, "embedding LayerNorm gain per hidden dimension"),
-    Signal("dim_std", True, True, "word-embedding std per hidden dimension (sampled rows)"),
-    Signal("col_norms", True, True, "input-column norms of q/k/v/up/gate, best layer pair, median over roles"),
-    Signal("tokens", True, True, "embedding rows aligned by token string"),
+    Signal(
+        "std_profile", False, False, "per-layer std of Q/K/V/O, z-scored over depth, interpolated", "layers"
+    ),
+    Signal("sketch", True, True, "element-aligned sampled values, best layer match, median", "tensor pairs"),
+    Signal("gain", True, True, "embedding LayerNorm gain per hidden dimension", "dimensions"),
+    Signal("dim_std", True, True, "word-embedding std per hidden dimension (sampled rows)", "dimensions"),
+    Signal("col_norms", True, True, "input-column norms of q/k/v/up/gate, best layer pair", "roles"),
+    Signal("tokens", True, True, "embedding rows aligned by token string", "shared tokens"),
 )
 SIGNALS: tuple[str, ...] = tuple(s.name for s in SIGNAL_TABLE)
 DECISIVE: tuple[str, ...] = tuple(s.name for s in SIGNAL_TABLE if s.decisive)

@@ -1,0 +1,232 @@
+"""Score candidate pairs: merge the SQL signals, calibrate each against its block, combine, flag, judge.
+
+Pure python over plain rows (the DuckDB side lives in jobs/flag.py), so the same code scores a
+whole sweep and the single pair of ``hubscan compare``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pipeline.comparison import chance
+from pipeline.comparison.calibrate import (
+    BACKGROUND_Z,
+    RELATED_Z,
+    Background,
+    acat,
+    benjamini_hochberg,
+    fit_data_only,
+    fit_shrunk,
+    log_tail,
+    with_range,
+)
+from pipeline.comparison.lineage import declared
+from pipeline.comparison.signals import DECISIVE, signal_columns
+from pipeline.comparison.std_profile import std_profile_r
+from pipeline.comparison.verdicts import verdict
+
+Key = tuple[str, str]  # (repo_id, revision)
+PairKey = tuple[str, str, str, str]
+# The false discovery rate flags are controlled at across one run.
+DEFAULT_Q = 0.01
+# Exported p-values stop here: a double cannot hold a copy's tail probability anyway.
+MIN_P = 1e-300
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What scoring needs of a model besides its tensors."""
+
+    dtype: str | None = None
+    base_models: tuple[str, ...] = ()
+    copy_of: str | None = None  # "repo@revision"
+
+
+@dataclass
+class PairInputs:
+    """Rows of the compute_*.sql files and list_std_profiles.sql, plus the models they name."""
+
+    candidates: list[dict[str, Any]]
+    sketch: list[dict[str, Any]] = field(default_factory=list)
+    dims: list[dict[str, Any]] = field(default_factory=list)
+    tokens: list[dict[str, Any]] = field(default_factory=list)
+    profiles: dict[Key, dict[str, list[float]]] = field(default_factory=dict)
+    models: dict[Key, ModelInfo] = field(default_factory=dict)
+
+
+def pair_key(row: Mapping[str, Any]) -> PairKey:
+    """The (a_repo_id, a_revision, b_repo_id, b_revision) of a row."""
+    return (row["a_repo_id"], row["a_revision"], row["b_repo_id"], row["b_revision"])
+
+
+def score_pairs(
+    inputs: PairInputs,
+    q_level: float = DEFAULT_Q,
+    known_unrelated: Iterable[frozenset[str]] = (),
+    backgrounds: Mapping[tuple[int, str], Background] | None = None,
+) -> list[dict[str, Any]]:
+    """One row per candidate pair with every signal, its background and p-value, q-value and verdict.
+
+    ``known_unrelated`` holds {repo_a, repo_b} sets always counted in the background;
+    ``backgrounds`` fixes the (hidden, signal) backgrounds instead of fitting them (compare).
+    """
+    rows = _merge(inputs)
+    known = set(known_unrelated)
+    for row in rows:
+        _chance_z(row)
+    fitted = dict(backgrounds) if backgrounds is not None else _fit_backgrounds(rows, known)
+    for row in rows:
+        _calibrate(row, fitted)
+    qs = benjamini_hochberg([row["p"] for row in rows])
+    bases = {k[0]: m.base_models for k, m in inputs.models.items()}
+    for row, q in zip(rows, qs, strict=True):
+        row["q"] = q
+        row["q_level"] = q_level
+        row["flagged"] = bool(row["copy_link"] or q <= q_level)
+        row["verdict"], row["reason"] = verdict(row)
+        row["declared"], row["declared_how"] = declared(row["a_repo_id"], row["b_repo_id"], bases)
+    return rows
+
+
+def backgrounds_of(rows: Sequence[Mapping[str, Any]]) -> dict[tuple[int, str], Background]:
+    """The backgrounds a scored run used, to score further pairs (compare) against the same blocks."""
+    return {k: bg for row in rows for k, bg in row.get("_backgrounds", {}).items()}
+
+
+def _merge(inputs: PairInputs) -> list[dict[str, Any]]:
+    """Join the signal tables on the pair key; add the byte-identical copies the store recorded."""
+    by_key: dict[PairKey, dict[str, Any]] = {}
+    for cand in inputs.candidates:
+        by_key.setdefault(pair_key(cand), {**cand, "copy_link": False})
+    for key, info in inputs.models.items():
+        if info.copy_of and "@" in info.copy_of:
+            other = tuple(info.copy_of.rsplit("@", 1))
+            a, b = sorted([key, other])
+            pk = (a[0], a[1], b[0], b[1])
+            if pk not in by_key and other in inputs.models:
+                hidden = next((c["hidden"] for c in inputs.candidates if pair_key(c)[:2] == key), None)
+                by_key[pk] = {"a_repo_id": a[0], "a_revision": a[1], "b_repo_id": b[0], "b_revision": b[1],
+                              "hidden": hidden, "via": "copy_of"}  # fmt: skip
+            by_key[pk]["copy_link"] = True
+    for table in (inputs.sketch, inputs.dims, inputs.tokens):
+        for r in table:
+            if pair_key(r) in by_key:
+                by_key[pair_key(r)].update({k: v for k, v in r.items() if v is not None})
+    rows = list(by_key.values())
+    for row in rows:
+        ka, kb = (row["a_repo_id"], row["a_revision"]), (row["b_repo_id"], row["b_revision"])
+        ma, mb = inputs.models.get(ka, ModelInfo()), inputs.models.get(kb, ModelInfo())
+        row["a_dtype"], row["b_dtype"] = ma.dtype, mb.dtype
+        row["std_profile"], row["std_profile_n"] = std_profile_r(
+            inputs.profiles.get(ka, {}), inputs.profiles.get(kb, {})
+        )
+        # SQL gives vector widths as *_n; the pairs table counts what its n_counts says
+        for s in ("gain", "dim_std", "col_norms"):
+            row[f"{s}_width"] = row.get(f"{s}_width", row.get(f"{s}_n"))
+        row["gain_n"], row["dim_std_n"] = _int(row["gain_width"]), _int(row["dim_std_width"])
+        row["col_norms_n"] = _int(row.get("col_norms_roles"))
+        row["tokens_n"] = row.get("tokens_shared")
+    return rows
+
+
+def _chance_z(row: dict[str, Any]) -> None:
+    """Each decisive signal's chance-level log tail and z (the prior), before any data background."""
+    row["_zc"] = {}
+    for s in DECISIVE:
+        params = _prior_params(s, row)
+        if row.get(s) is None or params is None:
+            continue
+        row["_zc"][s] = chance.z_from_log_p(chance.prior_log_p(s, float(row[s]), *params))
+    row["signals"] = len(row["_zc"])
+
+
+def _prior_params(signal: str, row: Mapping[str, Any]) -> tuple[float, int, int, int] | None:
+    """(n, tries, roles, layers) of a signal's chance null; None when the signal has too few values."""
+    if signal == "sketch":
+        n, roles, layers = row.get("sketch_len"), row.get("sketch_roles"), row.get("sketch_layers")
+        deep = max(row.get("a_layers") or 1, row.get("b_layers") or 1)
+        return None if n is None else (float(n), int(deep), _int(roles) or 1, _int(layers) or 1)
+    if signal == "col_norms":
+        return _maybe(
+            row.get("col_norms_width"), _int(row.get("col_norms_tries")), _int(row.get("col_norms_roles"))
+        )
+    if signal == "tokens":
+        # rows of one model share a mean direction: count one row's width, not every value
+        return _maybe(row.get("tokens_cols"), 1, 1)
+    return _maybe(row.get(f"{signal}_width"), 1, 1)
+
+
+def _maybe(n: Any, tries: int | None, roles: int | None) -> tuple[float, int, int, int] | None:
+    if n is None or float(n) < chance.MIN_VALUES:
+        return None
+    return float(n), tries or 1, roles or 1, 1
+
+
+def _fit_backgrounds(
+    rows: list[dict[str, Any]], known: set[frozenset[str]]
+) -> dict[tuple[int, str], Background]:
+    """Per block and signal, the empirical null from pairs no signal puts beyond RELATED_Z."""
+    blocks: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        blocks[int(row.get("hidden") or 0)].append(row)
+    fitted: dict[tuple[int, str], Background] = {}
+    for hidden, members in blocks.items():
+        unrelated = [
+            r for r in members
+            if not r["copy_link"] and (
+                frozenset((r["a_repo_id"], r["b_repo_id"])) in known
+                or all(z < RELATED_Z for z in r["_zc"].values())
+            )
+        ]  # fmt: skip
+        for s in DECISIVE:
+            bg = fit_shrunk([r["_zc"][s] for r in unrelated if s in r["_zc"]])
+            fitted[(hidden, s)] = with_range(bg, [r[s] for r in unrelated if s in r["_zc"]])
+        profiles = [r["std_profile"] for r in unrelated if r["std_profile"] is not None]
+        data = fit_data_only([chance.fisher_z(v) for v in profiles])
+        if data is not None:
+            fitted[(hidden, "std_profile")] = with_range(data, profiles)
+    return fitted
+
+
+def _calibrate(row: dict[str, Any], fitted: Mapping[tuple[int, str], Background]) -> None:
+    """Per-signal p-values and background ranges against the block's null; combined score and p."""
+    hidden = int(row.get("hidden") or 0)
+    log_ps: list[float] = []
+    row["_backgrounds"] = {}
+    row["background_pairs"] = 0
+    for s in DECISIVE:
+        _, _, lo, hi, p = signal_columns(s)
+        bg = fitted.get((hidden, s))
+        params = _prior_params(s, row)
+        if bg is None or params is None:
+            continue
+        row["_backgrounds"][(hidden, s)] = bg
+        row["background_pairs"] = max(row["background_pairs"], bg.pairs)
+        if bg.lo is not None and bg.hi is not None:
+            row[lo], row[hi] = bg.lo, bg.hi
+        else:
+            row[lo] = chance.value_at_z(s, bg.delta - BACKGROUND_Z * bg.sigma, *params)
+            row[hi] = chance.value_at_z(s, bg.delta + BACKGROUND_Z * bg.sigma, *params)
+        if s in row["_zc"]:
+            lp = log_tail(row["_zc"][s], bg)
+            row[p] = max(MIN_P, math.exp(lp)) if lp > -math.inf else MIN_P
+            log_ps.append(lp)
+    std_bg = fitted.get((hidden, "std_profile"))
+    if std_bg is not None:
+        row["_backgrounds"][(hidden, "std_profile")] = std_bg
+        row["std_profile_bg_lo"] = std_bg.lo
+        row["std_profile_bg_hi"] = std_bg.hi
+        if row["std_profile"] is not None:
+            lp = log_tail(chance.fisher_z(row["std_profile"]), std_bg)
+            row["std_profile_p"] = max(MIN_P, math.exp(lp))
+    log_p = -math.inf if row["copy_link"] else acat(log_ps)
+    row["p"] = max(MIN_P, math.exp(log_p)) if log_p > -math.inf else MIN_P
+    row["score"] = min(300.0, -log_p / math.log(10.0)) if log_p > -math.inf else 300.0
+
+
+def _int(v: Any) -> int | None:
+    return None if v is None else round(float(v))

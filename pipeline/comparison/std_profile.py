@@ -1,0 +1,51 @@
+"""The seed's std-profile correlation: reported next to the decisive signals, never trusted alone."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+# The projections whose per-layer std the original Pangu/Qwen claim compared.
+PROFILE_ROLES = ("attn_q", "attn_k", "attn_v", "attn_o")
+# A profile shorter than this has no shape to correlate (z-scoring 2 points gives ±1).
+MIN_PROFILE_LAYERS = 3
+
+
+def std_profile_r(
+    a: Mapping[str, Sequence[float]], b: Mapping[str, Sequence[float]]
+) -> tuple[float | None, int]:
+    """Mean over Q/K/V/O of the Pearson of depth-z-scored std profiles; the shorter is interpolated.
+
+    Returns (r, layers of the longer profile); r is None when no role has two usable profiles.
+    """
+    rs: list[float] = []
+    depth = 0
+    for role in PROFILE_ROLES:
+        pa_, pb = a.get(role), b.get(role)
+        if pa_ is None or pb is None or min(len(pa_), len(pb)) < MIN_PROFILE_LAYERS:
+            continue
+        x, y = _zscore(np.asarray(pa_, dtype=np.float64)), _zscore(np.asarray(pb, dtype=np.float64))
+        if x is None or y is None:
+            continue
+        # Relative depth 0..1 on both sides, so a 3-layer profile maps onto a 12-layer one.
+        n = max(len(x), len(y))
+        grid = np.linspace(0.0, 1.0, n)
+        xi = np.interp(grid, np.linspace(0.0, 1.0, len(x)), x)
+        yi = np.interp(grid, np.linspace(0.0, 1.0, len(y)), y)
+        r = _pearson(xi, yi)
+        if r is not None:
+            rs.append(r)
+            depth = max(depth, n)
+    return (float(np.mean(rs)) if rs else None), depth
+
+
+def _zscore(v: np.ndarray) -> np.ndarray | None:
+    sd = v.std()
+    return None if sd == 0 or not np.isfinite(sd) else (v - v.mean()) / sd
+
+
+def _pearson(x: np.ndarray, y: np.ndarray) -> float | None:
+    xc, yc = x - x.mean(), y - y.mean()
+    den = float(np.sqrt((xc * xc).sum() * (yc * yc).sum()))
+    return None if den == 0 else float((xc * yc).sum() / den)

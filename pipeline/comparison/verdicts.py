@@ -1,0 +1,110 @@
+"""Verdicts for scored pairs, with every threshold in one table next to the reason for its value."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+EXACT_COPY = "exact copy"
+CAST_COPY = "cast/quantised copy"
+FINE_TUNE = "fine-tune"
+SAME_LINEAGE = "same lineage"
+STRUCTURAL = "structural derivative"
+UNRELATED = "unrelated"
+INSUFFICIENT = "insufficient evidence"
+VERDICTS = (EXACT_COPY, CAST_COPY, FINE_TUNE, SAME_LINEAGE, STRUCTURAL, UNRELATED, INSUFFICIENT)
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """A verdict threshold and why it has that value."""
+
+    value: float
+    reason: str
+
+
+THRESHOLDS: dict[str, Threshold] = {
+    "exact_identical": Threshold(
+        0.999,
+        "fraction of same-index matrices with bit-identical sampled values: re-uploads, renames, "
+        "shards and vocabulary pruning never touch a layer value",
+    ),
+    "cast_max_dev": Threshold(
+        0.02,
+        "largest 1 - r of same-index matrices a quantisation reaches: Q4_0 measured 0.004 here, "
+        "Q4_x keeps cosine >= 0.995 (models.md); beyond it the weights moved",
+    ),
+    "weight_only_values": Threshold(
+        0.9,
+        "fraction of 1-D tensors (norms, biases) bit-identical while matrices differ: weight-only "
+        "quantisation (int8 ONNX, GGUF keep them F32); training moves them",
+    ),
+    "fine_tune_min": Threshold(
+        0.5,
+        "element-aligned r along the layer map: trained-on weights stay far above it, independent "
+        "models sit at chance (~0.01-0.02 for 2048 sampled values)",
+    ),
+    "min_signals": Threshold(
+        2,
+        "decisive signals a relation needs besides a copy-level sketch: one per-dimension signal "
+        "alone cannot tell shared lineage from coincidence",
+    ),
+}
+# 1 - r that rounding to a storage dtype alone produces on trained weights (measured on
+# all-MiniLM-L6 vs its casts: F16 2e-8, BF16 1.4e-6, Q8_0 1.6e-5, Q4_0 4e-3; about 2x margin).
+# A 1 % fine-tune-like drift gives 5e-5: above every band up to Q8_0, inside Q4 noise.
+CAST_DEV_BY_DTYPE: tuple[tuple[str, float], ...] = (
+    ("F16", 1e-6),
+    ("BF16", 1e-5),
+    ("F8", 1e-3),
+    ("Q8", 3e-5),
+    ("Q6", 3e-4),
+    ("Q5", 1e-3),
+    ("Q4", 1e-2),
+    ("IQ4", 1e-2),
+    ("Q3", 2e-2),
+    ("Q2", 2e-2),
+    ("IQ", 2e-2),
+)
+
+
+def cast_band(dtype: str | None) -> float:
+    """1 - r that storing weights in this dtype can explain (0 for F32 and unknown dtypes)."""
+    d = (dtype or "").upper()
+    return max((band for prefix, band in CAST_DEV_BY_DTYPE if d.startswith(prefix)), default=0.0)
+
+
+def verdict(row: Mapping[str, Any]) -> tuple[str, str]:
+    """(verdict, reason) of one scored pair; the row carries the signals and ``flagged``."""
+    if row.get("copy_link"):
+        return EXACT_COPY, "byte-identical weight files (copy_of)"
+    signals = int(row.get("signals") or 0)
+    if not row.get("flagged"):
+        if signals == 0:
+            return INSUFFICIENT, "no decisive signal could be computed (no shared shapes or embeddings)"
+        return UNRELATED, "no combination of signals beats its background at the chosen q"
+    t = THRESHOLDS
+    sketch, same = row.get("sketch"), row.get("sketch_same")
+    same_depth = row.get("a_layers") == row.get("b_layers") and row.get("map_is_identity") is not False
+    if same_depth and same is not None:
+        if (row.get("sketch_identical") or 0.0) >= t["exact_identical"].value:
+            return EXACT_COPY, "every same-index matrix has bit-identical sampled values"
+        dev = 1.0 - same
+        dtype = max((row.get("a_dtype"), row.get("b_dtype")), key=cast_band)
+        if dev <= cast_band(dtype):
+            return CAST_COPY, f"1 - r = {dev:.1e}, within what rounding to {dtype} explains"
+        if (row.get("values_identical") or 0.0) >= t["weight_only_values"].value and dev <= t[
+            "cast_max_dev"
+        ].value:
+            return (
+                CAST_COPY,
+                f"norms and biases bit-identical, matrices at 1 - r = {dev:.1e}: weight-only quantisation",
+            )
+        if sketch is not None and sketch >= t["fine_tune_min"].value:
+            return FINE_TUNE, f"same weights moved by training: element-aligned r = {sketch:.4f}"
+    if sketch is not None and sketch >= t["fine_tune_min"].value:
+        return STRUCTURAL, f"layers copied onto another depth or order: element-aligned r = {sketch:.3f}"
+    if signals < t["min_signals"].value:
+        return INSUFFICIENT, "flagged on a single per-dimension signal"
+    return SAME_LINEAGE, "matrices at chance but per-dimension or token-aligned statistics shared"
