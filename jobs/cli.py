@@ -115,6 +115,77 @@ def sql(
 
 
 @app.command()
+def flag(
+    store: StoreOpt = None,
+    q: Annotated[float, typer.Option("--q", help="False discovery rate the flags control.")] = 0.01,
+    known_unrelated: Annotated[
+        Path | None, typer.Option(help="File of 'repo_a repo_b' lines known unrelated (background).")
+    ] = None,
+    fmt: FormatOpt = "table",
+) -> None:
+    """Score candidate model pairs, calibrate each signal, and write the `pairs` table; prints the flags."""
+    from jobs import flag as job
+
+    if fmt not in FORMATS or not 0 < q < 1:
+        _usage(f"--format must be one of {', '.join(FORMATS)} and 0 < --q < 1")
+    unrelated = job.read_known_unrelated(known_unrelated) if known_unrelated else []
+    settings = settings_from_env(store=store)
+    result = _guard(lambda: job.run(settings, q_level=q, known_unrelated=unrelated))
+    emit(result.flagged_table(), fmt, title=f"flagged pairs (q <= {q})")
+    typer.echo(
+        f"{result.candidates} pairs scored, {result.flagged} flagged ({result.undeclared} undeclared); "
+        f"written to pairs/ as {result.flag_id}",
+        err=True,
+    )
+
+
+@app.command()
+def compare(
+    a: Annotated[str, typer.Argument(help="Model A: Hub repo id, local repo folder, or a stored repo id.")],
+    b: Annotated[str, typer.Argument(help="Model B, the same way.")],
+    store: StoreOpt = None,
+    revision: Annotated[str, typer.Option(help="Branch, tag or commit to pin (Hub repos).")] = "main",
+    fmt: FormatOpt = "table",
+) -> None:
+    """Fingerprint either model if missing and print the evidence table for the pair."""
+    import json
+
+    from jobs import compare as job
+
+    if fmt not in FORMATS:
+        _usage(f"--format must be one of {', '.join(FORMATS)}")
+    settings = settings_from_env(store=store)
+    result = _guard(lambda: job.run(settings, a, b, revision=revision))
+    if fmt == "json":
+        typer.echo(json.dumps(result.as_json(), indent=2, default=str))
+        return
+    emit(result.evidence, fmt, title=f"{result.row['a_repo_id']} vs {result.row['b_repo_id']}")
+    if fmt == "table":
+        typer.echo(result.summary_lines())
+
+
+@app.command()
+def export(
+    output: Annotated[Path, typer.Option("--output", "-o", help="File to write.")],
+    store: StoreOpt = None,
+    fmt: Annotated[str, typer.Option("--format", help="csv, json or parquet.")] = "csv",
+    include_all: Annotated[bool, typer.Option("--all", help="Every scored pair, not only flagged.")] = False,
+    undeclared_only: Annotated[
+        bool, typer.Option("--undeclared-only", help="Only pairs no model card declares.")
+    ] = False,
+    min_score: Annotated[float, typer.Option(help="Only pairs with -log10(p) at least this.")] = 0.0,
+) -> None:
+    """Export suspicious pairs with every signal, its background and provenance columns."""
+    from jobs import export as job
+
+    if fmt not in job.EXPORT_FORMATS:
+        _usage(f"--format must be one of {', '.join(job.EXPORT_FORMATS)}")
+    settings = settings_from_env(store=store)
+    n = _guard(lambda: job.run(settings, fmt, output, include_all, undeclared_only, min_score))
+    typer.echo(f"{n} pairs written to {output}", err=True)
+
+
+@app.command()
 def demo(
     store: StoreOpt = None,
     workdir: Annotated[

@@ -3,56 +3,71 @@
 --          and input-column norms of q/k/v/up/gate (best layer pair per role, median over roles)
 -- params:  (none)
 -- reads:   candidates, tensors   (views.sql)
-WITH keys AS (
-    SELECT a_repo_id AS repo_id, a_revision AS revision FROM candidates
-    UNION
-    SELECT b_repo_id, b_revision FROM candidates
+WITH pairs_ AS MATERIALIZED (
+    -- integer ids: the per-pair steps below carry ids, not four repo/revision strings per row
+    SELECT row_number() OVER () AS pid, a_repo_id, a_revision, b_repo_id, b_revision FROM candidates
+),
+keys AS MATERIALIZED (
+    SELECT row_number() OVER () AS mid, repo_id, revision
+    FROM (SELECT a_repo_id AS repo_id, a_revision AS revision FROM pairs_
+          UNION
+          SELECT b_repo_id, b_revision FROM pairs_)
+),
+cand AS MATERIALIZED (
+    SELECT p.pid, ka.mid AS a_mid, kb.mid AS b_mid
+    FROM pairs_ AS p
+    JOIN keys AS ka ON ka.repo_id = p.a_repo_id AND ka.revision = p.a_revision
+    JOIN keys AS kb ON kb.repo_id = p.b_repo_id AND kb.revision = p.b_revision
 ),
 raw AS (
-    SELECT repo_id, revision, 'gain' AS signal, role, -1 AS layer, false AS transposed, "values" AS v
-    FROM tensors SEMI JOIN keys USING (repo_id, revision)
-    WHERE kind = 'weight' AND role = 'embed_norm'
+    SELECT k.mid, 'gain' AS signal, t.role, -1 AS layer, false AS transposed, t."values" AS v
+    FROM keys AS k JOIN tensors AS t USING (repo_id, revision)
+    WHERE t.kind = 'weight' AND t.role = 'embed_norm'
     UNION ALL
-    SELECT repo_id, revision, 'dim_std', role, -1, false, dim_std
-    FROM tensors SEMI JOIN keys USING (repo_id, revision)
-    WHERE kind = 'weight' AND role = 'embed'
+    SELECT k.mid, 'dim_std', t.role, -1, false, t.dim_std
+    FROM keys AS k JOIN tensors AS t USING (repo_id, revision)
+    WHERE t.kind = 'weight' AND t.role = 'embed'
     UNION ALL
-    SELECT repo_id, revision, 'col_norms', role, layer, transposed, col_norms
-    FROM tensors SEMI JOIN keys USING (repo_id, revision)
-    WHERE kind = 'weight' AND role IN ('attn_q', 'attn_k', 'attn_v', 'mlp_up', 'mlp_gate') AND layer IS NOT NULL
+    SELECT k.mid, 'col_norms', t.role, t.layer, t.transposed, t.col_norms
+    FROM keys AS k JOIN tensors AS t USING (repo_id, revision)
+    WHERE t.kind = 'weight' AND t.role IN ('attn_q', 'attn_k', 'attn_v', 'mlp_up', 'mlp_gate')
+      AND t.layer IS NOT NULL
 ),
-vecs AS (
-    -- centred once: Pearson is the cosine of centred lists
-    SELECT repo_id, revision, signal, role, layer, transposed, list_transform(v, lambda x: x - mu) AS c
+vecs AS MATERIALIZED (
+    -- centred once (Pearson is the cosine of centred lists); FLOAT halves what the joins carry
+    SELECT mid, signal, role, layer, transposed, list_transform(v, lambda x: x - mu)::FLOAT[] AS c
     FROM (SELECT *, list_avg(v) AS mu FROM raw WHERE len(v) >= 8)
 ),
 r AS (
-    SELECT c.a_repo_id, c.a_revision, c.b_repo_id, c.b_revision, a.signal, a.role,
-           a.layer AS la, b.layer AS lb, len(a.c) AS n,
+    SELECT p.pid, a.signal, a.role, a.layer AS la, b.layer AS lb, len(a.c) AS n,
            nullif(list_cosine_similarity(a.c, b.c), 'NaN'::DOUBLE) AS r
-    FROM candidates AS c
-    JOIN vecs AS a ON a.repo_id = c.a_repo_id AND a.revision = c.a_revision
-    JOIN vecs AS b ON b.repo_id = c.b_repo_id AND b.revision = c.b_revision
+    FROM cand AS p
+    JOIN vecs AS a ON a.mid = p.a_mid
+    JOIN vecs AS b ON b.mid = p.b_mid
         AND b.signal = a.signal AND b.role = a.role AND b.transposed = a.transposed AND len(b.c) = len(a.c)
 ),
 per_role AS (
     -- the best layer pair of each role (one row for gain and dim_std)
-    SELECT a_repo_id, a_revision, b_repo_id, b_revision, signal, role,
-           max(r) AS r, arg_max(la, r) AS la, arg_max(lb, r) AS lb,
-           count(r) AS tries, median(n) AS n
+    SELECT pid, signal, role, max(r) AS r, arg_max(la, r) AS la, arg_max(lb, r) AS lb,
+           count(r) AS tries, max(n) AS n
     FROM r WHERE r IS NOT NULL GROUP BY ALL
+),
+per_pair AS (
+    SELECT pid,
+           max(r) FILTER (WHERE signal = 'gain') AS gain,
+           max(n) FILTER (WHERE signal = 'gain') AS gain_n,
+           max(r) FILTER (WHERE signal = 'dim_std') AS dim_std,
+           max(n) FILTER (WHERE signal = 'dim_std') AS dim_std_n,
+           median(r) FILTER (WHERE signal = 'col_norms') AS col_norms,
+           median(n) FILTER (WHERE signal = 'col_norms') AS col_norms_n,
+           median(tries) FILTER (WHERE signal = 'col_norms') AS col_norms_tries,
+           count(*) FILTER (WHERE signal = 'col_norms') AS col_norms_roles,
+           list({'role': role, 'a_layer': la, 'b_layer': lb, 'r': r} ORDER BY role)
+               FILTER (WHERE signal = 'col_norms') AS col_norms_map
+    FROM per_role
+    GROUP BY pid
 )
-SELECT a_repo_id, a_revision, b_repo_id, b_revision,
-       max(r) FILTER (WHERE signal = 'gain') AS gain,
-       max(n) FILTER (WHERE signal = 'gain') AS gain_n,
-       max(r) FILTER (WHERE signal = 'dim_std') AS dim_std,
-       max(n) FILTER (WHERE signal = 'dim_std') AS dim_std_n,
-       median(r) FILTER (WHERE signal = 'col_norms') AS col_norms,
-       median(n) FILTER (WHERE signal = 'col_norms') AS col_norms_n,
-       median(tries) FILTER (WHERE signal = 'col_norms') AS col_norms_tries,
-       count(*) FILTER (WHERE signal = 'col_norms') AS col_norms_roles,
-       list({'role': role, 'a_layer': la, 'b_layer': lb, 'r': r} ORDER BY role)
-           FILTER (WHERE signal = 'col_norms') AS col_norms_map
-FROM per_role
-GROUP BY ALL
-ORDER BY a_repo_id, a_revision, b_repo_id, b_revision;
+SELECT q.a_repo_id, q.a_revision, q.b_repo_id, q.b_revision, d.* EXCLUDE (pid)
+FROM per_pair AS d
+JOIN pairs_ AS q USING (pid)
+ORDER BY q.a_repo_id, q.a_revision, q.b_repo_id, q.b_revision;

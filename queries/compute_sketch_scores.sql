@@ -1,60 +1,98 @@
 -- purpose: element-aligned signal of every candidate pair: Pearson of the sampled values of same-role,
---          same-shape weight matrices for every layer pair, the best match per layer of the shallower
---          model (a layer map), and how many same-index tensors (matrices and 1-D) are bit-identical
+--          same-shape weight matrices; the best deep layer for each layer of the shallower model (a layer
+--          map, searched on 128 values, scored on all), and how many same-index tensors are bit-identical
 -- params:  $min_values INTEGER = 64
--- reads:   candidates, models, tensors   (views.sql)
-WITH keys AS (
-    SELECT a_repo_id AS repo_id, a_revision AS revision FROM candidates
-    UNION
-    SELECT b_repo_id, b_revision FROM candidates
+-- reads:   candidates, tensors   (views.sql)
+WITH pairs_ AS MATERIALIZED (
+    -- integer ids: the heavy steps below carry ids, not four repo/revision strings per row
+    SELECT row_number() OVER () AS pid, a_repo_id, a_revision, b_repo_id, b_revision FROM candidates
 ),
-mats AS (
+keys AS MATERIALIZED (
+    SELECT row_number() OVER () AS mid, repo_id, revision
+    FROM (SELECT a_repo_id AS repo_id, a_revision AS revision FROM pairs_
+          UNION
+          SELECT b_repo_id, b_revision FROM pairs_)
+),
+mats AS MATERIALIZED (
     -- Centred once here: a lambda that calls list_avg(sketch) itself recomputes it per element (O(n²)).
-    SELECT repo_id, revision, role, layer, coalesce(expert, -1) AS expert, shape, transposed, sketch,
-           list_transform(sketch, lambda x: x - mu) AS c
+    SELECT row_number() OVER () AS tid, mid, role, layer, coalesce(expert, -1) AS expert, shape, transposed,
+           sketch, list_transform(sketch, lambda x: x - mu) AS c
     FROM (
-        SELECT t.*, list_avg(t.sketch) AS mu
-        FROM tensors AS t SEMI JOIN keys USING (repo_id, revision)
+        SELECT k.mid, t.*, list_avg(t.sketch) AS mu
+        FROM keys AS k JOIN tensors AS t USING (repo_id, revision)
         WHERE t.kind = 'weight' AND t.layer IS NOT NULL AND len(t.shape) = 2
           AND len(t.sketch) >= $min_values::INTEGER
     )
 ),
+slots AS MATERIALIZED (
+    SELECT tid, mid, role, layer, expert, shape, transposed, len(c) AS n FROM mats
+),
+heads AS MATERIALIZED (
+    -- The layer search compares every layer with every layer: on the first 128 values only, because
+    -- a join carries its lists along (all 2048 doubles of 32 x 32 layers is 230 MB per Llama pair).
+    -- Chance sd 0.09 at 128 values still puts a copied or trained-on layer far ahead of the rest.
+    SELECT mid, role, layer, expert, shape, transposed, c[1:128]::FLOAT[] AS h FROM mats
+),
 depth AS (
-    SELECT repo_id, revision, count(DISTINCT layer) AS layers FROM mats GROUP BY ALL
+    SELECT mid, count(DISTINCT layer) AS layers FROM mats GROUP BY mid
 ),
-cand AS (
-    SELECT c.a_repo_id, c.a_revision, c.b_repo_id, c.b_revision,
+cand AS MATERIALIZED (
+    SELECT p.pid, ka.mid AS a_mid, kb.mid AS b_mid,
            da.layers AS a_layers, db.layers AS b_layers, da.layers <= db.layers AS a_shallow
-    FROM candidates AS c
-    JOIN depth AS da ON da.repo_id = c.a_repo_id AND da.revision = c.a_revision
-    JOIN depth AS db ON db.repo_id = c.b_repo_id AND db.revision = c.b_revision
+    FROM pairs_ AS p
+    JOIN keys AS ka ON ka.repo_id = p.a_repo_id AND ka.revision = p.a_revision
+    JOIN keys AS kb ON kb.repo_id = p.b_repo_id AND kb.revision = p.b_revision
+    JOIN depth AS da ON da.mid = ka.mid
+    JOIN depth AS db ON db.mid = kb.mid
 ),
-r AS (
-    SELECT p.a_repo_id, p.a_revision, p.b_repo_id, p.b_revision, p.a_layers, p.b_layers, p.a_shallow,
-           a.role, a.layer AS la, b.layer AS lb, len(a.c) AS n,
+search AS MATERIALIZED (
+    SELECT p.pid, p.a_shallow,
            CASE WHEN p.a_shallow THEN a.layer ELSE b.layer END AS sl,
            CASE WHEN p.a_shallow THEN b.layer ELSE a.layer END AS dl,
            -- a constant sketch centres to zeros and gives NaN: no evidence either way
+           median(nullif(list_cosine_similarity(a.h, b.h), 'NaN'::DOUBLE)) AS r
+    FROM cand AS p
+    JOIN heads AS a ON a.mid = p.a_mid
+    JOIN heads AS b ON b.mid = p.b_mid
+        AND b.role = a.role AND b.expert = a.expert AND b.shape = a.shape AND b.transposed = a.transposed
+    GROUP BY ALL
+),
+chosen AS (
+    -- the best deep layer of each shallow layer, and every same-index layer pair (once when both)
+    SELECT pid, a_shallow, sl, dl, bool_or(best) AS best, bool_or(NOT best) AS same
+    FROM (
+        SELECT pid, a_shallow, sl, arg_max(dl, r) AS dl, true AS best
+        FROM search WHERE r IS NOT NULL GROUP BY ALL
+        UNION ALL
+        SELECT pid, a_shallow, sl, dl, false FROM search WHERE sl = dl
+    )
+    GROUP BY ALL
+),
+matched AS MATERIALIZED (
+    -- Tensor ids first, lists after: joining the lists of both sides on role and shape before the
+    -- pairs (what DuckDB's join ordering chose) took 90 s on the 14-model testbed.
+    SELECT k.pid, k.a_shallow, k.sl, k.dl, k.best, k.same, a.role, a.n, a.tid AS a_tid, b.tid AS b_tid
+    FROM chosen AS k
+    JOIN cand AS p ON p.pid = k.pid
+    JOIN slots AS a ON a.mid = p.a_mid AND a.layer = CASE WHEN k.a_shallow THEN k.sl ELSE k.dl END
+    JOIN slots AS b ON b.mid = p.b_mid AND b.layer = CASE WHEN k.a_shallow THEN k.dl ELSE k.sl END
+        AND b.role = a.role AND b.expert = a.expert AND b.shape = a.shape
+        AND b.transposed = a.transposed AND b.n = a.n
+),
+r AS MATERIALIZED (
+    SELECT m.pid, m.a_shallow, m.sl, m.dl, m.best, m.same, m.role, m.n,
            nullif(list_cosine_similarity(a.c, b.c), 'NaN'::DOUBLE) AS r,
            a.sketch = b.sketch AS identical
-    FROM cand AS p
-    JOIN mats AS a ON a.repo_id = p.a_repo_id AND a.revision = p.a_revision
-    JOIN mats AS b ON b.repo_id = p.b_repo_id AND b.revision = p.b_revision
-        AND b.role = a.role AND b.expert = a.expert AND b.shape = a.shape
-        AND b.transposed = a.transposed AND len(b.c) = len(a.c)
-),
-layer_pairs AS (
-    SELECT a_repo_id, a_revision, b_repo_id, b_revision, a_shallow, sl, dl,
-           median(r) AS r, count(r) AS roles, median(n) AS n
-    FROM r GROUP BY ALL
+    FROM matched AS m
+    JOIN mats AS a ON a.tid = m.a_tid
+    JOIN mats AS b ON b.tid = m.b_tid
 ),
 best AS (
-    SELECT a_repo_id, a_revision, b_repo_id, b_revision, a_shallow, sl,
-           arg_max(dl, r) AS dl, max(r) AS r, max(roles) AS roles, median(n) AS n
-    FROM layer_pairs WHERE r IS NOT NULL GROUP BY ALL
+    SELECT pid, a_shallow, sl, dl, median(r) AS r, count(r) AS roles, median(n) AS n
+    FROM r WHERE best GROUP BY ALL
 ),
 summary AS (
-    SELECT a_repo_id, a_revision, b_repo_id, b_revision,
+    SELECT pid,
            median(r) AS sketch,
            count(*) AS sketch_layers,
            median(roles) AS sketch_roles,
@@ -63,37 +101,33 @@ summary AS (
            list({'a_layer': CASE WHEN a_shallow THEN sl ELSE dl END,
                  'b_layer': CASE WHEN a_shallow THEN dl ELSE sl END,
                  'r': r} ORDER BY sl) AS layer_map
-    FROM best GROUP BY ALL
+    FROM best WHERE r IS NOT NULL GROUP BY pid
 ),
 same AS (
-    SELECT a_repo_id, a_revision, b_repo_id, b_revision,
-           any_value(a_layers) AS a_layers, any_value(b_layers) AS b_layers,
-           median(r) FILTER (WHERE la = lb) AS sketch_same,
-           avg(identical::INTEGER) FILTER (WHERE la = lb) AS sketch_identical,
-           count(r) FILTER (WHERE la = lb) AS sketch_n
-    FROM r GROUP BY ALL
+    SELECT pid, median(r) AS sketch_same, avg(identical::INTEGER) AS sketch_identical, count(r) AS sketch_n
+    FROM r WHERE same GROUP BY pid
 ),
-vectors AS (
-    SELECT repo_id, revision, role, coalesce(layer, -1) AS layer, kind, "values"
-    FROM tensors SEMI JOIN keys USING (repo_id, revision)
-    WHERE len("values") > 0
+vectors AS MATERIALIZED (
+    SELECT k.mid, t.role, coalesce(t.layer, -1) AS layer, t.kind, t."values"
+    FROM keys AS k JOIN tensors AS t USING (repo_id, revision)
+    WHERE len(t."values") > 0
 ),
 same_vectors AS (
-    SELECT c.a_repo_id, c.a_revision, c.b_repo_id, c.b_revision,
-           avg((va."values" = vb."values")::INTEGER) AS values_identical,
-           count(*) AS values_n
-    FROM candidates AS c
-    JOIN vectors AS va ON va.repo_id = c.a_repo_id AND va.revision = c.a_revision
-    JOIN vectors AS vb ON vb.repo_id = c.b_repo_id AND vb.revision = c.b_revision
+    SELECT p.pid, avg((va."values" = vb."values")::INTEGER) AS values_identical, count(*) AS values_n
+    FROM cand AS p
+    JOIN vectors AS va ON va.mid = p.a_mid
+    JOIN vectors AS vb ON vb.mid = p.b_mid
         AND vb.role = va.role AND vb.layer = va.layer AND vb.kind = va.kind
         AND len(vb."values") = len(va."values")
-    GROUP BY ALL
+    GROUP BY p.pid
 )
-SELECT s.a_repo_id, s.a_revision, s.b_repo_id, s.b_revision,
+SELECT q.a_repo_id, q.a_revision, q.b_repo_id, q.b_revision,
        m.sketch, m.sketch_layers, m.sketch_roles, m.sketch_len, m.map_is_identity, m.layer_map,
-       s.a_layers, s.b_layers, s.sketch_same, s.sketch_identical, s.sketch_n,
+       p.a_layers, p.b_layers, s.sketch_same, s.sketch_identical, s.sketch_n,
        v.values_identical, v.values_n
-FROM same AS s
-JOIN summary AS m USING (a_repo_id, a_revision, b_repo_id, b_revision)
-LEFT JOIN same_vectors AS v USING (a_repo_id, a_revision, b_repo_id, b_revision)
-ORDER BY s.a_repo_id, s.a_revision, s.b_repo_id, s.b_revision;
+FROM summary AS m
+JOIN pairs_ AS q USING (pid)
+JOIN cand AS p USING (pid)
+LEFT JOIN same AS s USING (pid)
+LEFT JOIN same_vectors AS v USING (pid)
+ORDER BY q.a_repo_id, q.a_revision, q.b_repo_id, q.b_revision;

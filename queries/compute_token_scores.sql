@@ -14,15 +14,21 @@ embeds AS (
     WHERE kind = 'weight' AND role = 'embed' AND len(tokens) > 0
       AND len(token_vectors) % len(tokens) = 0
 ),
-token_rows AS (
-    SELECT repo_id, revision, cols, unnest(tokens) AS token,
-           unnest(list_transform(range(len(tokens)),
-                                 lambda i: token_vectors[i * cols + 1:(i + 1) * cols]::DOUBLE[])) AS v
-    FROM embeds
+tokens_at AS (
+    SELECT repo_id, revision, cols, unnest(tokens) AS token, unnest(range(len(tokens))) AS i FROM embeds
 ),
-firsts AS (
-    -- a token read twice (a duplicate string in the vocabulary) counts once
-    SELECT repo_id, revision, cols, token, first(v) AS v FROM token_rows GROUP BY ALL
+rows_at AS (
+    -- unnest and regroup: slicing token_vectors inside a lambda copies the whole list per row (~40x slower)
+    SELECT repo_id, revision, k // cols AS i, list(x::DOUBLE ORDER BY k) AS v
+    FROM (SELECT repo_id, revision, cols, unnest(token_vectors) AS x, unnest(range(len(token_vectors))) AS k
+          FROM embeds)
+    GROUP BY ALL
+),
+firsts AS MATERIALIZED (
+    -- a token string read twice (duplicated in the vocabulary) counts once
+    SELECT t.repo_id, t.revision, t.cols, t.token, arg_min(r.v, t.i) AS v
+    FROM tokens_at AS t JOIN rows_at AS r USING (repo_id, revision, i)
+    GROUP BY ALL
 ),
 sums AS (
     SELECT c.a_repo_id, c.a_revision, c.b_repo_id, c.b_revision, any_value(a.cols) AS cols,

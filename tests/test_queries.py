@@ -12,7 +12,23 @@ from pipeline.storage.duckdb import QUERIES_DIR, connect, load_sql, run_sql
 
 SQL_FILES = sorted(p.name for p in QUERIES_DIR.glob("*.sql"))
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
-PARAMS = {"repo_id": MINILM, "a": MINILM, "b": "demohub/minilm-l6-finetuned", "pattern": "%MiniLM%"}
+PARAMS = {
+    "repo_id": MINILM,
+    "a": MINILM,
+    "b": "demohub/minilm-l6-finetuned",
+    "pattern": "%MiniLM%",
+    # the pair-scoring and flag queries (hubscan flag, compare, export)
+    "min_values": 64,
+    "min_tokens": 2,
+    "exhaustive_max": 300,
+    "bands": 24,
+    "bits": 10,
+    "include_all": True,
+    "undeclared_only": False,
+    "min_score": 0,
+    "max_rows": 20,
+    "status": "%",
+}
 
 
 @pytest.fixture(scope="module")

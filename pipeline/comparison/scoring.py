@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,7 +26,7 @@ from pipeline.comparison.calibrate import (
 )
 from pipeline.comparison.lineage import declared
 from pipeline.comparison.signals import DECISIVE, signal_columns
-from pipeline.comparison.std_profile import std_profile_r
+from pipeline.comparison.std_profile import std_profile_r_z, zscored
 from pipeline.comparison.verdicts import verdict
 
 Key = tuple[str, str]  # (repo_id, revision)
@@ -67,18 +67,16 @@ def score_pairs(
     inputs: PairInputs,
     q_level: float = DEFAULT_Q,
     known_unrelated: Iterable[frozenset[str]] = (),
-    backgrounds: Mapping[tuple[int, str], Background] | None = None,
 ) -> list[dict[str, Any]]:
     """One row per candidate pair with every signal, its background and p-value, q-value and verdict.
 
-    ``known_unrelated`` holds {repo_a, repo_b} sets always counted in the background;
-    ``backgrounds`` fixes the (hidden, signal) backgrounds instead of fitting them (compare).
+    ``known_unrelated`` holds {repo_a, repo_b} sets always counted in the background.
     """
     rows = _merge(inputs)
     known = set(known_unrelated)
     for row in rows:
         _chance_z(row)
-    fitted = dict(backgrounds) if backgrounds is not None else _fit_backgrounds(rows, known)
+    fitted = _fit_backgrounds(rows, known)
     for row in rows:
         _calibrate(row, fitted)
     qs = benjamini_hochberg([row["p"] for row in rows])
@@ -92,38 +90,35 @@ def score_pairs(
     return rows
 
 
-def backgrounds_of(rows: Sequence[Mapping[str, Any]]) -> dict[tuple[int, str], Background]:
-    """The backgrounds a scored run used, to score further pairs (compare) against the same blocks."""
-    return {k: bg for row in rows for k, bg in row.get("_backgrounds", {}).items()}
-
-
 def _merge(inputs: PairInputs) -> list[dict[str, Any]]:
     """Join the signal tables on the pair key; add the byte-identical copies the store recorded."""
     by_key: dict[PairKey, dict[str, Any]] = {}
+    hidden_of: dict[Key, Any] = {}
     for cand in inputs.candidates:
         by_key.setdefault(pair_key(cand), {**cand, "copy_link": False})
+        k = pair_key(cand)
+        hidden_of[k[:2]] = hidden_of[k[2:]] = cand.get("hidden")
     for key, info in inputs.models.items():
         if info.copy_of and "@" in info.copy_of:
-            other = tuple(info.copy_of.rsplit("@", 1))
+            repo, rev = info.copy_of.rsplit("@", 1)
+            other = (repo, rev)
             a, b = sorted([key, other])
             pk = (a[0], a[1], b[0], b[1])
             if pk not in by_key and other in inputs.models:
-                hidden = next((c["hidden"] for c in inputs.candidates if pair_key(c)[:2] == key), None)
                 by_key[pk] = {"a_repo_id": a[0], "a_revision": a[1], "b_repo_id": b[0], "b_revision": b[1],
-                              "hidden": hidden, "via": "copy_of"}  # fmt: skip
+                              "hidden": hidden_of.get(key), "via": "copy_of"}  # fmt: skip
             by_key[pk]["copy_link"] = True
     for table in (inputs.sketch, inputs.dims, inputs.tokens):
         for r in table:
             if pair_key(r) in by_key:
                 by_key[pair_key(r)].update({k: v for k, v in r.items() if v is not None})
     rows = list(by_key.values())
+    profiles = {k: zscored(v) for k, v in inputs.profiles.items()}
     for row in rows:
         ka, kb = (row["a_repo_id"], row["a_revision"]), (row["b_repo_id"], row["b_revision"])
         ma, mb = inputs.models.get(ka, ModelInfo()), inputs.models.get(kb, ModelInfo())
         row["a_dtype"], row["b_dtype"] = ma.dtype, mb.dtype
-        row["std_profile"], row["std_profile_n"] = std_profile_r(
-            inputs.profiles.get(ka, {}), inputs.profiles.get(kb, {})
-        )
+        row["std_profile"], row["std_profile_n"] = std_profile_r_z(profiles.get(ka, {}), profiles.get(kb, {}))
         # SQL gives vector widths as *_n; the pairs table counts what its n_counts says
         for s in ("gain", "dim_std", "col_norms"):
             row[f"{s}_width"] = row.get(f"{s}_width", row.get(f"{s}_n"))

@@ -19,25 +19,40 @@ def std_profile_r(
 
     Returns (r, layers of the longer profile); r is None when no role has two usable profiles.
     """
+    return std_profile_r_z(zscored(a), zscored(b))
+
+
+def zscored(profile: Mapping[str, Sequence[float]]) -> dict[str, np.ndarray]:
+    """Each usable role's profile z-scored over depth (computed once per model when scoring many pairs)."""
+    out = {}
+    for role in PROFILE_ROLES:
+        values = profile.get(role)
+        if values is not None and len(values) >= MIN_PROFILE_LAYERS:
+            z = _zscore(np.asarray(values, dtype=np.float64))
+            if z is not None:
+                out[role] = z
+    return out
+
+
+def std_profile_r_z(a: Mapping[str, np.ndarray], b: Mapping[str, np.ndarray]) -> tuple[float | None, int]:
+    """std_profile_r on profiles already z-scored by ``zscored``."""
     rs: list[float] = []
     depth = 0
     for role in PROFILE_ROLES:
-        pa_, pb = a.get(role), b.get(role)
-        if pa_ is None or pb is None or min(len(pa_), len(pb)) < MIN_PROFILE_LAYERS:
-            continue
-        x, y = _zscore(np.asarray(pa_, dtype=np.float64)), _zscore(np.asarray(pb, dtype=np.float64))
+        x, y = a.get(role), b.get(role)
         if x is None or y is None:
             continue
-        # Relative depth 0..1 on both sides, so a 3-layer profile maps onto a 12-layer one.
-        n = max(len(x), len(y))
-        grid = np.linspace(0.0, 1.0, n)
-        xi = np.interp(grid, np.linspace(0.0, 1.0, len(x)), x)
-        yi = np.interp(grid, np.linspace(0.0, 1.0, len(y)), y)
-        r = _pearson(xi, yi)
+        if len(x) != len(y):
+            # Relative depth 0..1 on both sides, so a 3-layer profile maps onto a 12-layer one.
+            n = max(len(x), len(y))
+            grid = np.linspace(0.0, 1.0, n)
+            x = np.interp(grid, np.linspace(0.0, 1.0, len(x)), x)
+            y = np.interp(grid, np.linspace(0.0, 1.0, len(y)), y)
+        r = _pearson(x, y)
         if r is not None:
             rs.append(r)
-            depth = max(depth, n)
-    return (float(np.mean(rs)) if rs else None), depth
+            depth = max(depth, len(x))
+    return (sum(rs) / len(rs) if rs else None), depth
 
 
 def _zscore(v: np.ndarray) -> np.ndarray | None:

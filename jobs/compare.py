@@ -1,0 +1,131 @@
+"""`hubscan compare A B`: fingerprint either model if missing, then show the evidence for the pair.
+
+The pair is scored exactly as `hubscan flag` scores it: together with the other candidate pairs
+of its comparability block, so its backgrounds are the block's and its q-value is the block's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+from rich.console import Console
+
+from jobs import flag
+from jobs.fingerprint import record, resolve_target
+from jobs.model_task import fingerprint_model
+from jobs.summary import RunSummary
+from pipeline.comparison.scoring import DEFAULT_Q
+from pipeline.comparison.signals import SIGNAL_TABLE, signal_columns
+from pipeline.config import Settings
+from pipeline.errors import QueryError
+from pipeline.http import HubHttp
+from pipeline.storage.parquet import Store
+
+Key = tuple[str, str]
+_EVIDENCE = pa.schema(
+    [("signal", pa.string()), ("value", pa.float64()), ("n", pa.int64()), ("background_lo", pa.float64()),
+     ("background_hi", pa.float64()), ("p", pa.float64()), ("decides", pa.bool_()), ("what", pa.string())]
+)  # fmt: skip
+
+
+@dataclass
+class Comparison:
+    """The scored pair row and its evidence table (one row per signal)."""
+
+    row: dict[str, Any]
+    evidence: pa.Table
+    fingerprinted: RunSummary
+
+    def summary_lines(self) -> str:
+        """The verdict, the combined evidence and the layer map, as printed under the table."""
+        row = self.row
+        layers = ", ".join(
+            f"{m['a_layer']}->{m['b_layer']} ({m['r']:.3f})" for m in row.get("layer_map") or []
+        )
+        declared = f"declared: {row['declared_how']}" if row["declared"] else "undeclared"
+        return (
+            f"verdict: {row['verdict']} ({row['reason']}); score {row['score']:.1f}, p {row['p']:.2g}, "
+            f"q {row['q']:.2g}; {declared}\nbest layer matches: {layers or 'none (no same-shape matrices)'}"
+        )
+
+    def as_json(self) -> dict[str, Any]:
+        """Everything about the pair, for --format json."""
+        keep = ["a_repo_id", "a_revision", "b_repo_id", "b_revision", "hidden", "verdict", "reason", "flagged",
+                "score", "p", "q", "q_level", "declared", "declared_how", "sketch_same", "sketch_identical",
+                "values_identical", "layer_map", "col_norms_map", "background_pairs"]  # fmt: skip
+        return {**{k: self.row.get(k) for k in keep}, "evidence": self.evidence.to_pylist()}
+
+
+def run(settings: Settings, a: str, b: str, revision: str = "main", q_level: float = DEFAULT_Q) -> Comparison:
+    """Score one pair of models (Hub ids, local folders, or repo ids already in the store).
+
+    Raises:
+        SourceError: a target is neither stored, a folder, nor a resolvable Hub repo.
+        QueryError: the two models are not comparable (different hidden sizes) or could not be read.
+    """
+    store = Store(settings.store).init()
+    summary = RunSummary()
+    ka, kb = (_ensure(store, settings, t, revision, summary) for t in (a, b))
+    if ka == kb:
+        raise QueryError(ka[0], ka[1], None, "compare needs two different models")
+    con = flag.flag_connection(store)
+    hidden = _hidden(con, ka, kb)
+    pair = (*ka, *kb) if ka < kb else (*kb, *ka)
+    rows = flag.score_store(con, store, q_level, hidden=hidden, extra_pairs=[pair])
+    row = next(r for r in rows if (r["a_repo_id"], r["a_revision"], r["b_repo_id"], r["b_revision"]) == pair)
+    return Comparison(row=row, evidence=evidence_table(row), fingerprinted=summary)
+
+
+def evidence_table(row: dict[str, Any]) -> pa.Table:
+    """One line per signal: value, what it counts, the block's background range, its p-value."""
+    out = []
+    for s in SIGNAL_TABLE:
+        value, n, lo, hi, p = signal_columns(s.name)
+        out.append({"signal": s.name, "value": row.get(value), "n": row.get(n), "background_lo": row.get(lo),
+                    "background_hi": row.get(hi), "p": row.get(p), "decides": s.decisive,
+                    "what": f"{s.what} (n = {s.n_counts})"})  # fmt: skip
+    return pa.Table.from_pylist(out, _EVIDENCE)
+
+
+def _ensure(store: Store, settings: Settings, target: str, revision: str, summary: RunSummary) -> Key:
+    """The stored (repo_id, revision) of a target, fingerprinting it first when it is not stored."""
+    stored = _stored(store, target)
+    if stored is not None:
+        return stored
+    http = HubHttp(settings)
+    ref = resolve_target(target, http, revision)
+    if not store.has_model(ref.repo_id, ref.revision):
+        record(store, fingerprint_model(ref, settings, http, known=store), summary, Console(stderr=True))
+        if summary.failed:
+            raise QueryError(
+                ref.repo_id, ref.revision, None, f"could not fingerprint: {summary.messages[-1]}"
+            )
+    return ref.repo_id, ref.revision
+
+
+def _stored(store: Store, target: str) -> Key | None:
+    """The newest stored revision of a repo id (None when absent or the target is a folder path)."""
+    table = store.dataset("models").to_table(columns=["repo_id", "revision", "fingerprinted_at"])
+    rows = [r for r in table.to_pylist() if r["repo_id"] == target]
+    if not rows:
+        return None
+    newest = max(rows, key=lambda r: (r["fingerprinted_at"] is not None, r["fingerprinted_at"] or 0))
+    return newest["repo_id"], newest["revision"]
+
+
+def _hidden(con: Any, ka: Key, kb: Key) -> int:
+    sizes = {}
+    for key in (ka, kb):
+        # con.sql + fetchall: DuckDB 2.0 refuses further work while an execute() result is unfinished
+        got = con.sql("SELECT hidden FROM models WHERE repo_id = $r AND revision = $v",
+                      params={"r": key[0], "v": key[1]}).fetchall()  # fmt: skip
+        if not got:
+            raise QueryError(key[0], key[1], None, "not in the store")
+        sizes[key] = got[0][0]
+    if sizes[ka] != sizes[kb] or sizes[ka] is None:
+        raise QueryError(
+            ka[0], ka[1], None, f"not comparable with {kb[0]}: hidden size {sizes[ka]} vs {sizes[kb]}"
+        )
+    return int(sizes[ka])

@@ -1,0 +1,96 @@
+"""`hubscan export`: the suspicious pairs of the last flag run, with provenance, as CSV, JSON or Parquet."""
+
+from __future__ import annotations
+
+import csv
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from jobs.flag import use_candidates
+from pipeline import __version__
+from pipeline.config import Settings
+from pipeline.errors import QueryError
+from pipeline.storage.duckdb import connect, load_sql, run_sql
+from pipeline.storage.parquet import Store, write_table
+
+EXPORT_FORMATS = ("csv", "json", "parquet")
+
+
+def run(
+    settings: Settings,
+    fmt: str,
+    output: Path,
+    include_all: bool = False,
+    undeclared_only: bool = False,
+    min_score: float = 0.0,
+) -> int:
+    """Write the export to ``output``; returns the number of pairs written.
+
+    Raises:
+        QueryError: the store has no scored pairs (run `hubscan flag` first) or the query failed.
+    """
+    store = Store(settings.store).init()
+    con = connect(store.root)
+    # con.sql + fetchall: DuckDB 2.0 refuses further work while an execute() result is unfinished
+    if con.sql("SELECT count(*) FROM pairs").fetchall()[0][0] == 0:
+        raise QueryError(str(settings.store), None, "pairs", "no scored pairs: run `hubscan flag` first")
+    # Export what the last flag run scored: the default candidates view would list every same-size pair.
+    keys = con.sql("SELECT a_repo_id, a_revision, b_repo_id, b_revision, hidden, via FROM pairs")
+    use_candidates(con, keys.to_arrow_table().to_pylist())
+    params = {"include_all": include_all, "undeclared_only": undeclared_only, "min_score": float(min_score)}
+    rel = run_sql(con, load_sql("export_suspicious_pairs"), params)
+    assert rel is not None
+    table = _with_provenance(rel.to_arrow_table(), str(settings.store), _sweep_ids(store))
+    _write(table, fmt, output)
+    return table.num_rows
+
+
+def _with_provenance(table: pa.Table, store: str, sweep_ids: str) -> pa.Table:
+    """Append who/what/when columns, so an exported file stands on its own."""
+    n = table.num_rows
+    now = datetime.now(timezone.utc)
+    extra = {
+        "store": pa.array([store] * n, pa.string()),
+        "sweep_ids": pa.array([sweep_ids] * n, pa.string()),
+        "hubscan_version": pa.array([__version__] * n, pa.string()),
+        "exported_at": pa.array([now] * n, pa.timestamp("us", tz="UTC")),
+    }
+    for name, column in extra.items():
+        table = table.append_column(name, column)
+    return table
+
+
+def _sweep_ids(store: Store) -> str:
+    """The sweeps that fingerprinted the store's models, comma-separated (empty for local runs)."""
+    ids = store.dataset("models").to_table(columns=["sweep_id"]).column("sweep_id")
+    return ",".join(sorted(set(pc.drop_null(ids).to_pylist())))
+
+
+def _write(table: pa.Table, fmt: str, output: Path) -> None:
+    output.parent.mkdir(parents=True, exist_ok=True)
+    if fmt == "parquet":
+        write_table(output, table)
+        return
+    rows = table.to_pylist()
+    tmp = output.with_name(f".{output.name}.tmp")
+    with tmp.open("w", newline="") as fh:
+        if fmt == "json":
+            json.dump(rows, fh, indent=2, default=str)
+            fh.write("\n")
+        else:
+            writer = csv.writer(fh)
+            writer.writerow(table.column_names)
+            writer.writerows([[_cell(r[c]) for c in table.column_names] for r in rows])
+    tmp.replace(output)
+
+
+def _cell(value: Any) -> Any:
+    """CSV cells: lists and structs (the layer map) as JSON, everything else as is."""
+    if isinstance(value, list | dict):
+        return json.dumps(value, default=str)
+    return "" if value is None else value

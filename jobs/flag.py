@@ -1,0 +1,190 @@
+"""`hubscan flag`: score candidate pairs in DuckDB, calibrate them, and write the `pairs` table.
+
+read (views over Parquet) -> candidates (compute_candidate_pairs.sql) -> signals (compute_*_scores.sql,
+list_std_profiles.sql) -> score_pairs (pipeline.comparison) -> one atomic write of pairs/pairs.parquet.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from pipeline import __version__
+from pipeline.comparison.scoring import DEFAULT_Q, ModelInfo, PairInputs, PairKey, score_pairs
+from pipeline.config import Settings
+from pipeline.errors import QueryError
+from pipeline.storage.duckdb import connect, load_sql, run_sql
+from pipeline.storage.parquet import Store
+from pipeline.storage.schema import PAIRS
+
+# Blocks up to this many models are scored pair by pair; larger ones through LSH buckets. 1000
+# synthetic models (500k pairs) exceed the 2 GB DuckDB limit below; 300 (45k pairs) take ~15 s,
+# and LSH kept every flagged pair of the 1000-model block (bench/detection.py).
+EXHAUSTIVE_MAX = 300
+PAIRS_FILE = "pairs/pairs.parquet"
+# DuckDB otherwise grows its buffers towards 80 % of RAM although it can spill: 30k synthetic pairs
+# peaked at 4.2 GB unbounded and 2.2 GB under this limit, in the same 14 s.
+DUCKDB_MEMORY_LIMIT = "2GB"
+# Pairs scored per batch of SQL: the sketch query holds ~40 rows per pair in materialized CTEs,
+# which do not spill; 255k pairs at once ran out of 2 GB, batches of 40k stay under it.
+PAIRS_PER_BATCH = 40_000
+_PAIR_COLUMNS = frozenset(PAIRS.names)
+
+
+@dataclass
+class FlagResult:
+    """What one flag run scored and wrote."""
+
+    flag_id: str
+    pairs: pa.Table
+    candidates: int = 0
+    flagged: int = 0
+    undeclared: int = 0
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+    def flagged_table(self) -> pa.Table:
+        """The flagged pairs, most significant first, in the columns a reader scans first."""
+        cols = ["a_repo_id", "b_repo_id", "verdict", "declared", "score", "q", "sketch", "gain", "dim_std",
+                "col_norms", "tokens", "std_profile"]  # fmt: skip
+        rows = sorted((r for r in self.rows if r["flagged"]), key=lambda r: (r["declared"], -r["score"]))
+        return pa.Table.from_pylist([{c: r.get(c) for c in cols} for r in rows], _subschema(cols))
+
+
+def run(
+    settings: Settings,
+    q_level: float = DEFAULT_Q,
+    exhaustive_max: int = EXHAUSTIVE_MAX,
+    known_unrelated: Iterable[frozenset[str]] = (),
+) -> FlagResult:
+    """Score every candidate pair of the store and replace its `pairs` table.
+
+    Raises:
+        QueryError: a shipped query failed (e.g. the folder is not a store).
+    """
+    store = Store(settings.store).init()
+    con = flag_connection(store)
+    rows = score_store(con, store, q_level, exhaustive_max, known_unrelated=known_unrelated)
+    flag_id = f"flag-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
+    table = pairs_table(rows, flag_id)
+    store.write(PAIRS_FILE, table)
+    return FlagResult(
+        flag_id=flag_id,
+        pairs=table,
+        candidates=len(rows),
+        flagged=sum(r["flagged"] for r in rows),
+        undeclared=sum(r["flagged"] and not r["declared"] for r in rows),
+        rows=rows,
+    )
+
+
+def flag_connection(store: Store) -> duckdb.DuckDBPyConnection:
+    """A connection over the store's views with the memory limit pair scoring runs under."""
+    con = connect(store.root)
+    con.execute(f"SET memory_limit = '{DUCKDB_MEMORY_LIMIT}'")
+    # The compute_*.sql files are written candidates-first, the order that scales. DuckDB's join
+    # ordering misestimates list-heavy CTEs and joined model x model tensors before the candidates:
+    # 70 s instead of 1.6 s for 30k pairs of 1000 synthetic models.
+    con.execute("SET disabled_optimizers = 'join_order'")
+    return con
+
+
+def score_store(
+    con: duckdb.DuckDBPyConnection,
+    store: Store,
+    q_level: float = DEFAULT_Q,
+    exhaustive_max: int = EXHAUSTIVE_MAX,
+    hidden: int | None = None,
+    extra_pairs: Sequence[PairKey] = (),
+    known_unrelated: Iterable[frozenset[str]] = (),
+) -> list[dict[str, Any]]:
+    """Candidates (optionally one block, plus given pairs), their signals, and scored rows."""
+    cand = _fetch(con, "compute_candidate_pairs", {"exhaustive_max": exhaustive_max})
+    if hidden is not None:
+        cand = [c for c in cand if c["hidden"] == hidden]
+    have = {(c["a_repo_id"], c["a_revision"], c["b_repo_id"], c["b_revision"]) for c in cand}
+    cand += [
+        {"a_repo_id": k[0], "a_revision": k[1], "b_repo_id": k[2], "b_revision": k[3], "hidden": hidden,
+         "via": "requested"}
+        for k in extra_pairs if k not in have
+    ]  # fmt: skip
+    inputs = PairInputs(candidates=cand, models=model_infos(store))
+    for start in range(0, len(cand), PAIRS_PER_BATCH):
+        use_candidates(con, cand[start : start + PAIRS_PER_BATCH])
+        inputs.sketch += _fetch(con, "compute_sketch_scores")
+        inputs.dims += _fetch(con, "compute_dim_scores")
+        inputs.tokens += _fetch(con, "compute_token_scores")
+        for key, roles in _profiles(_fetch(con, "list_std_profiles")).items():
+            inputs.profiles.setdefault(key, roles)
+    # backgrounds and the false discovery rate are fitted over every batch together
+    return score_pairs(inputs, q_level=q_level, known_unrelated=known_unrelated)
+
+
+def use_candidates(con: duckdb.DuckDBPyConnection, candidates: list[dict[str, Any]]) -> None:
+    """Point the `candidates` view of this connection at the given pairs (the SQL files read it)."""
+    schema = pa.schema(
+        [("a_repo_id", pa.string()), ("a_revision", pa.string()), ("b_repo_id", pa.string()),
+         ("b_revision", pa.string()), ("hidden", pa.int64()), ("via", pa.string())]
+    )  # fmt: skip
+    con.register("_candidate_arrow", pa.Table.from_pylist(candidates, schema))
+    # A real table rather than the Arrow scan, so the optimizer sees its cardinality.
+    con.execute("CREATE OR REPLACE TEMP TABLE _candidate_pairs AS SELECT * FROM _candidate_arrow")
+    con.unregister("_candidate_arrow")
+    con.execute("CREATE OR REPLACE VIEW candidates AS SELECT * FROM _candidate_pairs")
+
+
+def model_infos(store: Store) -> dict[tuple[str, str], ModelInfo]:
+    """dtype, declared bases and copy_of of every committed model."""
+    cols = ["repo_id", "revision", "dtype", "base_models", "copy_of"]
+    table = store.dataset("models").to_table(columns=cols)
+    return {
+        (r["repo_id"], r["revision"]): ModelInfo(r["dtype"], tuple(r["base_models"] or ()), r["copy_of"])
+        for r in table.to_pylist()
+    }
+
+
+def pairs_table(rows: list[dict[str, Any]], flag_id: str) -> pa.Table:
+    """The scored rows as the `pairs` table, stamped with the run."""
+    now = datetime.now(timezone.utc)
+    stamp = {"flag_id": flag_id, "flagged_at": now, "hubscan_version": __version__}
+    return pa.Table.from_pylist([{**_public(r), **stamp} for r in rows], PAIRS)
+
+
+def _public(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in row.items() if k in _PAIR_COLUMNS}
+
+
+def _fetch(
+    con: duckdb.DuckDBPyConnection, name: str, params: dict[str, Any] | None = None
+) -> list[dict[str, Any]]:
+    rel = run_sql(con, load_sql(name), params)
+    if rel is None:
+        raise QueryError("queries", None, f"{name}.sql", "returned no result set")
+    return list(rel.to_arrow_table().to_pylist())
+
+
+def _profiles(rows: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, list[float]]]:
+    out: dict[tuple[str, str], dict[str, list[float]]] = {}
+    for r in rows:
+        out.setdefault((r["repo_id"], r["revision"]), {})[r["role"]] = list(r["stds"])
+    return out
+
+
+def _subschema(cols: list[str]) -> pa.Schema:
+    return pa.schema([PAIRS.field(c) for c in cols])
+
+
+def read_known_unrelated(path: Path) -> list[frozenset[str]]:
+    """Pairs known to be unrelated, one 'repo_a repo_b' per line (# comments allowed)."""
+    out = []
+    for line in path.read_text().splitlines():
+        parts = line.split("#", 1)[0].split()
+        if len(parts) == 2:
+            out.append(frozenset(parts))
+    return out

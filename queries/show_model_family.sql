@@ -1,0 +1,27 @@
+-- purpose: the family of a model: every model flagged pairs link it to, directly or through flagged
+--          relatives (up to 3 hops), with the verdict and declared flag of the link that reaches it
+-- params:  $repo_id VARCHAR
+-- reads:   pairs, models   (views.sql)
+WITH RECURSIVE edges AS (
+    SELECT a_repo_id AS x, b_repo_id AS y, verdict, declared, score FROM pairs WHERE flagged
+    UNION ALL
+    SELECT b_repo_id, a_repo_id, verdict, declared, score FROM pairs WHERE flagged
+),
+walk(repo_id, hops, linked_through, verdict, declared, score) AS (
+    SELECT $repo_id::VARCHAR, 0, NULL::VARCHAR, 'self', NULL::BOOLEAN, NULL::DOUBLE
+    UNION
+    SELECT e.y, w.hops + 1, w.repo_id, e.verdict, e.declared, e.score
+    FROM walk AS w JOIN edges AS e ON e.x = w.repo_id
+    WHERE w.hops < 3 AND e.y <> $repo_id::VARCHAR
+)
+SELECT w.repo_id,
+       min(w.hops) AS hops,
+       arg_min(w.linked_through, w.hops) AS linked_through,
+       arg_min(w.verdict, w.hops) AS verdict,
+       arg_min(w.declared, w.hops) AS declared,
+       max(w.score) FILTER (WHERE w.hops = 1) AS score,
+       any_value(m.base_models) AS declared_bases
+FROM walk AS w
+LEFT JOIN models AS m USING (repo_id)
+GROUP BY w.repo_id
+ORDER BY hops, score DESC NULLS LAST, w.repo_id;

@@ -1,0 +1,18 @@
+"""Every signal has its five columns in the pairs table."""
+
+from __future__ import annotations
+
+from pipeline.comparison.signals import DECISIVE, SIGNALS, signal_columns
+from pipeline.storage.schema import PAIRS, TABLES
+
+
+def test_pairs_schema_has_every_signal_column():
+    assert TABLES["pairs"] is PAIRS
+    for s in SIGNALS:
+        assert set(signal_columns(s)) <= set(PAIRS.names), s
+
+
+def test_the_std_profile_never_decides():
+    assert "std_profile" not in DECISIVE and {"sketch", "gain", "dim_std", "col_norms", "tokens"} == set(
+        DECISIVE
+    )

