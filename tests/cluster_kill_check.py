@@ -15,6 +15,9 @@ from jobs.fakehub import FakeHub
 from pipeline.config import Settings
 from pipeline.storage.duckdb import connect
 
+# Ray forwards raylet log lines to stdout, before and after ours: the result line carries a prefix.
+RESULT_PREFIX = "cluster-kill-result: "
+
 
 def main(testbed: Path, store: Path) -> None:
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
@@ -40,7 +43,8 @@ def main(testbed: Path, store: Path) -> None:
         "SELECT count(*), count(DISTINCT (repo_id, revision, name)) FROM tensors"
     ).fetchone()
     print(
-        json.dumps(
+        RESULT_PREFIX
+        + json.dumps(
             {
                 "killed_node": killed.is_set(),
                 "models": models[0],

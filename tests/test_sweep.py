@@ -176,7 +176,10 @@ def test_a_worker_node_killed_mid_sweep_loses_no_model(testbed, tmp_path):
         timeout=280,
     )
     assert out.returncode == 0, out.stderr[-3000:]
-    result = json.loads(out.stdout.strip().splitlines()[-1])
+    prefix = "cluster-kill-result: "
+    lines = [line for line in out.stdout.splitlines() if line.startswith(prefix)]
+    assert len(lines) == 1, out.stdout[-3000:]
+    result = json.loads(lines[0][len(prefix) :])
     good = _good_repos(testbed)
     assert result["killed_node"] is True
     assert result["models"] == result["distinct_models"] == len(good)
