@@ -66,18 +66,17 @@ def read_header(source: ByteSource, settings: Settings) -> CheckpointHeader:
     wanted = [pkl_entry] + ([order_entry] if order_entry is not None else [])
     if order_entry is not None and order_entry.size > MAX_BYTEORDER_BYTES:
         raise bad(f"zip entry {order_entry.name} is {order_entry.size} bytes, not a byte order")
-    records = read_entries(source, wanted, settings.merge_gap_bytes)
+    records = read_entries(source, directory, wanted, settings.merge_gap_bytes)
     if order_entry is not None and records[order_entry.name].strip() != b"little":
         order = records[order_entry.name].strip().decode("ascii", "replace")
         raise bad(f"storages are {order}-endian; only little-endian is supported")
     pkl = records[pkl_entry.name]
     try:
-        root = pickle_walk.walk(pkl)
+        found = _strip_common_prefix(_collect(pickle_walk.walk(pkl)))
     except PickleRefused as exc:
         raise _raiser(source, UnsafeContent)(f"{pkl_entry.name}: {exc}") from None
     except PickleMalformed as exc:
         raise bad(f"{pkl_entry.name}: {exc}") from None
-    found = _strip_common_prefix(_collect(root, source))
     if not found:
         raise bad(f"{pkl_entry.name} holds no tensors")
     tensors: list[TensorHeader] = []
@@ -120,8 +119,12 @@ def _data_pkl(directory: ZipDirectory, bad: Callable[[str], FormatError]) -> tup
     return found[0].name.rsplit("/", 1)[0], found[0]
 
 
-def _collect(root: Any, source: ByteSource) -> list[_Found]:
-    """Every tensor reachable from the pickled object, with its path; depth- and cycle-safe."""
+def _collect(root: Any) -> list[_Found]:
+    """Every tensor reachable from the pickled object, with its path; depth- and cycle-safe.
+
+    Raises:
+        PickleRefused: containers nested deeper than MAX_DEPTH (a bomb for anything that recurses).
+    """
     found: list[_Found] = []
     seen: set[int] = set()
     todo: list[tuple[Any, tuple[str, ...]]] = [(root, ())]
@@ -133,7 +136,7 @@ def _collect(root: Any, source: ByteSource) -> list[_Found]:
         if not isinstance(obj, (dict, list, tuple)) or id(obj) in seen:
             continue
         if len(path) >= pickle_walk.MAX_DEPTH:
-            raise _raiser(source, UnsafeContent)(
+            raise PickleRefused(
                 f"pickle nests containers deeper than {pickle_walk.MAX_DEPTH} levels; refused as a pickle bomb"
             )
         seen.add(id(obj))

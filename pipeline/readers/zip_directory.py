@@ -65,6 +65,11 @@ class ZipDirectory:
     entries: dict[str, ZipEntry]
     cd_offset: int
 
+    def record_end(self, entry: ZipEntry) -> int:
+        """Where the next local header (or the central directory) starts: no read of ``entry`` passes it."""
+        later = [e.header_offset for e in self.entries.values() if e.header_offset > entry.header_offset]
+        return min(later, default=self.cd_offset)
+
 
 def read_directory(source: ByteSource, probe_bytes: int, max_cd_bytes: int) -> ZipDirectory:
     """Find the end record in the tail (one request) and parse the central directory.
@@ -104,7 +109,9 @@ def read_directory(source: ByteSource, probe_bytes: int, max_cd_bytes: int) -> Z
     return ZipDirectory(entries, cd_offset)
 
 
-def read_entries(source: ByteSource, entries: list[ZipEntry], merge_gap: int) -> dict[str, bytes]:
+def read_entries(
+    source: ByteSource, directory: ZipDirectory, entries: list[ZipEntry], merge_gap: int
+) -> dict[str, bytes]:
     """The data of small stored entries (data.pkl, byteorder), neighbours in one request.
 
     Each local header is parsed exactly; a span reaches LOCAL_HEADER_SLACK past the name, enough
@@ -119,7 +126,10 @@ def read_entries(source: ByteSource, entries: list[ZipEntry], merge_gap: int) ->
     spans = [
         Span(
             e.header_offset,
-            e.header_offset + LOCAL_LEN + len(e.raw_name) + LOCAL_HEADER_SLACK + e.size,
+            min(
+                e.header_offset + LOCAL_LEN + len(e.raw_name) + LOCAL_HEADER_SLACK + e.size,
+                directory.record_end(e),
+            ),
             key=e.name,
         )
         for e in entries
