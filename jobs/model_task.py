@@ -105,9 +105,7 @@ def _fingerprint(
         ]
         # The tokenizer download overlaps the header reads: both are one round trip each.
         with ThreadPoolExecutor(max_workers=1) as pool:
-            vocab = (
-                pool.submit(_tokenizer_tokens, ref, http) if sources and plan.fmt == "safetensors" else None
-            )
+            vocab = pool.submit(_tokenizer_tokens, ref, http) if sources and plan.fmt != "gguf" else None
             headers = [checkpoint.read_header(src, settings) for src in sources]
             tokens = vocab.result() if vocab else _gguf_tokens(headers)
         rows, shapes = _read_rows(ref, settings, plan, sources, headers, tokens)

@@ -4,7 +4,7 @@ never a crash and never a tensors row. Faults the Hub injects are retried or rec
 import pytest
 
 from jobs import fingerprint
-from jobs.demohub.badrepos import BAD_REPOS
+from jobs.demohub.badrepos import BAD_REPOS, MALICIOUS_MARKER
 from jobs.fakehub import Fault
 from pipeline.http import HubHttp
 from pipeline.sources import hf
@@ -18,22 +18,34 @@ EXPECTED = {
     "unknown-dtype": ":model.safetensors: tensor b.weight: unknown dtype 'Q9_ZZ'",
     "nan-inf": ":model.safetensors: tensor layers.0.attn.q_proj.weight: 3 NaN/inf values among the rows read",
     "malformed-json": ":model.safetensors: header is not valid JSON: Expecting value: line 1 column 65 (char 64)",
-    "empty": ": no safetensors or GGUF weight files in the repo",
-    "pickle-only": ":pytorch_model.bin: only pickled PyTorch weights; hubscan never unpickles hub files",
+    "empty": ": no safetensors, GGUF or PyTorch weight files in the repo",
+    "pickle-only": ":pytorch_model.bin: archive/data.pkl: pickle calls builtins.print; refused, never executed",
+    "malicious-pickle": ":pytorch_model.bin: archive/data.pkl: pickle calls os.system; refused, never executed",
+    "torch-truncated": ":pytorch_model.bin: not a zip archive (no end-of-central-directory record); truncated or not a torch checkpoint",
+    "torch-compressed": ":pytorch_model.bin: zip entry archive/data/0 is compressed (method 8); torch checkpoints store entries uncompressed",
+    "torch-legacy": ":pytorch_model.bin: legacy torch serialization (not a zip); not supported",
+    "torch-offset-past-end": ":pytorch_model.bin: tensor layers.0.attn.q_proj.weight: bytes 16384-32768 of storage data/0 lie past its end (16384 bytes)",
     "gated": ":model.safetensors: gated repo (HTTP 401): accept its terms or pass a token with access",
 }
 CATEGORY = {
     "unknown-dtype": "UnsupportedDtype",
     "nan-inf": "FingerprintError",
     "empty": "NoWeights",
-    "pickle-only": "NoWeights",
+    "pickle-only": "UnsafeContent",
+    "malicious-pickle": "UnsafeContent",
+    "torch-truncated": "FormatError",
+    "torch-compressed": "FormatError",
+    "torch-legacy": "FormatError",
+    "torch-offset-past-end": "FormatError",
     "gated": "RepoGated",
 }
 
 
 def test_every_bad_repo_is_one_failure_row_and_the_run_goes_on(settings):
     repos = [*BAD_REPOS.values(), "sentence-transformers/all-MiniLM-L6-v2"]
+    MALICIOUS_MARKER.unlink(missing_ok=True)
     summary = fingerprint.run(settings, repos)
+    assert not MALICIOUS_MARKER.exists()  # the malicious pickle's os.system never ran
     assert (summary.done, summary.failed) == (1, len(BAD_REPOS))
     assert summary.exit_code == 3
     con = connect(settings.store)

@@ -52,11 +52,11 @@ def test_fingerprint_a_local_repo_then_query_it_as_json(testbed, tmp_path):
 
 
 def test_some_models_failed_exits_3_with_one_line_each(testbed, tmp_path):
-    result = _hubscan("fingerprint", str(testbed / "badhub/pickle-only"), "--store", str(tmp_path / "s"))
+    result = _hubscan("fingerprint", str(testbed / "badhub/malicious-pickle"), "--store", str(tmp_path / "s"))
     assert result.returncode == 3
     fails = [line for line in result.stderr.splitlines() if line.startswith("fail ")]
     assert fails == [
-        f"fail badhub/pickle-only@{fails[0].split('@')[1][:7]}:pytorch_model.bin: only pickled PyTorch weights; hubscan never unpickles hub files"
+        f"fail badhub/malicious-pickle@{fails[0].split('@')[1][:7]}:pytorch_model.bin: archive/data.pkl: pickle calls os.system; refused, never executed"
     ]
 
 

@@ -35,6 +35,8 @@ VARIANT_VERDICTS = {
     "demohub/all-MiniLM-L6-v2-sharded": v.EXACT_COPY,
     "demohub/bert-minilm-l6": v.EXACT_COPY,
     "demohub/minilm-reupload": v.EXACT_COPY,
+    "demohub/all-MiniLM-L6-v2-pytorch": v.EXACT_COPY,
+    "demohub/minilm-bin-sharded": v.EXACT_COPY,
     "demohub/minilm-l6-finetuned": v.FINE_TUNE,
 }
 

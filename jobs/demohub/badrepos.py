@@ -1,8 +1,10 @@
 """Repos whose weights are broken or off-limits, so reader tests meet each failure the Hub can serve.
 
 Every file is crafted byte by byte (the safetensors library refuses to write any of them). The
-pickle repo's payload would call ``builtins.print`` if anyone unpickled it: harmless, yet a
-non-tensor global that a safe reader must refuse without executing.
+pickle-only repo's payload would call ``builtins.print`` if anyone unpickled it: harmless, yet a
+non-tensor global that a safe reader must refuse without executing. The malicious-pickle repo's
+payload is live: unpickled, it runs ``os.system("touch MALICIOUS_MARKER")``; tests assert the
+marker never appears.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import io
 import json
 import math
 import struct
+import tempfile
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -19,6 +22,7 @@ import numpy as np
 
 from jobs.demohub import cards
 from jobs.demohub.safetensors_write import write_raw_safetensors, write_safetensors
+from jobs.demohub.torch_write import TensorEntry, state_dict_pickle, write_records, write_torch_zip
 
 BAD_ORG = "badhub"
 # Repo ids per failure kind; make_bad_repos returns this mapping.
@@ -32,6 +36,11 @@ BAD_REPOS = {
     "malformed-json": f"{BAD_ORG}/malformed-json-header",
     "empty": f"{BAD_ORG}/empty-repo",
     "pickle-only": f"{BAD_ORG}/pickle-only",
+    "malicious-pickle": f"{BAD_ORG}/malicious-pickle",
+    "torch-truncated": f"{BAD_ORG}/torch-truncated",
+    "torch-compressed": f"{BAD_ORG}/torch-compressed",
+    "torch-legacy": f"{BAD_ORG}/torch-legacy",
+    "torch-offset-past-end": f"{BAD_ORG}/torch-offset-past-end",
     "gated": f"{BAD_ORG}/gated-model",
 }
 HEADER_LEN_HUGE = 2**60
@@ -40,6 +49,16 @@ _MSG = b"hubscan: this pickle must never be unpickled"
 PICKLE_PAYLOAD = (
     b"\x80\x02cbuiltins\nprint\nq\x00X" + struct.pack("<I", len(_MSG)) + _MSG + b"\x85q\x01Rq\x02."
 )
+# Where the live payload of the malicious-pickle repo would leave its mark if it ever ran.
+MALICIOUS_MARKER = Path(tempfile.gettempdir()) / "hubscan-malicious-pickle-was-executed"
+# torch < 1.6 wrote bare pickles; the first is this magic number (torch/serialization.py).
+LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
+
+
+def system_payload(marker: Path, module: str = "os") -> bytes:
+    """Protocol-2 pickle: GLOBAL <module>.system, REDUCE with ("touch <marker>",), STOP."""
+    cmd = f"touch {marker}".encode()
+    return b"\x80\x02c" + module.encode() + b"\nsystem\nX" + struct.pack("<I", len(cmd)) + cmd + b"\x85R."
 
 
 def tiny_tensors(seed: int = 0) -> dict[str, np.ndarray]:
@@ -126,6 +145,44 @@ def _pickle_only(dst: Path) -> None:
     cards.write_json(dst / "config.json", {"model_type": "llama", "architectures": ["LlamaForCausalLM"]})
 
 
+def _malicious_pickle(dst: Path) -> None:
+    """A torch zip whose data.pkl runs os.system("touch MALICIOUS_MARKER") when unpickled."""
+    write_records(dst / "pytorch_model.bin", "archive", {"data.pkl": system_payload(MALICIOUS_MARKER)})
+
+
+def _torch_truncated(dst: Path) -> None:
+    """A torch zip cut in the middle: its end record and central directory are gone."""
+    path = dst / "pytorch_model.bin"
+    write_torch_zip(path, tiny_tensors())
+    with open(path, "r+b") as f:
+        f.truncate(path.stat().st_size // 2)
+
+
+def _torch_compressed(dst: Path) -> None:
+    """A torch zip whose storages are deflated: not readable by range."""
+    tensors = tiny_tensors()
+    write_torch_zip(dst / "scratch.bin", tensors)
+    with zipfile.ZipFile(dst / "scratch.bin") as zf:
+        records = {i.filename.split("/", 1)[1]: zf.read(i) for i in zf.infolist()}
+    (dst / "scratch.bin").unlink()
+    deflate = frozenset(n for n in records if n.startswith("data/"))
+    write_records(dst / "pytorch_model.bin", "archive", records, deflate)
+
+
+def _torch_legacy(dst: Path) -> None:
+    """Pre-1.6 serialization: bare pickles, starting with the magic number (no zip)."""
+    magic = LEGACY_MAGIC.to_bytes(10, "little")
+    (dst / "pytorch_model.bin").write_bytes(b"\x80\x02\x8a\x0a" + magic + b"." + bytes(64))
+
+
+def _torch_offset_past_end(dst: Path) -> None:
+    """A tensor whose storage_offset puts its bytes past the end of its storage."""
+    entry = TensorEntry("layers.0.attn.q_proj.weight", "FloatStorage", "0", 64 * 64, 4096, (64, 64), (64, 1))
+    arr = tiny_tensors()["layers.0.attn.q_proj.weight"]
+    records = {"data.pkl": state_dict_pickle([entry]), "byteorder": b"little", "data/0": arr.tobytes()}
+    write_records(dst / "pytorch_model.bin", "archive", records)
+
+
 def _gated(dst: Path) -> None:
     """A readable model behind manual gating; the fake hub reads ``.fakehub.json``."""
     write_safetensors(dst / "model.safetensors", tiny_tensors(1), None, {"format": "pt"})
@@ -142,6 +199,11 @@ _MAKERS = {
     "malformed-json": _malformed_json,
     "empty": lambda dst: None,
     "pickle-only": _pickle_only,
+    "malicious-pickle": _malicious_pickle,
+    "torch-truncated": _torch_truncated,
+    "torch-compressed": _torch_compressed,
+    "torch-legacy": _torch_legacy,
+    "torch-offset-past-end": _torch_offset_past_end,
     "gated": _gated,
 }
 

@@ -19,7 +19,7 @@ from jobs.demohub.badrepos import BAD_REPOS, write_bad_repo
 from jobs.demohub.realmodels import REAL_MODELS, REPO_BUILDERS, fetch_real_models_report
 
 # Bump when a builder's output changes, so a cached testbed from older code is not reused.
-TESTBED_VERSION = 1
+TESTBED_VERSION = 11
 BUILDING = ".building"
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 # (repo id, description, builder(src, dst)) for the variants of all-MiniLM-L6-v2.
@@ -58,6 +58,16 @@ MINILM_VARIANTS: list[tuple[str, str, Callable[[Path, Path], object]]] = [
         "demohub/minilm-reupload",
         f"variant: {MINILM} weights re-uploaded byte for byte; undeclared (an exact copy)",
         lambda s, d: variants.reupload(s, d),
+    ),
+    (
+        "demohub/all-MiniLM-L6-v2-pytorch",
+        f"variant: {MINILM} saved as pytorch_model.bin (torch zip); card declares base_model",
+        lambda s, d: variants.to_pytorch(s, d, 1, base_model=MINILM),
+    ),
+    (
+        "demohub/minilm-bin-sharded",
+        f"variant: {MINILM} as 2 pytorch_model-*.bin shards with index; undeclared",
+        lambda s, d: variants.to_pytorch(s, d, 2),
     ),
     (
         "demohub/minilm-l6-finetuned",

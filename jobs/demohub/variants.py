@@ -25,6 +25,7 @@ from jobs.demohub.safetensors_write import (
     read_safetensors_np,
     write_safetensors,
 )
+from jobs.demohub.torch_write import write_torch_zip
 
 INDEX_FILE = "model.safetensors.index.json"
 SINGLE_FILE = "model.safetensors"
@@ -210,6 +211,25 @@ def to_gguf(src: Path, dst: Path, qtype: str, base_model: str | None = None) -> 
     derive_repo(src, dst, base_model, f"GGUF {qtype} for llama.cpp.", ["gguf"], RELATION_QUANTIZED, False)
     fname = f"{dst.name.removesuffix('-GGUF').removesuffix(f'-{qtype}')}.{qtype}.gguf"
     write_gguf(dst / fname, tensors, arch, QType.__members__[qtype], meta, _tokens(src))
+    return dst
+
+
+def to_pytorch(src: Path, dst: Path, n_shards: int = 1, base_model: str | None = None) -> Path:
+    """The same tensors as torch.save writes them: ``pytorch_model.bin``, or shards plus the HF index."""
+    derive_repo(src, dst, base_model, "PyTorch weights (pytorch_model.bin).", ["pytorch"])
+    tensors = load_repo_tensors(src)
+    if n_shards == 1:
+        write_torch_zip(dst / "pytorch_model.bin", tensors)
+        return dst
+    plan = plan_shards({n: tensors[n].nbytes for n in layout_order({n: "F32" for n in tensors})}, n_shards)
+    weight_map: dict[str, str] = {}
+    for k, names in enumerate(plan, start=1):
+        fname = f"pytorch_model-{k:05d}-of-{n_shards:05d}.bin"
+        write_torch_zip(dst / fname, {n: tensors[n] for n in names})
+        weight_map.update(dict.fromkeys(names, fname))
+    total = sum(int(a.nbytes) for a in tensors.values())
+    index = {"metadata": {"total_size": total}, "weight_map": dict(sorted(weight_map.items()))}
+    cards.write_json(dst / "pytorch_model.bin.index.json", index)
     return dst
 
 

@@ -1,7 +1,7 @@
 """Read one weight file: header, row plan, merged ranged requests, decoded rows.
 
-The format modules (safetensors.py, gguf.py) only parse headers and decode rows; this
-module owns the plan so both formats cost the same number of requests per layer.
+The format modules (safetensors.py, gguf.py, torch_zip.py) only parse headers and decode rows;
+this module owns the plan so every format costs the same number of requests per layer.
 """
 
 from __future__ import annotations
@@ -13,19 +13,25 @@ import numpy as np
 
 from pipeline.config import Settings
 from pipeline.errors import FormatError
-from pipeline.readers import gguf, safetensors
+from pipeline.readers import gguf, safetensors, torch_zip
 from pipeline.readers.byte_source import ByteSource
 from pipeline.readers.ranges import Span, fetch, plan_requests
-from pipeline.readers.records import CheckpointHeader, RowBlock, TensorHeader, TensorRows
+from pipeline.readers.records import CheckpointHeader, LocalHeaderGuard, RowBlock, TensorHeader, TensorRows
 from pipeline.readers.sampling import plan_rows, row_indices
+from pipeline.readers.zip_directory import check_guard
 
-FORMATS: dict[str, ModuleType] = {"safetensors": safetensors, "gguf": gguf}
+FORMATS: dict[str, ModuleType] = {"safetensors": safetensors, "gguf": gguf, torch_zip.FORMAT: torch_zip}
+SUFFIXES: dict[str, str] = {
+    ".safetensors": "safetensors",
+    ".gguf": "gguf",
+    **dict.fromkeys(torch_zip.SUFFIXES, torch_zip.FORMAT),
+}
 
 
 def format_of(filename: str) -> str | None:
     """The format a file name promises, or None for files hubscan does not read."""
-    for name in FORMATS:
-        if filename.endswith("." + name):
+    for suffix, name in SUFFIXES.items():
+        if filename.endswith(suffix):
             return name
     return None
 
@@ -38,7 +44,9 @@ def read_header(source: ByteSource, settings: Settings) -> CheckpointHeader:
     """
     fmt = format_of(source.name)
     if fmt is None:
-        raise FormatError(source.repo_id, source.revision, source.name, "not a safetensors or GGUF file")
+        raise FormatError(
+            source.repo_id, source.revision, source.name, "not a safetensors, GGUF or PyTorch file"
+        )
     header: CheckpointHeader = FORMATS[fmt].read_header(source, settings)
     return header
 
@@ -58,13 +66,32 @@ def read_rows(
     """
     decode = FORMATS[header.format].decode_rows
     plans = [(t, plan_rows(t, role_of(t.name), settings, tokens)) for t in header.tensors]
+    unchecked = list(header.guards)
     for batch in _batches(plans, settings.batch_bytes):
         spans = [
             Span(*t.row_span(b.first, b.count), key=(t.name, b.first)) for t, blocks in batch for b in blocks
         ]
+        names = {t.name for t, _ in batch}
+        guards = [g for g in unchecked if names.intersection(g.tensors)]
+        unchecked = [g for g in unchecked if g not in guards]
+        # Each guard ends where its storage's first rows begin: merged into the same request.
+        spans += [Span(g.begin, g.end, key=("guard", g.entry)) for g in guards]
         data = fetch(source, plan_requests(spans, settings.merge_gap_bytes), settings.fetch_concurrency)
+        _check_guards(source, guards, data)
         for tensor, blocks in batch:
             yield _decode(source, tensor, blocks, data, decode)
+
+
+def _check_guards(source: ByteSource, guards: list[LocalHeaderGuard], data: dict[object, bytes]) -> None:
+    """Refuse rows whose offset the header predicted unless the bytes before them confirm it.
+
+    Raises:
+        FormatError: a guard's bytes say the data starts elsewhere.
+    """
+    for guard in guards:
+        reason = check_guard(data[("guard", guard.entry)], guard)
+        if reason is not None:
+            raise FormatError(source.repo_id, source.revision, source.name, reason)
 
 
 def _decode(

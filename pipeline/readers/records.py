@@ -64,6 +64,20 @@ class TensorRows:
 
 
 @dataclass(frozen=True)
+class LocalHeaderGuard:
+    """Bytes [begin, end) before a storage's data that a reader predicted (a zip local header).
+
+    They are fetched with the storage's first rows (adjacent, so in the same request) and
+    checked before any of those rows is trusted.
+    """
+
+    entry: str
+    begin: int
+    end: int
+    tensors: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class CheckpointHeader:
     """All tensors of one weight file plus the metadata its header carries."""
 
@@ -72,3 +86,4 @@ class CheckpointHeader:
     size: int
     tensors: tuple[TensorHeader, ...]
     metadata: dict[str, object] = field(default_factory=dict)
+    guards: tuple[LocalHeaderGuard, ...] = ()

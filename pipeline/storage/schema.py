@@ -18,7 +18,7 @@ MODELS = pa.schema(
         ("revision", pa.string()),
         ("source", pa.string()),  # "hub", "local"
         ("endpoint", pa.string()),
-        ("format", pa.string()),  # "safetensors", "gguf"
+        ("format", pa.string()),  # "safetensors", "gguf", "pytorch"
         ("files", _str_list),
         ("architecture", pa.string()),
         ("model_type", pa.string()),
