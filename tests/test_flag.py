@@ -36,6 +36,8 @@ VARIANT_VERDICTS = {
     "demohub/bert-minilm-l6": v.EXACT_COPY,
     "demohub/minilm-reupload": v.EXACT_COPY,
     "demohub/minilm-l6-finetuned": v.FINE_TUNE,
+    "demohub/all-MiniLM-L6-v2-GPTQ": v.CAST_COPY,
+    "demohub/minilm-awq": v.CAST_COPY,
 }
 
 

@@ -179,3 +179,17 @@ def test_bad_packed_ints_are_one_line_format_errors_and_the_run_goes_on(testbed,
         assert message.startswith(f"bad/{kind}@") and message.endswith(f":model.safetensors: {reason}"), (
             message
         )
+
+
+@pytest.mark.parametrize(
+    "name,role,layer",
+    [
+        ("model.layers.3.self_attn.q_proj.qweight", "attn_q", 3),
+        ("model.layers.3.mlp.down_proj.g_idx", "mlp_down", 3),
+        ("encoder.layer.5.intermediate.dense.scales", "mlp_up", 5),
+        ("transformer.h.2.mlp.dense_4h_to_h.qzeros", "mlp_down", 2),
+    ],
+)
+def test_packed_part_names_keep_their_linears_role_as_kind_quant(name, role, layer):
+    r = classify(name)
+    assert (r.role, r.layer, r.kind) == (role, layer, "quant")
