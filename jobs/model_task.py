@@ -23,6 +23,7 @@ from pipeline.model_config import ModelConfig, from_hf_config, infer_from_tensor
 from pipeline.readers import checkpoint
 from pipeline.readers.byte_source import ByteSource, LocalFile
 from pipeline.readers.gguf import gguf_config
+from pipeline.readers.packed_int import PACKED_SCHEMES
 from pipeline.readers.records import CheckpointHeader
 from pipeline.readers.remote import RemoteFile
 from pipeline.roles import classify_all
@@ -106,7 +107,8 @@ def _fingerprint(
         # The tokenizer download overlaps the header reads: both are one round trip each.
         with ThreadPoolExecutor(max_workers=1) as pool:
             vocab = pool.submit(_tokenizer_tokens, ref, http) if sources and plan.fmt != "gguf" else None
-            headers = [checkpoint.read_header(src, settings) for src in sources]
+            quant = _quantization_config(ref)
+            headers = [checkpoint.read_header(src, settings, quant) for src in sources]
             tokens = vocab.result() if vocab else _gguf_tokens(headers)
         rows, shapes = _read_rows(ref, settings, plan, sources, headers, tokens)
     outcome.tensor_rows = rows
@@ -172,6 +174,12 @@ def _open(ref: ModelRef, name: str, size: int | None, http: HubHttp) -> ByteSour
     if ref.local_dir is not None:
         return LocalFile(ref.local_dir / name, ref.repo_id, ref.revision, name)
     return RemoteFile(http, ref.repo_id, ref.revision, name, size)
+
+
+def _quantization_config(ref: ModelRef) -> dict[str, Any] | None:
+    """The ``quantization_config`` the listing's config summary (or a local config.json) carried."""
+    quant = ref.config.get("quantization_config") if ref.config else None
+    return quant if isinstance(quant, dict) else None
 
 
 def _gguf_tokens(headers: list[CheckpointHeader]) -> list[str] | None:
@@ -252,6 +260,9 @@ def _model_row(
     by_dtype: Counter[str] = Counter()
     for r in rows:
         by_dtype[str(r["dtype"])] += int(r["numel"])
+    # A GPTQ/AWQ checkpoint keeps its embeddings in F16, often the larger share of a small
+    # model: its packed-int scheme, not F16, is what names it (and what a cast verdict needs).
+    packed = Counter({d: n for d, n in by_dtype.items() if d.startswith(PACKED_SCHEMES)})
     local = ref.local_dir is not None
     return {
         "repo_id": ref.repo_id,
@@ -270,7 +281,7 @@ def _model_row(
         "experts": config.n_experts,
         "vocab": config.vocab,
         "params": sum(by_dtype.values()),
-        "dtype": by_dtype.most_common(1)[0][0] if by_dtype else None,
+        "dtype": (packed or by_dtype).most_common(1)[0][0] if by_dtype else None,
         "base_models": list(ref.base_models),
         "license": ref.license,
         "checkpoint_bytes": sum(f.size or 0 for f in plan.files) or sum(s.size for s in sources),

@@ -103,7 +103,7 @@ class TensorRole:
     role: str
     layer: int | None = None
     expert: int | None = None
-    kind: str = "weight"  # "weight" | "bias"
+    kind: str = "weight"  # "weight" | "bias" | "quant" (a GPTQ/AWQ part)
     fused: tuple[str, ...] = ()
     transposed: bool = False  # stored [in, out] instead of PyTorch Linear's [out, in]
 
@@ -124,9 +124,16 @@ _POST_FF_RE = re.compile(r"(?:^|\.)post_feedforward_layernorm\.\w+$")
 _POST_ATTN_RE = re.compile(r"(?:^|\.)post_attention_layernorm\.\w+$")
 
 
+# GPTQ/AWQ store a quantised Linear as these parameters of the module; the reader rebuilds them
+# into "<module>.weight", so a part seen on its own keeps its Linear's role under kind "quant".
+QUANT_PARTS = frozenset({"qweight", "qzeros", "scales", "g_idx"})
+
+
 def _split_param(name: str) -> tuple[str, str]:
-    """(module path, kind): ".weight"/".bias", old LayerNorm ".gamma"/".beta", or a "_bias" parameter."""
+    """(module path, kind): ".weight"/".bias", old LayerNorm ".gamma"/".beta", packed-int parts, or "_bias"."""
     head, _, last = name.rpartition(".")
+    if head and last in QUANT_PARTS:
+        return head, "quant"
     if head and last in ("weight", "gamma"):
         return head, "weight"
     if head and last in ("bias", "beta"):

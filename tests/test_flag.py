@@ -38,6 +38,8 @@ VARIANT_VERDICTS = {
     "demohub/all-MiniLM-L6-v2-pytorch": v.EXACT_COPY,
     "demohub/minilm-bin-sharded": v.EXACT_COPY,
     "demohub/minilm-l6-finetuned": v.FINE_TUNE,
+    "demohub/all-MiniLM-L6-v2-GPTQ": v.CAST_COPY,
+    "demohub/minilm-awq": v.CAST_COPY,
 }
 
 

@@ -14,12 +14,12 @@ from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
-from jobs.demohub import variants
+from jobs.demohub import gptq_pack, variants
 from jobs.demohub.badrepos import BAD_REPOS, write_bad_repo
 from jobs.demohub.realmodels import REAL_MODELS, REPO_BUILDERS, fetch_real_models_report
 
 # Bump when a builder's output changes, so a cached testbed from older code is not reused.
-TESTBED_VERSION = 11
+TESTBED_VERSION = 20
 BUILDING = ".building"
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 # (repo id, description, builder(src, dst)) for the variants of all-MiniLM-L6-v2.
@@ -73,6 +73,19 @@ MINILM_VARIANTS: list[tuple[str, str, Callable[[Path, Path], object]]] = [
         "demohub/minilm-l6-finetuned",
         f"variant: {MINILM} plus Gaussian drift of 1% of each tensor's std (seed 0); undeclared",
         lambda s, d: variants.finetune_like(s, d, 0.01, seed=0),
+    ),
+]
+# Packed-int (GPTQ/AWQ) copies of all-MiniLM-L6-v2: the block Linears quantised, the rest F16.
+QUANT_VARIANTS: list[tuple[str, str, Callable[[Path, Path], object]]] = [
+    (
+        "demohub/all-MiniLM-L6-v2-GPTQ",
+        f"variant: GPTQ 4-bit g128 act-order (RTN, v1 zeros) of {MINILM}; card declares base_model",
+        lambda s, d: gptq_pack.quantised_repo(s, d, "GPTQ", 4, 128, act_order=True, base_model=MINILM),
+    ),
+    (
+        "demohub/minilm-awq",
+        f"variant: AWQ 4-bit g64 GEMM (RTN) of {MINILM}, no quantization_config; undeclared",
+        lambda s, d: gptq_pack.quantised_repo(s, d, "AWQ", 4, 64, declare_config=False),
     ),
 ]
 _REAL_NOTES = {
@@ -143,7 +156,7 @@ def build_testbed(root: Path, cache: Path) -> dict[str, str]:
     root.mkdir(parents=True, exist_ok=True)
     manifest, skipped = build_real_repos(root, cache)
     src = root / MINILM
-    for repo_id, description, make in MINILM_VARIANTS:
+    for repo_id, description, make in MINILM_VARIANTS + QUANT_VARIANTS:
         if MINILM not in manifest:
             skipped[repo_id] = f"needs {MINILM}"
             continue

@@ -66,6 +66,14 @@ CAST_DEV_BY_DTYPE: tuple[tuple[str, float], ...] = (
     ("Q3", 2e-2),
     ("Q2", 2e-2),
     ("IQ", 2e-2),
+    # GPTQ/AWQ packed ints (dtype "GPTQ-int4-g128"): round-to-nearest on all-MiniLM-L6 reaches
+    # 1 - r of 2.4e-5 (int8), 5.9e-3 (int4), 2.6e-2 (int3), 0.12 (int2) per matrix at g128;
+    # about 2x, since GPTQ's error feedback moves weights further than rounding alone.
+    ("GPTQ-INT8", 5e-5),
+    ("GPTQ-INT4", 1.2e-2),
+    ("GPTQ-INT3", 5e-2),
+    ("GPTQ-INT2", 0.25),
+    ("AWQ-INT4", 1.2e-2),
 )
 
 

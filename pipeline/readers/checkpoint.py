@@ -6,17 +6,24 @@ this module owns the plan so every format costs the same number of requests per 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from types import ModuleType
 
 import numpy as np
 
 from pipeline.config import Settings
 from pipeline.errors import FormatError
-from pipeline.readers import gguf, safetensors, torch_zip
+from pipeline.readers import gguf, packed_int, safetensors, torch_zip
 from pipeline.readers.byte_source import ByteSource
 from pipeline.readers.ranges import Span, fetch, plan_requests
-from pipeline.readers.records import CheckpointHeader, LocalHeaderGuard, RowBlock, TensorHeader, TensorRows
+from pipeline.readers.records import (
+    CheckpointHeader,
+    LocalHeaderGuard,
+    PackedLinear,
+    RowBlock,
+    TensorHeader,
+    TensorRows,
+)
 from pipeline.readers.sampling import plan_rows, row_indices
 from pipeline.readers.zip_directory import check_guard
 
@@ -36,8 +43,12 @@ def format_of(filename: str) -> str | None:
     return None
 
 
-def read_header(source: ByteSource, settings: Settings) -> CheckpointHeader:
-    """Parse and validate a file's header.
+def read_header(
+    source: ByteSource, settings: Settings, quant: Mapping[str, object] | None = None
+) -> CheckpointHeader:
+    """Parse and validate a file's header; GPTQ/AWQ parts become logical [out, in] weights.
+
+    ``quant`` is a ``quantization_config`` the listing already carried (never fetched for it).
 
     Raises:
         FormatError: the header cannot be trusted.
@@ -48,6 +59,8 @@ def read_header(source: ByteSource, settings: Settings) -> CheckpointHeader:
             source.repo_id, source.revision, source.name, "not a safetensors, GGUF or PyTorch file"
         )
     header: CheckpointHeader = FORMATS[fmt].read_header(source, settings)
+    if fmt == "safetensors":
+        header = packed_int.group_packed(header, source, quant)
     return header
 
 
@@ -67,10 +80,8 @@ def read_rows(
     decode = FORMATS[header.format].decode_rows
     plans = [(t, plan_rows(t, role_of(t.name), settings, tokens)) for t in header.tensors]
     unchecked = list(header.guards)
-    for batch in _batches(plans, settings.batch_bytes):
-        spans = [
-            Span(*t.row_span(b.first, b.count), key=(t.name, b.first)) for t, blocks in batch for b in blocks
-        ]
+    for batch in _batches(plans, settings.batch_bytes, header.packed):
+        spans = [s for t, blocks in batch for s in _spans(t, blocks, header.packed.get(t.name))]
         names = {t.name for t, _ in batch}
         guards = [g for g in unchecked if names.intersection(g.tensors)]
         unchecked = [g for g in unchecked if g not in guards]
@@ -79,7 +90,39 @@ def read_rows(
         data = fetch(source, plan_requests(spans, settings.merge_gap_bytes), settings.fetch_concurrency)
         _check_guards(source, guards, data)
         for tensor, blocks in batch:
-            yield _decode(source, tensor, blocks, data, decode)
+            packed = header.packed.get(tensor.name)
+            if packed is not None:
+                yield _dequantise(source, packed, blocks, data)
+            else:
+                yield _decode(source, tensor, blocks, data, decode)
+
+
+def _spans(tensor: TensorHeader, blocks: tuple[RowBlock, ...], packed: PackedLinear | None) -> list[Span]:
+    """Byte ranges one tensor needs: its planned rows, or every part of a packed Linear.
+
+    A row of a packed weight is spread over every packed row (GPTQ) or every input row (AWQ),
+    so the parts are read whole: 0.5 byte per weight at 4 bits, in a few merged requests
+    (bench/packed.py measures the alternatives).
+    """
+    if packed is None:
+        return [Span(*tensor.row_span(b.first, b.count), key=(tensor.name, b.first)) for b in blocks]
+    return [Span(p.start, p.start + p.nbytes, key=(tensor.name, p.name)) for p in packed.parts]
+
+
+def _dequantise(
+    source: ByteSource, packed: PackedLinear, blocks: tuple[RowBlock, ...], data: dict[object, bytes]
+) -> TensorRows:
+    name = packed.logical.name
+    rows = row_indices(blocks)
+    try:
+        values = packed_int.dequantise_rows(
+            packed, {p.name: data[(name, p.name)] for p in packed.parts}, rows
+        )
+    except ValueError as exc:
+        raise FormatError(source.repo_id, source.revision, source.name, f"tensor {name}: {exc}") from None
+    return TensorRows(
+        header=packed.logical, rows=rows, values=values, sampled=len(rows) < packed.logical.n_rows
+    )
 
 
 def _check_guards(source: ByteSource, guards: list[LocalHeaderGuard], data: dict[object, bytes]) -> None:
@@ -117,13 +160,14 @@ def _decode(
 
 
 def _batches(
-    plans: list[tuple[TensorHeader, tuple[RowBlock, ...]]], limit: int
+    plans: list[tuple[TensorHeader, tuple[RowBlock, ...]]], limit: int, packed: Mapping[str, PackedLinear]
 ) -> Iterator[list[tuple[TensorHeader, tuple[RowBlock, ...]]]]:
     """Group tensors in file order so each batch plans at most ``limit`` bytes (one tensor may exceed)."""
     batch: list[tuple[TensorHeader, tuple[RowBlock, ...]]] = []
     size = 0
     for tensor, blocks in sorted(plans, key=lambda p: p[0].start):
-        cost = sum(b.count for b in blocks) * tensor.row_bytes
+        parts = packed[tensor.name].parts if tensor.name in packed else ()
+        cost = sum(p.nbytes for p in parts) or sum(b.count for b in blocks) * tensor.row_bytes
         if batch and size + cost > limit:
             yield batch
             batch, size = [], 0

@@ -78,8 +78,38 @@ class LocalHeaderGuard:
 
 
 @dataclass(frozen=True)
+class PackedLinear:
+    """A GPTQ/AWQ packed int Linear: the logical [out, in] weight and the stored parts it is rebuilt from.
+
+    ``logical`` is what roles, sampling and fingerprints see; its ``start`` is the qweight's (file
+    order for batching) and its ``nbytes`` the F16 size of the original (the whole-tensor cut-off
+    must fall where it falls for the unquantised base). ``zero_offset`` is 1 for GPTQ v1
+    checkpoints, which store every zero point minus one.
+    """
+
+    logical: TensorHeader
+    scheme: str  # "GPTQ" | "AWQ"
+    bits: int
+    group_size: int
+    qweight: TensorHeader
+    qzeros: TensorHeader
+    scales: TensorHeader
+    g_idx: TensorHeader | None
+    zero_offset: int
+
+    @property
+    def parts(self) -> tuple[TensorHeader, ...]:
+        """The stored tensors that must be read to rebuild rows of the logical weight."""
+        found = (self.qweight, self.qzeros, self.scales, self.g_idx)
+        return tuple(t for t in found if t is not None)
+
+
+@dataclass(frozen=True)
 class CheckpointHeader:
-    """All tensors of one weight file plus the metadata its header carries."""
+    """All tensors of one weight file plus the metadata its header carries.
+
+    ``packed`` maps a logical tensor name (one of ``tensors``) to the packed parts it replaces.
+    """
 
     file: str
     format: str
@@ -87,3 +117,4 @@ class CheckpointHeader:
     tensors: tuple[TensorHeader, ...]
     metadata: dict[str, object] = field(default_factory=dict)
     guards: tuple[LocalHeaderGuard, ...] = ()
+    packed: dict[str, PackedLinear] = field(default_factory=dict)
