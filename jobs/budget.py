@@ -8,6 +8,7 @@ request; when any worker sees a 429 with Retry-After, every worker waits.
 from __future__ import annotations
 
 import time
+from collections import deque
 
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
@@ -16,43 +17,52 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 ACTOR_TIMEOUT_S = 30.0
 
 
+# Requests are spaced a little more than one window apart per quota's worth, so the request
+# that travels a few milliseconds longer than its predecessors still lands in the next window.
+WINDOW_MARGIN = 1.02
+
+
 # Restarted if its node dies (the counts restart with it: a brief over-spend, never a stall).
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)
 class BudgetActor:
-    """Fixed-window counters per bucket; answers how long a caller must wait."""
+    """A sliding-window schedule per bucket; answers how long a caller must wait.
+
+    Why sliding and not the Hub's own fixed windows: our windows cannot be aligned with the
+    server's, and two misaligned fixed windows let up to twice the quota into one of the
+    server's. If no interval of one window length holds more than the quota, no fixed window
+    of the server's can either, wherever it starts.
+    """
 
     def __init__(self, quotas: dict[str, int], window_s: float) -> None:
         self.quotas = dict(quotas)
-        self.window_s = window_s
-        self.window_start = time.time()
-        self.used: dict[str, int] = dict.fromkeys(quotas, 0)
+        self.spacing = window_s * WINDOW_MARGIN
+        # send times of the last ``quota`` requests granted per bucket, ascending
+        self.sent: dict[str, deque[float]] = {b: deque(maxlen=max(1, q)) for b, q in quotas.items()}
         self.paused_until = 0.0
 
     def reserve(self, bucket: str) -> float:
         """Take one request from ``bucket``; returns seconds to wait before sending it (0 = go).
 
-        A full window moves the count into the next window, which may start in the future:
-        every caller until then is told to wait for it.
+        The request goes at the earliest time at which the last ``quota`` sends, itself
+        included, span at least one window.
         """
         now = time.time()
-        if now >= self.window_start + self.window_s:
-            self._new_window(now)
-        quota = self.quotas.get(bucket)
-        if quota is not None and self.used.get(bucket, 0) >= quota:
-            self._new_window(self.window_start + self.window_s)
-        self.used[bucket] = self.used.get(bucket, 0) + 1
-        return max(0.0, self.paused_until - now, self.window_start - now)
-
-    def _new_window(self, start: float) -> None:
-        self.window_start, self.used = start, dict.fromkeys(self.quotas, 0)
+        at = max(now, self.paused_until)
+        sent = self.sent.get(bucket)
+        if sent is not None:
+            if len(sent) == sent.maxlen:
+                at = max(at, sent[0] + self.spacing)
+            sent.append(at)
+        return at - now
 
     def defer(self, seconds: float) -> None:
         """Hold every worker back until now + seconds."""
         self.paused_until = max(self.paused_until, time.time() + seconds)
 
     def usage(self) -> dict[str, int]:
-        """Requests counted in the current window, by bucket."""
-        return dict(self.used)
+        """Requests granted in the last window, by bucket."""
+        since = time.time() - self.spacing
+        return {b: sum(t > since for t in sent) for b, sent in self.sent.items()}
 
 
 class RayBudget:

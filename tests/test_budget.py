@@ -1,0 +1,39 @@
+"""The shared request budget: no window-length interval ever holds more than the quota."""
+
+import time
+
+import ray
+
+from jobs.budget import start_budget
+
+
+def _send_times(budget, bucket, n):
+    times = []
+    for _ in range(n):
+        wait = ray.get(budget.actor.reserve.remote(bucket))
+        times.append(time.time() + wait)
+    return times
+
+
+def test_no_interval_of_one_window_exceeds_the_quota_wherever_the_server_window_starts(ray_session):
+    budget = start_budget({"resolvers": 5}, window_s=1.0)
+    times = sorted(_send_times(budget, "resolvers", 17))
+    # A fixed window of the server's may start anywhere: check the worst one, starting at each send.
+    worst = max(sum(t <= s < t + 1.0 for s in times) for t in times)
+    assert worst == 5
+    # and the schedule does not wait longer than it must: 17 requests fit in just over 3 windows
+    assert times[-1] - times[0] < 3 * 1.0 * 1.05
+
+
+def test_a_bucket_without_a_quota_never_waits(ray_session):
+    budget = start_budget({"resolvers": 1}, window_s=60.0)
+    waits = [ray.get(budget.actor.reserve.remote("api")) for _ in range(50)]
+    assert max(waits) == 0.0
+
+
+def test_a_deferral_holds_every_bucket_back(ray_session):
+    budget = start_budget({"resolvers": 100}, window_s=60.0)
+    budget.defer(2.0)
+    ray.get(budget.actor.usage.remote())  # the deferral has landed
+    wait = ray.get(budget.actor.reserve.remote("resolvers"))
+    assert 1.5 < wait <= 2.0
