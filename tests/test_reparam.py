@@ -130,3 +130,16 @@ def test_cli_compare_json_carries_the_permutation_test(store):
     doc = json.loads(out.stdout)
     assert doc["obfuscation"] is True and doc["verdict"] == v.REPARAM
     assert doc["permutation_test"]["p"] < 1e-100 and doc["permutation_test"]["consistency"] >= 0.95
+
+
+def test_the_permutation_test_reads_whole_mlp_matrices_by_range_through_the_hub(settings, hub):
+    summary = fingerprint.run(settings, [MINILM, PERMUTED])
+    assert summary.failed == 0, summary.messages
+    hub.log.clear()
+    got = compare.run(settings, MINILM, PERMUTED)
+    assert got.row["verdict"] == v.REPARAM
+    assert got.permutation is not None and got.permutation.consistency == 1.0
+    weights = [r for r in hub.log if r.path.endswith("model.safetensors") and r.status == 206]
+    # three layers' up matrices of both models (1536 x 384 F32 each), not the whole 90 MB files
+    sent = sum(r.bytes_sent for r in weights)
+    assert 6 * 1536 * 384 * 4 <= sent < 2 * 12_000_000
