@@ -7,6 +7,9 @@ false positives at the flag threshold. Labels come from the testbed's manifest. 
 the same-architecture unrelated pairs (MiniLM family x e5 family); they are few and near-
 duplicates of one comparison, so "FPR 1 %" here means "above every negative".
 
+``python -m bench.detection --reparam`` adds the re-parameterised copies (permuted, rescaled,
+permuted + drift): per-kind AUROC of each signal, verdicts, and the permutation-recovery test.
+
 ``python -m bench.detection --synthetic 1000,10000`` adds synthetic fingerprint tables of
 families (a base, casts, fine-tunes and cousins) in one comparability block and compares
 exhaustive scoring with LSH candidates: time, peak memory, recall (bench/detection_synth.py).
@@ -133,14 +136,93 @@ def detection_table(rows: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+REPARAM_KINDS = {
+    "demohub/minilm-permuted": "permuted",
+    "demohub/minilm-rescaled": "rescaled",
+    "demohub/minilm-permuted-finetuned": "permuted + 1 % drift",
+}
+REPARAM_METHODS = ("score", "std_profile", "sketch", "gain", "dim_std", "col_norms", "tokens", "sorted")
+
+
+def reparam_bench() -> list[str]:
+    """Per-kind AUROC and verdicts for the re-parameterised copies, and the permutation test's figures.
+
+    Positives: each variant against all-MiniLM-L6-v2 and its int8 and fine-tuned copies (the same
+    weights); negatives: every MiniLM-family model against the e5 family (same shape, unrelated).
+    """
+    from jobs import permutation
+    from pipeline.storage.duckdb import connect
+
+    copies = [MINILM, "tryaii/minilm-int8", "demohub/minilm-l6-finetuned"]
+    repos = [*copies, *REPARAM_KINDS, E5, E5_PRUNED]
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "testbed"
+        build_testbed(root, default_cache())
+        settings = Settings(store=Path(tmp) / "store")
+        fingerprint.run(settings, [str(root / r) for r in repos])
+        rows = flag.run(settings).rows
+        con = connect(settings.store)
+        rev = dict(con.sql("SELECT repo_id, revision FROM models").fetchall())
+        tests = {}
+        for other in [*REPARAM_KINDS, E5]:
+            t0 = time.perf_counter()
+            test = permutation.run(con, settings, (MINILM, rev[MINILM]), (other, rev[other]))
+            tests[other] = (test, time.perf_counter() - t0)
+    kind_of = {}
+    for r in rows:
+        pair = {r["a_repo_id"], r["b_repo_id"]}
+        if pair & E5_FAMILY and pair - E5_FAMILY:
+            kind_of[id(r)] = "unrelated"
+        for variant, kind in REPARAM_KINDS.items():
+            if variant in pair and pair - {variant} <= set(copies):
+                kind_of[id(r)] = kind
+    neg = [r for r in rows if kind_of.get(id(r)) == "unrelated"]
+    head = f"{'kind':22s} {'pairs':>5s} " + " ".join(f"{m[:9]:>11s}" for m in REPARAM_METHODS)
+    lines = [
+        "Re-parameterised copies: AUROC (TPR at FPR <= 1 %) against the same-shape unrelated pairs",
+        head,
+    ]
+    for kind in REPARAM_KINDS.values():
+        pos = [r for r in rows if kind_of.get(id(r)) == kind]
+        cells = []
+        for m in REPARAM_METHODS:
+            p, n = [_value(r, m) for r in pos], [_value(r, m) for r in neg]
+            # a signal missing on either side (no shared tokens across tokenizers) ranks nothing
+            missing = any(math.isinf(x) for x in p + n)
+            cells.append("n/a" if missing else f"{auroc(p, n):.3f}({tpr_at_fpr(p, n):.2f})")
+        lines.append(f"{kind:22s} {len(pos):5d} " + " ".join(f"{c:>11s}" for c in cells))
+    lines += ["", f"{'kind':22s} {'flagged':>9s}  {'obfusc.':>7s}  verdicts (median sorted p, std_profile)"]
+    for kind in [*REPARAM_KINDS.values(), "unrelated"]:
+        group = [r for r in rows if kind_of.get(id(r)) == kind]
+        verdicts = sorted({r["verdict"] for r in group})
+        sp = sorted(r["sorted_p"] for r in group if r.get("sorted_p") is not None)
+        prof = sorted(r["std_profile"] for r in group if r.get("std_profile") is not None)
+        lines.append(
+            f"{kind:22s} {sum(r['flagged'] for r in group):4d}/{len(group):<4d}  "
+            f"{sum(bool(r['obfuscation']) for r in group):7d}  {', '.join(verdicts)} "
+            f"({sp[len(sp) // 2]:.1e}, {prof[len(prof) // 2]:.3f})"
+        )
+    lines += ["", f"permutation test vs {MINILM}:"]
+    for other, (test, seconds) in tests.items():
+        lines.append(
+            f"  {other:36s} held-out r {test.statistic:6.3f}  log10 p {test.log10_p:8.1f}  "
+            f"consistency {test.consistency:.3f}  identity {test.identity:.3f}  {seconds:.1f} s"
+        )
+    return lines
+
+
 def main() -> None:
     """Print the detection table (and the synthetic scale table when asked)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--synthetic", default="", help="comma-separated model counts, e.g. 1000,10000")
+    parser.add_argument("--reparam", action="store_true", help="add the re-parameterised copies' table")
     args = parser.parse_args()
     rows, fp_s, flag_s = testbed_rows()
     print(f"testbed: {len(rows)} candidate pairs; fingerprint {fp_s:.1f} s, flag {flag_s:.1f} s")
     print("\n".join(detection_table(rows)))
+    if args.reparam:
+        print()
+        print("\n".join(reparam_bench()))
     if args.synthetic:
         from bench.detection_synth import scale_table
 

@@ -146,6 +146,14 @@ def compare(
     store: StoreOpt = None,
     revision: Annotated[str, typer.Option(help="Branch, tag or commit to pin (Hub repos).")] = "main",
     fmt: FormatOpt = "table",
+    permutation_test: Annotated[
+        bool | None,
+        typer.Option(
+            "--permutation-test/--no-permutation-test",
+            help="Recover a hidden permutation from whole MLP matrices and test it (default: when the "
+            "pair looks re-parameterised).",
+        ),
+    ] = None,
 ) -> None:
     """Fingerprint either model if missing and print the evidence table for the pair."""
     import json
@@ -155,7 +163,7 @@ def compare(
     if fmt not in FORMATS:
         _usage(f"--format must be one of {', '.join(FORMATS)}")
     settings = settings_from_env(store=store)
-    result = _guard(lambda: job.run(settings, a, b, revision=revision))
+    result = _guard(lambda: job.run(settings, a, b, revision=revision, permutation_test=permutation_test))
     if fmt == "json":
         typer.echo(json.dumps(result.as_json(), indent=2, default=str))
         return

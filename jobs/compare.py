@@ -12,10 +12,11 @@ from typing import Any
 import pyarrow as pa
 from rich.console import Console
 
-from jobs import flag
+from jobs import flag, permutation
 from jobs.fingerprint import record, resolve_target
 from jobs.model_task import fingerprint_model
 from jobs.summary import RunSummary
+from pipeline.comparison.permutation_test import PermutationTest
 from pipeline.comparison.scoring import DEFAULT_Q
 from pipeline.comparison.signals import SIGNAL_TABLE, signal_columns
 from pipeline.config import Settings
@@ -37,6 +38,7 @@ class Comparison:
     row: dict[str, Any]
     evidence: pa.Table
     fingerprinted: RunSummary
+    permutation: PermutationTest | None = None  # run for re-parameterised-looking or requested pairs
 
     def summary_lines(self) -> str:
         """The verdict, the combined evidence and the layer map, as printed under the table."""
@@ -45,21 +47,44 @@ class Comparison:
             f"{m['a_layer']}->{m['b_layer']} ({m['r']:.3f})" for m in row.get("layer_map") or []
         )
         declared = f"declared: {row['declared_how']}" if row["declared"] else "undeclared"
-        return (
+        lines = (
             f"verdict: {row['verdict']} ({row['reason']}); score {row['score']:.1f}, p {row['p']:.2g}, "
             f"q {row['q']:.2g}; {declared}\nbest layer matches: {layers or 'none (no same-shape matrices)'}"
         )
+        if row.get("obfuscation"):
+            lines += "\nOBFUSCATION: the weights were re-parameterised to hide the relation (see the reason)"
+        if self.permutation is not None:
+            lines += "\n" + self.permutation.summary()
+        return lines
 
     def as_json(self) -> dict[str, Any]:
         """Everything about the pair, for --format json."""
         keep = ["a_repo_id", "a_revision", "b_repo_id", "b_revision", "hidden", "verdict", "reason", "flagged",
-                "score", "p", "q", "q_level", "declared", "declared_how", "sketch_same", "sketch_identical",
+                "score", "p", "q", "q_level", "obfuscation", "declared", "declared_how", "sketch_same", "sketch_identical",
                 "values_identical", "layer_map", "col_norms_map", "background_pairs"]  # fmt: skip
-        return {**{k: self.row.get(k) for k in keep}, "evidence": self.evidence.to_pylist()}
+        perm = None
+        if self.permutation is not None:
+            perm = {k: v for k, v in vars(self.permutation).items() if k != "hidden_map"}
+            perm["p"] = self.permutation.p
+        return {
+            **{k: self.row.get(k) for k in keep},
+            "evidence": self.evidence.to_pylist(),
+            "permutation_test": perm,
+        }
 
 
-def run(settings: Settings, a: str, b: str, revision: str = "main", q_level: float = DEFAULT_Q) -> Comparison:
+def run(
+    settings: Settings,
+    a: str,
+    b: str,
+    revision: str = "main",
+    q_level: float = DEFAULT_Q,
+    permutation_test: bool | None = None,
+) -> Comparison:
     """Score one pair of models (Hub ids, local folders, or repo ids already in the store).
+
+    ``permutation_test``: True always runs the permutation-recovery test, False never, None when the
+    pair looks re-parameterised (``obfuscation``).
 
     Raises:
         SourceError: a target is neither stored, a folder, nor a resolvable Hub repo.
@@ -75,7 +100,9 @@ def run(settings: Settings, a: str, b: str, revision: str = "main", q_level: flo
     pair = (*ka, *kb) if ka < kb else (*kb, *ka)
     rows = flag.score_store(con, store, q_level, hidden=hidden, extra_pairs=[pair])
     row = next(r for r in rows if (r["a_repo_id"], r["a_revision"], r["b_repo_id"], r["b_revision"]) == pair)
-    return Comparison(row=row, evidence=evidence_table(row), fingerprinted=summary)
+    ran = row.get("obfuscation") if permutation_test is None else permutation_test
+    perm = permutation.run(con, settings, ka, kb) if ran else None
+    return Comparison(row=row, evidence=evidence_table(row), fingerprinted=summary, permutation=perm)
 
 
 def evidence_table(row: dict[str, Any]) -> pa.Table:

@@ -120,6 +120,7 @@ def score_store(
         inputs.sketch += _fetch(con, "compute_sketch_scores")
         inputs.dims += _fetch(con, "compute_dim_scores")
         inputs.tokens += _fetch(con, "compute_token_scores")
+        inputs.sorted_vectors += _fetch(con, "compute_sorted_scores")
         for key, roles in _profiles(_fetch(con, "list_std_profiles")).items():
             inputs.profiles.setdefault(key, roles)
     # backgrounds and the false discovery rate are fitted over every batch together

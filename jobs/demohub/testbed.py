@@ -14,12 +14,12 @@ from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
-from jobs.demohub import gptq_pack, variants
+from jobs.demohub import gptq_pack, reparam, variants
 from jobs.demohub.badrepos import BAD_REPOS, write_bad_repo
 from jobs.demohub.realmodels import REAL_MODELS, REPO_BUILDERS, fetch_real_models_report
 
 # Bump when a builder's output changes, so a cached testbed from older code is not reused.
-TESTBED_VERSION = 20
+TESTBED_VERSION = 21
 BUILDING = ".building"
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 # (repo id, description, builder(src, dst)) for the variants of all-MiniLM-L6-v2.
@@ -86,6 +86,25 @@ QUANT_VARIANTS: list[tuple[str, str, Callable[[Path, Path], object]]] = [
         "demohub/minilm-awq",
         f"variant: AWQ 4-bit g64 GEMM (RTN) of {MINILM}, no quantization_config; undeclared",
         lambda s, d: gptq_pack.quantised_repo(s, d, "AWQ", 4, 64, declare_config=False),
+    ),
+]
+# Function-preserving re-parameterisations of all-MiniLM-L6-v2 (jobs/demohub/reparam.py): what a
+# copier does to defeat element-aligned and per-dimension comparisons.
+REPARAM_VARIANTS: list[tuple[str, str, Callable[[Path, Path], object]]] = [
+    (
+        "demohub/minilm-permuted",
+        f"variant: {MINILM} with hidden units, neurons and heads permuted (function unchanged); undeclared",
+        lambda s, d: reparam.reparameterise(s, d, permute=True, rescale=False, seed=1),
+    ),
+    (
+        "demohub/minilm-rescaled",
+        f"variant: {MINILM} with Q*c, K/c, V*c', O/c' per layer (function unchanged); undeclared",
+        lambda s, d: reparam.reparameterise(s, d, permute=False, rescale=True, seed=2),
+    ),
+    (
+        "demohub/minilm-permuted-finetuned",
+        f"variant: {MINILM} permuted as above, then Gaussian drift of 1% of each tensor's std; undeclared",
+        lambda s, d: reparam.reparameterise(s, d, permute=True, rescale=False, seed=3, drift=0.01),
     ),
 ]
 _REAL_NOTES = {
@@ -156,7 +175,7 @@ def build_testbed(root: Path, cache: Path) -> dict[str, str]:
     root.mkdir(parents=True, exist_ok=True)
     manifest, skipped = build_real_repos(root, cache)
     src = root / MINILM
-    for repo_id, description, make in MINILM_VARIANTS + QUANT_VARIANTS:
+    for repo_id, description, make in [*MINILM_VARIANTS, *QUANT_VARIANTS, *REPARAM_VARIANTS]:
         if MINILM not in manifest:
             skipped[repo_id] = f"needs {MINILM}"
             continue

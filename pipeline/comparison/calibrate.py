@@ -30,6 +30,10 @@ BACKGROUND_Z = 1.6449
 MIN_DATA_BACKGROUND = 5
 # Below this log p, ACAT's tan term is 1 / (p * pi) to double precision (p < 1e-15).
 _LOG_ACAT_TINY = -34.5
+# p-values enter the Cauchy combination capped here: a signal far below its null (p = 1 - 1e-12, e.g. a
+# permuted copy's sketch) gives tan -> -1e11 and cancelled a decisive p = 7e-11 of another signal; the cap
+# bounds that term at -32 and moves only the top 1 % of null p-values, so the tail stays calibrated.
+ACAT_MAX_P = 0.99
 # MAD -> sd for a normal distribution.
 _MAD_SD = 1.4826
 
@@ -105,7 +109,7 @@ def acat(log_ps: Sequence[float]) -> float:
         top = max(-lp for lp in tiny)
         log_t = top + math.log(sum(math.exp(-lp - top) for lp in tiny)) - math.log(math.pi * len(log_ps))
         return -(log_t + math.log(math.pi))
-    t = sum(math.tan((0.5 - min(math.exp(lp), 1 - 1e-15)) * math.pi) for lp in log_ps) / len(log_ps)
+    t = sum(math.tan((0.5 - min(math.exp(lp), ACAT_MAX_P)) * math.pi) for lp in log_ps) / len(log_ps)
     return math.log(max(1e-300, 0.5 - math.atan(t) / math.pi))
 
 

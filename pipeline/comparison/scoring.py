@@ -27,7 +27,7 @@ from pipeline.comparison.calibrate import (
 from pipeline.comparison.lineage import declared
 from pipeline.comparison.signals import DECISIVE, signal_columns
 from pipeline.comparison.std_profile import std_profile_r_z, zscored
-from pipeline.comparison.verdicts import verdict
+from pipeline.comparison.verdicts import REPARAM, verdict
 
 Key = tuple[str, str]  # (repo_id, revision)
 PairKey = tuple[str, str, str, str]
@@ -54,6 +54,7 @@ class PairInputs:
     sketch: list[dict[str, Any]] = field(default_factory=list)
     dims: list[dict[str, Any]] = field(default_factory=list)
     tokens: list[dict[str, Any]] = field(default_factory=list)
+    sorted_vectors: list[dict[str, Any]] = field(default_factory=list)  # compute_sorted_scores.sql
     profiles: dict[Key, dict[str, list[float]]] = field(default_factory=dict)
     models: dict[Key, ModelInfo] = field(default_factory=dict)
 
@@ -86,6 +87,7 @@ def score_pairs(
         row["q_level"] = q_level
         row["flagged"] = bool(row["copy_link"] or q <= q_level)
         row["verdict"], row["reason"] = verdict(row)
+        row["obfuscation"] = row["verdict"] == REPARAM
         row["declared"], row["declared_how"] = declared(row["a_repo_id"], row["b_repo_id"], bases)
     return rows
 
@@ -108,7 +110,7 @@ def _merge(inputs: PairInputs) -> list[dict[str, Any]]:
                 by_key[pk] = {"a_repo_id": a[0], "a_revision": a[1], "b_repo_id": b[0], "b_revision": b[1],
                               "hidden": hidden_of.get(key), "via": "copy_of"}  # fmt: skip
             by_key[pk]["copy_link"] = True
-    for table in (inputs.sketch, inputs.dims, inputs.tokens):
+    for table in (inputs.sketch, inputs.dims, inputs.tokens, inputs.sorted_vectors):
         for r in table:
             if pair_key(r) in by_key:
                 by_key[pair_key(r)].update({k: v for k, v in r.items() if v is not None})
@@ -125,6 +127,7 @@ def _merge(inputs: PairInputs) -> list[dict[str, Any]]:
         row["gain_n"], row["dim_std_n"] = _int(row["gain_width"]), _int(row["dim_std_width"])
         row["col_norms_n"] = _int(row.get("col_norms_roles"))
         row["tokens_n"] = row.get("tokens_shared")
+        row["sorted_n"] = _int(row.get("sorted_vectors"))
     return rows
 
 
@@ -149,6 +152,9 @@ def _prior_params(signal: str, row: Mapping[str, Any]) -> tuple[float, int, int,
         return _maybe(
             row.get("col_norms_width"), _int(row.get("col_norms_tries")), _int(row.get("col_norms_roles"))
         )
+    if signal == "sorted":
+        width, vectors = row.get("sorted_width"), _int(row.get("sorted_vectors"))
+        return None if width is None or not vectors else (float(width), 1, vectors, 1)
     if signal == "tokens":
         # rows of one model share a mean direction: count one row's width, not every value
         return _maybe(row.get("tokens_cols"), 1, 1)

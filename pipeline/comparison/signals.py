@@ -31,6 +31,10 @@ SIGNAL_TABLE: tuple[Signal, ...] = (
     Signal("dim_std", True, True, "word-embedding std per hidden dimension (sampled rows)", "dimensions"),
     Signal("col_norms", True, True, "input-column norms of q/k/v/up/gate, best layer pair", "roles"),
     Signal("tokens", True, True, "embedding rows aligned by token string", "shared tokens"),
+    # Survives permuted hidden units, neurons and heads, and rescaled Q/K, V/O: a sorted vector
+    # keeps its shape. Decisive: unrelated same-shape pairs sit far below even the same-
+    # distribution null it is tested against (README, "Re-parameterised copies").
+    Signal("sorted", True, True, "whole 1-D tensors and embedding dim-std, sorted", "vectors"),
 )
 SIGNALS: tuple[str, ...] = tuple(s.name for s in SIGNAL_TABLE)
 DECISIVE: tuple[str, ...] = tuple(s.name for s in SIGNAL_TABLE if s.decisive)

