@@ -12,7 +12,7 @@ from typing import Any
 import pyarrow as pa
 from rich.console import Console
 
-from jobs import flag
+from jobs import flag, layer_maps
 from jobs.fingerprint import record, resolve_target
 from jobs.model_task import fingerprint_model
 from jobs.summary import RunSummary
@@ -21,6 +21,7 @@ from pipeline.comparison.signals import SIGNAL_TABLE, signal_columns
 from pipeline.config import Settings
 from pipeline.errors import QueryError
 from pipeline.http import HubHttp
+from pipeline.storage.duckdb import load_sql, run_sql
 from pipeline.storage.parquet import Store
 
 Key = tuple[str, str]
@@ -37,6 +38,7 @@ class Comparison:
     row: dict[str, Any]
     evidence: pa.Table
     fingerprinted: RunSummary
+    maps: pa.Table | None = None  # show_layer_map.sql over the maps written for this pair
 
     def summary_lines(self) -> str:
         """The verdict, the combined evidence and the layer map, as printed under the table."""
@@ -48,14 +50,27 @@ class Comparison:
         return (
             f"verdict: {row['verdict']} ({row['reason']}); score {row['score']:.1f}, p {row['p']:.2g}, "
             f"q {row['q']:.2g}; {declared}\nbest layer matches: {layers or 'none (no same-shape matrices)'}"
-        )
+        ) + self.map_lines()
+
+    def map_lines(self) -> str:
+        """The layer / expert map, one line per layer or expert of the derived side."""
+        if self.maps is None or self.maps.num_rows == 0:
+            return ""
+        lines = [f"\nstructure: {self.row.get('structure') or 'none'}"]
+        for m in self.maps.to_pylist():
+            r = "" if m["r"] is None else f"r {m['r']:.4f}"
+            col = "" if m["col_norms_r"] is None else f", col-norms r {m['col_norms_r']:.3f}"
+            p = "" if m["log10_p"] is None else f", log10 p {m['log10_p']:.0f}"
+            lines.append(f"  {m['map']}  ({r}{col}{p}; {m['evidence']})")
+        return "\n".join(lines)
 
     def as_json(self) -> dict[str, Any]:
         """Everything about the pair, for --format json."""
         keep = ["a_repo_id", "a_revision", "b_repo_id", "b_revision", "hidden", "verdict", "reason", "flagged",
                 "score", "p", "q", "q_level", "declared", "declared_how", "sketch_same", "sketch_identical",
-                "values_identical", "layer_map", "col_norms_map", "background_pairs"]  # fmt: skip
-        return {**{k: self.row.get(k) for k in keep}, "evidence": self.evidence.to_pylist()}
+                "values_identical", "layer_map", "col_norms_map", "background_pairs", "structure"]  # fmt: skip
+        maps = self.maps.to_pylist() if self.maps is not None else []
+        return {**{k: self.row.get(k) for k in keep}, "evidence": self.evidence.to_pylist(), "maps": maps}
 
 
 def run(settings: Settings, a: str, b: str, revision: str = "main", q_level: float = DEFAULT_Q) -> Comparison:
@@ -75,7 +90,16 @@ def run(settings: Settings, a: str, b: str, revision: str = "main", q_level: flo
     pair = (*ka, *kb) if ka < kb else (*kb, *ka)
     rows = flag.score_store(con, store, q_level, hidden=hidden, extra_pairs=[pair])
     row = next(r for r in rows if (r["a_repo_id"], r["a_revision"], r["b_repo_id"], r["b_revision"]) == pair)
-    return Comparison(row=row, evidence=evidence_table(row), fingerprinted=summary)
+    # the requested pair is always mapped (flag maps only flagged pairs whose structure differs)
+    store.write(
+        layer_maps.compare_file(pair),
+        layer_maps.attach_maps(con, [row], layer_maps.moe_models(store), "compare"),
+    )
+    maps = run_sql(
+        flag.flag_connection(store), load_sql("show_layer_map"), {"a_repo_id": pair[0], "b_repo_id": pair[2]}
+    )
+    return Comparison(row=row, evidence=evidence_table(row), fingerprinted=summary,
+                      maps=maps.to_arrow_table() if maps is not None else None)  # fmt: skip
 
 
 def evidence_table(row: dict[str, Any]) -> pa.Table:

@@ -108,3 +108,16 @@ def verdict(row: Mapping[str, Any]) -> tuple[str, str]:
     if signals < t["min_signals"].value:
         return INSUFFICIENT, "flagged on a single per-dimension signal"
     return SAME_LINEAGE, "matrices at chance but per-dimension or token-aligned statistics shared"
+
+
+# Structural kinds a layer or expert map can show (pipeline.comparison.layer_align / expert_map);
+# any of them makes a flagged pair a structural derivative, whatever its sketch alone suggested
+# (a MoE upcycled from a dense model shares attention layers bit for bit: an "exact copy" by sketch).
+STRUCTURAL_KINDS = ("pruned", "up-scaled", "re-ordered", "partial", "upcycled-moe", "expert-permuted")
+
+
+def refine_structural(row: Mapping[str, Any], structure: str | None, summary: str) -> tuple[str, str]:
+    """(verdict, reason) of a flagged pair once its layer/expert map is known."""
+    if row.get("flagged") and structure in STRUCTURAL_KINDS:
+        return STRUCTURAL, summary if summary.startswith(structure) else f"{structure}: {summary}"
+    return row["verdict"], row["reason"]
