@@ -208,6 +208,98 @@ def reparam_bench() -> list[str]:
             f"  {other:36s} held-out r {test.statistic:6.3f}  log10 p {test.log10_p:8.1f}  "
             f"consistency {test.consistency:.3f}  identity {test.identity:.3f}  {seconds:.1f} s"
         )
+
+
+# --- Structural derivations (layer and expert maps) -------------------------------------------------
+# (source, derived) -> (kind, expected map): for layers, the source layer of each derived layer; for
+# experts, a function (moe layer, moe expert) -> (other layer, other expert or None, slice start or None).
+SMOL_GGUF, SMOL_4L = "HuggingFaceTB/SmolLM2-135M-Instruct-GGUF", "demohub/SmolLM2-135M-4L"
+SMOL_MOE, SMOL_FINE = "demohub/SmolLM2-4x135M-4L-MoE", "demohub/SmolLM2-4L-fine-MoE"
+SMOL_PERM = "demohub/SmolLM2-4x135M-4L-MoE-permuted"
+
+
+def _perm_expected(layer: int, expert: int) -> tuple[int, int | None, int | None]:
+    from jobs.demohub.testbed import PERMUTED_EXPERTS
+
+    return layer, PERMUTED_EXPERTS[layer].index(expert), None
+
+
+STRUCTURAL: dict[tuple[str, str], tuple[str, Any]] = {
+    (E5, "demohub/multilingual-e5-small-6L"): ("pruned", [0, 2, 4, 6, 8, 10]),
+    (MINILM, "demohub/MiniLM-L3-pruned"): ("pruned", [1, 3, 5]),
+    (MINILM, "demohub/MiniLM-8L-upscaled"): ("up-scaled", [0, 1, 2, 3, 2, 3, 4, 5]),
+    (MINILM, "demohub/MiniLM-reordered"): ("re-ordered", [0, 1, 3, 2, 5, 4]),
+    (SMOL_GGUF, SMOL_4L): ("pruned", [0, 1, 2, 3]),
+    (SMOL_4L, SMOL_MOE): ("upcycled-moe", lambda layer, e: (layer, None, None)),
+    (SMOL_4L, SMOL_FINE): ("upcycled-moe", lambda layer, e: (layer, None, e * 384)),
+    (SMOL_MOE, SMOL_PERM): ("expert-permuted", _perm_expected),
+}
+# Pairs that must get no map: unrelated same-shape, and the cousin whose layers are at chance.
+NO_MAP = [
+    (MINILM, E5),
+    (MINILM, COUSIN),
+    ("demohub/MiniLM-8L-upscaled", E5),
+    ("demohub/multilingual-e5-small-6L", MINILM),
+]
+
+
+def structural_rows() -> tuple[list[dict[str, Any]], list[dict[str, Any]], float]:
+    """Flag a store of the structural variants, their sources and controls: (pairs, layer_maps rows, s)."""
+    import pyarrow.dataset as pads
+
+    cache = default_cache()
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "testbed"
+        build_testbed(root, cache)
+        repos = sorted({x for pair in [*STRUCTURAL, *NO_MAP] for x in pair})
+        settings = Settings(store=Path(tmp) / "store")
+        fingerprint.run(settings, [str(root / r) for r in repos if (root / r).is_dir()])
+        t0 = time.perf_counter()
+        result = flag.run(settings)
+        seconds = time.perf_counter() - t0
+        maps = pads.dataset(Path(tmp) / "store" / "layer_maps", format="parquet").to_table().to_pylist()
+    return result.rows, maps, seconds
+
+
+def _map_accuracy(maps: list[dict[str, Any]], derived_is_a: bool, expected: Any) -> tuple[int, int]:
+    """(entries mapped as constructed, entries expected) for one pair's stored map."""
+    if isinstance(expected, list):
+        got = {}
+        for m in (m for m in maps if m["kind"] == "layer" and m["matched"]):
+            d, s = (m["a_layer"], m["b_layer"]) if derived_is_a else (m["b_layer"], m["a_layer"])
+            got[d] = s
+        return sum(got.get(d) == s for d, s in enumerate(expected)), len(expected)
+    experts = [m for m in maps if m["kind"] == "expert"]
+    ok = 0
+    for m in experts:
+        moe_is_a = m["derived"] == "a"
+        layer, expert = (m["a_layer"], m["a_expert"]) if moe_is_a else (m["b_layer"], m["b_expert"])
+        other = (m["b_layer"], m["b_expert"]) if moe_is_a else (m["a_layer"], m["a_expert"])
+        want = expected(layer, expert)
+        ok += m["matched"] and other == want[:2] and (want[2] is None or m["slice_lo"] == want[2])
+    return ok, len(experts)
+
+
+def structural_table(rows: list[dict[str, Any]], maps: list[dict[str, Any]]) -> list[str]:
+    """Per structural pair: flagged, the right kind, and the share of layers / experts mapped as built."""
+    lines = [f"{'source -> derived':62s} {'kind':16s} {'flagged':>7s} {'kind ok':>7s} {'map ok':>9s}"]
+    for (src, der), (kind, expected) in STRUCTURAL.items():
+        row = next((r for r in rows if {r["a_repo_id"], r["b_repo_id"]} == {src, der}), None)
+        if row is None:
+            lines.append(f"{src + ' -> ' + der:62s} {kind:16s} missing")
+            continue
+        pair_maps = [m for m in maps if {m["a_repo_id"], m["b_repo_id"]} == {src, der}]
+        ok, n = _map_accuracy(pair_maps, row["a_repo_id"] == der, expected)
+        lines.append(f"{src.split('/')[-1] + ' -> ' + der.split('/')[-1]:62s} {kind:16s} "
+                     f"{row['flagged']!s:>7s} {row.get('structure') == kind!s:>7s} {ok:>4d}/{n:<4d}")  # fmt: skip
+    for a, b in NO_MAP:
+        row = next((r for r in rows if {r["a_repo_id"], r["b_repo_id"]} == {a, b}), None)
+        pair_maps = [m for m in maps if {m["a_repo_id"], m["b_repo_id"]} == {a, b}]
+        false = sum(bool(m["matched"]) for m in pair_maps)
+        flagged = row["flagged"] if row else None
+        lines.append(f"{a.split('/')[-1] + ' -- ' + b.split('/')[-1]:62s} {'(no map)':16s} "
+                     f"{flagged!s:>7s} {row is not None and row.get('structure') is None!s:>7s} "
+                     f"{false:>4d} false")  # fmt: skip
     return lines
 
 
@@ -216,7 +308,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--synthetic", default="", help="comma-separated model counts, e.g. 1000,10000")
     parser.add_argument("--reparam", action="store_true", help="add the re-parameterised copies' table")
+    parser.add_argument("--structural", action="store_true", help="only the structural-derivation table")
     args = parser.parse_args()
+    if args.structural:
+        srows, smaps, secs = structural_rows()
+        print(f"structural derivations: {len(srows)} pairs flagged and mapped in {secs:.1f} s")
+        print("\n".join(structural_table(srows, smaps)))
+        return
     rows, fp_s, flag_s = testbed_rows()
     print(f"testbed: {len(rows)} candidate pairs; fingerprint {fp_s:.1f} s, flag {flag_s:.1f} s")
     print("\n".join(detection_table(rows)))

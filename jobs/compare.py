@@ -12,7 +12,7 @@ from typing import Any
 import pyarrow as pa
 from rich.console import Console
 
-from jobs import flag, permutation
+from jobs import flag, layer_maps, permutation
 from jobs.fingerprint import record, resolve_target
 from jobs.model_task import fingerprint_model
 from jobs.summary import RunSummary
@@ -22,6 +22,7 @@ from pipeline.comparison.signals import SIGNAL_TABLE, signal_columns
 from pipeline.config import Settings
 from pipeline.errors import QueryError
 from pipeline.http import HubHttp
+from pipeline.storage.duckdb import load_sql, run_sql
 from pipeline.storage.parquet import Store
 
 Key = tuple[str, str]
@@ -39,6 +40,7 @@ class Comparison:
     evidence: pa.Table
     fingerprinted: RunSummary
     permutation: PermutationTest | None = None  # run for re-parameterised-looking or requested pairs
+    maps: pa.Table | None = None  # show_layer_map.sql over the maps written for this pair
 
     def summary_lines(self) -> str:
         """The verdict, the combined evidence and the layer map, as printed under the table."""
@@ -50,18 +52,30 @@ class Comparison:
         lines = (
             f"verdict: {row['verdict']} ({row['reason']}); score {row['score']:.1f}, p {row['p']:.2g}, "
             f"q {row['q']:.2g}; {declared}\nbest layer matches: {layers or 'none (no same-shape matrices)'}"
-        )
+        ) + self.map_lines()
         if row.get("obfuscation"):
             lines += "\nOBFUSCATION: the weights were re-parameterised to hide the relation (see the reason)"
         if self.permutation is not None:
             lines += "\n" + self.permutation.summary()
         return lines
 
+    def map_lines(self) -> str:
+        """The layer / expert map, one line per layer or expert of the derived side."""
+        if self.maps is None or self.maps.num_rows == 0:
+            return ""
+        lines = [f"\nstructure: {self.row.get('structure') or 'none'}"]
+        for m in self.maps.to_pylist():
+            r = "" if m["r"] is None else f"r {m['r']:.4f}"
+            col = "" if m["col_norms_r"] is None else f", col-norms r {m['col_norms_r']:.3f}"
+            p = "" if m["log10_p"] is None else f", log10 p {m['log10_p']:.0f}"
+            lines.append(f"  {m['map']}  ({r}{col}{p}; {m['evidence']})")
+        return "\n".join(lines)
+
     def as_json(self) -> dict[str, Any]:
         """Everything about the pair, for --format json."""
         keep = ["a_repo_id", "a_revision", "b_repo_id", "b_revision", "hidden", "verdict", "reason", "flagged",
                 "score", "p", "q", "q_level", "obfuscation", "declared", "declared_how", "sketch_same", "sketch_identical",
-                "values_identical", "layer_map", "col_norms_map", "background_pairs"]  # fmt: skip
+                "values_identical", "layer_map", "col_norms_map", "background_pairs", "structure"]  # fmt: skip
         perm = None
         if self.permutation is not None:
             perm = {k: v for k, v in vars(self.permutation).items() if k != "hidden_map"}
@@ -70,6 +84,7 @@ class Comparison:
             **{k: self.row.get(k) for k in keep},
             "evidence": self.evidence.to_pylist(),
             "permutation_test": perm,
+            "maps": self.maps.to_pylist() if self.maps is not None else [],
         }
 
 
@@ -102,7 +117,16 @@ def run(
     row = next(r for r in rows if (r["a_repo_id"], r["a_revision"], r["b_repo_id"], r["b_revision"]) == pair)
     ran = row.get("obfuscation") if permutation_test is None else permutation_test
     perm = permutation.run(con, settings, ka, kb) if ran else None
-    return Comparison(row=row, evidence=evidence_table(row), fingerprinted=summary, permutation=perm)
+    # the requested pair is always mapped (flag maps only flagged pairs whose structure differs)
+    store.write(
+        layer_maps.compare_file(pair),
+        layer_maps.attach_maps(con, [row], layer_maps.moe_models(store), "compare"),
+    )
+    maps = run_sql(
+        flag.flag_connection(store), load_sql("show_layer_map"), {"a_repo_id": pair[0], "b_repo_id": pair[2]}
+    )
+    return Comparison(row=row, evidence=evidence_table(row), fingerprinted=summary, permutation=perm,
+                      maps=maps.to_arrow_table() if maps is not None else None)  # fmt: skip
 
 
 def evidence_table(row: dict[str, Any]) -> pa.Table:

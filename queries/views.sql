@@ -37,3 +37,8 @@ JOIN models AS b
 -- background, p/q-values, verdict, declared lineage).
 CREATE OR REPLACE VIEW pairs AS
 SELECT * FROM read_parquet('pairs/*.parquet', union_by_name = true);
+
+-- Layer and expert maps of structurally derived pairs, written by `hubscan flag` (flagged pairs whose
+-- depth, layer order or experts differ) and `hubscan compare`.
+CREATE OR REPLACE VIEW layer_maps AS
+SELECT * FROM read_parquet('layer_maps/*.parquet', union_by_name = true);

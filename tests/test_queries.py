@@ -28,6 +28,9 @@ PARAMS = {
     "min_score": 0,
     "max_rows": 20,
     "status": "%",
+    # show_layer_map (structural derivations)
+    "a_repo_id": MINILM,
+    "b_repo_id": "demohub/minilm-l6-finetuned",
 }
 
 
@@ -40,6 +43,10 @@ def store(testbed, tmp_path_factory):
     repos = [testbed / MINILM, testbed / "demohub/minilm-l6-finetuned", testbed / "badhub/pickle-only"]
     summary = fingerprint.run(settings, [str(p) for p in repos])
     assert (summary.done, summary.failed) == (2, 1)
+    # compare writes the pair's layer map, which show_layer_map.sql reads
+    from jobs import compare
+
+    compare.run(settings, PARAMS["a_repo_id"], PARAMS["b_repo_id"])
     return root
 
 

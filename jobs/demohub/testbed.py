@@ -14,12 +14,12 @@ from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
-from jobs.demohub import gptq_pack, reparam, variants
+from jobs.demohub import gptq_pack, reparam, structural, variants
 from jobs.demohub.badrepos import BAD_REPOS, write_bad_repo
 from jobs.demohub.realmodels import REAL_MODELS, REPO_BUILDERS, fetch_real_models_report
 
 # Bump when a builder's output changes, so a cached testbed from older code is not reused.
-TESTBED_VERSION = 21
+TESTBED_VERSION = 22
 BUILDING = ".building"
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 # (repo id, description, builder(src, dst)) for the variants of all-MiniLM-L6-v2.
@@ -107,6 +107,66 @@ REPARAM_VARIANTS: list[tuple[str, str, Callable[[Path, Path], object]]] = [
         lambda s, d: reparam.reparameterise(s, d, permute=True, rescale=False, seed=3, drift=0.01),
     ),
 ]
+# Structural derivatives (layer surgery, MoE upcycling): (repo id, description, source repo,
+# builder(src, dst)). Built after the real repos and in this order (the MoEs need the dense 4L).
+E5 = "intfloat/multilingual-e5-small"
+SMOL_GGUF_REPO = "HuggingFaceTB/SmolLM2-135M-Instruct-GGUF"
+SMOL_4L = "demohub/SmolLM2-135M-4L"
+SMOL_MOE = "demohub/SmolLM2-4x135M-4L-MoE"
+# Expert order per layer of the permuted MoE: slot s holds expert PERMUTED_EXPERTS[layer][s].
+PERMUTED_EXPERTS = {0: [2, 0, 3, 1], 1: [1, 3, 0, 2], 2: [3, 2, 1, 0], 3: [0, 2, 1, 3]}
+STRUCTURAL_VARIANTS: list[tuple[str, str, str, Callable[[Path, Path], object]]] = [
+    (
+        "demohub/multilingual-e5-small-6L",
+        f"structural: layers 0,2,4,6,8,10 of {E5} (pruned 12 -> 6), F16; card declares base_model",
+        E5,
+        lambda s, d: structural.relayer(s, d, range(0, 12, 2), "Every second layer kept.", E5, "F16"),
+    ),
+    (
+        "demohub/MiniLM-L3-pruned",
+        f"structural: layers 1,3,5 of {MINILM} (pruned 6 -> 3); undeclared",
+        MINILM,
+        lambda s, d: structural.relayer(s, d, [1, 3, 5], "A 3-layer sentence encoder."),
+    ),
+    (
+        "demohub/MiniLM-8L-upscaled",
+        f"structural: layers 0-3 + 2-5 of {MINILM} (SOLAR-style depth up-scale 6 -> 8); card declares base_model",
+        MINILM,
+        lambda s, d: structural.relayer(s, d, [0, 1, 2, 3, 2, 3, 4, 5], "Depth up-scaled.", MINILM),
+    ),
+    (
+        "demohub/MiniLM-reordered",
+        f"structural: layers 0,1,3,2,5,4 of {MINILM} (re-ordered); undeclared",
+        MINILM,
+        lambda s, d: structural.relayer(s, d, [0, 1, 3, 2, 5, 4], "A 6-layer sentence encoder."),
+    ),
+    (
+        SMOL_4L,
+        f"structural: blocks 0-3 of {SMOL_GGUF_REPO} (truncated 30 -> 4), dequantised to BF16; "
+        "card declares base_model HuggingFaceTB/SmolLM2-135M-Instruct",
+        SMOL_GGUF_REPO,
+        lambda s, d: structural.smollm_dense(s, d, base_model="HuggingFaceTB/SmolLM2-135M-Instruct"),
+    ),
+    (
+        SMOL_MOE,
+        f"structural: Mixtral-style 4-expert upcycle of {SMOL_4L} (copies + 2% noise); undeclared",
+        SMOL_4L,
+        lambda s, d: structural.moe_copies(s, d, 4, seed=0),
+    ),
+    (
+        "demohub/SmolLM2-4L-fine-MoE",
+        f"structural: Qwen-MoE-style fine-grained upcycle of {SMOL_4L} (4 slices of the MLP + 2% noise); "
+        "card declares base_model",
+        SMOL_4L,
+        lambda s, d: structural.moe_slices(s, d, 4, seed=0, base_model=SMOL_4L),
+    ),
+    (
+        "demohub/SmolLM2-4x135M-4L-MoE-permuted",
+        f"structural: experts of {SMOL_MOE} permuted per layer and moved by 0.5% noise; undeclared",
+        SMOL_MOE,
+        lambda s, d: structural.permute_experts(s, d, PERMUTED_EXPERTS, seed=1),
+    ),
+]
 _REAL_NOTES = {
     "minilm-l6": "real: F32 safetensors as shipped",
     "smollm2": "real: GGUF Q4_1 as shipped; unrelated to every BERT here",
@@ -185,6 +245,7 @@ def build_testbed(root: Path, cache: Path) -> dict[str, str]:
             skipped[repo_id] = f"GGUF writer unavailable: {e}"
             continue
         manifest[repo_id] = description
+    build_structural(root, manifest, skipped)
     for kind, repo_id in BAD_REPOS.items():
         build_once(root, repo_id, partial(_bad, kind))
         manifest[repo_id] = f"bad input: {kind}"
@@ -194,6 +255,20 @@ def build_testbed(root: Path, cache: Path) -> dict[str, str]:
     for what, reason in skipped.items():
         print(f"hubscan demohub: skipped {what}: {reason}", file=sys.stderr)
     return manifest
+
+
+def build_structural(root: Path, manifest: dict[str, str], skipped: dict[str, str]) -> None:
+    """The STRUCTURAL_VARIANTS whose source repo is there (in order: later ones read earlier ones)."""
+    for repo_id, description, source, make in STRUCTURAL_VARIANTS:
+        if source not in manifest:
+            skipped[repo_id] = f"needs {source}"
+            continue
+        try:
+            build_once(root, repo_id, partial(make, root / source))
+        except (ValueError, OSError, ImportError) as e:
+            skipped[repo_id] = f"building failed: {e}"
+            continue
+        manifest[repo_id] = description
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -171,3 +171,16 @@ def obfuscation(row: Mapping[str, Any]) -> str | None:
             f"(r = {profile:.3f}): Q/K or V/O rescaled against each other (obfuscation)"
         )
     return None
+
+
+# Structural kinds a layer or expert map can show (pipeline.comparison.layer_align / expert_map);
+# any of them makes a flagged pair a structural derivative, whatever its sketch alone suggested
+# (a MoE upcycled from a dense model shares attention layers bit for bit: an "exact copy" by sketch).
+STRUCTURAL_KINDS = ("pruned", "up-scaled", "re-ordered", "partial", "upcycled-moe", "expert-permuted")
+
+
+def refine_structural(row: Mapping[str, Any], structure: str | None, summary: str) -> tuple[str, str]:
+    """(verdict, reason) of a flagged pair once its layer/expert map is known."""
+    if row.get("flagged") and structure in STRUCTURAL_KINDS:
+        return STRUCTURAL, summary if summary.startswith(structure) else f"{structure}: {summary}"
+    return row["verdict"], row["reason"]

@@ -172,12 +172,45 @@ PAIRS = pa.schema(
         # direct signals low while invariant ones are high (permuted), or the std profile bent while
         # the scale-free element-aligned signal is not (rescaled): a sign of deliberate obfuscation
         ("obfuscation", pa.bool_()),
+        ("structure", pa.string()),  # structural kind from the layer/expert map (layer_maps), else null
         ("declared", pa.bool_()),
         ("declared_how", pa.string()),
         ("background_pairs", pa.int64()),  # presumed-unrelated pairs of the block behind the backgrounds
         ("flag_id", pa.string()),
         ("q_level", pa.float64()),
         ("flagged_at", pa.timestamp("us", tz="UTC")),
+        ("hubscan_version", pa.string()),
+    ]
+)
+
+# Layer and expert maps of structurally derived pairs: written by `hubscan flag` for flagged pairs whose
+# depth, layer order or MLP structure differ, and by `hubscan compare` for the pair it compares. One row
+# per layer (kind "layer") or expert (kind "expert") of the derived side; ``matched`` is false where
+# nothing in the other model is beyond chance (then a_/b_ index of the other side is the best cell).
+LAYER_MAPS = pa.schema(
+    [
+        ("a_repo_id", pa.string()),
+        ("a_revision", pa.string()),
+        ("b_repo_id", pa.string()),
+        ("b_revision", pa.string()),
+        ("kind", pa.string()),  # "layer" or "expert"
+        ("derived", pa.string()),  # "a" or "b": the side whose layers / experts are explained
+        ("a_layer", pa.int64()),
+        ("a_expert", pa.int64()),  # null: not an expert (dense MLP or a layer row)
+        ("b_layer", pa.int64()),
+        ("b_expert", pa.int64()),
+        ("slice_lo", pa.int64()),  # fine-grained expert: rows [lo, hi) of the dense up/gate
+        ("slice_hi", pa.int64()),
+        ("r", pa.float64()),  # the deciding r (element-aligned sketch, or down col-norm window)
+        ("alt_r", pa.float64()),  # best r among the other candidates (experts)
+        ("col_norms_r", pa.float64()),  # per-dimension input-column-norm r, reported, never deciding
+        ("evidence", pa.string()),  # which signal decided
+        ("log10_p", pa.float64()),  # chance-level tail of the deciding r
+        ("matched", pa.bool_()),
+        ("structure", pa.string()),  # the map's structure (pruned, up-scaled, re-ordered, upcycled-moe...)
+        ("summary", pa.string()),
+        ("source", pa.string()),  # "flag" or "compare"
+        ("written_at", pa.timestamp("us", tz="UTC")),
         ("hubscan_version", pa.string()),
     ]
 )
@@ -189,4 +222,5 @@ TABLES: dict[str, pa.Schema] = {
     "files": FILES,
     "sweeps": SWEEPS,
     "pairs": PAIRS,
+    "layer_maps": LAYER_MAPS,
 }

@@ -1,0 +1,135 @@
+"""Layer and expert maps of flagged (or requested) pairs: the DuckDB side of layer_align and expert_map.
+
+Only pairs that need one are mapped, because the layer-similarity query compares every layer with
+every layer on all sampled values: flagged pairs whose depths differ, whose best layer matches are
+not the identity, or where either model has routed experts; `hubscan compare` maps its pair always.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from datetime import datetime, timezone
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from pipeline import __version__
+from pipeline.comparison.expert_map import EXPERTS_PERMUTED, UPCYCLED, ExpertMap, expert_map, models_from_rows
+from pipeline.comparison.layer_align import PARTIAL, LayerMap, align, similarity_matrices
+from pipeline.comparison.scoring import PairKey, pair_key
+from pipeline.comparison.verdicts import refine_structural
+from pipeline.errors import QueryError
+from pipeline.storage.duckdb import load_sql, run_sql
+from pipeline.storage.parquet import Store
+from pipeline.storage.schema import LAYER_MAPS
+
+FLAG_FILE = "layer_maps/layer_maps.parquet"
+
+
+def moe_models(store: Store) -> set[tuple[str, str]]:
+    """(repo_id, revision) of every stored model with routed experts."""
+    table = store.dataset("models").to_table(columns=["repo_id", "revision", "experts"])
+    return {(r["repo_id"], r["revision"]) for r in table.to_pylist() if (r["experts"] or 0) > 0}
+
+
+def needs_map(row: dict[str, Any], moe: set[tuple[str, str]]) -> bool:
+    """A flagged pair whose layer structure or MLP structure differs (or may)."""
+    if not row.get("flagged") or row.get("copy_link"):
+        return False
+    k = pair_key(row)
+    return (
+        row.get("a_layers") != row.get("b_layers")
+        or row.get("map_is_identity") is False
+        or k[:2] in moe
+        or k[2:] in moe
+    )
+
+
+def attach_maps(
+    con: duckdb.DuckDBPyConnection, rows: Iterable[dict[str, Any]], moe: set[tuple[str, str]], source: str
+) -> pa.Table:
+    """Map the given pairs, set their ``structure`` (and structural verdict), and return layer_maps rows.
+
+    Raises:
+        QueryError: a shipped query failed.
+    """
+    from jobs.flag import use_candidates  # flag imports this module; import late to keep one direction
+
+    todo = list(rows)
+    if not todo:
+        return LAYER_MAPS.empty_table()
+    cand = [{"a_repo_id": r["a_repo_id"], "a_revision": r["a_revision"], "b_repo_id": r["b_repo_id"],
+             "b_revision": r["b_revision"], "hidden": r.get("hidden"), "via": r.get("via")} for r in todo]  # fmt: skip
+    use_candidates(con, cand)
+    sims = similarity_matrices(_fetch(con, "compute_layer_similarity"))
+    mlps = {}
+    if any(pair_key(r)[:2] in moe or pair_key(r)[2:] in moe for r in todo):
+        mlps = models_from_rows(_fetch(con, "list_mlp_tensors"))
+    out: list[dict[str, Any]] = []
+    stamp = {"source": source, "written_at": datetime.now(timezone.utc), "hubscan_version": __version__}
+    for row in todo:
+        key = pair_key(row)
+        lmap = align(sims[key]) if key in sims else None
+        emap = None
+        if key[:2] in mlps and key[2:] in mlps:
+            layer_pairs = [p for p in lmap.pairs() if None not in p] if lmap and lmap.structure else None
+            emap = expert_map(mlps[key[:2]], mlps[key[2:]], layer_pairs)  # type: ignore[arg-type]
+        structure, summary = _structure(lmap, emap)
+        row["structure"] = structure
+        row["verdict"], row["reason"] = refine_structural(row, structure, summary)
+        base = {"a_repo_id": key[0], "a_revision": key[1], "b_repo_id": key[2], "b_revision": key[3], **stamp}
+        out += _layer_rows(base, lmap) + _expert_rows(base, emap)
+    return pa.Table.from_pylist(out, LAYER_MAPS)
+
+
+def compare_file(key: PairKey) -> str:
+    """The layer_maps file `hubscan compare` replaces for one pair."""
+    return f"layer_maps/compare-{hashlib.sha1('|'.join(key).encode()).hexdigest()[:16]}.parquet"
+
+
+def _structure(lmap: LayerMap | None, emap: ExpertMap | None) -> tuple[str | None, str]:
+    layer_text = lmap.summary if lmap else "no shared layer shapes"
+    if emap is not None and emap.structure in (UPCYCLED, EXPERTS_PERMUTED):
+        return emap.structure, f"{emap.summary}; attention layers: {layer_text}"
+    if emap is not None and emap.structure is None:
+        # MLPs of different structure that no expert match explains: only the layers are shared
+        return PARTIAL, f"{PARTIAL}: MLP structures differ and {emap.summary}; layers: {layer_text}"
+    if lmap is None:
+        return None, layer_text
+    return lmap.structure, layer_text
+
+
+def _layer_rows(base: dict[str, Any], lmap: LayerMap | None) -> list[dict[str, Any]]:
+    if lmap is None:
+        return []
+    rows = []
+    for m, (a, b) in zip(lmap.matches, lmap.pairs(), strict=True):
+        rows.append({**base, "kind": "layer", "derived": lmap.derived_side, "a_layer": a, "b_layer": b,
+                     "r": m.r, "col_norms_r": m.col_r, "evidence": "sketch", "log10_p": m.log10_p,
+                     "matched": m.matched, "structure": lmap.structure, "summary": lmap.summary})  # fmt: skip
+    return rows
+
+
+def _expert_rows(base: dict[str, Any], emap: ExpertMap | None) -> list[dict[str, Any]]:
+    if emap is None:
+        return []
+    rows = []
+    for m in emap.matches:
+        moe = {"layer": m.layer, "expert": m.expert}
+        other = {"layer": m.other_layer, "expert": m.other_expert}
+        a, b = (moe, other) if emap.moe_side == "a" else (other, moe)
+        rows.append({**base, "kind": "expert", "derived": emap.moe_side, "a_layer": a["layer"],
+                     "a_expert": a["expert"], "b_layer": b["layer"], "b_expert": b["expert"],
+                     "slice_lo": m.slice_lo, "slice_hi": m.slice_hi, "r": m.r, "alt_r": m.alt_r,
+                     "col_norms_r": m.col_r, "evidence": m.evidence, "log10_p": m.log10_p, "matched": m.matched,
+                     "structure": emap.structure, "summary": emap.summary})  # fmt: skip
+    return rows
+
+
+def _fetch(con: duckdb.DuckDBPyConnection, name: str) -> list[dict[str, Any]]:
+    rel = run_sql(con, load_sql(name))
+    if rel is None:
+        raise QueryError("queries", None, f"{name}.sql", "returned no result set")
+    return list(rel.to_arrow_table().to_pylist())

@@ -1,0 +1,134 @@
+"""`hubscan flag` and `hubscan compare` on the structural testbed variants: kind, map, storage, CLI.
+
+Expectations come from the construction (jobs/demohub/testbed.py STRUCTURAL_VARIANTS); nothing of
+ours is mocked: real files, shipped SQL, real DuckDB, the CLI as a subprocess.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+
+import pytest
+
+from jobs import fingerprint, flag
+from pipeline.comparison import verdicts as v
+from pipeline.config import Settings
+from pipeline.storage.duckdb import connect, load_sql, run_sql
+
+MINILM = "sentence-transformers/all-MiniLM-L6-v2"
+COUSIN = "sentence-transformers/paraphrase-MiniLM-L3-v2"
+E5, E5_6L = "intfloat/multilingual-e5-small", "demohub/multilingual-e5-small-6L"
+L3, UP, REORDER = "demohub/MiniLM-L3-pruned", "demohub/MiniLM-8L-upscaled", "demohub/MiniLM-reordered"
+SMOL_4L, MOE, FINE, PERMUTED = (
+    "demohub/SmolLM2-135M-4L",
+    "demohub/SmolLM2-4x135M-4L-MoE",
+    "demohub/SmolLM2-4L-fine-MoE",
+    "demohub/SmolLM2-4x135M-4L-MoE-permuted",
+)
+# (source, derived) -> structure the construction implies
+KINDS = {
+    (E5, E5_6L): "pruned",
+    (MINILM, L3): "pruned",
+    (MINILM, UP): "up-scaled",
+    (MINILM, REORDER): "re-ordered",
+    (SMOL_4L, MOE): "upcycled-moe",
+    (SMOL_4L, FINE): "upcycled-moe",
+    (SMOL_4L, PERMUTED): "upcycled-moe",
+    (MOE, PERMUTED): "expert-permuted",
+}
+REPOS = sorted({MINILM, COUSIN, E5, *(x for pair in KINDS for x in pair)})
+
+
+@pytest.fixture(scope="module")
+def store(testbed, tmp_path_factory):
+    missing = [r for r in REPOS if not (testbed / r).is_dir()]
+    if missing:
+        pytest.skip(f"not in this testbed: {missing}")
+    root = tmp_path_factory.mktemp("structstore") / "store"
+    summary = fingerprint.run(Settings(store=root), [str(testbed / r) for r in REPOS])
+    assert summary.failed == 0, summary.messages
+    return root
+
+
+@pytest.fixture(scope="module")
+def result(store):
+    return flag.run(Settings(store=store))
+
+
+def _pair(result, a: str, b: str) -> dict:
+    (row,) = [r for r in result.rows if {r["a_repo_id"], r["b_repo_id"]} == {a, b}]
+    return row
+
+
+def _map(store, a: str, b: str) -> list[dict]:
+    rel = run_sql(connect(store), load_sql("show_layer_map"), {"a_repo_id": a, "b_repo_id": b})
+    return rel.to_arrow_table().to_pylist()
+
+
+@pytest.mark.parametrize(("source", "derived"), sorted(KINDS))
+def test_each_structural_variant_is_flagged_with_its_kind(result, source, derived):
+    row = _pair(result, source, derived)
+    assert row["flagged"] and row["verdict"] == v.STRUCTURAL, row["reason"]
+    assert row["structure"] == KINDS[(source, derived)] and row["reason"].startswith(row["structure"])
+
+
+def test_the_stored_map_of_the_pruned_e5_is_layer_2k(store, result):
+    lines = [m for m in _map(store, E5, E5_6L) if m["kind"] == "layer"]
+    derived = "A" if E5_6L < E5 else "B"
+    source = "B" if derived == "A" else "A"
+    assert [m["map"] for m in lines] == [f"{derived}.layer {k} <- {source}.layer {2 * k}" for k in range(6)]
+    assert all(m["matched"] and m["source"] == "flag" and m["evidence"] == "sketch" for m in lines)
+
+
+def test_the_stored_map_of_the_upscale_repeats_layers_2_and_3(store, result):
+    lines = [m for m in _map(store, MINILM, UP) if m["kind"] == "layer"]
+    assert [int(m["map"].rsplit(" ", 1)[1]) for m in lines] == [0, 1, 2, 3, 2, 3, 4, 5]
+    assert "0-3 + 2-5" in lines[0]["summary"]
+
+
+def test_the_stored_expert_map_names_each_slice(store, result):
+    lines = [m for m in _map(store, SMOL_4L, FINE) if m["kind"] == "expert"]
+    assert len(lines) == 16 and all(m["matched"] for m in lines)
+    for m in lines:
+        got = re.fullmatch(r"[AB]\.layer (\d) expert (\d) <- [AB]\.layer (\d) MLP rows (\d+)-(\d+)", m["map"])
+        assert got, m["map"]
+        layer, expert, dense_layer, lo, hi = map(int, got.groups())
+        assert (dense_layer, lo, hi) == (layer, expert * 384, expert * 384 + 383)
+    # the attention layers of the MoE sit at the same index of the dense model
+    attention = [m for m in _map(store, SMOL_4L, FINE) if m["kind"] == "layer"]
+    assert len(attention) == 4 and all(m["matched"] for m in attention)
+
+
+def test_unrelated_and_cousin_pairs_get_no_map(store, result):
+    unrelated = _pair(result, MINILM, E5)
+    assert not unrelated["flagged"] and unrelated.get("structure") is None and _map(store, MINILM, E5) == []
+    cousin = _pair(result, MINILM, COUSIN)
+    assert cousin["flagged"] and cousin["verdict"] == v.SAME_LINEAGE and cousin.get("structure") is None
+    # flagged with different depths, so it was mapped: every layer stored as unmatched, no structure
+    lines = _map(store, MINILM, COUSIN)
+    assert lines and not any(m["matched"] for m in lines) and {m["structure"] for m in lines} == {None}
+
+
+def _hubscan(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "jobs.cli", *args], capture_output=True, text=True, timeout=300
+    )
+
+
+def test_cli_compare_prints_the_layer_map(store, result):
+    out = _hubscan("compare", MINILM, UP, "--store", str(store))
+    assert out.returncode == 0, out.stderr
+    assert "structure: up-scaled" in out.stdout and "<- " in out.stdout
+    doc = json.loads(_hubscan("compare", MINILM, UP, "--store", str(store), "--format", "json").stdout)
+    assert doc["structure"] == "up-scaled" and doc["verdict"] == v.STRUCTURAL
+    layers = [m for m in doc["maps"] if m["kind"] == "layer"]
+    assert len(layers) == 8 and {m["source"] for m in layers} == {"compare"}
+
+
+def test_cli_compare_of_cousins_reports_no_false_map(store, result):
+    doc = json.loads(_hubscan("compare", MINILM, COUSIN, "--store", str(store), "--format", "json").stdout)
+    assert doc["structure"] is None and doc["maps"] and not any(m["matched"] for m in doc["maps"])
+    assert all("no match beyond chance" in m["map"] for m in doc["maps"])
