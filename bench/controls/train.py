@@ -82,6 +82,25 @@ RUNS: tuple[Run, ...] = (
 )
 
 
+RUNS_BY_ID = {r.repo_id: r for r in RUNS}
+INDEPENDENT = "independent"
+SIBLINGS = "sibling fine-tunes"
+
+
+def relation(a: str, b: str) -> str | None:
+    """What the build made of two repo ids: independent, a real fine-tune and its base, siblings; None if
+    either is not a control."""
+    ra, rb = RUNS_BY_ID.get(a), RUNS_BY_ID.get(b)
+    if ra is None or rb is None:
+        return None
+    if (ra.base or ra.name) != (rb.base or rb.name):
+        return INDEPENDENT
+    if ra.base and rb.base:
+        return SIBLINGS
+    tuned = ra if ra.base else rb
+    return f"fine-tune, {tuned.steps} steps"
+
+
 def controls_dir(cache: Path | None = None) -> Path:
     """Where the built controls live (built or not)."""
     return (cache or default_cache()) / CACHE_NAME
