@@ -30,6 +30,7 @@ from bench.controls.train import (  # noqa: E402
     Run,
     _texts,
     build_controls,
+    configure_torch,
     heldout_loss,
     load_state,
     relation,
@@ -55,7 +56,8 @@ MIN_LOSS_DROP = 1.5
 
 @pytest.fixture(scope="session")
 def controls():
-    """The built controls folder (trained on first use: ~90 s of CPU)."""
+    """The built controls folder (trained on first use: ~90 s of CPU); torch set up as the build was."""
+    configure_torch()
     return build_controls()
 
 
@@ -142,7 +144,7 @@ def test_statistics_of_the_controls_are_not_those_of_random_init(controls):
         assert got["embed_dim_std_cv"] > 3 * init["embed_dim_std_cv"], (run.name, got)
 
 
-def test_training_is_deterministic():
+def test_training_is_deterministic(controls):
     ids = torch.arange(5000) % (SHAPE.vocab - len(corpus.SPECIALS)) + len(corpus.SPECIALS)
     states = []
     for _ in range(2):

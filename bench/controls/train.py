@@ -113,7 +113,8 @@ def load_state(path: Path) -> dict[str, np.ndarray]:
     return load_file(str(path))
 
 
-def _configure_torch() -> None:
+def configure_torch() -> None:
+    """One thread and deterministic kernels, as every build and evaluation of the controls runs."""
     torch.set_num_threads(THREADS)
     torch.use_deterministic_algorithms(True)
 
@@ -198,7 +199,7 @@ def _card_body(run: Run, record: dict) -> str:
 
 def train_runs(dst: Path) -> dict:
     """Train every run into ``dst/controls/<name>``; returns the manifest (also written to dst)."""
-    _configure_torch()
+    configure_torch()
     vocab, split = _texts()
     models: dict[str, BertMLM] = {}
     records = {}
