@@ -10,6 +10,10 @@ duplicates of one comparison, so "FPR 1 %" here means "above every negative".
 ``python -m bench.detection --reparam`` adds the re-parameterised copies (permuted, rescaled,
 permuted + drift): per-kind AUROC of each signal, verdicts, and the permutation-recovery test.
 
+``python -m bench.detection --controls`` trains (once, cached; needs torch) small BERTs with
+independent seeds and real fine-tunes of one (bench/controls) and prints every pair's signals and
+p-values, and AUROC / TPR at FPR 1 % / false positives of the fine-tunes against the independent pairs.
+
 ``python -m bench.detection --synthetic 1000,10000`` adds synthetic fingerprint tables of
 families (a base, casts, fine-tunes and cousins) in one comparability block and compares
 exhaustive scoring with LSH candidates: time, peak memory, recall (bench/detection_synth.py).
@@ -303,13 +307,76 @@ def structural_table(rows: list[dict[str, Any]], maps: list[dict[str, Any]]) -> 
     return lines
 
 
+# --- Trained controls (bench/controls: independent seeds and real fine-tunes, trained with torch) -------
+CONTROL_METHODS = ("score", "sketch", "gain", "dim_std", "col_norms", "tokens", "sorted", "std_profile")
+
+
+def controls_bench() -> list[str]:
+    """Every pair of the trained controls with its signals and p-values, then AUROC / TPR at FPR 1 % /
+    false positives of real fine-tunes against the independent same-architecture pairs."""
+    from bench.controls.train import INDEPENDENT, ORG, RUNS, build_controls, relation
+
+    root = build_controls()
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = Settings(store=Path(tmp) / "store")
+        fingerprint.run(settings, [str(root / ORG / r.name) for r in RUNS])
+        rows = flag.run(settings).rows
+    labelled = sorted(((relation(r["a_repo_id"], r["b_repo_id"]), r) for r in rows), key=lambda x: str(x[0]))
+    lines = [
+        "Trained controls: every pair (value, p); std_profile is reported, never decisive",
+        f"{'pair':30s} {'relation':22s} {'flag':>5s} {'q':>7s} "
+        + " ".join(f"{m:>16s}" for m in CONTROL_METHODS[1:])
+        + "  verdict",
+    ]
+    for kind, r in labelled:
+        pair = f"{r['a_repo_id'].split('/')[-1]} {r['b_repo_id'].split('/')[-1]}"
+        cells = []
+        for m in CONTROL_METHODS[1:]:
+            val, p = r.get(m), r.get(f"{m}_p")
+            cells.append("-" if val is None else f"{val:.4f}({'-' if p is None else f'{p:.1g}'})")
+        lines.append(f"{pair:30s} {kind!s:22s} {r['flagged']!s:>5s} {r['q']:7.2g} "
+                     + " ".join(f"{c:>16s}" for c in cells) + f"  {r['verdict']}")  # fmt: skip
+    neg = [r for k, r in labelled if k == INDEPENDENT]
+    groups = {
+        "real fine-tunes": [r for k, r in labelled if k and k.startswith("fine-tune")],
+        "sibling fine-tunes": [r for k, r in labelled if k and k.startswith("sibling")],
+    }
+    lines += ["", f"AUROC (TPR at FPR <= 1 %) against the {len(neg)} independent same-architecture pairs"]
+    lines.append(f"{'positives':22s} {'pairs':>5s} " + " ".join(f"{m[:11]:>11s}" for m in CONTROL_METHODS))
+    for name, pos in groups.items():
+        cells = []
+        for m in CONTROL_METHODS:
+            p, n = [_value(r, m) for r in pos], [_value(r, m) for r in neg]
+            cells.append(f"{auroc(p, n):.3f}({tpr_at_fpr(p, n):.2f})")
+        lines.append(f"{name:22s} {len(pos):5d} " + " ".join(f"{c:>11s}" for c in cells))
+    closest = {
+        m: min((r[f"{m}_p"] for r in neg if r.get(f"{m}_p") is not None), default=math.nan)
+        for m in CONTROL_METHODS[1:]
+    }
+    lines.append(
+        "smallest p among independent pairs: " + ", ".join(f"{m} {p:.2g}" for m, p in closest.items())
+    )
+    lines.append(f"smallest combined q among independent pairs: {min(r['q'] for r in neg):.2g}")
+    fp = sum(r["flagged"] for r in neg)
+    tp = sum(r["flagged"] for r in groups["real fine-tunes"])
+    lines.append(f"flagged at q <= 0.01: {tp}/{len(groups['real fine-tunes'])} real fine-tunes, "
+                 f"false positives {fp} of {len(neg)} independent pairs")  # fmt: skip
+    return lines
+
+
 def main() -> None:
     """Print the detection table (and the synthetic scale table when asked)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--synthetic", default="", help="comma-separated model counts, e.g. 1000,10000")
     parser.add_argument("--reparam", action="store_true", help="add the re-parameterised copies' table")
     parser.add_argument("--structural", action="store_true", help="only the structural-derivation table")
+    parser.add_argument(
+        "--controls", action="store_true", help="only the trained controls' table (needs torch)"
+    )
     args = parser.parse_args()
+    if args.controls:
+        print("\n".join(controls_bench()))
+        return
     if args.structural:
         srows, smaps, secs = structural_rows()
         print(f"structural derivations: {len(srows)} pairs flagged and mapped in {secs:.1f} s")

@@ -39,3 +39,11 @@ def test_pipeline_never_imports_jobs_or_torch():
     for path in PIPELINE.rglob("*.py"):
         for module in _imports(path):
             assert not module.startswith(("jobs", "torch", "transformers")), f"{path} imports {module}"
+
+
+def test_jobs_never_imports_torch_or_the_bench():
+    # torch is a test extra that trains the controls (bench/controls); `hubscan demo` must run without it
+    jobs = PIPELINE.parent / "jobs"
+    for path in jobs.rglob("*.py"):
+        for module in _imports(path):
+            assert not module.startswith(("torch", "transformers", "bench")), f"{path} imports {module}"
