@@ -136,7 +136,9 @@ def run(
     # the requested pair is always mapped (flag maps only flagged pairs whose structure differs)
     store.write(
         layer_maps.compare_file(pair),
-        layer_maps.attach_maps(con, [row], layer_maps.moe_models(store), "compare"),
+        layer_maps.attach_maps(
+            con, [row], layer_maps.moe_models(store), "compare", layer_maps.known_partial_maps(con, [ka, kb])
+        ),
     )
     maps = run_sql(
         flag.flag_connection(store), load_sql("show_layer_map"), {"a_repo_id": pair[0], "b_repo_id": pair[2]}
