@@ -13,6 +13,8 @@ permuted + drift): per-kind AUROC of each signal, verdicts, and the permutation-
 ``python -m bench.detection --controls`` trains (once, cached; needs torch) small BERTs with
 independent seeds and real fine-tunes of one (bench/controls) and prints every pair's signals and
 p-values, and AUROC / TPR at FPR 1 % / false positives of the fine-tunes against the independent pairs.
+``python -m bench.detection --structural`` prints the layer/expert-map table (with the two-parent
+stack); ``--spectra`` the attention-spectra table (bench/detection_spectra.py).
 
 ``python -m bench.detection --synthetic 1000,10000`` adds synthetic fingerprint tables of
 families (a base, casts, fine-tunes and cousins) in one comparability block and compares
@@ -212,6 +214,7 @@ def reparam_bench() -> list[str]:
             f"  {other:36s} held-out r {test.statistic:6.3f}  log10 p {test.log10_p:8.1f}  "
             f"consistency {test.consistency:.3f}  identity {test.identity:.3f}  {seconds:.1f} s"
         )
+    return lines
 
 
 # --- Structural derivations (layer and expert maps) -------------------------------------------------
@@ -255,7 +258,7 @@ def structural_rows() -> tuple[list[dict[str, Any]], list[dict[str, Any]], float
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "testbed"
         build_testbed(root, cache)
-        repos = sorted({x for pair in [*STRUCTURAL, *NO_MAP] for x in pair})
+        repos = sorted({x for pair in [*STRUCTURAL, *NO_MAP] for x in pair} | {STACK})
         settings = Settings(store=Path(tmp) / "store")
         fingerprint.run(settings, [str(root / r) for r in repos if (root / r).is_dir()])
         t0 = time.perf_counter()
@@ -364,6 +367,43 @@ def controls_bench() -> list[str]:
     return lines
 
 
+# Two-parent stack: (parent, derived) pairs and the (parent, parent layer) of each derived layer.
+STACK = "demohub/MiniLM-e5-stacked"
+STACK_MAP = [(MINILM, k) for k in range(4)] + [(E5, k) for k in range(6, 10)]
+
+
+def stacked_table(rows: list[dict[str, Any]], maps: list[dict[str, Any]]) -> list[str]:
+    """The stack against each parent (kind, combined map as built) and the stacked labels elsewhere."""
+    lines = []
+    for parent in (MINILM, E5):
+        row = next((r for r in rows if {r["a_repo_id"], r["b_repo_id"]} == {parent, STACK}), None)
+        if row is None:
+            lines.append(
+                f"{parent.split('/')[-1] + ' -> ' + STACK.split('/')[-1]:62s} {'stacked':16s} missing"
+            )
+            continue
+        stack = [
+            m for m in maps if {m["a_repo_id"], m["b_repo_id"]} == {parent, STACK} and m["kind"] == "stack"
+        ]
+        x_is_a = row["a_repo_id"] == STACK
+        got = {
+            (m["a_layer"] if x_is_a else m["b_layer"]): (m["parent_repo_id"], m["parent_layer"])
+            for m in stack
+        }
+        ok = sum(got.get(k) == want for k, want in enumerate(STACK_MAP))
+        lines.append(f"{parent.split('/')[-1] + ' (+ other parent) -> ' + STACK.split('/')[-1]:62s} {'stacked':16s} "
+                     f"{row['flagged']!s:>7s} {row.get('structure') == 'stacked'!s:>7s} {ok:>4d}/{len(STACK_MAP):<4d}")  # fmt: skip
+    others = [
+        r for r in rows if r.get("structure") == "stacked" and STACK not in (r["a_repo_id"], r["b_repo_id"])
+    ]
+    with_stack = [r for r in rows if STACK in (r["a_repo_id"], r["b_repo_id"])]
+    kinds: dict[str, int] = {}
+    for r in with_stack:
+        kinds[str(r.get("structure"))] = kinds.get(str(r.get("structure")), 0) + 1
+    lines.append(f"pairs with the stack by structure: {kinds}; stacked pairs without it: {len(others)}")
+    return lines
+
+
 def main() -> None:
     """Print the detection table (and the synthetic scale table when asked)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -373,14 +413,21 @@ def main() -> None:
     parser.add_argument(
         "--controls", action="store_true", help="only the trained controls' table (needs torch)"
     )
+    parser.add_argument("--spectra", action="store_true", help="only the attention-spectra table")
     args = parser.parse_args()
     if args.controls:
         print("\n".join(controls_bench()))
+        return
+    if args.spectra:
+        from bench.detection_spectra import testbed_table
+
+        print("\n".join(testbed_table()))
         return
     if args.structural:
         srows, smaps, secs = structural_rows()
         print(f"structural derivations: {len(srows)} pairs flagged and mapped in {secs:.1f} s")
         print("\n".join(structural_table(srows, smaps)))
+        print("\n".join(stacked_table(srows, smaps)))
         return
     rows, fp_s, flag_s = testbed_rows()
     print(f"testbed: {len(rows)} candidate pairs; fingerprint {fp_s:.1f} s, flag {flag_s:.1f} s")

@@ -154,6 +154,14 @@ def compare(
             "pair looks re-parameterised).",
         ),
     ] = None,
+    spectra: Annotated[
+        bool | None,
+        typer.Option(
+            "--spectra/--no-spectra",
+            help="Match attention heads by the spectra of W_Q.W_K^T and W_V.W_O (whole Q/K/V/O of three "
+            "layers) and test them (default: when the pair looks re-parameterised).",
+        ),
+    ] = None,
 ) -> None:
     """Fingerprint either model if missing and print the evidence table for the pair."""
     import json
@@ -163,7 +171,11 @@ def compare(
     if fmt not in FORMATS:
         _usage(f"--format must be one of {', '.join(FORMATS)}")
     settings = settings_from_env(store=store)
-    result = _guard(lambda: job.run(settings, a, b, revision=revision, permutation_test=permutation_test))
+    result = _guard(
+        lambda: job.run(
+            settings, a, b, revision=revision, permutation_test=permutation_test, spectra_test=spectra
+        )
+    )
     if fmt == "json":
         typer.echo(json.dumps(result.as_json(), indent=2, default=str))
         return

@@ -6,19 +6,21 @@ of its comparability block, so its backgrounds are the block's and its q-value i
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
 from rich.console import Console
 
-from jobs import flag, layer_maps, permutation
+from jobs import flag, layer_maps, permutation, spectra
 from jobs.fingerprint import record, resolve_target
 from jobs.model_task import fingerprint_model
 from jobs.summary import RunSummary
 from pipeline.comparison.permutation_test import PermutationTest
 from pipeline.comparison.scoring import DEFAULT_Q
 from pipeline.comparison.signals import SIGNAL_TABLE, signal_columns
+from pipeline.comparison.spectra import SpectraTest
 from pipeline.config import Settings
 from pipeline.errors import QueryError
 from pipeline.http import HubHttp
@@ -41,6 +43,8 @@ class Comparison:
     fingerprinted: RunSummary
     permutation: PermutationTest | None = None  # run for re-parameterised-looking or requested pairs
     maps: pa.Table | None = None  # show_layer_map.sql over the maps written for this pair
+    spectra: SpectraTest | None = None  # attention spectra, run with the permutation test or on request
+    spectra_error: str | None = None  # why the spectra could not be had when they ran unasked
 
     def summary_lines(self) -> str:
         """The verdict, the combined evidence and the layer map, as printed under the table."""
@@ -57,6 +61,10 @@ class Comparison:
             lines += "\nOBFUSCATION: the weights were re-parameterised to hide the relation (see the reason)"
         if self.permutation is not None:
             lines += "\n" + self.permutation.summary()
+        if self.spectra is not None:
+            lines += "\n" + self.spectra.summary()
+        elif self.spectra_error:
+            lines += f"\nattention spectra not computed: {self.spectra_error}"
         return lines
 
     def map_lines(self) -> str:
@@ -80,10 +88,15 @@ class Comparison:
         if self.permutation is not None:
             perm = {k: v for k, v in vars(self.permutation).items() if k != "hidden_map"}
             perm["p"] = self.permutation.p
+        spec = None
+        if self.spectra is not None:
+            spec = {**vars(self.spectra), "p": self.spectra.p, "r": math.tanh(self.spectra.statistic)}
         return {
             **{k: self.row.get(k) for k in keep},
             "evidence": self.evidence.to_pylist(),
             "permutation_test": perm,
+            "spectra": spec,
+            "spectra_error": self.spectra_error,
             "maps": self.maps.to_pylist() if self.maps is not None else [],
         }
 
@@ -95,11 +108,13 @@ def run(
     revision: str = "main",
     q_level: float = DEFAULT_Q,
     permutation_test: bool | None = None,
+    spectra_test: bool | None = None,
 ) -> Comparison:
     """Score one pair of models (Hub ids, local folders, or repo ids already in the store).
 
     ``permutation_test``: True always runs the permutation-recovery test, False never, None when the
-    pair looks re-parameterised (``obfuscation``).
+    pair looks re-parameterised (``obfuscation``). ``spectra_test`` likewise for the attention spectra;
+    when they run unasked and cannot be had (fused QKV, unknown heads) the reason is shown instead.
 
     Raises:
         SourceError: a target is neither stored, a folder, nor a resolvable Hub repo.
@@ -117,16 +132,34 @@ def run(
     row = next(r for r in rows if (r["a_repo_id"], r["a_revision"], r["b_repo_id"], r["b_revision"]) == pair)
     ran = row.get("obfuscation") if permutation_test is None else permutation_test
     perm = permutation.run(con, settings, ka, kb) if ran else None
+    spec, spec_error = _spectra(con, settings, ka, kb, row, spectra_test)
     # the requested pair is always mapped (flag maps only flagged pairs whose structure differs)
     store.write(
         layer_maps.compare_file(pair),
-        layer_maps.attach_maps(con, [row], layer_maps.moe_models(store), "compare"),
+        layer_maps.attach_maps(
+            con, [row], layer_maps.moe_models(store), "compare", layer_maps.known_partial_maps(con, [ka, kb])
+        ),
     )
     maps = run_sql(
         flag.flag_connection(store), load_sql("show_layer_map"), {"a_repo_id": pair[0], "b_repo_id": pair[2]}
     )
     return Comparison(row=row, evidence=evidence_table(row), fingerprinted=summary, permutation=perm,
-                      maps=maps.to_arrow_table() if maps is not None else None)  # fmt: skip
+                      maps=maps.to_arrow_table() if maps is not None else None, spectra=spec,
+                      spectra_error=spec_error)  # fmt: skip
+
+
+def _spectra(
+    con: Any, settings: Settings, ka: Key, kb: Key, row: dict[str, Any], asked: bool | None
+) -> tuple[SpectraTest | None, str | None]:
+    """The attention-spectra test when asked, or unasked for a re-parameterised-looking pair."""
+    if asked is False or (asked is None and not row.get("obfuscation")):
+        return None, None
+    try:
+        return spectra.run(con, settings, ka, kb), None
+    except QueryError as exc:
+        if asked:
+            raise
+        return None, exc.reason
 
 
 def evidence_table(row: dict[str, Any]) -> pa.Table:

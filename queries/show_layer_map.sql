@@ -1,6 +1,7 @@
 -- purpose: the layer map and expert map of one pair (either order), newest written, one line per layer or
 --          expert of the derived side: "B.layer 4 <- A.layer 2" with the deciding r, its chance tail, the
---          per-dimension col-norm r beside it, and whether it is beyond chance
+--          per-dimension col-norm r beside it, and whether it is beyond chance; for a two-parent stack also
+--          its combined map (kind 'stack': "B.layer 5 <- org/other-parent.layer 7" for the third model's layers)
 -- params:  $a_repo_id VARCHAR, $b_repo_id VARCHAR
 -- reads:   layer_maps   (views.sql)
 WITH pair AS (
@@ -24,7 +25,8 @@ sides AS (
 )
 SELECT kind, structure,
        d_name || '.layer ' || d_layer || coalesce(' expert ' || d_expert, '') || ' <- ' ||
-       CASE WHEN NOT matched OR s_layer IS NULL THEN 'no match beyond chance'
+       CASE WHEN kind = 'stack' AND s_layer IS NULL THEN parent_repo_id || '.layer ' || parent_layer
+            WHEN NOT matched OR s_layer IS NULL THEN 'no match beyond chance'
             ELSE s_name || '.layer ' || s_layer ||
                  CASE WHEN s_expert IS NOT NULL THEN ' expert ' || s_expert
                       WHEN kind = 'expert' AND slice_lo IS NOT NULL
@@ -34,6 +36,6 @@ SELECT kind, structure,
        END AS map,
        round(r, 5) AS r, round(alt_r, 5) AS alt_r, round(col_norms_r, 3) AS col_norms_r, evidence,
        round(log10_p, 1) AS log10_p, matched, summary, source,
-       a_repo_id, b_repo_id
+       a_repo_id, b_repo_id, parent_repo_id
 FROM sides
 ORDER BY kind DESC, d_layer, d_expert;

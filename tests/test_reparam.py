@@ -7,6 +7,7 @@ original (tests/demohub/test_reparam.py); the independent same-shape model is mu
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 
@@ -130,6 +131,11 @@ def test_cli_compare_json_carries_the_permutation_test(store):
     doc = json.loads(out.stdout)
     assert doc["obfuscation"] is True and doc["verdict"] == v.REPARAM
     assert doc["permutation_test"]["p"] < 1e-100 and doc["permutation_test"]["consistency"] >= 0.95
+    assert (
+        doc["spectra"]["p"] < 1e-100
+        and doc["spectra"]["r"] > 0.9999
+        and len(doc["spectra"]["head_maps"]) == 3
+    )
 
 
 def test_the_permutation_test_reads_whole_mlp_matrices_by_range_through_the_hub(settings, hub):
@@ -139,7 +145,32 @@ def test_the_permutation_test_reads_whole_mlp_matrices_by_range_through_the_hub(
     got = compare.run(settings, MINILM, PERMUTED)
     assert got.row["verdict"] == v.REPARAM
     assert got.permutation is not None and got.permutation.consistency == 1.0
+    assert got.spectra is not None and got.spectra.log10_p < -100  # run beside it, unasked
     weights = [r for r in hub.log if r.path.endswith("model.safetensors") and r.status == 206]
-    # three layers' up matrices of both models (1536 x 384 F32 each), not the whole 90 MB files
+    # three layers' up matrices (1536 x 384 F32) and Q/K/V/O (4 x 384 x 384) of both models, not the
+    # whole 90 MB files
     sent = sum(r.bytes_sent for r in weights)
-    assert 6 * 1536 * 384 * 4 <= sent < 2 * 12_000_000
+    whole = 6 * (1536 * 384 + 4 * 384 * 384) * 4
+    assert whole <= sent < whole + 2 * 6_000_000
+
+
+@pytest.mark.parametrize("variant", [PERMUTED, RESCALED, PERMUTED_FT])
+def test_compare_shows_the_attention_spectra_beside_the_permutation_test(store, variant):
+    got = compare.run(Settings(store=store), MINILM, variant)
+    assert got.spectra is not None and got.spectra.log10_p < -100, got.spectra_error
+    assert min(got.spectra.layer_r) > 0.9999 and max(got.spectra.decoy_r) < 0.9
+    text = got.summary_lines()
+    assert "permutation test" in text and "attention spectra" in text
+
+
+@pytest.mark.parametrize(
+    ("other", "related"),
+    [("demohub/minilm-l6-finetuned", True), (E5, False), (COUSIN, False)],
+)
+def test_spectra_separate_a_drifted_copy_from_unrelated_and_cousin_models(store, other, related):
+    got = compare.run(Settings(store=store), MINILM, other, spectra_test=True)
+    assert got.spectra is not None
+    if related:
+        assert got.spectra.log10_p < -50 and min(got.spectra.layer_r) > 0.999
+    else:  # same shape, unrelated (e5) or separately fine-tuned (the cousin): at the decoys' level
+        assert got.spectra.p > 0.01 and math.tanh(got.spectra.statistic) < 0.95

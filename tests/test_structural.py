@@ -22,6 +22,8 @@ MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 COUSIN = "sentence-transformers/paraphrase-MiniLM-L3-v2"
 E5, E5_6L = "intfloat/multilingual-e5-small", "demohub/multilingual-e5-small-6L"
 L3, UP, REORDER = "demohub/MiniLM-L3-pruned", "demohub/MiniLM-8L-upscaled", "demohub/MiniLM-reordered"
+# layers 0-3 of MiniLM, then layers 6-9 of e5-small, MiniLM's embeddings (testbed STRUCTURAL_VARIANTS)
+STACK = "demohub/MiniLM-e5-stacked"
 SMOL_4L, MOE, FINE, PERMUTED = (
     "demohub/SmolLM2-135M-4L",
     "demohub/SmolLM2-4x135M-4L-MoE",
@@ -38,6 +40,8 @@ KINDS = {
     (SMOL_4L, FINE): "upcycled-moe",
     (SMOL_4L, PERMUTED): "upcycled-moe",
     (MOE, PERMUTED): "expert-permuted",
+    (MINILM, STACK): "stacked",
+    (E5, STACK): "stacked",
 }
 REPOS = sorted({MINILM, COUSIN, E5, *(x for pair in KINDS for x in pair)})
 
@@ -132,3 +136,35 @@ def test_cli_compare_of_cousins_reports_no_false_map(store, result):
     doc = json.loads(_hubscan("compare", MINILM, COUSIN, "--store", str(store), "--format", "json").stdout)
     assert doc["structure"] is None and doc["maps"] and not any(m["matched"] for m in doc["maps"])
     assert all("no match beyond chance" in m["map"] for m in doc["maps"])
+
+
+def test_the_stack_is_mapped_to_both_parents(store, result):
+    for parent in (MINILM, E5):
+        lines = [m for m in _map(store, parent, STACK) if m["kind"] == "stack"]
+        x = "A" if parent > STACK else "B"
+        here = "B" if x == "A" else "A"
+        want = [f"{x}.layer {k} <- {here if parent == MINILM else MINILM}.layer {k}" for k in range(4)]
+        want += [f"{x}.layer {k} <- {here if parent == E5 else E5}.layer {k + 2}" for k in range(4, 8)]
+        assert [m["map"] for m in lines] == want, parent
+        assert all(m["matched"] and m["structure"] == "stacked" for m in lines)
+        summary = lines[0]["summary"]
+        assert f"{STACK}.layer 0-3 <- {MINILM}.layer 0-3; {STACK}.layer 4-7 <- {E5}.layer 6-9" in summary
+
+
+def test_only_pairs_with_the_stack_are_called_stacked(result):
+    stacked = [r for r in result.rows if r.get("structure") == "stacked"]
+    assert stacked and all(STACK in (r["a_repo_id"], r["b_repo_id"]) for r in stacked)
+    # models holding only a few of its layers stay partial: 3 of e5's layers pruned to 6, MiniLM's 1,3,5
+    for other in (E5_6L, L3):
+        assert _pair(result, other, STACK)["structure"] == "partial", other
+    assert _pair(result, COUSIN, STACK).get("structure") is None
+
+
+def test_cli_compare_of_the_stack_and_one_parent_names_the_other(store, result):
+    doc = json.loads(_hubscan("compare", MINILM, STACK, "--store", str(store), "--format", "json").stdout)
+    assert doc["structure"] == "stacked" and doc["verdict"] == v.STRUCTURAL
+    assert E5 in doc["reason"]
+    stack = [m for m in doc["maps"] if m["kind"] == "stack"]
+    assert [m["parent_repo_id"] for m in stack] == [MINILM] * 4 + [E5] * 4
+    text = _hubscan("compare", MINILM, STACK, "--store", str(store)).stdout
+    assert "structure: stacked" in text and f"<- {E5}.layer 6" in text

@@ -1,4 +1,4 @@
-"""Structural derivatives of real checkpoints: pruned, depth up-scaled, re-ordered, MoE-upcycled.
+"""Structural derivatives of real checkpoints: pruned, depth up-scaled, re-ordered, stacked, MoE-upcycled.
 
 These are what the published cases did (all-MiniLM-L6 keeps every second layer of MiniLM-L12;
 SOLAR-10.7B stacks Mistral-7B layers 0-23 and 8-31; upcycled MoEs start every expert from the
@@ -76,6 +76,45 @@ def relayer(
     derive_repo(src, dst, base_model, body, ["safetensors"])
     _set_config(dst, num_hidden_layers=len(order))
     write_safetensors(dst / SINGLE_FILE, out, dtype, repo_metadata(src))
+    return dst
+
+
+def stack(
+    first: Path,
+    second: Path,
+    dst: Path,
+    first_layers: Sequence[int],
+    second_layers: Sequence[int],
+    body: str,
+    base_model: str | None = None,
+) -> Path:
+    """A frankenmerge: blocks ``first_layers`` of one model, then ``second_layers`` of another.
+
+    Everything outside the blocks (embeddings, their norm, pooler, tokenizer, config) is the first
+    parent's, as mergekit's passthrough stacks keep one parent's embeddings: two parents' blocks can
+    only be stacked when their shapes agree, and the vocabularies need not.
+    """
+    a, b = load_repo_tensors(first), load_repo_tensors(second)
+    out = {name: arr for name, arr in a.items() if layer_of(name) is None}
+    for j, (tensors, i) in enumerate([(a, i) for i in first_layers] + [(b, i) for i in second_layers]):
+        block = {
+            f"{p[0]}{j}{p[2]}": arr.copy()
+            for name, arr in tensors.items()
+            if (p := layer_of(name)) and p[1] == i
+        }
+        if not block:
+            raise ValueError(f"block {i} not found for layer {j} of the stack")
+        out.update(block)
+    shapes = {name: arr.shape for name, arr in out.items()}
+    ref = {name: arr.shape for name, arr in a.items()}
+    bad = [
+        n for n, shape in shapes.items() if (p := layer_of(n)) and shape != ref.get(f"{p[0]}0{p[2]}", shape)
+    ]
+    if bad:
+        raise ValueError(f"the two parents' blocks differ in shape: {bad[:3]}")
+    derive_repo(first, dst, base_model, body, ["safetensors", "merge"])
+    _set_config(dst, num_hidden_layers=len(first_layers) + len(second_layers))
+    write_safetensors(dst / SINGLE_FILE, out, None, repo_metadata(first))
     return dst
 
 

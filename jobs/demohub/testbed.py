@@ -19,7 +19,7 @@ from jobs.demohub.badrepos import BAD_REPOS, write_bad_repo
 from jobs.demohub.realmodels import REAL_MODELS, REPO_BUILDERS, fetch_real_models_report
 
 # Bump when a builder's output changes, so a cached testbed from older code is not reused.
-TESTBED_VERSION = 22
+TESTBED_VERSION = 40
 BUILDING = ".building"
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 # (repo id, description, builder(src, dst)) for the variants of all-MiniLM-L6-v2.
@@ -107,15 +107,16 @@ REPARAM_VARIANTS: list[tuple[str, str, Callable[[Path, Path], object]]] = [
         lambda s, d: reparam.reparameterise(s, d, permute=True, rescale=False, seed=3, drift=0.01),
     ),
 ]
-# Structural derivatives (layer surgery, MoE upcycling): (repo id, description, source repo,
-# builder(src, dst)). Built after the real repos and in this order (the MoEs need the dense 4L).
+# Structural derivatives (layer surgery, MoE upcycling): (repo id, description, source repo or
+# repos, builder(*srcs, dst)). Built after the real repos and in this order (the MoEs need the dense 4L).
 E5 = "intfloat/multilingual-e5-small"
 SMOL_GGUF_REPO = "HuggingFaceTB/SmolLM2-135M-Instruct-GGUF"
 SMOL_4L = "demohub/SmolLM2-135M-4L"
 SMOL_MOE = "demohub/SmolLM2-4x135M-4L-MoE"
 # Expert order per layer of the permuted MoE: slot s holds expert PERMUTED_EXPERTS[layer][s].
 PERMUTED_EXPERTS = {0: [2, 0, 3, 1], 1: [1, 3, 0, 2], 2: [3, 2, 1, 0], 3: [0, 2, 1, 3]}
-STRUCTURAL_VARIANTS: list[tuple[str, str, str, Callable[[Path, Path], object]]] = [
+STACKED = "demohub/MiniLM-e5-stacked"
+STRUCTURAL_VARIANTS: list[tuple[str, str, str | tuple[str, str], Callable[..., object]]] = [
     (
         "demohub/multilingual-e5-small-6L",
         f"structural: layers 0,2,4,6,8,10 of {E5} (pruned 12 -> 6), F16; card declares base_model",
@@ -139,6 +140,13 @@ STRUCTURAL_VARIANTS: list[tuple[str, str, str, Callable[[Path, Path], object]]] 
         f"structural: layers 0,1,3,2,5,4 of {MINILM} (re-ordered); undeclared",
         MINILM,
         lambda s, d: structural.relayer(s, d, [0, 1, 3, 2, 5, 4], "A 6-layer sentence encoder."),
+    ),
+    (
+        STACKED,
+        f"structural: layers 0-3 of {MINILM} then layers 6-9 of {E5} (a two-parent frankenmerge, 8 layers), "
+        f"embeddings and tokenizer of {MINILM}; undeclared",
+        (MINILM, E5),
+        lambda a, b, d: structural.stack(a, b, d, range(4), range(6, 10), "An 8-layer sentence encoder."),
     ),
     (
         SMOL_4L,
@@ -260,11 +268,12 @@ def build_testbed(root: Path, cache: Path) -> dict[str, str]:
 def build_structural(root: Path, manifest: dict[str, str], skipped: dict[str, str]) -> None:
     """The STRUCTURAL_VARIANTS whose source repo is there (in order: later ones read earlier ones)."""
     for repo_id, description, source, make in STRUCTURAL_VARIANTS:
-        if source not in manifest:
-            skipped[repo_id] = f"needs {source}"
+        sources = (source,) if isinstance(source, str) else source
+        if any(s not in manifest for s in sources):
+            skipped[repo_id] = f"needs {', '.join(sources)}"
             continue
         try:
-            build_once(root, repo_id, partial(make, root / source))
+            build_once(root, repo_id, partial(make, *(root / s for s in sources)))
         except (ValueError, OSError, ImportError) as e:
             skipped[repo_id] = f"building failed: {e}"
             continue

@@ -176,7 +176,15 @@ def obfuscation(row: Mapping[str, Any]) -> str | None:
 # Structural kinds a layer or expert map can show (pipeline.comparison.layer_align / expert_map);
 # any of them makes a flagged pair a structural derivative, whatever its sketch alone suggested
 # (a MoE upcycled from a dense model shares attention layers bit for bit: an "exact copy" by sketch).
-STRUCTURAL_KINDS = ("pruned", "up-scaled", "re-ordered", "partial", "upcycled-moe", "expert-permuted")
+STRUCTURAL_KINDS = (
+    "pruned",
+    "up-scaled",
+    "re-ordered",
+    "partial",
+    "stacked",
+    "upcycled-moe",
+    "expert-permuted",
+)
 
 
 def refine_structural(row: Mapping[str, Any], structure: str | None, summary: str) -> tuple[str, str]:

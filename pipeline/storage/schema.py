@@ -193,7 +193,7 @@ LAYER_MAPS = pa.schema(
         ("a_revision", pa.string()),
         ("b_repo_id", pa.string()),
         ("b_revision", pa.string()),
-        ("kind", pa.string()),  # "layer" or "expert"
+        ("kind", pa.string()),  # "layer", "expert", or "stack" (a two-parent stack's combined map)
         ("derived", pa.string()),  # "a" or "b": the side whose layers / experts are explained
         ("a_layer", pa.int64()),
         ("a_expert", pa.int64()),  # null: not an expert (dense MLP or a layer row)
@@ -209,6 +209,10 @@ LAYER_MAPS = pa.schema(
         ("matched", pa.bool_()),
         ("structure", pa.string()),  # the map's structure (pruned, up-scaled, re-ordered, upcycled-moe...)
         ("summary", pa.string()),
+        # kind "stack": the parent the derived layer comes from (this pair's other model or a third one)
+        ("parent_repo_id", pa.string()),
+        ("parent_revision", pa.string()),
+        ("parent_layer", pa.int64()),
         ("source", pa.string()),  # "flag" or "compare"
         ("written_at", pa.timestamp("us", tz="UTC")),
         ("hubscan_version", pa.string()),
