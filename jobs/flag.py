@@ -109,9 +109,10 @@ def score_store(
     if hidden is not None:
         cand = [c for c in cand if c["hidden"] == hidden]
     have = {(c["a_repo_id"], c["a_revision"], c["b_repo_id"], c["b_revision"]) for c in cand}
+    hidden_of = _hidden_sizes(store) if extra_pairs and hidden is None else {}
     cand += [
-        {"a_repo_id": k[0], "a_revision": k[1], "b_repo_id": k[2], "b_revision": k[3], "hidden": hidden,
-         "via": "requested"}
+        {"a_repo_id": k[0], "a_revision": k[1], "b_repo_id": k[2], "b_revision": k[3],
+         "hidden": hidden if hidden is not None else hidden_of.get((k[0], k[1])), "via": "requested"}
         for k in extra_pairs if k not in have
     ]  # fmt: skip
     inputs = PairInputs(candidates=cand, models=model_infos(store))
@@ -122,8 +123,13 @@ def score_store(
         inputs.tokens += _fetch(con, "compute_token_scores")
         for key, roles in _profiles(_fetch(con, "list_std_profiles")).items():
             inputs.profiles.setdefault(key, roles)
-    # backgrounds and the false discovery rate are fitted over every batch together
-    return score_pairs(inputs, q_level=q_level, known_unrelated=known_unrelated)
+    # backgrounds and the false discovery rate are fitted over every batch together, the rate over
+    # every comparable pair (those LSH did not propose count as unflagged)
+    block_pairs: dict[Any, int] = {}
+    for c in cand:
+        block_pairs[c["hidden"]] = max(block_pairs.get(c["hidden"], 0), c.get("block_pairs") or 0)
+    tests = sum(block_pairs.values())
+    return score_pairs(inputs, q_level=q_level, known_unrelated=known_unrelated, tests=tests)
 
 
 def use_candidates(con: duckdb.DuckDBPyConnection, candidates: list[dict[str, Any]]) -> None:
@@ -147,6 +153,11 @@ def model_infos(store: Store) -> dict[tuple[str, str], ModelInfo]:
         (r["repo_id"], r["revision"]): ModelInfo(r["dtype"], tuple(r["base_models"] or ()), r["copy_of"])
         for r in table.to_pylist()
     }
+
+
+def _hidden_sizes(store: Store) -> dict[tuple[str, str], int | None]:
+    table = store.dataset("models").to_table(columns=["repo_id", "revision", "hidden"])
+    return {(r["repo_id"], r["revision"]): r["hidden"] for r in table.to_pylist()}
 
 
 def pairs_table(rows: list[dict[str, Any]], flag_id: str) -> pa.Table:
