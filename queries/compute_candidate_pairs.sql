@@ -47,19 +47,20 @@ z AS MATERIALIZED (
 planes AS (
     -- Hyperplanes are a hash of (band, bit, dimension), the same for every model of that width. One
     -- packed integer is hashed: DuckDB's multi-argument hash(b, k, j) combines so weakly that every
-    -- band got the same plane.
-    SELECT d.d, b.band, k.bit,
-           list_transform(range(d.d), lambda j:
-               CASE WHEN hash((b.band::BIGINT << 40) + (k.bit::BIGINT << 20) + j) % 2 = 0
-                    THEN 1.0::FLOAT ELSE -1.0::FLOAT END) AS w
-    FROM (SELECT DISTINCT d FROM z) AS d, range($bands::INTEGER) AS b(band), range(64) AS k(bit)
-    WHERE k.bit < (SELECT max(bits) FROM z)
+    -- band got the same plane. One row per band holds its planes, so a model's code is one expression.
+    SELECT d.d, b.band,
+           list_transform(range((SELECT max(bits) FROM z)), lambda k:
+               list_transform(range(d.d), lambda j:
+                   CASE WHEN hash((b.band::BIGINT << 40) + (k::BIGINT << 20) + j) % 2 = 0
+                        THEN 1.0::FLOAT ELSE -1.0::FLOAT END)) AS w
+    FROM (SELECT DISTINCT d FROM z) AS d, range($bands::INTEGER) AS b(band)
 ),
 codes AS MATERIALIZED (
+    -- (a row per model, band and bit, then grouped, took 30 of 41 s at 100k models)
     SELECT z.repo_id, z.revision, z.hidden, z.kind, p.band,
-           sum(CASE WHEN list_dot_product(z.z, p.w) > 0 THEN 1::BIGINT << p.bit ELSE 0 END) AS code
-    FROM z JOIN planes AS p ON p.d = z.d AND p.bit < z.bits
-    GROUP BY ALL
+           list_sum(list_transform(range(z.bits), lambda k:
+               CASE WHEN list_dot_product(z.z, p.w[k + 1]) > 0 THEN 1::BIGINT << k ELSE 0 END)) AS code
+    FROM z JOIN planes AS p ON p.d = z.d
 ),
 collided AS (
     SELECT DISTINCT a.repo_id AS a_repo_id, a.revision AS a_revision, b.repo_id AS b_repo_id,
