@@ -7,9 +7,11 @@ false positives at the flag threshold. Labels come from the testbed's manifest. 
 the same-architecture unrelated pairs (MiniLM family x e5 family); they are few and near-
 duplicates of one comparison, so "FPR 1 %" here means "above every negative".
 
-``python -m bench.detection --synthetic 1000,10000`` adds synthetic fingerprint tables of
-families (a base, casts, fine-tunes and cousins) in one comparability block and compares
-exhaustive scoring with LSH candidates: time, peak memory, recall (bench/detection_synth.py).
+``python -m bench.detection --synthetic 1000,10000,100000`` adds synthetic hubs of model
+families (a base, casts, quantisations, fine-tunes and cousins) in five comparability blocks and
+in one, and compares `hubscan flag` (LSH candidates) with exhaustive scoring at 1k and with
+stratified scoring (every family pair plus 100k random pairs) at 10k: time, peak memory,
+recall of the flagged pairs and of the true family pairs (bench/detection_synth.py).
 """
 
 from __future__ import annotations
@@ -136,7 +138,9 @@ def detection_table(rows: list[dict[str, Any]]) -> list[str]:
 def main() -> None:
     """Print the detection table (and the synthetic scale table when asked)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--synthetic", default="", help="comma-separated model counts, e.g. 1000,10000")
+    parser.add_argument(
+        "--synthetic", default="", help="comma-separated model counts, e.g. 1000,10000,100000"
+    )
     args = parser.parse_args()
     rows, fp_s, flag_s = testbed_rows()
     print(f"testbed: {len(rows)} candidate pairs; fingerprint {fp_s:.1f} s, flag {flag_s:.1f} s")
