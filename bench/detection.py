@@ -149,7 +149,8 @@ def main() -> None:
         from bench.detection_synth import scale_table
 
         print()
-        print("\n".join(scale_table([int(x) for x in args.synthetic.split(",")])))
+        for line in scale_table([int(x) for x in args.synthetic.split(",")]):
+            print(line, flush=True)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -204,7 +205,7 @@ def _one(store: str, mode: str, extra_path: str) -> None:
     elif mode == "strata":
         extra = [tuple(k) for k in json.loads(Path(extra_path).read_text())]
         st = Store(Path(store)).init()
-        rows = flag.score_store(flag.flag_connection(st), st, exhaustive_max=0, extra_pairs=extra)  # type: ignore[arg-type]
+        rows = flag.score_store(flag.flag_connection(st), st, exhaustive_max=0, extra_pairs=extra)
     else:
         rows = flag.run(Settings(store=store), exhaustive_max=0).rows
     seconds = time.perf_counter() - t0
@@ -244,9 +245,12 @@ def _strata_pairs(truth: dict[frozenset[str], str], n: int, sample: int, seed: i
 def scale_table(
     sizes: list[int], layouts: tuple[str, ...] = ("mixed", "one"), exhaustive_up_to: int = 1000,
     strata_up_to: int = 10000, strata_sample: int = 100_000,
-) -> list[str]:  # fmt: skip
-    """LSH candidates vs exhaustive (or stratified) scoring per store size: time, memory, candidates, recall."""
-    lines = [
+) -> Iterator[str]:  # fmt: skip
+    """LSH candidates vs exhaustive (or stratified) scoring per store size: time, memory, candidates, recall.
+
+    Lines are yielded as each size finishes (100k models take minutes).
+    """
+    yield from [
         "synthetic hubs: 'mixed' = 5 blocks (hidden 64/96/128/48/80, 45/25/15/10/5 %), 'one' = a single block",
         f"{'models':>7s} {'layout':>6s} {'method':>10s} {'seconds':>8s} {'peak MB':>8s} {'candidates':>10s} "
         f"{'flagged':>8s} {'recall/exh':>10s} {'recall/true':>11s} {'true pairs':>10s}  true-pair recall by kind",
@@ -263,8 +267,7 @@ def scale_table(
                     extra = Path(tmp) / "extra.json"
                     extra.write_text(json.dumps(_strata_pairs(truth, n, strata_sample, n)))
                     runs["strata"] = _run(store, "strata", extra)
-            lines += _rows(n, layout, runs, truth)
-    return lines
+            yield from _rows(n, layout, runs, truth)
 
 
 def _rows(
