@@ -70,7 +70,8 @@ def _shown(result: flag.FlagResult) -> pa.Table:
 
 def _next_steps(err: Console, store: str | Path, result: flag.FlagResult) -> None:
     undeclared = [r for r in result.rows if r["flagged"] and not r["declared"]]
-    top = max(undeclared, key=lambda r: r["score"], default=None)
+    # the weakest undeclared flag is the one worth reading the evidence of (copies are obvious)
+    top = min(undeclared, key=lambda r: r["score"], default=None)
     a, b = (top["a_repo_id"], top["b_repo_id"]) if top else (MINILM, MINILM_COUSIN)
     err.print(
         "\nTry next:\n"
