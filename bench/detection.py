@@ -13,12 +13,15 @@ permuted + drift): per-kind AUROC of each signal, verdicts, and the permutation-
 ``python -m bench.detection --controls`` trains (once, cached; needs torch) small BERTs with
 independent seeds and real fine-tunes of one (bench/controls) and prints every pair's signals and
 p-values, and AUROC / TPR at FPR 1 % / false positives of the fine-tunes against the independent pairs.
+
 ``python -m bench.detection --structural`` prints the layer/expert-map table (with the two-parent
 stack); ``--spectra`` the attention-spectra table (bench/detection_spectra.py).
 
-``python -m bench.detection --synthetic 1000,10000`` adds synthetic fingerprint tables of
-families (a base, casts, fine-tunes and cousins) in one comparability block and compares
-exhaustive scoring with LSH candidates: time, peak memory, recall (bench/detection_synth.py).
+``python -m bench.detection --synthetic 1000,10000,100000`` adds synthetic hubs of model
+families (a base, casts, quantisations, fine-tunes and cousins) in five comparability blocks and
+in one, and compares `hubscan flag` (LSH candidates) with exhaustive scoring at 1k and with
+stratified scoring (every family pair plus 100k random pairs) at 10k: time, peak memory,
+recall of the flagged pairs and of the true family pairs (bench/detection_synth.py).
 """
 
 from __future__ import annotations
@@ -437,7 +440,9 @@ def stacked_table(rows: list[dict[str, Any]], maps: list[dict[str, Any]]) -> lis
 def main() -> None:
     """Print the detection table (and the synthetic scale table when asked)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--synthetic", default="", help="comma-separated model counts, e.g. 1000,10000")
+    parser.add_argument(
+        "--synthetic", default="", help="comma-separated model counts, e.g. 1000,10000,100000"
+    )
     parser.add_argument("--reparam", action="store_true", help="add the re-parameterised copies' table")
     parser.add_argument("--structural", action="store_true", help="only the structural-derivation table")
     parser.add_argument(
@@ -469,7 +474,8 @@ def main() -> None:
         from bench.detection_synth import scale_table
 
         print()
-        print("\n".join(scale_table([int(x) for x in args.synthetic.split(",")])))
+        for line in scale_table([int(x) for x in args.synthetic.split(",")]):
+            print(line, flush=True)
 
 
 if __name__ == "__main__":

@@ -15,8 +15,11 @@ keys AS MATERIALIZED (
 ),
 mats AS MATERIALIZED (
     -- Centred once here: a lambda that calls list_avg(sketch) itself recomputes it per element (O(n²)).
+    -- Centred values as FLOAT and a hash of the raw values: these lists ride through two hash joins below,
+    -- and their size was most of the query's time (20k pairs: 9.2 s with the raw DOUBLE lists, 4.4 s).
+    -- The cosine itself runs in DOUBLE: FLOAT accumulation errs by ~1e-6, the size of a cast's 1 - r.
     SELECT row_number() OVER () AS tid, mid, role, layer, coalesce(expert, -1) AS expert, shape, transposed,
-           sketch, list_transform(sketch, lambda x: x - mu) AS c
+           hash(sketch) AS digest, list_transform(sketch, lambda x: x - mu)::FLOAT[] AS c
     FROM (
         SELECT k.mid, t.*, list_avg(t.sketch) AS mu
         FROM keys AS k JOIN tensors AS t USING (repo_id, revision)
@@ -81,8 +84,8 @@ matched AS MATERIALIZED (
 ),
 r AS MATERIALIZED (
     SELECT m.pid, m.a_shallow, m.sl, m.dl, m.best, m.same, m.role, m.n,
-           nullif(list_cosine_similarity(a.c, b.c), 'NaN'::DOUBLE) AS r,
-           a.sketch = b.sketch AS identical
+           nullif(list_cosine_similarity(a.c::DOUBLE[], b.c::DOUBLE[]), 'NaN'::DOUBLE) AS r,
+           a.digest = b.digest AS identical
     FROM matched AS m
     JOIN mats AS a ON a.tid = m.a_tid
     JOIN mats AS b ON b.tid = m.b_tid

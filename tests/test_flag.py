@@ -18,6 +18,7 @@ from jobs import fingerprint, flag
 from pipeline.comparison import verdicts as v
 from pipeline.config import Settings
 from pipeline.storage.duckdb import connect, load_sql, run_sql
+from pipeline.storage.parquet import Store
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 COUSIN = "sentence-transformers/paraphrase-MiniLM-L3-v2"
@@ -113,6 +114,19 @@ def test_same_shape_unrelated_models_are_not_flagged_despite_their_std_profile(r
     assert crossing and not any(r["flagged"] for r in crossing)
 
 
+def test_no_flag_crosses_two_independent_families(result, manifest):
+    # the testbed holds three independent lineages; every other repo derives from one of them
+    minilm = {MINILM, COUSIN, *VARIANT_VERDICTS}
+    e5 = {E5, E5_PRUNED}
+    assert set(manifest) <= minilm | e5 | {SMOLLM}
+    family = {r: "minilm" for r in minilm} | {r: "e5" for r in e5} | {SMOLLM: "smollm"}
+    flagged = [(r["a_repo_id"], r["b_repo_id"]) for r in result.rows if r["flagged"]]
+    assert flagged and all(family[a] == family[b] for a, b in flagged), flagged
+    # and within the MiniLM lineage every pair is flagged (siblings through their shared base)
+    in_minilm = [r for r in result.rows if {r["a_repo_id"], r["b_repo_id"]} <= minilm]
+    assert in_minilm and all(r["flagged"] for r in in_minilm)
+
+
 def test_smollm_is_never_flagged_with_an_encoder(result):
     # its own structural derivatives (demohub/SmolLM2-*: truncated, upcycled) are flagged with it
     assert not [
@@ -164,15 +178,25 @@ def test_the_pairs_table_is_written_and_the_shipped_queries_read_it(store, resul
 
 def test_lsh_candidates_keep_every_pair_the_exhaustive_run_flags(store, result):
     con = connect(store)
-    lsh = run_sql(con, load_sql("compute_candidate_pairs"), {"exhaustive_max": 0}).fetchall()
-    assert {r[5] for r in lsh} == {"lsh"}
-    found = {(r[0], r[2]) for r in lsh}
+    params = {"exhaustive_max": 0, "background_pairs": 0}
+    lsh = run_sql(con, load_sql("compute_candidate_pairs"), params).to_arrow_table().to_pylist()
+    assert {r["via"] for r in lsh} == {"lsh"}
+    found = {(r["a_repo_id"], r["b_repo_id"]) for r in lsh}
+
     # permuted copies are found only exhaustively: the LSH keys are position-aligned (README); so is a
     # stack's second parent, whose layers sit at other indices behind the first parent's embeddings
-    flagged = {(r["a_repo_id"], r["b_repo_id"]) for r in result.rows if r["flagged"] and not r["obfuscation"]
-               and not ({r["a_repo_id"], r["b_repo_id"]} & {STACK} and {r["a_repo_id"], r["b_repo_id"]} & E5_FAMILY)}  # fmt: skip
+    def lsh_blind(r):
+        pair = {r["a_repo_id"], r["b_repo_id"]}
+        return r["obfuscation"] or bool(pair & {STACK} and pair & E5_FAMILY)
+
+    flagged = {(r["a_repo_id"], r["b_repo_id"]) for r in result.rows if r["flagged"] and not lsh_blind(r)}
     assert flagged <= found
     assert len(found) < len(result.rows)  # and it does not simply enumerate the block
+    # scored through LSH with a background sample, the false discovery rate over every same-size pair
+    st = Store(store).init()
+    rows = flag.score_store(flag.flag_connection(st), st, exhaustive_max=0)
+    assert {r["via"] for r in rows} <= {"lsh", "background", "copy_of"}
+    assert {(r["a_repo_id"], r["b_repo_id"]) for r in rows if r["flagged"] and not lsh_blind(r)} == flagged
 
 
 def _hubscan(*args):

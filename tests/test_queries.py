@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from jobs import fingerprint
+from jobs import fingerprint, flag
 from pipeline.storage.duckdb import QUERIES_DIR, connect, load_sql, run_sql
 
 SQL_FILES = sorted(p.name for p in QUERIES_DIR.glob("*.sql"))
@@ -20,9 +20,12 @@ PARAMS = {
     # the pair-scoring and flag queries (hubscan flag, compare, export)
     "min_values": 64,
     "min_tokens": 2,
-    "exhaustive_max": 300,
+    # 0: the LSH path (hubscan flag's default of 300 takes the exhaustive one on every small store)
+    "exhaustive_max": 0,
     "bands": 24,
     "bits": 10,
+    "min_z": 5.0,
+    "background_pairs": 0,
     "include_all": True,
     "undeclared_only": False,
     "min_score": 0,
@@ -43,6 +46,8 @@ def store(testbed, tmp_path_factory):
     repos = [testbed / MINILM, testbed / "demohub/minilm-l6-finetuned", testbed / "badhub/pickle-only"]
     summary = fingerprint.run(settings, [str(p) for p in repos])
     assert (summary.done, summary.failed) == (2, 1)
+    # the pairs table too, so the queries over it read real rows
+    assert flag.run(settings).flagged == 1
     # compare writes the pair's layer map, which show_layer_map.sql reads
     from jobs import compare
 
@@ -64,7 +69,8 @@ def test_header_declares_exactly_the_parameters_used(name):
 def test_runs_on_a_real_store(store, name):
     sql = load_sql(name)
     rel = run_sql(connect(store), sql, {k: v for k, v in PARAMS.items() if k in sql.params})
-    assert rel is not None and len(rel.fetchall()) > 0
+    # through Arrow, as hubscan reads results (fetchall() of a TIMESTAMPTZ needs pytz)
+    assert rel is not None and rel.to_arrow_table().num_rows > 0
 
 
 def test_fine_tune_std_profile_correlates_with_its_base(store):

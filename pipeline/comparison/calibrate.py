@@ -113,15 +113,19 @@ def acat(log_ps: Sequence[float]) -> float:
     return math.log(max(1e-300, 0.5 - math.atan(t) / math.pi))
 
 
-def benjamini_hochberg(p: Sequence[float]) -> list[float]:
-    """BH-adjusted q-values, in input order."""
-    n = len(p)
-    if n == 0:
+def benjamini_hochberg(p: Sequence[float], tests: int | None = None) -> list[float]:
+    """BH-adjusted q-values, in input order, over ``tests`` hypotheses (default: the p-values given).
+
+    Pairs never scored (not candidates) count as tests with p = 1: the FDR then holds over the
+    whole block, as if it had been scored exhaustively.
+    """
+    n = max(len(p), tests or 0)
+    if not p:
         return []
-    order = sorted(range(n), key=lambda i: p[i])
-    q = [0.0] * n
+    order = sorted(range(len(p)), key=lambda i: p[i])
+    q = [0.0] * len(p)
     running = 1.0
-    for rank in range(n, 0, -1):
+    for rank in range(len(p), 0, -1):
         i = order[rank - 1]
         running = min(running, p[i] * n / rank)
         q[i] = running

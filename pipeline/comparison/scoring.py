@@ -35,6 +35,11 @@ PairKey = tuple[str, str, str, str]
 DEFAULT_Q = 0.01
 # Exported p-values stop here: a double cannot hold a copy's tail probability anyway.
 MIN_P = 1e-300
+# Candidates that were not chosen for their similarity: a random sample of their block's pairs.
+UNSELECTED_VIA = frozenset({"exhaustive", "background"})
+# A block with at least this many unselected pairs fits its backgrounds on them alone; LSH pairs
+# were chosen for similar per-dimension vectors and would widen those backgrounds.
+MIN_UNSELECTED = 200
 
 
 @dataclass(frozen=True)
@@ -68,10 +73,13 @@ def score_pairs(
     inputs: PairInputs,
     q_level: float = DEFAULT_Q,
     known_unrelated: Iterable[frozenset[str]] = (),
+    tests: int | None = None,
 ) -> list[dict[str, Any]]:
     """One row per candidate pair with every signal, its background and p-value, q-value and verdict.
 
-    ``known_unrelated`` holds {repo_a, repo_b} sets always counted in the background.
+    ``known_unrelated`` holds {repo_a, repo_b} sets always counted in the background; ``tests`` is
+    how many pairs the false discovery rate is controlled over (every comparable pair, when only
+    candidates were scored).
     """
     rows = _merge(inputs)
     known = set(known_unrelated)
@@ -80,7 +88,7 @@ def score_pairs(
     fitted = _fit_backgrounds(rows, known)
     for row in rows:
         _calibrate(row, fitted)
-    qs = benjamini_hochberg([row["p"] for row in rows])
+    qs = benjamini_hochberg([row["p"] for row in rows], tests)
     bases = {k[0]: m.base_models for k, m in inputs.models.items()}
     for row, q in zip(rows, qs, strict=True):
         row["q"] = q
@@ -176,6 +184,12 @@ def _fit_backgrounds(
         blocks[int(row.get("hidden") or 0)].append(row)
     fitted: dict[tuple[int, str], Background] = {}
     for hidden, members in blocks.items():
+        unselected = [
+            r for r in members
+            if r.get("via") in UNSELECTED_VIA or frozenset((r["a_repo_id"], r["b_repo_id"])) in known
+        ]  # fmt: skip
+        if len(unselected) >= MIN_UNSELECTED:
+            members = unselected
         unrelated = [
             r for r in members
             if not r["copy_link"] and (

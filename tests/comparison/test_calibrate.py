@@ -69,3 +69,9 @@ def test_acat_of_null_p_values_is_uniform():
 def test_benjamini_hochberg():
     assert benjamini_hochberg([0.01, 0.04, 0.03, 0.5]) == pytest.approx([0.04, 0.16 / 3, 0.16 / 3, 0.5])
     assert benjamini_hochberg([]) == []
+
+
+def test_benjamini_hochberg_over_pairs_never_scored():
+    # 4 scored pairs out of 1000 comparable ones: the unscored count as p = 1, as if scored
+    assert benjamini_hochberg([1e-6, 1e-3, 0.5, 0.9], tests=1000) == pytest.approx([1e-3, 0.5, 1.0, 1.0])
+    assert benjamini_hochberg([0.01, 0.04], tests=1) == benjamini_hochberg([0.01, 0.04])

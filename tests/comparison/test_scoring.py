@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from pipeline.comparison import verdicts as v
 from pipeline.comparison.scoring import MIN_P, ModelInfo, PairInputs, score_pairs
 
@@ -47,3 +49,22 @@ def test_per_dimension_evidence_flags_and_chance_does_not():
     assert rows["org/b"]["flagged"] and rows["org/b"]["verdict"] == v.SAME_LINEAGE
     assert not rows["org/c"]["flagged"] and rows["org/c"]["verdict"] == v.UNRELATED
     assert rows["org/b"]["gain_bg_lo"] < rows["org/b"]["gain_bg_hi"] < 0.9
+
+
+def _pair(i: int, via: str, r: float) -> dict:
+    x, y = (f"org/m{i}", "r"), (f"org/n{i}", "r")
+    return {**_cand(x, y), "via": via, "gain": r, "gain_n": 64, "dim_std": r, "dim_std_n": 64}
+
+
+def test_backgrounds_come_from_the_random_sample_not_from_pairs_lsh_chose_for_similarity():
+    # 300 random draws at chance; 300 LSH pairs chosen for similar per-dimension vectors (r ~ 0.35,
+    # about 2.8 chance sds: not beyond RELATED_Z, so a naive fit would take them as unrelated)
+    rng = np.random.default_rng(0)
+    sample = [_pair(i, "background", float(rng.normal(0, 0.12))) for i in range(300)]
+    chosen = [_pair(1000 + i, "lsh", float(rng.normal(0.35, 0.03))) for i in range(300)]
+    rows = score_pairs(PairInputs(candidates=sample + chosen, dims=sample + chosen))
+    hi = {r["gain_bg_hi"] for r in rows}
+    assert len(hi) == 1 and hi.pop() < 0.3  # the 95 % point of the random pairs, not of the chosen
+    # and with too few random draws the block falls back to every presumed-unrelated pair
+    few = score_pairs(PairInputs(candidates=sample[:50] + chosen, dims=sample[:50] + chosen))
+    assert few[0]["gain_bg_hi"] > 0.3
