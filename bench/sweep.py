@@ -35,8 +35,13 @@ def replicate(testbed: Path, model: str, root: Path, n: int) -> None:
                 os.link(f, dst / f.name)
 
 
-def one_config(root: Path, workers: int, latency: float, store: Path) -> dict[str, float]:
-    """Run in a child process: local Ray with ``workers`` CPUs, one task per CPU."""
+def one_config(
+    root: Path, workers: int, latency: float, store: Path, per_worker: int = 1
+) -> dict[str, float]:
+    """Run in a child process: local Ray with ``workers`` CPUs, ``per_worker`` tasks per CPU.
+
+    A task spends most of its time waiting for the Hub, so more than one per CPU hides latency.
+    """
     import ray
 
     from jobs import sweep
@@ -48,8 +53,8 @@ def one_config(root: Path, workers: int, latency: float, store: Path) -> dict[st
         settings = Settings(
             endpoint=hub.url,
             store=store,
-            task_cpus=1.0,
-            max_in_flight=2 * workers,
+            task_cpus=1.0 / per_worker,
+            max_in_flight=2 * workers * per_worker,
             reuse_known_files=False,
             # The fake Hub enforces no quota: measure our throughput, not the anonymous budget.
             quota_api=10**9,
@@ -66,11 +71,12 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repos", type=int, default=200)
     parser.add_argument("--model", default="sentence-transformers/paraphrase-MiniLM-L3-v2")
-    parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
+    parser.add_argument("--tasks-per-worker", type=int, default=1, help="concurrent Ray tasks per CPU")
+    parser.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        root, workers, latency, store = args.child
-        print(json.dumps(one_config(Path(root), int(workers), float(latency), Path(store))))
+        root, workers, latency, store, per_worker = args.child
+        print(json.dumps(one_config(Path(root), int(workers), float(latency), Path(store), int(per_worker))))
         return
     cache = default_cache()
     testbed = cache.parent / "demo-hub"
@@ -93,6 +99,7 @@ def main() -> None:
                     str(workers),
                     str(latency),
                     str(store),
+                    str(args.tasks_per_worker),
                 ],
                 capture_output=True,
                 text=True,
@@ -100,7 +107,10 @@ def main() -> None:
                 check=True,
             )
             results[(workers, latency)] = json.loads(out.stdout.strip().splitlines()[-1])
-    print(f"\nsweep of {args.repos} replicas of {args.model} on the fake Hub (loopback), file reuse off")
+    print(
+        f"\nsweep of {args.repos} replicas of {args.model} on the fake Hub (loopback), file reuse off, "
+        f"{args.tasks_per_worker} task(s) per worker"
+    )
     print(
         f"{'workers':>7} {'latency':>8} {'models':>6} {'seconds':>8} {'models/min':>10} {'MB/s':>7} {'vs 1 worker':>11} {'vs 0 ms':>8}"
     )

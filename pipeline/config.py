@@ -55,8 +55,10 @@ MAX_RETRY_AFTER_S = 300.0
 # Models in flight at once in a sweep: enough to keep workers busy, few enough that a
 # 100k-model listing never piles up in memory (backpressure).
 MAX_IN_FLIGHT = 16
-# CPUs a fingerprint task reserves: the work is network-bound, so two tasks share a core.
-TASK_CPUS = 0.5
+# CPUs a fingerprint task reserves: the work waits on the network, so four tasks share a core
+# (bench/sweep.py: at 50 ms per request 4 tasks per core keep 93-105 % of the zero-latency
+# throughput, one task per core 59-65 %).
+TASK_CPUS = 0.25
 # Quota assumed until the Hub announces one (anonymous, Hub docs Sept 2025): requests per window.
 QUOTA_API = 500
 QUOTA_RESOLVERS = 3000
