@@ -188,10 +188,6 @@ def _dense_mlps(tensors: dict[str, np.ndarray]) -> dict[int, dict[str, np.ndarra
     return mlps
 
 
-def _moe_config(dst: Path, **fields: object) -> None:
-    _set_config(dst, **fields)
-
-
 def moe_copies(
     src: Path,
     dst: Path,
@@ -221,7 +217,7 @@ def moe_copies(
                     mlp[part], EXPERT_NOISE, seed, f"{layer}.{e}.{part}"
                 )
     derive_repo(src, dst, base_model, f"Mixture of {experts} experts upcycled from a dense model.", ["moe"])
-    _moe_config(dst, architectures=["MixtralForCausalLM"], model_type="mixtral", num_local_experts=experts,
+    _set_config(dst, architectures=["MixtralForCausalLM"], model_type="mixtral", num_local_experts=experts,
                 num_experts_per_tok=2)  # fmt: skip
     write_safetensors(dst / SINGLE_FILE, out, "BF16", repo_metadata(src))
     return dst
@@ -254,7 +250,7 @@ def moe_slices(src: Path, dst: Path, experts: int = 4, seed: int = 0, base_model
     derive_repo(
         src, dst, base_model, f"Fine-grained mixture of {experts} experts sliced from a dense MLP.", ["moe"]
     )
-    _moe_config(dst, architectures=["Qwen2MoeForCausalLM"], model_type="qwen2_moe", num_experts=experts,
+    _set_config(dst, architectures=["Qwen2MoeForCausalLM"], model_type="qwen2_moe", num_experts=experts,
                 num_experts_per_tok=2, moe_intermediate_size=width)  # fmt: skip
     write_safetensors(dst / SINGLE_FILE, out, "BF16", repo_metadata(src))
     return dst

@@ -113,20 +113,34 @@ def plan_shards(sizes: dict[str, int], n_shards: int) -> list[list[str]]:
 def shard(src: Path, dst: Path, n_shards: int, base_model: str | None = None) -> Path:
     """Same tensors split over ``model-0000k-of-0000n.safetensors`` plus the HF index file."""
     derive_repo(src, dst, base_model, f"Weights split into {n_shards} shards.", ["safetensors"])
-    tensors = load_repo_tensors(src)
-    dtypes = {n: dtype_name(a) for n, a in tensors.items()}
+    meta = repo_metadata(src)
+
+    def write(path: Path, part: dict[str, np.ndarray]) -> None:
+        write_safetensors(path, part, {n: dtype_name(a) for n, a in part.items()}, meta)
+
+    _write_shards(dst, load_repo_tensors(src), n_shards, SINGLE_FILE, write)
+    return dst
+
+
+def _write_shards(
+    dst: Path,
+    tensors: dict[str, np.ndarray],
+    n_shards: int,
+    single: str,
+    write: Callable[[Path, dict[str, np.ndarray]], object],
+) -> None:
+    """``tensors`` over ``<stem>-0000k-of-0000n<suffix>`` files named after ``single``, plus the HF index."""
+    stem, dot, suffix = single.partition(".")
     order = layout_order({n: "F32" for n in tensors})  # name order across the whole model
     plan = plan_shards({n: tensors[n].nbytes for n in order}, n_shards)
-    meta = repo_metadata(src)
     weight_map: dict[str, str] = {}
     for k, names in enumerate(plan, start=1):
-        fname = f"model-{k:05d}-of-{n_shards:05d}.safetensors"
-        write_safetensors(dst / fname, {n: tensors[n] for n in names}, {n: dtypes[n] for n in names}, meta)
+        fname = f"{stem}-{k:05d}-of-{n_shards:05d}{dot}{suffix}"
+        write(dst / fname, {n: tensors[n] for n in names})
         weight_map.update(dict.fromkeys(names, fname))
     total = sum(int(a.nbytes) for a in tensors.values())  # HF's total_size: tensor bytes, no headers
     index = {"metadata": {"total_size": total}, "weight_map": dict(sorted(weight_map.items()))}
-    cards.write_json(dst / INDEX_FILE, index)
-    return dst
+    cards.write_json(dst / f"{single}.index.json", index)
 
 
 def add_prefix(prefix: str) -> Callable[[str], str]:
@@ -221,15 +235,7 @@ def to_pytorch(src: Path, dst: Path, n_shards: int = 1, base_model: str | None =
     if n_shards == 1:
         write_torch_zip(dst / "pytorch_model.bin", tensors)
         return dst
-    plan = plan_shards({n: tensors[n].nbytes for n in layout_order({n: "F32" for n in tensors})}, n_shards)
-    weight_map: dict[str, str] = {}
-    for k, names in enumerate(plan, start=1):
-        fname = f"pytorch_model-{k:05d}-of-{n_shards:05d}.bin"
-        write_torch_zip(dst / fname, {n: tensors[n] for n in names})
-        weight_map.update(dict.fromkeys(names, fname))
-    total = sum(int(a.nbytes) for a in tensors.values())
-    index = {"metadata": {"total_size": total}, "weight_map": dict(sorted(weight_map.items()))}
-    cards.write_json(dst / "pytorch_model.bin.index.json", index)
+    _write_shards(dst, tensors, n_shards, "pytorch_model.bin", write_torch_zip)
     return dst
 
 

@@ -30,8 +30,8 @@ from pipeline.errors import FormatError
 from pipeline.readers.byte_source import ByteSource
 from pipeline.readers.dtypes import SAFETENSORS_DTYPES
 from pipeline.readers.records import CheckpointHeader, PackedLinear, TensorHeader
+from pipeline.roles import QUANT_PARTS
 
-PART_SUFFIXES = ("qweight", "qzeros", "scales", "g_idx")
 # Prefixes of the logical tensors' dtype names ("GPTQ-int4-g128", "AWQ-int4-g64").
 PACKED_SCHEMES = ("GPTQ-", "AWQ-")
 SUPPORTED_BITS = (2, 3, 4, 8)
@@ -150,7 +150,7 @@ def _infer(
     bad: Callable[..., FormatError],
 ) -> PackedLinear:
     """Scheme, bits and group size of one packed Linear from its parts' shapes."""
-    parts = {s: by_name.get(f"{prefix}.{s}") for s in PART_SUFFIXES}
+    parts = {s: by_name.get(f"{prefix}.{s}") for s in QUANT_PARTS}
     for s in ("qweight", "qzeros", "scales"):
         if parts[s] is None:
             raise bad(f"tensor {prefix}.{s} is missing (GPTQ/AWQ parts split across files are not read)")

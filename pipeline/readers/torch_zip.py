@@ -14,13 +14,11 @@ from dataclasses import dataclass
 from math import prod
 from typing import Any
 
-import numpy as np
-
 from pipeline.config import Settings
 from pipeline.errors import FormatError, UnsafeContent, UnsupportedDtype
-from pipeline.readers import pickle_walk
+from pipeline.readers import pickle_walk, safetensors
 from pipeline.readers.byte_source import ByteSource
-from pipeline.readers.dtypes import SAFETENSORS_DTYPES, decode_dense
+from pipeline.readers.dtypes import SAFETENSORS_DTYPES
 from pipeline.readers.pickle_allowlist import (
     STORAGE_DTYPES,
     PickleMalformed,
@@ -102,13 +100,8 @@ def read_header(source: ByteSource, settings: Settings) -> CheckpointHeader:
     )
 
 
-def decode_rows(header: TensorHeader, raw: bytes | memoryview, count: int) -> np.ndarray:
-    """Decode ``count`` consecutive rows to float32 (count, n_cols): storages are little-endian arrays.
-
-    Raises:
-        ValueError: wrong byte count (the caller names model and file).
-    """
-    return decode_dense(raw, SAFETENSORS_DTYPES[header.dtype], count, header.n_cols)
+# Storages are little-endian arrays of safetensors' dtypes: rows decode exactly as safetensors' do.
+decode_rows = safetensors.decode_rows
 
 
 def _data_pkl(directory: ZipDirectory, bad: Callable[[str], FormatError]) -> tuple[str, ZipEntry]:
