@@ -71,3 +71,37 @@ def test_a_failing_query_is_one_line_and_exit_1(tmp_path):
     assert result.returncode == 1
     assert len(result.stderr.strip().splitlines()) == 1
     assert result.stderr.startswith("hubscan: queries:<command line>: Catalog Error")
+
+
+def test_the_readme_demo_command_installs_every_module_the_demo_imports():
+    """The first set-up command must work on a fresh machine: the extras it installs hold the demo's
+    third-party imports (onnx came only with the test extra once, and the demo failed to start)."""
+    import ast
+    import re
+
+    import tomllib
+
+    (command,) = [line for line in README.splitlines() if line.endswith("hubscan demo")]
+    extras = re.search(r'-e "\.\[(\w+)\]"', command)
+    project = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["project"]
+    installed = [*project["dependencies"], *(project["optional-dependencies"][extras[1]] if extras else [])]
+    names = {re.split(r"[<>=\[ ;]", d, maxsplit=1)[0].lower().replace("-", "_") for d in installed}
+    # distribution names whose import name differs
+    names |= {"yaml"} if "pyyaml" in names else set()
+    names |= {"huggingface_hub"}
+    jobs = Path(__file__).resolve().parents[1] / "jobs"
+    stdlib = set(sys.stdlib_module_names)
+    for path in [
+        jobs / "demo.py",
+        *jobs.joinpath("demohub").glob("*.py"),
+        *jobs.joinpath("fakehub").glob("*.py"),
+    ]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            mods = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                mods = [node.module]
+            for mod in mods:
+                top = mod.split(".")[0]
+                assert top in stdlib or top in names or top in {"jobs", "pipeline"}, (
+                    f"{path.name} imports {top}"
+                )
