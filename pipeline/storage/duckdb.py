@@ -94,6 +94,20 @@ def run_sql(
         raise QueryError("queries", None, sql.name, _one_line(exc)) from None
 
 
+def fetch_rows(
+    con: duckdb.DuckDBPyConnection, name: str, params: dict[str, Any] | None = None
+) -> list[dict[str, Any]]:
+    """A shipped query's rows as dicts, for the jobs that score and map pairs in Python.
+
+    Raises:
+        QueryError: as run_sql, or the file holds no query that returns rows.
+    """
+    rel = run_sql(con, load_sql(name), params)
+    if rel is None:
+        raise QueryError("queries", None, f"{name}.sql", "returned no result set")
+    return list(rel.to_arrow_table().to_pylist())
+
+
 def coerce_param(sql: SqlFile, name: str, raw: str) -> Any:
     """Convert a command-line value to the declared type of a parameter."""
     return _parse_default(raw, sql.params.get(name, "VARCHAR"))
