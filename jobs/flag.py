@@ -20,7 +20,7 @@ from jobs import layer_maps
 from pipeline import __version__
 from pipeline.comparison.scoring import DEFAULT_Q, ModelInfo, PairInputs, PairKey, score_pairs
 from pipeline.config import Settings
-from pipeline.storage.duckdb import connect, fetch_rows
+from pipeline.storage.duckdb import connect, fetch_rows, use_candidates
 from pipeline.storage.parquet import Store
 from pipeline.storage.schema import PAIRS
 
@@ -135,19 +135,6 @@ def score_store(
         block_pairs[c["hidden"]] = max(block_pairs.get(c["hidden"], 0), c.get("block_pairs") or 0)
     tests = sum(block_pairs.values())
     return score_pairs(inputs, q_level=q_level, known_unrelated=known_unrelated, tests=tests)
-
-
-def use_candidates(con: duckdb.DuckDBPyConnection, candidates: list[dict[str, Any]]) -> None:
-    """Point the `candidates` view of this connection at the given pairs (the SQL files read it)."""
-    schema = pa.schema(
-        [("a_repo_id", pa.string()), ("a_revision", pa.string()), ("b_repo_id", pa.string()),
-         ("b_revision", pa.string()), ("hidden", pa.int64()), ("via", pa.string())]
-    )  # fmt: skip
-    con.register("_candidate_arrow", pa.Table.from_pylist(candidates, schema))
-    # A real table rather than the Arrow scan, so the optimizer sees its cardinality.
-    con.execute("CREATE OR REPLACE TEMP TABLE _candidate_pairs AS SELECT * FROM _candidate_arrow")
-    con.unregister("_candidate_arrow")
-    con.execute("CREATE OR REPLACE VIEW candidates AS SELECT * FROM _candidate_pairs")
 
 
 def model_infos(store: Store) -> dict[tuple[str, str], ModelInfo]:

@@ -23,7 +23,7 @@ from pipeline.comparison.scoring import PairKey, pair_key
 from pipeline.comparison.stacking import STACKED, ModelKey, Stack, find_stacks, pieces_from_pairs
 from pipeline.comparison.verdicts import refine_structural
 from pipeline.errors import QueryError
-from pipeline.storage.duckdb import fetch_rows
+from pipeline.storage.duckdb import fetch_rows, use_candidates
 from pipeline.storage.parquet import Store
 from pipeline.storage.schema import LAYER_MAPS
 
@@ -65,8 +65,6 @@ def attach_maps(
     Raises:
         QueryError: a shipped query failed.
     """
-    from jobs.flag import use_candidates  # flag imports this module; import late to keep one direction
-
     todo = list(rows)
     if not todo:
         return LAYER_MAPS.empty_table()

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import pyarrow as pa
 
 from pipeline.errors import QueryError
 
@@ -70,6 +71,19 @@ def connect(store: str | Path, database: str = ":memory:") -> duckdb.DuckDBPyCon
     except duckdb.Error as exc:
         raise QueryError("queries", None, "views.sql", f"{store}: {_one_line(exc)}") from None
     return con
+
+
+def use_candidates(con: duckdb.DuckDBPyConnection, candidates: list[dict[str, Any]]) -> None:
+    """Point the `candidates` view of this connection at the given pairs (the SQL files read it)."""
+    schema = pa.schema(
+        [("a_repo_id", pa.string()), ("a_revision", pa.string()), ("b_repo_id", pa.string()),
+         ("b_revision", pa.string()), ("hidden", pa.int64()), ("via", pa.string())]
+    )  # fmt: skip
+    con.register("_candidate_arrow", pa.Table.from_pylist(candidates, schema))
+    # A real table rather than the Arrow scan, so the optimizer sees its cardinality.
+    con.execute("CREATE OR REPLACE TEMP TABLE _candidate_pairs AS SELECT * FROM _candidate_arrow")
+    con.unregister("_candidate_arrow")
+    con.execute("CREATE OR REPLACE VIEW candidates AS SELECT * FROM _candidate_pairs")
 
 
 def run_sql(
