@@ -140,9 +140,8 @@ def run(
             con, [row], layer_maps.moe_models(store), "compare", layer_maps.known_partial_maps(con, [ka, kb])
         ),
     )
-    maps = run_sql(
-        flag.flag_connection(store), load_sql("show_layer_map"), {"a_repo_id": pair[0], "b_repo_id": pair[2]}
-    )
+    # the layer_maps view re-reads its files per query, so it sees the file just written
+    maps = run_sql(con, load_sql("show_layer_map"), {"a_repo_id": pair[0], "b_repo_id": pair[2]})
     return Comparison(row=row, evidence=evidence_table(row), fingerprinted=summary, permutation=perm,
                       maps=maps.to_arrow_table() if maps is not None else None, spectra=spec,
                       spectra_error=spec_error)  # fmt: skip

@@ -23,11 +23,12 @@ from pipeline.config import Settings
 
 # Deliberately broken repos live under this org; the demo shows them only when asked.
 BAD_ORG = "badhub"
-# The columns of the flagged-pairs table the demo prints (the full row is in pairs/ and `hubscan export`).
+# The pair "Try next" suggests comparing when no undeclared pair was flagged: cousins, not copies.
 MINILM, MINILM_COUSIN = (
     "sentence-transformers/all-MiniLM-L6-v2",
     "sentence-transformers/paraphrase-MiniLM-L3-v2",
 )
+# The columns of the flagged-pairs table the demo prints (the full row is in pairs/ and `hubscan export`).
 SHOWN = ["a_repo_id", "b_repo_id", "verdict", "declared", "score", "q"]
 
 

@@ -11,11 +11,10 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from jobs.flag import use_candidates
 from pipeline import __version__
 from pipeline.config import Settings
 from pipeline.errors import QueryError
-from pipeline.storage.duckdb import connect, load_sql, run_sql
+from pipeline.storage.duckdb import connect, load_sql, run_sql, use_candidates
 from pipeline.storage.parquet import Store, write_table
 
 EXPORT_FORMATS = ("csv", "json", "parquet")

@@ -20,8 +20,7 @@ from jobs import layer_maps
 from pipeline import __version__
 from pipeline.comparison.scoring import DEFAULT_Q, ModelInfo, PairInputs, PairKey, score_pairs
 from pipeline.config import Settings
-from pipeline.errors import QueryError
-from pipeline.storage.duckdb import connect, load_sql, run_sql
+from pipeline.storage.duckdb import connect, fetch_rows, use_candidates
 from pipeline.storage.parquet import Store
 from pipeline.storage.schema import PAIRS
 
@@ -110,7 +109,7 @@ def score_store(
     known_unrelated: Iterable[frozenset[str]] = (),
 ) -> list[dict[str, Any]]:
     """Candidates (optionally one block, plus given pairs), their signals, and scored rows."""
-    cand = _fetch(con, "compute_candidate_pairs", {"exhaustive_max": exhaustive_max})
+    cand = fetch_rows(con, "compute_candidate_pairs", {"exhaustive_max": exhaustive_max})
     if hidden is not None:
         cand = [c for c in cand if c["hidden"] == hidden]
     have = {(c["a_repo_id"], c["a_revision"], c["b_repo_id"], c["b_revision"]) for c in cand}
@@ -123,11 +122,11 @@ def score_store(
     inputs = PairInputs(candidates=cand, models=model_infos(store))
     for start in range(0, len(cand), PAIRS_PER_BATCH):
         use_candidates(con, cand[start : start + PAIRS_PER_BATCH])
-        inputs.sketch += _fetch(con, "compute_sketch_scores")
-        inputs.dims += _fetch(con, "compute_dim_scores")
-        inputs.tokens += _fetch(con, "compute_token_scores")
-        inputs.sorted_vectors += _fetch(con, "compute_sorted_scores")
-        for key, roles in _profiles(_fetch(con, "list_std_profiles")).items():
+        inputs.sketch += fetch_rows(con, "compute_sketch_scores")
+        inputs.dims += fetch_rows(con, "compute_dim_scores")
+        inputs.tokens += fetch_rows(con, "compute_token_scores")
+        inputs.sorted_vectors += fetch_rows(con, "compute_sorted_scores")
+        for key, roles in _profiles(fetch_rows(con, "list_std_profiles")).items():
             inputs.profiles.setdefault(key, roles)
     # backgrounds and the false discovery rate are fitted over every batch together, the rate over
     # every comparable pair (those LSH did not propose count as unflagged)
@@ -136,19 +135,6 @@ def score_store(
         block_pairs[c["hidden"]] = max(block_pairs.get(c["hidden"], 0), c.get("block_pairs") or 0)
     tests = sum(block_pairs.values())
     return score_pairs(inputs, q_level=q_level, known_unrelated=known_unrelated, tests=tests)
-
-
-def use_candidates(con: duckdb.DuckDBPyConnection, candidates: list[dict[str, Any]]) -> None:
-    """Point the `candidates` view of this connection at the given pairs (the SQL files read it)."""
-    schema = pa.schema(
-        [("a_repo_id", pa.string()), ("a_revision", pa.string()), ("b_repo_id", pa.string()),
-         ("b_revision", pa.string()), ("hidden", pa.int64()), ("via", pa.string())]
-    )  # fmt: skip
-    con.register("_candidate_arrow", pa.Table.from_pylist(candidates, schema))
-    # A real table rather than the Arrow scan, so the optimizer sees its cardinality.
-    con.execute("CREATE OR REPLACE TEMP TABLE _candidate_pairs AS SELECT * FROM _candidate_arrow")
-    con.unregister("_candidate_arrow")
-    con.execute("CREATE OR REPLACE VIEW candidates AS SELECT * FROM _candidate_pairs")
 
 
 def model_infos(store: Store) -> dict[tuple[str, str], ModelInfo]:
@@ -175,15 +161,6 @@ def pairs_table(rows: list[dict[str, Any]], flag_id: str) -> pa.Table:
 
 def _public(row: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in row.items() if k in _PAIR_COLUMNS}
-
-
-def _fetch(
-    con: duckdb.DuckDBPyConnection, name: str, params: dict[str, Any] | None = None
-) -> list[dict[str, Any]]:
-    rel = run_sql(con, load_sql(name), params)
-    if rel is None:
-        raise QueryError("queries", None, f"{name}.sql", "returned no result set")
-    return list(rel.to_arrow_table().to_pylist())
 
 
 def _profiles(rows: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, list[float]]]:

@@ -23,7 +23,7 @@ from pipeline.comparison.scoring import PairKey, pair_key
 from pipeline.comparison.stacking import STACKED, ModelKey, Stack, find_stacks, pieces_from_pairs
 from pipeline.comparison.verdicts import refine_structural
 from pipeline.errors import QueryError
-from pipeline.storage.duckdb import load_sql, run_sql
+from pipeline.storage.duckdb import fetch_rows, use_candidates
 from pipeline.storage.parquet import Store
 from pipeline.storage.schema import LAYER_MAPS
 
@@ -65,18 +65,16 @@ def attach_maps(
     Raises:
         QueryError: a shipped query failed.
     """
-    from jobs.flag import use_candidates  # flag imports this module; import late to keep one direction
-
     todo = list(rows)
     if not todo:
         return LAYER_MAPS.empty_table()
     cand = [{"a_repo_id": r["a_repo_id"], "a_revision": r["a_revision"], "b_repo_id": r["b_repo_id"],
              "b_revision": r["b_revision"], "hidden": r.get("hidden"), "via": r.get("via")} for r in todo]  # fmt: skip
     use_candidates(con, cand)
-    sims = similarity_matrices(_fetch(con, "compute_layer_similarity"))
+    sims = similarity_matrices(fetch_rows(con, "compute_layer_similarity"))
     mlps = {}
     if any(pair_key(r)[:2] in moe or pair_key(r)[2:] in moe for r in todo):
-        mlps = models_from_rows(_fetch(con, "list_mlp_tensors"))
+        mlps = models_from_rows(fetch_rows(con, "list_mlp_tensors"))
     mapped = []
     for row in todo:
         key = pair_key(row)
@@ -198,10 +196,3 @@ def _expert_rows(base: dict[str, Any], emap: ExpertMap | None) -> list[dict[str,
                      "col_norms_r": m.col_r, "evidence": m.evidence, "log10_p": m.log10_p, "matched": m.matched,
                      "structure": emap.structure, "summary": emap.summary})  # fmt: skip
     return rows
-
-
-def _fetch(con: duckdb.DuckDBPyConnection, name: str) -> list[dict[str, Any]]:
-    rel = run_sql(con, load_sql(name))
-    if rel is None:
-        raise QueryError("queries", None, f"{name}.sql", "returned no result set")
-    return list(rel.to_arrow_table().to_pylist())

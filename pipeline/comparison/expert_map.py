@@ -22,6 +22,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from pipeline.comparison import chance
+from pipeline.comparison.std_profile import pearson
 
 # Family-wise chance level over all experts of a pair for calling an expert matched.
 EXPERT_ALPHA = 1e-3
@@ -95,9 +96,7 @@ def _pearson(x: Any, y: Any) -> float | None:
     u, v = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
     if len(u) != len(v) or len(u) < chance.MIN_VALUES:
         return None
-    u, v = u - u.mean(), v - v.mean()
-    den = math.sqrt(float((u * u).sum() * (v * v).sum()))
-    return None if den == 0 else float((u * v).sum() / den)
+    return pearson(u, v)
 
 
 def _sketch_r(x: Mlp, y: Mlp) -> tuple[float | None, int, int]:

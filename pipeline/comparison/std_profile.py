@@ -48,7 +48,7 @@ def std_profile_r_z(a: Mapping[str, np.ndarray], b: Mapping[str, np.ndarray]) ->
             grid = np.linspace(0.0, 1.0, n)
             x = np.interp(grid, np.linspace(0.0, 1.0, len(x)), x)
             y = np.interp(grid, np.linspace(0.0, 1.0, len(y)), y)
-        r = _pearson(x, y)
+        r = pearson(x, y)
         if r is not None:
             rs.append(r)
             depth = max(depth, len(x))
@@ -60,7 +60,8 @@ def _zscore(v: np.ndarray) -> np.ndarray | None:
     return None if sd == 0 or not np.isfinite(sd) else (v - v.mean()) / sd
 
 
-def _pearson(x: np.ndarray, y: np.ndarray) -> float | None:
+def pearson(x: np.ndarray, y: np.ndarray) -> float | None:
+    """Pearson r of two equal-length float vectors; None when either is constant."""
     xc, yc = x - x.mean(), y - y.mean()
     den = float(np.sqrt((xc * xc).sum() * (yc * yc).sum()))
     return None if den == 0 else float((xc * yc).sum() / den)

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import pyarrow as pa
 
 from pipeline.errors import QueryError
 
@@ -72,6 +73,19 @@ def connect(store: str | Path, database: str = ":memory:") -> duckdb.DuckDBPyCon
     return con
 
 
+def use_candidates(con: duckdb.DuckDBPyConnection, candidates: list[dict[str, Any]]) -> None:
+    """Point the `candidates` view of this connection at the given pairs (the SQL files read it)."""
+    schema = pa.schema(
+        [("a_repo_id", pa.string()), ("a_revision", pa.string()), ("b_repo_id", pa.string()),
+         ("b_revision", pa.string()), ("hidden", pa.int64()), ("via", pa.string())]
+    )  # fmt: skip
+    con.register("_candidate_arrow", pa.Table.from_pylist(candidates, schema))
+    # A real table rather than the Arrow scan, so the optimizer sees its cardinality.
+    con.execute("CREATE OR REPLACE TEMP TABLE _candidate_pairs AS SELECT * FROM _candidate_arrow")
+    con.unregister("_candidate_arrow")
+    con.execute("CREATE OR REPLACE VIEW candidates AS SELECT * FROM _candidate_pairs")
+
+
 def run_sql(
     con: duckdb.DuckDBPyConnection, sql: SqlFile, params: dict[str, Any] | None = None
 ) -> duckdb.DuckDBPyRelation | None:
@@ -92,6 +106,20 @@ def run_sql(
         return con.sql(sql.text, params={k: v for k, v in given.items() if k in used} or None)
     except duckdb.Error as exc:
         raise QueryError("queries", None, sql.name, _one_line(exc)) from None
+
+
+def fetch_rows(
+    con: duckdb.DuckDBPyConnection, name: str, params: dict[str, Any] | None = None
+) -> list[dict[str, Any]]:
+    """A shipped query's rows as dicts, for the jobs that score and map pairs in Python.
+
+    Raises:
+        QueryError: as run_sql, or the file holds no query that returns rows.
+    """
+    rel = run_sql(con, load_sql(name), params)
+    if rel is None:
+        raise QueryError("queries", None, f"{name}.sql", "returned no result set")
+    return list(rel.to_arrow_table().to_pylist())
 
 
 def coerce_param(sql: SqlFile, name: str, raw: str) -> Any:
