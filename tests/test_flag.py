@@ -14,11 +14,12 @@ import sys
 import pyarrow.parquet as pq
 import pytest
 
-from jobs import fingerprint, flag
+from jobs import flag
 from pipeline.comparison import verdicts as v
 from pipeline.config import Settings
 from pipeline.storage.duckdb import connect, load_sql, run_sql
 from pipeline.storage.parquet import Store
+from tests.stores import fingerprinted_store
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 COUSIN = "sentence-transformers/paraphrase-MiniLM-L3-v2"
@@ -58,10 +59,7 @@ def manifest(testbed) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def store(testbed, manifest, tmp_path_factory):
-    root = tmp_path_factory.mktemp("flagstore") / "store"
-    summary = fingerprint.run(Settings(store=root), [str(testbed / r) for r in manifest])
-    assert summary.failed == 0, summary.messages
-    return root
+    return fingerprinted_store(testbed, list(manifest), tmp_path_factory, "flagstore")
 
 
 @pytest.fixture(scope="module")

@@ -21,6 +21,7 @@ from jobs.demohub.variants import load_repo_tensors
 from pipeline.comparison import verdicts as v
 from pipeline.config import Settings
 from pipeline.storage.duckdb import connect
+from tests.stores import fingerprinted_store
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 COUSIN = "sentence-transformers/paraphrase-MiniLM-L3-v2"
@@ -34,14 +35,7 @@ REPOS = [MINILM, COUSIN, E5, E5_PRUNED, "demohub/minilm-l6-finetuned", PERMUTED,
 
 @pytest.fixture(scope="module")
 def store(testbed, tmp_path_factory):
-    manifest = json.loads((testbed / "manifest.json").read_text())
-    missing = [r for r in REPOS if r not in manifest]
-    if missing:
-        pytest.skip(f"not in this testbed: {missing}")
-    root = tmp_path_factory.mktemp("reparamstore") / "store"
-    summary = fingerprint.run(Settings(store=root), [str(testbed / r) for r in REPOS])
-    assert summary.failed == 0, summary.messages
-    return root
+    return fingerprinted_store(testbed, REPOS, tmp_path_factory, "reparamstore")
 
 
 @pytest.fixture(scope="module")

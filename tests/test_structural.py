@@ -13,10 +13,11 @@ import sys
 
 import pytest
 
-from jobs import fingerprint, flag
+from jobs import flag
 from pipeline.comparison import verdicts as v
 from pipeline.config import Settings
 from pipeline.storage.duckdb import connect, load_sql, run_sql
+from tests.stores import fingerprinted_store
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 COUSIN = "sentence-transformers/paraphrase-MiniLM-L3-v2"
@@ -48,13 +49,7 @@ REPOS = sorted({MINILM, COUSIN, E5, *(x for pair in KINDS for x in pair)})
 
 @pytest.fixture(scope="module")
 def store(testbed, tmp_path_factory):
-    missing = [r for r in REPOS if not (testbed / r).is_dir()]
-    if missing:
-        pytest.skip(f"not in this testbed: {missing}")
-    root = tmp_path_factory.mktemp("structstore") / "store"
-    summary = fingerprint.run(Settings(store=root), [str(testbed / r) for r in REPOS])
-    assert summary.failed == 0, summary.messages
-    return root
+    return fingerprinted_store(testbed, REPOS, tmp_path_factory, "structstore")
 
 
 @pytest.fixture(scope="module")
