@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import json
 import pickletools
-import shutil
 import struct
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import ml_dtypes
@@ -47,17 +45,9 @@ def cosine(a: np.ndarray, b: np.ndarray) -> float:
 
 
 @pytest.fixture(scope="session")
-def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, dict[str, str]]]:
-    """A freshly built testbed (root, manifest); skips everything if all-MiniLM-L6-v2 cannot be had."""
-    cache = default_cache()
-    try:
-        fetch_real_model(cache, "minilm-l6")
-    except ModelUnavailable as e:
-        pytest.skip(f"real checkpoint unavailable: {e}")
-    root = tmp_path_factory.mktemp("demohub")
-    manifest = build_testbed(root, cache)
-    yield root, manifest
-    shutil.rmtree(root, ignore_errors=True)  # ~1.3 GB of weights; pytest would keep three sessions
+def hub(testbed: Path) -> tuple[Path, dict[str, str]]:
+    """The session's testbed (root, manifest), built once in tests/conftest.py for every test file."""
+    return testbed, json.loads((testbed / "manifest.json").read_text())
 
 
 def repo(hub: tuple[Path, dict[str, str]], repo_id: str) -> Path:
