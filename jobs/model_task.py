@@ -301,7 +301,7 @@ def _model_row(
 def _local_dir(ref: ModelRef, settings: Settings) -> str | None:
     """Where the repo's files are on this machine, if anywhere: its own folder, or the served one."""
     if ref.local_dir is not None:
-        return str(ref.local_dir)
+        return str(Path(ref.local_dir).absolute())  # a relative folder would break compare elsewhere
     return str(Path(settings.hub_folder) / ref.repo_id) if settings.hub_folder else None
 
 

@@ -6,12 +6,14 @@ import io
 import shlex
 import subprocess
 from contextlib import redirect_stderr, redirect_stdout
+from importlib import metadata
 from pathlib import Path
 
 import pytest
 
 from jobs import demo
 from pipeline.config import Settings
+from tests.demo_install import demo_install
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 # A suggested command gets this long: compare re-reads whole MLP matrices and scores the pair's block.
@@ -85,10 +87,24 @@ def _meaningful(command: str, stdout: str, cwd: Path) -> None:
         pytest.fail(f"no check for the suggested command {command!r}: add one to _meaningful")
 
 
+def _installed_programs() -> set[str]:
+    """Console scripts of hubscan and of every distribution the README's demo install brings."""
+    dists, scripts = demo_install()
+    return set(scripts) | {
+        ep.name
+        for d in dists
+        for ep in metadata.distribution(d).entry_points
+        if ep.group == "console_scripts"
+    }
+
+
 def test_every_try_next_command_works_after_the_demo_has_exited(demo_run, tmp_path):
     _, _, err = demo_run
     commands = _try_next(err)
     assert len(commands) >= 5, err
+    # the plain-duckdb suggestion once needed a CLI only the test extra installed
+    programs = {shlex.split(step)[0] for c in commands for step in c.split("&&")} - {"cd"}
+    assert programs <= _installed_programs(), programs
     for command in commands:
         # from another folder than the demo's, with the demo hub's server gone
         done = subprocess.run(
