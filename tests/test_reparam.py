@@ -12,6 +12,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 from safetensors import safe_open
 
@@ -191,10 +192,14 @@ def test_weights_of_a_served_folder_are_read_from_it_and_a_gone_one_is_one_line(
     assert not [r for r in hub.log if r.path.endswith(".safetensors")]  # no fall-back to the endpoint
 
 
-def test_a_local_model_whose_folder_is_gone_is_one_line(testbed, tmp_path):
+@pytest.mark.parametrize("older_store", [False, True])
+def test_a_local_model_whose_folder_is_gone_is_one_line(testbed, tmp_path, older_store):
     local = _linked(testbed, tmp_path / "repos", [MINILM, PERMUTED])
     settings = Settings(store=tmp_path / "store")
     assert fingerprint.run(settings, [str(local / MINILM), str(local / PERMUTED)]).failed == 0
+    if older_store:  # written before models.local_dir: the folder is the endpoint of a local source
+        for path in (tmp_path / "store" / "models").glob("*.parquet"):
+            pq.write_table(pq.read_table(path).drop_columns(["local_dir"]), path)
     (local / PERMUTED).unlink()
     with pytest.raises(RepoMissing) as gone:
         compare.run(settings, MINILM, PERMUTED, permutation_test=True)
