@@ -88,6 +88,6 @@ def _next_steps(err: Console, store: str | Path, result: flag.FlagResult) -> Non
         f'  hubscan sql "SELECT repo_id, format, layers, hidden, bytes_read, checkpoint_bytes FROM models" --store {where}\n'
         f"  hubscan sql show_std_profile -p repo_id=sentence-transformers/all-MiniLM-L6-v2 --store {where}\n"
         # the duckdb CLI comes with the demo extra (duckdb-cli); views.sql reads paths relative to the store
-        f'  cd {where} && duckdb -c ".read {sql.views_path()}" -c "FROM models"',
+        f'  cd {where} && duckdb -c ".read \'{sql.views_path()}\'" -c "FROM models"',
         markup=False,
     )
