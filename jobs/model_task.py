@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, closing
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any, Protocol
 
 from pipeline.config import Settings
@@ -293,7 +294,15 @@ def _model_row(
         "seed": settings.seed,
         "seconds": time.monotonic() - started,
         "fingerprinted_at": datetime.now(timezone.utc),
+        "local_dir": _local_dir(ref, settings),
     }
+
+
+def _local_dir(ref: ModelRef, settings: Settings) -> str | None:
+    """Where the repo's files are on this machine, if anywhere: its own folder, or the served one."""
+    if ref.local_dir is not None:
+        return str(Path(ref.local_dir).absolute())  # a relative folder would break compare elsewhere
+    return str(Path(settings.hub_folder) / ref.repo_id) if settings.hub_folder else None
 
 
 def _with_context(exc: HubscanError, ref: ModelRef) -> HubscanError:

@@ -26,6 +26,11 @@ def run(settings: Settings, query: str, raw_params: dict[str, str]) -> pa.Table:
     return rel.to_arrow_table() if rel is not None else pa.table({})
 
 
+def views_path() -> Path:
+    """Where views.sql is in this install: the one place the demo and `hubscan sql --views-path` ask."""
+    return QUERIES_DIR / "views.sql"
+
+
 def _as_sql(query: str) -> SqlFile:
     looks_like_file = query.endswith(".sql") or (QUERIES_DIR / f"{query}.sql").exists()
     if looks_like_file or Path(query).is_file():

@@ -1,5 +1,8 @@
 """Read whole matrices of a stored model again, locally or by HTTP ranges, as its fingerprint was read.
 
+A model whose files are on this machine (a local source, or the demo hub's folder, recorded in
+models.local_dir) is read from disk, so no server has to be running.
+
 The fingerprints hold only sampled rows; the permutation test and the attention spectra need whole
 matrices of a few layers, read through the same readers from the same endpoint, with a byte cap so
 a request about two large models is refused rather than stalling a compare.
@@ -16,7 +19,7 @@ import numpy as np
 
 from pipeline.comparison.permutation_test import as_neurons_by_hidden
 from pipeline.config import Settings
-from pipeline.errors import QueryError
+from pipeline.errors import QueryError, RepoMissing
 from pipeline.http import HubHttp
 from pipeline.readers import checkpoint
 from pipeline.readers.byte_source import ByteSource, LocalFile
@@ -26,6 +29,8 @@ Key = tuple[str, str]
 # Bytes of whole matrices read per model and test; beyond it the test is refused (three Llama-7B up
 # matrices in BF16 are 270 MB, three layers of Llama-7B Q/K/V/O 400 MB).
 MAX_READ_BYTES = 512 * 1024 * 1024
+# Sources whose models.endpoint is the repo's folder (stores written before models.local_dir).
+LOCAL_SOURCES = ("local", "hf-cache")
 
 
 def layer_tensors(con: Any, key: Key, role: str) -> dict[int, dict[str, Any]]:
@@ -45,17 +50,19 @@ def read_whole(
 
     Raises:
         QueryError: the matrices exceed MAX_READ_BYTES or are not in the files.
+        RepoMissing: the model's recorded folder no longer holds its files.
         FetchError: a range could not be had.
     """
-    source_kind, endpoint = con.sql(
-        "SELECT source, endpoint FROM models WHERE repo_id = $r AND revision = $v",
-        params={"r": key[0], "v": key[1]},
-    ).fetchall()[0]
+    # SELECT *: a store written before models.local_dir existed has no such column at all
+    rel = con.sql(
+        "SELECT * FROM models WHERE repo_id = $r AND revision = $v", params={"r": key[0], "v": key[1]}
+    )
+    origin = dict(zip(rel.columns, rel.fetchall()[0], strict=True))
     exact = replace(settings, exact=True)
     out: dict[str, np.ndarray] = {}
     total = 0
     for file in dict.fromkeys(w["file"] for w in wanted):
-        with closing(_open(source_kind, endpoint, settings, key, file)) as src:
+        with closing(_open(origin, settings, key, file)) as src:
             header = checkpoint.read_header(src, settings)
             names = {w["name"] for w in wanted if w["file"] == file}
             picked = tuple(t for t in header.tensors if t.name in names)
@@ -70,8 +77,33 @@ def read_whole(
     return [as_neurons_by_hidden(out[w["name"]], w["transposed"]) for w in wanted]
 
 
-def _open(kind: str, endpoint: str, settings: Settings, key: Key, file: str) -> ByteSource:
-    """The stored model's file, where its fingerprint was read from."""
-    if kind == "local":
-        return LocalFile(Path(endpoint) / file, key[0], key[1], file)
-    return RemoteFile(HubHttp(replace(settings, endpoint=endpoint)), key[0], key[1], file, None)
+def _open(origin: dict[str, Any], settings: Settings, key: Key, file: str) -> ByteSource:
+    """The stored model's file: from its folder on this machine when one was recorded, else by HTTP.
+
+    A recorded folder is never bypassed for the endpoint: the demo hub's server is gone once the
+    demo exits, and asking a dead server costs retries before the same error.
+
+    Raises:
+        RepoMissing: the recorded folder no longer holds the file.
+    """
+    kind, endpoint = origin["source"], origin["endpoint"]
+    folder = origin.get("local_dir") or (endpoint if kind in LOCAL_SOURCES else None)
+    if folder is None:
+        return RemoteFile(HubHttp(replace(settings, endpoint=endpoint)), key[0], key[1], file, None)
+    path = Path(folder) / file
+    if not path.is_file():
+        raise RepoMissing(key[0], key[1], file, _gone(kind, endpoint, folder))
+    return LocalFile(path, key[0], key[1], file)
+
+
+def _gone(kind: str, endpoint: str, folder: str) -> str:
+    """Which source is gone and how to bring it back, in one line."""
+    if kind in LOCAL_SOURCES:
+        return (
+            f"the {kind} folder {folder} no longer has it: restore the folder, "
+            "or fingerprint the model again from where it is now (hubscan fingerprint FOLDER)"
+        )
+    return (
+        f"it was read from {endpoint}, served from {folder}, which no longer has it: "
+        "rebuild that folder (hubscan demo rebuilds the demo hub) and run the command again"
+    )

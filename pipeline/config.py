@@ -110,6 +110,9 @@ class Settings:
     hub_model_count: int = HUB_MODEL_COUNT
     ray_address: str | None = None
     reuse_known_files: bool = REUSE_KNOWN_FILES
+    # The folder of org/name repos the endpoint serves (the demo hub), recorded with each model
+    # as models.local_dir so whole matrices are read from disk once the server has stopped.
+    hub_folder: Path | None = None
 
     def with_(self, **changes: object) -> Settings:
         """A copy with some fields changed."""

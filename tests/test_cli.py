@@ -9,6 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from jobs.cli import app
+from tests.demo_install import demo_install
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
 COMMANDS = sorted(c.name or c.callback.__name__ for c in app.registered_commands)
@@ -66,6 +67,18 @@ def test_usage_errors_exit_2(tmp_path):
     assert _hubscan("no-such-command").returncode == 2
 
 
+def test_sql_views_path_names_the_views_file_for_the_duckdb_cli():
+    result = CliRunner().invoke(app, ["sql", "--views-path"])
+    path = Path(result.stdout.strip())
+    assert result.exit_code == 0 and path.name == "views.sql"
+    assert "CREATE OR REPLACE VIEW models AS" in path.read_text()
+
+
+def test_sql_without_a_query_is_a_usage_error():
+    result = CliRunner().invoke(app, ["sql"])
+    assert result.exit_code == 2 and "--views-path" in result.output
+
+
 def test_a_failing_query_is_one_line_and_exit_1(tmp_path):
     result = _hubscan("sql", "SELECT * FROM no_such_table", "--store", str(tmp_path / "s"))
     assert result.returncode == 1
@@ -77,15 +90,8 @@ def test_the_readme_demo_command_installs_every_module_the_demo_imports():
     """The first set-up command must work on a fresh machine: the extras it installs hold the demo's
     third-party imports (onnx came only with the test extra once, and the demo failed to start)."""
     import ast
-    import re
 
-    import tomllib
-
-    (command,) = [line for line in README.splitlines() if line.endswith("hubscan demo")]
-    extras = re.search(r'-e "\.\[(\w+)\]"', command)
-    project = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["project"]
-    installed = [*project["dependencies"], *(project["optional-dependencies"][extras[1]] if extras else [])]
-    names = {re.split(r"[<>=\[ ;]", d, maxsplit=1)[0].lower().replace("-", "_") for d in installed}
+    names = {d.lower().replace("-", "_") for d in demo_install()[0]}
     # distribution names whose import name differs
     names |= {"yaml"} if "pyyaml" in names else set()
     names |= {"huggingface_hub"}

@@ -1,9 +1,32 @@
-"""`hubscan demo`: a real sweep of the demo hub on Ray, then the flagged pairs printed (issue 4)."""
+"""`hubscan demo`: a real sweep of the demo hub on Ray, then the flagged pairs printed (issue 4),
+and every command of its "Try next" list working once the demo has exited (issue 13)."""
+
+import csv
+import io
+import shlex
+import subprocess
+from contextlib import redirect_stderr, redirect_stdout
+from importlib import metadata
+from pathlib import Path
+
+import pytest
 
 from jobs import demo
 from pipeline.config import Settings
+from tests.demo_install import demo_install
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
+# A suggested command gets this long: compare re-reads whole MLP matrices and scores the pair's block.
+COMMAND_TIMEOUT_S = 300
+
+
+@pytest.fixture(scope="module")
+def demo_run(ray_session, testbed, tmp_path_factory):
+    """One real demo run: (summary, stdout, stderr); its demo hub server has stopped when this returns."""
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        summary = demo.run(Settings(store=tmp_path_factory.mktemp("demo") / "store"), workdir=testbed)
+    return summary, out.getvalue(), err.getvalue()
 
 
 def _line(lines: list[str], a: str, b: str) -> str:
@@ -12,11 +35,8 @@ def _line(lines: list[str], a: str, b: str) -> str:
     return found[0]
 
 
-def test_the_demo_sweeps_then_prints_the_flagged_pairs_undeclared_first(
-    ray_session, testbed, tmp_path, capsys
-):
-    summary = demo.run(Settings(store=tmp_path / "store"), workdir=testbed)
-    out, err = capsys.readouterr()
+def test_the_demo_sweeps_then_prints_the_flagged_pairs_undeclared_first(demo_run):
+    summary, out, err = demo_run
     assert summary.failed == 0, summary.messages
     lines = [line for line in out.splitlines() if "/" in line]
     # the byte-identical re-upload: an exact copy no model card declares
@@ -32,3 +52,63 @@ def test_the_demo_sweeps_then_prints_the_flagged_pairs_undeclared_first(
     assert lineage == sorted(lineage, reverse=True) and any(lineage) and not all(lineage)
     assert "flagged (" in err and "hubscan compare" in err and "hubscan export" in err
     assert "hubscan sql" in err
+
+
+def _try_next(err: str) -> list[str]:
+    """The suggested commands, exactly as the demo printed them."""
+    tail = err.split("Try next:\n", 1)[1]
+    return [line.strip() for line in tail.splitlines() if line.startswith("  ") and line.strip()]
+
+
+def _table_rows(stdout: str) -> int:
+    """Data rows of a rich table (lines between the header rule and the bottom border)."""
+    lines = stdout.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith(("┡", "├")))
+    return sum(1 for line in lines[header + 1 :] if line.startswith("│"))
+
+
+def _meaningful(command: str, stdout: str, cwd: Path) -> None:
+    """What each kind of suggestion must show; a new kind of suggestion needs its check here."""
+    words = shlex.split(command)
+    if words[:2] == ["hubscan", "compare"]:
+        a, b = words[2:4]
+        assert f"{a} vs {b}" in stdout or f"{b} vs {a}" in stdout
+        # the permutation test re-read whole MLP matrices, from the demo hub's folder
+        assert "verdict:" in stdout and "permutation test: held-out r" in stdout
+    elif words[:2] == ["hubscan", "export"]:
+        with (cwd / words[words.index("-o") + 1]).open() as fh:
+            rows = list(csv.DictReader(fh))
+        assert rows and all(r["declared"].lower() == "false" for r in rows)
+    elif words[:2] == ["hubscan", "sql"]:
+        assert _table_rows(stdout) >= 1, stdout
+    elif words[0] == "cd" and "duckdb" in words:
+        assert MINILM in stdout
+    else:
+        pytest.fail(f"no check for the suggested command {command!r}: add one to _meaningful")
+
+
+def _installed_programs() -> set[str]:
+    """Console scripts of hubscan and of every distribution the README's demo install brings."""
+    dists, scripts = demo_install()
+    return set(scripts) | {
+        ep.name
+        for d in dists
+        for ep in metadata.distribution(d).entry_points
+        if ep.group == "console_scripts"
+    }
+
+
+def test_every_try_next_command_works_after_the_demo_has_exited(demo_run, tmp_path):
+    _, _, err = demo_run
+    commands = _try_next(err)
+    assert len(commands) >= 5, err
+    # the plain-duckdb suggestion once needed a CLI only the test extra installed
+    programs = {shlex.split(step)[0] for c in commands for step in c.split("&&")} - {"cd"}
+    assert programs <= _installed_programs(), programs
+    for command in commands:
+        # from another folder than the demo's, with the demo hub's server gone
+        done = subprocess.run(
+            command, shell=True, cwd=tmp_path, capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S
+        )
+        assert done.returncode == 0, f"{command}\n{done.stderr}"
+        _meaningful(command, done.stdout, tmp_path)

@@ -12,14 +12,18 @@ import subprocess
 import sys
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
+from safetensors import safe_open
 
 from jobs import compare, fingerprint, flag
 from jobs.demohub import reparam
 from jobs.demohub.testbed import REPARAM_VARIANTS
 from jobs.demohub.variants import load_repo_tensors
+from jobs.whole_matrices import layer_tensors, read_whole
 from pipeline.comparison import verdicts as v
 from pipeline.config import Settings
+from pipeline.errors import RepoMissing
 from pipeline.storage.duckdb import connect
 from tests.stores import fingerprinted_store
 
@@ -146,6 +150,64 @@ def test_the_permutation_test_reads_whole_mlp_matrices_by_range_through_the_hub(
     sent = sum(r.bytes_sent for r in weights)
     whole = 6 * (1536 * 384 + 4 * 384 * 384) * 4
     assert whole <= sent < whole + 2 * 6_000_000
+
+
+def _linked(testbed, root, repos):
+    """Repo folders under root that are symlinks into the testbed, so a test can take one away."""
+    for repo in repos:
+        (root / repo).parent.mkdir(parents=True, exist_ok=True)
+        (root / repo).symlink_to(testbed / repo, target_is_directory=True)
+    return root
+
+
+def _revision(store, repo_id):
+    return (
+        connect(store)
+        .sql("SELECT revision FROM models WHERE repo_id = $r", params={"r": repo_id})
+        .fetchall()[0][0]
+    )
+
+
+def test_weights_of_a_served_folder_are_read_from_it_and_a_gone_one_is_one_line(
+    settings, hub, testbed, tmp_path
+):
+    served = _linked(testbed, tmp_path / "served", [MINILM])
+    mirrored = settings.with_(hub_folder=served)  # as the demo sweeps its hub
+    assert fingerprint.run(mirrored, [MINILM]).failed == 0
+    con, key = connect(settings.store), (MINILM, _revision(settings.store, MINILM))
+    wanted = [layer_tensors(con, key, "mlp_up")[0]]
+    hub.log.clear()
+    (matrix,) = read_whole(con, mirrored, key, wanted, "mlp_up")
+    with safe_open(testbed / MINILM / "model.safetensors", "numpy") as f:
+        assert np.array_equal(matrix, f.get_tensor(wanted[0]["name"]))
+    assert not [r for r in hub.log if r.path.endswith(".safetensors")]  # from the folder, not the server
+    (served / MINILM).unlink()
+    with pytest.raises(RepoMissing) as gone:
+        read_whole(con, mirrored, key, wanted, "mlp_up")
+    assert str(gone.value) == (
+        f"{MINILM}@{key[1][:7]}:model.safetensors: it was read from {hub.url}, served from "
+        f"{served / MINILM}, which no longer has it: rebuild that folder (hubscan demo rebuilds the demo hub) "
+        "and run the command again"
+    )
+    assert not [r for r in hub.log if r.path.endswith(".safetensors")]  # no fall-back to the endpoint
+
+
+@pytest.mark.parametrize("older_store", [False, True])
+def test_a_local_model_whose_folder_is_gone_is_one_line(testbed, tmp_path, older_store):
+    local = _linked(testbed, tmp_path / "repos", [MINILM, PERMUTED])
+    settings = Settings(store=tmp_path / "store")
+    assert fingerprint.run(settings, [str(local / MINILM), str(local / PERMUTED)]).failed == 0
+    if older_store:  # written before models.local_dir: the folder is the endpoint of a local source
+        for path in (tmp_path / "store" / "models").glob("*.parquet"):
+            pq.write_table(pq.read_table(path).drop_columns(["local_dir"]), path)
+    (local / PERMUTED).unlink()
+    with pytest.raises(RepoMissing) as gone:
+        compare.run(settings, MINILM, PERMUTED, permutation_test=True)
+    assert str(gone.value) == (
+        f"{PERMUTED}@{_revision(settings.store, PERMUTED)[:7]}:model.safetensors: the local folder "
+        f"{local / PERMUTED} no longer has it: restore the folder, or fingerprint the model again from "
+        "where it is now (hubscan fingerprint FOLDER)"
+    )
 
 
 @pytest.mark.parametrize("variant", [PERMUTED, RESCALED, PERMUTED_FT])

@@ -46,6 +46,9 @@ MODELS = pa.schema(
         ("fingerprinted_at", pa.timestamp("us", tz="UTC")),
         ("hubscan_version", pa.string()),
         ("schema_version", pa.int32()),
+        # The repo's folder on this machine (a local source, or the folder the demo hub served):
+        # compare reads whole matrices from it. Last and nullable, so older stores still read.
+        ("local_dir", pa.string()),
     ]
 )
 
