@@ -125,6 +125,8 @@ def finding_text(row: Mapping[str, Any]) -> str:
     """One line for a pairs row: its licences, inferred parent and finding (for reports and printouts)."""
     a, b = row.get("a_repo_id"), row.get("b_repo_id")
     licences = f"{a}: {row.get('a_license') or 'none'}, {b}: {row.get('b_license') or 'none'}"
+    if not row.get("flagged"):
+        return f"licences {licences}; not flagged, so no lineage edge to judge"
     parent = {"a": a, "b": b}.get(row.get("parent") or "", row.get("parent") or "unknown")
     how = f" ({row['parent_how']})" if row.get("parent_how") else ""
     kind = row.get("license_finding")

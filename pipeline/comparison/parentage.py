@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 
 from pipeline.comparison.expert_map import UPCYCLED
 from pipeline.comparison.layer_align import PRUNED, UPSCALED
-from pipeline.comparison.lineage import ancestors
+from pipeline.comparison.lineage import MAX_HOPS, ancestors
 from pipeline.comparison.stacking import STACKED
 
 NEITHER = "neither"
@@ -36,9 +36,9 @@ def infer_parent(
         return "b", f"{a} declares {b} as its base"
     if a in anc_b:
         return "a", f"{b} declares {a} as its base"
-    shared = sorted(anc_a & anc_b)
+    shared = anc_a & anc_b
     if shared:
-        return NEITHER, f"siblings: both declare {shared[0]}"
+        return NEITHER, f"siblings: both declare {_nearest(a, shared, bases)}"
     if structure in DIRECTIONAL and derived in ("a", "b"):
         child = a if derived == "a" else b
         return ("b" if derived == "a" else "a"), f"{child} is {structure} (layer / expert map)"
@@ -47,3 +47,14 @@ def infer_parent(
         first = "a" if ta < tb else "b"
         return first, f"created first ({min(ta, tb):%Y-%m-%d} vs {max(ta, tb):%Y-%m-%d})"
     return None, "no declaration, directional structure or creation-time gap orders them"
+
+
+def _nearest(repo: str, among: set[str], bases: Mapping[str, Iterable[str]]) -> str:
+    """The ancestor of ``among`` fewest declared hops from ``repo`` (by name on a tie)."""
+    frontier = set(bases.get(repo, ()))
+    for _ in range(MAX_HOPS):
+        hit = sorted(frontier & among)
+        if hit:
+            return hit[0]
+        frontier = {b for r in frontier for b in bases.get(r, ())}
+    return sorted(among)[0]

@@ -108,13 +108,15 @@ def test_an_unknown_parent_tries_both_directions_and_says_so():
 
 
 def test_finding_text_reads_a_pairs_row():
-    row = {"a_repo_id": "a/x", "b_repo_id": "b/y", "a_license": "cc-by-nc-4.0", "b_license": "apache-2.0",
+    row = {"flagged": True, "a_repo_id": "a/x", "b_repo_id": "b/y", "a_license": "cc-by-nc-4.0", "b_license": "apache-2.0",
            "parent": "a", "parent_how": "b/y declares a/x as its base", "license_finding": "relicensed",
            "license_reason": "b/y is apache-2.0 ..."}  # fmt: skip
     text = lic.finding_text(row)
     assert text.startswith("licences a/x: cc-by-nc-4.0, b/y: apache-2.0; parent a/x (b/y declares")
     assert text.endswith("relicensed: b/y is apache-2.0 ...")
-    assert lic.finding_text({**row, "license_finding": None, "parent": None}).endswith("no licence finding")
+    unknown = lic.finding_text({**row, "license_finding": None, "parent": None, "parent_how": None})
+    assert unknown.endswith("parent unknown; no licence finding")
+    assert lic.finding_text({**row, "flagged": False}).endswith("not flagged, so no lineage edge to judge")
 
 
 T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
@@ -122,7 +124,7 @@ T1 = datetime(2024, 3, 1, tzinfo=timezone.utc)
 
 
 def test_parent_from_declaration_then_structure_then_creation_time():
-    bases = {"c/child": ["p/parent"], "s/sib": ["p/parent"]}
+    bases = {"c/child": ["p/parent"], "s/sib": ["p/parent"], "p/parent": ["a/root"]}
     assert infer_parent("c/child", "p/parent", bases)[0] == "b"
     assert infer_parent("p/parent", "c/child", bases, "pruned", "a")[0] == "a"  # the card wins
     assert infer_parent("c/child", "s/sib", bases) == (NEITHER, "siblings: both declare p/parent")
