@@ -1,6 +1,7 @@
 -- purpose: flagged derivatives whose licence drops a term of the parent's licence, or owe it credit or a name
 --          prefix, or whose licence is unknown: both licences, the inferred parent, and the finding with the
---          term that differs and its source; undeclared pairs first, then by score
+--          term that differs and its source; undeclared pairs first, then those whose parent is known
+--          (the others' reasons are conditional), then by score
 -- params:  $finding VARCHAR = '%'
 -- reads:   pairs   (views.sql)
 SELECT a_repo_id, b_repo_id, a_license, b_license,
@@ -8,4 +9,4 @@ SELECT a_repo_id, b_repo_id, a_license, b_license,
        parent_how, license_finding, license_reason, declared, verdict, score
 FROM pairs
 WHERE flagged AND license_finding IS NOT NULL AND license_finding LIKE $finding
-ORDER BY declared, score DESC NULLS LAST, a_repo_id, b_repo_id;
+ORDER BY declared, parent IS NULL, score DESC NULLS LAST, a_repo_id, b_repo_id;
