@@ -8,17 +8,23 @@ whose cards carry conflicting or compatible licences; every expectation comes fr
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from jobs import compare, export, fingerprint, flag
 from jobs.demohub.licence_variants import CODE_FILE, LLAMA_PARENT, NC_PARENT, ROOT
+from jobs.fakehub import FakeHub
+from jobs.fakehub.repos import OVERRIDES_FILE
 from pipeline.comparison.licences import ATTRIBUTION_MISSING, LICENCE_UNKNOWN, RELICENSED, finding_text
 from pipeline.config import Settings
 from pipeline.storage.duckdb import connect, load_sql, run_sql
 from pipeline.storage.parquet import Store
+from pipeline.storage.schema import MODELS
 from tests.stores import fingerprinted_store
 
 OPEN = "licbed/minilm-l3-open"  # apache-2.0, declares the cc-by-nc parent
@@ -127,3 +133,31 @@ def test_cli_sweep_has_the_read_code_option():
         [sys.executable, "-m", "jobs.cli", "sweep", "--help"], capture_output=True, text=True
     )
     assert out.returncode == 0 and "--read-code" in out.stdout
+
+
+def test_creation_time_orders_an_undeclared_pair_served_by_the_hub(testbed, tmp_path):
+    # the same two repos, dated by the fake hub's createdAt override as the real Hub dates uploads
+    root = tmp_path / "hub"
+    for repo, created in ((LLAMA_PARENT, "2024-02-01T00:00:00.000Z"), (CHAT, "2024-05-01T00:00:00.000Z")):
+        shutil.copytree(testbed / repo, root / repo)
+        (root / repo / OVERRIDES_FILE).write_text(json.dumps({"createdAt": created}))
+    with FakeHub(root) as hub:
+        settings = Settings(endpoint=hub.url, store=tmp_path / "store")
+        assert fingerprint.run(settings, [LLAMA_PARENT, CHAT]).failed == 0
+    row = _pair(flag.run(settings), LLAMA_PARENT, CHAT)
+    assert _parent(row) == LLAMA_PARENT and row["parent_how"] == "created first (2024-02-01 vs 2024-05-01)"
+    assert row["license_finding"] == ATTRIBUTION_MISSING and row["license_reason"].startswith(
+        f"{CHAT} (llama3)"
+    )
+
+
+def test_a_store_written_before_the_licence_columns_gets_them(store, tmp_path):
+    old = tmp_path / "old"
+    shutil.copytree(store, old)
+    legacy = [f for f in MODELS if f.name not in ("license_name", "created_at", "code_notices")]
+    pq.write_table(pa.schema(legacy).empty_table(), old / "models" / "_empty.parquet")
+    for f in (old / "models").glob("[!_]*.parquet"):  # model files of that time lack the columns too
+        pq.write_table(pq.read_table(f).select([x.name for x in legacy]), f)
+    Store(old).init()
+    family = run_sql(connect(old), load_sql("show_model_family"), {"repo_id": NC_PARENT}).to_arrow_table()
+    assert {r["license"] for r in family.to_pylist()} >= {"cc-by-nc-4.0", "apache-2.0"}
