@@ -79,6 +79,7 @@ def _next_steps(err: Console, store: str | Path, result: flag.FlagResult) -> Non
         f"  hubscan compare {a} {b} --store {store}\n"
         f"  hubscan export --store {store} --undeclared-only --format csv -o suspicious.csv\n"
         f"  hubscan sql find_undeclared_derivatives --store {store}\n"
+        f"  hubscan sql find_licence_conflicts --store {store}\n"
         f'  hubscan sql "SELECT repo_id, format, layers, hidden, bytes_read, checkpoint_bytes FROM models" --store {store}\n'
         f"  hubscan sql show_std_profile -p repo_id=sentence-transformers/all-MiniLM-L6-v2 --store {store}\n"
         f'  cd {store} && duckdb -c ".read {Path(__file__).resolve().parents[1] / "queries" / "views.sql"}" -c "FROM models"',
