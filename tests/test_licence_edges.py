@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from jobs import compare, export, fingerprint, flag
+from jobs import compare, export, fingerprint, flag, sweep
 from jobs.demohub.licence_variants import CODE_FILE, LLAMA_PARENT, NC_PARENT, ROOT
 from jobs.fakehub import FakeHub
 from jobs.fakehub.repos import OVERRIDES_FILE
@@ -126,6 +126,23 @@ def test_the_hub_path_records_created_at_licence_name_and_code_notices(settings,
     (notice,) = [n for n in rows["read"]["code_notices"] if "Copyright" in n]
     assert notice == f"{CODE_FILE}:1: Copyright (c) Meta Platforms, Inc. and affiliates."
     assert any("Llama 3 Community License" in n for n in rows["read"]["code_notices"])
+
+
+def test_a_read_code_sweep_draws_the_code_request_from_its_budget(ray_session, settings, hub):
+    result = sweep.run(settings.with_(read_code=True), "hub", sweep.ListingFilters(search="encoder-chat"))
+    assert result.done == 1 and result.failed == 0
+    (code_get,) = hub.log.where(filename=CODE_FILE)
+    assert code_get.range is not None and code_get.status == 206
+    con = connect(settings.store)
+    notices, requests = con.sql("SELECT code_notices, requests FROM models").fetchall()[0]
+    assert notices[0].startswith(f"{CODE_FILE}:1: Copyright (c) Meta Platforms")
+    # models.requests counts the model's file requests, the code file's included (the model-info API
+    # call belongs to the sweep); the sweep's record counts every request its workers asked the budget for
+    files = len([r for r in hub.log.snapshot() if r.repo_id == CHAT and r.filename])
+    assert (
+        requests == files
+        and con.sql("SELECT requests FROM read_parquet('sweeps/*.parquet')").fetchall()[0][0] >= files
+    )
 
 
 def test_cli_sweep_has_the_read_code_option():
