@@ -76,6 +76,14 @@ def sweep(
     exact: Annotated[
         bool, typer.Option("--exact", help="Read whole tensors instead of sampled rows.")
     ] = False,
+    read_code: Annotated[
+        bool,
+        typer.Option(
+            "--read-code",
+            help="Also read the head of each repo's small *.py files (one request each, in the budget) and "
+            "record copyright/licence header lines naming another organisation.",
+        ),
+    ] = False,
 ) -> None:
     """Sweep a hub (or local repos) on Ray: fingerprint every revision not yet in the store."""
     from jobs import sweep as job
@@ -90,7 +98,9 @@ def sweep(
         limit=limit,
         exclude_authors=tuple(exclude_author or ()),
     )
-    settings = settings_from_env(store=store, exact=exact or None, max_in_flight=max_in_flight)
+    settings = settings_from_env(
+        store=store, exact=exact or None, max_in_flight=max_in_flight, read_code=read_code or None
+    )
     _finish(_guard(lambda: job.run(settings, source, filters, sweep_id=sweep_id, plan_only=plan_only)))
 
 

@@ -7,16 +7,17 @@ of its comparability block, so its backgrounds are the block's and its q-value i
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
 from rich.console import Console
 
-from jobs import flag, layer_maps, permutation, spectra
+from jobs import flag, layer_maps, licence_edges, permutation, spectra
 from jobs.fingerprint import record, resolve_target
 from jobs.model_task import fingerprint_model
 from jobs.summary import RunSummary
+from pipeline.comparison.licences import finding_text
 from pipeline.comparison.permutation_test import PermutationTest
 from pipeline.comparison.scoring import DEFAULT_Q
 from pipeline.comparison.signals import SIGNAL_TABLE, signal_columns
@@ -45,6 +46,7 @@ class Comparison:
     maps: pa.Table | None = None  # show_layer_map.sql over the maps written for this pair
     spectra: SpectraTest | None = None  # attention spectra, run with the permutation test or on request
     spectra_error: str | None = None  # why the spectra could not be had when they ran unasked
+    code_notices: dict[str, list[str]] = field(default_factory=dict)  # repo -> header lines (--read-code)
 
     def summary_lines(self) -> str:
         """The verdict, the combined evidence and the layer map, as printed under the table."""
@@ -57,6 +59,7 @@ class Comparison:
             f"verdict: {row['verdict']} ({row['reason']}); score {row['score']:.1f}, p {row['p']:.2g}, "
             f"q {row['q']:.2g}; {declared}\nbest layer matches: {layers or 'none (no same-shape matrices)'}"
         ) + self.map_lines()
+        lines += "\n" + finding_text(row) + self.notice_lines()
         if row.get("obfuscation"):
             lines += "\nOBFUSCATION: the weights were re-parameterised to hide the relation (see the reason)"
         if self.permutation is not None:
@@ -66,6 +69,14 @@ class Comparison:
         elif self.spectra_error:
             lines += f"\nattention spectra not computed: {self.spectra_error}"
         return lines
+
+    def notice_lines(self) -> str:
+        """Model-code header lines naming another organisation, per model whose code was read."""
+        out = []
+        for repo, notices in self.code_notices.items():
+            out.append(f"\ncode notices of {repo}: {len(notices) or 'none'}")
+            out += [f"\n  {n}" for n in notices]
+        return "".join(out)
 
     def map_lines(self) -> str:
         """The layer / expert map, one line per layer or expert of the derived side."""
@@ -83,7 +94,8 @@ class Comparison:
         """Everything about the pair, for --format json."""
         keep = ["a_repo_id", "a_revision", "b_repo_id", "b_revision", "hidden", "verdict", "reason", "flagged",
                 "score", "p", "q", "q_level", "obfuscation", "declared", "declared_how", "sketch_same", "sketch_identical",
-                "values_identical", "layer_map", "col_norms_map", "background_pairs", "structure"]  # fmt: skip
+                "values_identical", "layer_map", "col_norms_map", "background_pairs", "structure", "a_license", "b_license",
+                "parent", "parent_how", "license_finding", "license_reason"]  # fmt: skip
         perm = None
         if self.permutation is not None:
             perm = {k: v for k, v in vars(self.permutation).items() if k != "hidden_map"}
@@ -98,6 +110,7 @@ class Comparison:
             "spectra": spec,
             "spectra_error": self.spectra_error,
             "maps": self.maps.to_pylist() if self.maps is not None else [],
+            "code_notices": self.code_notices,
         }
 
 
@@ -134,17 +147,16 @@ def run(
     perm = permutation.run(con, settings, ka, kb) if ran else None
     spec, spec_error = _spectra(con, settings, ka, kb, row, spectra_test)
     # the requested pair is always mapped (flag maps only flagged pairs whose structure differs)
-    store.write(
-        layer_maps.compare_file(pair),
-        layer_maps.attach_maps(
-            con, [row], layer_maps.moe_models(store), "compare", layer_maps.known_partial_maps(con, [ka, kb])
-        ),
+    pair_maps = layer_maps.attach_maps(
+        con, [row], layer_maps.moe_models(store), "compare", layer_maps.known_partial_maps(con, [ka, kb])
     )
+    store.write(layer_maps.compare_file(pair), pair_maps)
+    licence_edges.attach_licences(store, [row], pair_maps)
     # the layer_maps view re-reads its files per query, so it sees the file just written
     maps = run_sql(con, load_sql("show_layer_map"), {"a_repo_id": pair[0], "b_repo_id": pair[2]})
     return Comparison(row=row, evidence=evidence_table(row), fingerprinted=summary, permutation=perm,
                       maps=maps.to_arrow_table() if maps is not None else None, spectra=spec,
-                      spectra_error=spec_error)  # fmt: skip
+                      spectra_error=spec_error, code_notices=licence_edges.code_notices(store, [ka, kb]))  # fmt: skip
 
 
 def _spectra(

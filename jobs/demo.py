@@ -85,6 +85,7 @@ def _next_steps(err: Console, store: str | Path, result: flag.FlagResult) -> Non
         f"  hubscan compare {a} {b} --store {where}\n"
         f"  hubscan export --store {where} --undeclared-only --format csv -o suspicious.csv\n"
         f"  hubscan sql find_undeclared_derivatives --store {where}\n"
+        f"  hubscan sql find_licence_conflicts --store {where}\n"
         f'  hubscan sql "SELECT repo_id, format, layers, hidden, bytes_read, checkpoint_bytes FROM models" --store {where}\n'
         f"  hubscan sql show_std_profile -p repo_id=sentence-transformers/all-MiniLM-L6-v2 --store {where}\n"
         # the duckdb CLI comes with the demo extra (duckdb-cli); views.sql reads paths relative to the store

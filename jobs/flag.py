@@ -16,7 +16,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from jobs import layer_maps
+from jobs import layer_maps, licence_edges
 from pipeline import __version__
 from pipeline.comparison.scoring import DEFAULT_Q, ModelInfo, PairInputs, PairKey, score_pairs
 from pipeline.config import Settings
@@ -52,7 +52,7 @@ class FlagResult:
     def flagged_table(self) -> pa.Table:
         """The flagged pairs, most significant first, in the columns a reader scans first."""
         cols = ["a_repo_id", "b_repo_id", "verdict", "structure", "declared", "score", "q", "sketch", "gain", "dim_std",
-                "col_norms", "tokens", "std_profile"]  # fmt: skip
+                "col_norms", "tokens", "std_profile", "license_finding"]  # fmt: skip
         rows = sorted((r for r in self.rows if r["flagged"]), key=lambda r: (r["declared"], -r["score"]))
         return pa.Table.from_pylist([{c: r.get(c) for c in cols} for r in rows], _subschema(cols))
 
@@ -75,6 +75,7 @@ def run(
     moe = layer_maps.moe_models(store)
     maps = layer_maps.attach_maps(con, [r for r in rows if layer_maps.needs_map(r, moe)], moe, "flag")
     store.write(layer_maps.FLAG_FILE, maps)
+    licence_edges.attach_licences(store, rows, maps)
     flag_id = f"flag-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
     table = pairs_table(rows, flag_id)
     store.write(PAIRS_FILE, table)

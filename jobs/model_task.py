@@ -28,6 +28,7 @@ from pipeline.readers.packed_int import PACKED_SCHEMES
 from pipeline.readers.records import CheckpointHeader
 from pipeline.readers.remote import RemoteFile
 from pipeline.roles import classify_all
+from pipeline.sources.code_notices import read_code_notices
 from pipeline.sources.refs import FileRef, ModelRef
 from pipeline.sources.weights import select_weight_files
 
@@ -118,7 +119,10 @@ def _fingerprint(
         for f in plan.files
         if f.sha256
     ]
+    # read before the models row is made, so its request count includes the code files
+    notices = read_code_notices(ref, http) if settings.read_code else None
     row = _model_row(ref, settings, plan, rows, sources, _config(ref, headers, shapes), tokens, http, started)
+    row["code_notices"] = notices
     row["copy_of"] = _copy_of(plan.owners, plan.files) if len(plan.reused) == len(plan.files) else None
     outcome.model_row = row
 
@@ -285,6 +289,8 @@ def _model_row(
         "dtype": (packed or by_dtype).most_common(1)[0][0] if by_dtype else None,
         "base_models": list(ref.base_models),
         "license": ref.license,
+        "license_name": ref.license_name,
+        "created_at": ref.created_at,
         "checkpoint_bytes": sum(f.size or 0 for f in plan.files) or sum(s.size for s in sources),
         "bytes_read": sum(s.stats.bytes for s in sources),
         "requests": sum(s.stats.requests for s in sources) if local else sum(http.log.requests.values()),

@@ -68,6 +68,8 @@ HUB_MODEL_COUNT = 2_000_000
 # Reuse fingerprints of weight files already stored under another repo (matched by LFS
 # sha256). Benchmarks turn it off so replicated repos are really read.
 REUSE_KNOWN_FILES = True
+# Reading model code (--read-code) costs a resolver request per .py file of every repo: opt-in.
+READ_CODE = False
 # Seed of the deterministic sampling positions; changing it changes every sketch.
 SAMPLE_SEED = 20250704
 # Sketch length cap per matrix (floats kept in the tensors table).
@@ -113,6 +115,7 @@ class Settings:
     # The folder of org/name repos the endpoint serves (the demo hub), recorded with each model
     # as models.local_dir so whole matrices are read from disk once the server has stopped.
     hub_folder: Path | None = None
+    read_code: bool = READ_CODE
 
     def with_(self, **changes: object) -> Settings:
         """A copy with some fields changed."""

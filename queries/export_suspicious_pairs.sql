@@ -1,5 +1,6 @@
 -- purpose: the suspicious-pair export: flagged pairs, undeclared first, with ids, revisions, score, p/q-value,
---          verdict, declared flag and every signal with the 5-95 % range unrelated pairs of its block give;
+--          verdict, declared flag, every signal with the 5-95 % range unrelated pairs of its block give, and
+--          both licences with the inferred parent and licence finding;
 --          $include_all adds every scored pair, and candidate pairs `hubscan flag` has not scored yet
 --          (verdict 'not scored': the store changed since the last flag run)
 -- params:  $include_all BOOLEAN = false, $undeclared_only BOOLEAN = false, $min_score DOUBLE = 0
@@ -26,6 +27,7 @@ SELECT a_repo_id, a_revision, b_repo_id, b_revision, hidden, verdict, declared, 
        tokens, tokens_n AS tokens_shared, tokens_bg_lo, tokens_bg_hi, tokens_p,
        std_profile, std_profile_bg_lo, std_profile_bg_hi, std_profile_p,
        sketch_same, sketch_identical, values_identical, layer_map,
+       a_license, b_license, parent, parent_how, license_finding, license_reason,
        via, flag_id, flagged_at, q_level
 FROM (SELECT * FROM scored UNION ALL BY NAME SELECT * FROM unscored)
 ORDER BY coalesce(declared, true), score DESC NULLS LAST, a_repo_id, b_repo_id;

@@ -31,6 +31,7 @@ PARAMS = {
     "min_score": 0,
     "max_rows": 20,
     "status": "%",
+    "finding": "%",
     # show_layer_map (structural derivations)
     "a_repo_id": MINILM,
     "b_repo_id": "demohub/minilm-l6-finetuned",
@@ -43,11 +44,13 @@ def store(testbed, tmp_path_factory):
 
     root = tmp_path_factory.mktemp("qstore") / "store"
     settings = Settings(store=root)
-    repos = [testbed / MINILM, testbed / "demohub/minilm-l6-finetuned", testbed / "badhub/pickle-only"]
+    # a cousin whose card states no licence, so find_licence_conflicts has a row (licence-unknown)
+    repos = [testbed / MINILM, testbed / "demohub/minilm-l6-finetuned", testbed / "badhub/pickle-only",
+             testbed / "licbed/minilm-l3-nolicence"]  # fmt: skip
     summary = fingerprint.run(settings, [str(p) for p in repos])
-    assert (summary.done, summary.failed) == (2, 1)
-    # the pairs table too, so the queries over it read real rows
-    assert flag.run(settings).flagged == 1
+    assert (summary.done, summary.failed) == (3, 1)
+    # the pairs table too, so the queries over it read real rows (the cousin is flagged with both)
+    assert flag.run(settings).flagged == 3
     # compare writes the pair's layer map, which show_layer_map.sql reads
     from jobs import compare
 

@@ -13,7 +13,13 @@ from urllib.parse import quote
 
 from pipeline.errors import RepoMissing
 from pipeline.http import HubHttp, Where
-from pipeline.sources.refs import FileRef, ModelRef, base_models_from_card, license_from_card
+from pipeline.sources.refs import (
+    FileRef,
+    ModelRef,
+    base_models_from_card,
+    created_from_info,
+    license_from_card,
+)
 
 
 def resolve(http: HubHttp, repo_id: str, revision: str = "main") -> ModelRef:
@@ -49,6 +55,8 @@ def model_ref_from_info(info: dict[str, Any], repo_id: str | None = None) -> Mod
         tags=tuple(t for t in info.get("tags") or [] if isinstance(t, str)),
         gated=bool(info.get("gated")),
         config=info.get("config") or {},
+        license_name=license_from_card(card, "license_name"),
+        created_at=created_from_info(info),
     )
 
 

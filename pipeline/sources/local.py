@@ -47,6 +47,7 @@ def local_model(path: Path, repo_id: str | None = None) -> ModelRef:
         tags=tuple(t for t in card.get("tags", []) or [] if isinstance(t, str)),
         config=config,
         local_dir=path,
+        license_name=license_from_card(card, "license_name"),
     )
 
 

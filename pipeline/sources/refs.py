@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,8 @@ class ModelRef:
     gated: bool = False
     config: dict[str, Any] = field(default_factory=dict, compare=False)
     local_dir: Path | None = None
+    license_name: str | None = None  # the card's name for an ``other`` licence
+    created_at: datetime | None = None  # the Hub's createdAt (None for local folders)
 
     def file(self, name: str) -> FileRef | None:
         """The file of that name, if the repo has it."""
@@ -48,7 +51,18 @@ def base_models_from_card(card: dict[str, Any] | None) -> tuple[str, ...]:
     return ()
 
 
-def license_from_card(card: dict[str, Any] | None) -> str | None:
-    """The card's license id, if any."""
-    value = (card or {}).get("license")
+def license_from_card(card: dict[str, Any] | None, key: str = "license") -> str | None:
+    """The card's license id (or, with ``key="license_name"``, an ``other`` licence's name), if any."""
+    value = (card or {}).get(key)
     return value if isinstance(value, str) else None
+
+
+def created_from_info(info: dict[str, Any]) -> datetime | None:
+    """The Hub's ``createdAt`` as a datetime; None when absent or unreadable."""
+    value = info.get("createdAt")
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None

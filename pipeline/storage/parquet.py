@@ -74,7 +74,9 @@ class Store:
             )
         for name, schema in TABLES.items():
             self.fs.create_dir(self._path(name), recursive=True)
-            if not self._exists(self._path(name, "_empty.parquet")):
+            empty = self._path(name, "_empty.parquet")
+            # a store written before a column was added gets the new empty file, so views bind to it
+            if not self._exists(empty) or pq.read_schema(empty, filesystem=self.fs).names != schema.names:
                 self.write(f"{name}/_empty.parquet", schema.empty_table())
         return self
 

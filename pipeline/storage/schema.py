@@ -49,6 +49,11 @@ MODELS = pa.schema(
         # The repo's folder on this machine (a local source, or the folder the demo hub served):
         # compare reads whole matrices from it. Last and nullable, so older stores still read.
         ("local_dir", pa.string()),
+        ("license_name", pa.string()),  # the card's name for an ``other`` licence
+        ("created_at", pa.timestamp("us", tz="UTC")),  # the Hub's createdAt (null for local folders)
+        # "file:line: text" copyright / licence header lines of model code naming another organisation
+        # (sweep --read-code; null when the code was not read)
+        ("code_notices", _str_list),
     ]
 )
 
@@ -183,6 +188,14 @@ PAIRS = pa.schema(
         ("q_level", pa.float64()),
         ("flagged_at", pa.timestamp("us", tz="UTC")),
         ("hubscan_version", pa.string()),
+        # licences along the edge (pipeline.comparison.licences): both cards' licences normalised to
+        # the Hub's tags, the inferred parent side ("a", "b", "neither") and the licence finding
+        ("a_license", pa.string()),
+        ("b_license", pa.string()),
+        ("parent", pa.string()),
+        ("parent_how", pa.string()),
+        ("license_finding", pa.string()),  # relicensed, attribution-missing, licence-unknown, or null
+        ("license_reason", pa.string()),
     ]
 )
 
