@@ -35,6 +35,8 @@ PARAMS = {
     "a_repo_id": MINILM,
     "b_repo_id": "demohub/minilm-l6-finetuned",
 }
+# Layout blocks have no LSH path: below the default exhaustive_max they give all their pairs.
+PER_FILE = {"compute_layout_candidate_pairs.sql": {"exhaustive_max": 300}}
 
 
 @pytest.fixture(scope="module")
@@ -44,10 +46,12 @@ def store(testbed, tmp_path_factory):
     root = tmp_path_factory.mktemp("qstore") / "store"
     settings = Settings(store=root)
     repos = [testbed / MINILM, testbed / "demohub/minilm-l6-finetuned", testbed / "badhub/pickle-only"]
+    # and a pair of unknown architecture, for the layout queries
+    repos += [testbed / "vision-lab/tiny-cnn-s0", testbed / "demohub/tiny-cnn-s0-finetuned"]
     summary = fingerprint.run(settings, [str(p) for p in repos])
-    assert (summary.done, summary.failed) == (2, 1)
+    assert (summary.done, summary.failed) == (4, 1)
     # the pairs table too, so the queries over it read real rows
-    assert flag.run(settings).flagged == 1
+    assert flag.run(settings).flagged == 2
     # compare writes the pair's layer map, which show_layer_map.sql reads
     from jobs import compare
 
@@ -68,7 +72,8 @@ def test_header_declares_exactly_the_parameters_used(name):
 @pytest.mark.parametrize("name", [n for n in SQL_FILES if n != "views.sql"])
 def test_runs_on_a_real_store(store, name):
     sql = load_sql(name)
-    rel = run_sql(connect(store), sql, {k: v for k, v in PARAMS.items() if k in sql.params})
+    params = {**PARAMS, **PER_FILE.get(name, {})}
+    rel = run_sql(connect(store), sql, {k: v for k, v in params.items() if k in sql.params})
     # through Arrow, as hubscan reads results (fetchall() of a TIMESTAMPTZ needs pytz)
     assert rel is not None and rel.to_arrow_table().num_rows > 0
 
