@@ -19,6 +19,7 @@ PARAMS = {
     "pattern": "%MiniLM%",
     # the pair-scoring and flag queries (hubscan flag, compare, export)
     "min_values": 64,
+    "min_vector": 8,
     "min_tokens": 2,
     # 0: the LSH path (hubscan flag's default of 300 takes the exhaustive one on every small store)
     "exhaustive_max": 0,
@@ -94,7 +95,8 @@ def test_fine_tune_std_profile_correlates_with_its_base(store):
 @pytest.mark.parametrize("name", [n for n in SQL_FILES if n != "views.sql"])
 def test_duckdb_cli_runs_it_after_views(store, name):
     sql = load_sql(name)
-    sets = [f"SET VARIABLE {k} = '{PARAMS[k]}';" for k in sql.params]
+    params = {**PARAMS, **PER_FILE.get(name, {})}
+    sets = [f"SET VARIABLE {k} = '{params[k]}';" for k in sql.params]
     # The CLI has no named parameters; getvariable() stands in for $name.
     body = re.sub(r"\$(\w+)", r"getvariable('\1')", sql.text)
     script = "\n".join([f".read {QUERIES_DIR / 'views.sql'}", *sets, body])
