@@ -18,7 +18,7 @@ from jobs.demohub.unknown_arch import AKIKI, CNN, NEGATIVE_SEEDS
 from pipeline.comparison import verdicts as v
 from pipeline.config import Settings
 from pipeline.storage.duckdb import connect
-from tests.stores import fingerprinted_store
+from tests.stores import fingerprinted_store, pair_row
 
 # What each derivative's construction implies against its base (the .pt files hold the same bytes
 # of weights as the base: exact copies; a renamed copy keeps every value under other names).
@@ -53,12 +53,6 @@ def result(store):
     return flag.run(Settings(store=store))
 
 
-def _pair(result, a: str, b: str) -> dict:
-    found = [r for r in result.rows if {r["a_repo_id"], r["b_repo_id"]} == {a, b}]
-    assert len(found) == 1, f"{a} / {b}: {len(found)} rows"
-    return found[0]
-
-
 def test_unknown_architectures_have_no_roles_and_share_a_layout_block(store, result):
     con = connect(store)
     assert con.execute("SELECT count(*) FROM tensors WHERE role <> 'other'").fetchone() == (0,)
@@ -74,7 +68,7 @@ def test_unknown_architectures_have_no_roles_and_share_a_layout_block(store, res
 @pytest.mark.parametrize("base", [AKIKI, CNN])
 @pytest.mark.parametrize("kind", sorted(EXPECTED))
 def test_each_derivative_is_flagged_with_the_verdict_its_construction_implies(result, base, kind):
-    row = _pair(result, base, _derived(base, kind))
+    row = pair_row(result, base, _derived(base, kind))
     assert row["flagged"] and row["verdict"] == EXPECTED[kind], (row["verdict"], row["reason"])
     assert "architecture: unknown" in row["reason"]
     by_shape_only = "(0 by name and shape" in row["compared"]
