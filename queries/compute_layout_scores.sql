@@ -64,10 +64,10 @@ summary AS (
     FROM per_matrix GROUP BY pid
 ),
 vecs AS MATERIALIZED (
-    SELECT k.mid, t.name, len(t."values") AS n, t."values" AS v,
-           list_transform(list_sort(t."values"), lambda x: x - mu)::DOUBLE[] AS c
-    FROM (SELECT *, list_avg("values") AS mu FROM tensors WHERE len("values") >= $min_vector::INTEGER) AS t
-    JOIN keys AS k USING (repo_id, revision)
+    SELECT mid, name, len(v) AS n, v, list_transform(list_sort(v), lambda x: x - mu)::DOUBLE[] AS c
+    FROM (SELECT k.mid, t.name, t."values" AS v, list_avg(t."values") AS mu
+          FROM keys AS k JOIN tensors AS t USING (repo_id, revision)
+          WHERE len(t."values") >= $min_vector::INTEGER)
 ),
 vector_pairs AS (
     SELECT p.pid, nullif(list_cosine_similarity(a.c, b.c), 'NaN'::DOUBLE) AS r, a.n, a.v = b.v AS identical
