@@ -467,6 +467,10 @@ def main() -> None:
     rows, fp_s, flag_s = testbed_rows()
     print(f"testbed: {len(rows)} candidate pairs; fingerprint {fp_s:.1f} s, flag {flag_s:.1f} s")
     print("\n".join(detection_table(rows)))
+    from bench.detection_unknown import unknown_arch_table
+
+    print()
+    print("\n".join(unknown_arch_table(rows)))
     if args.reparam:
         print()
         print("\n".join(reparam_bench()))

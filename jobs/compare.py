@@ -18,6 +18,7 @@ from jobs.fingerprint import record, resolve_target
 from jobs.model_task import fingerprint_model
 from jobs.summary import RunSummary
 from pipeline.comparison.licences import finding_text
+from pipeline.comparison.layout import match_lines
 from pipeline.comparison.permutation_test import PermutationTest
 from pipeline.comparison.scoring import DEFAULT_Q
 from pipeline.comparison.signals import SIGNAL_TABLE, signal_columns
@@ -55,9 +56,14 @@ class Comparison:
             f"{m['a_layer']}->{m['b_layer']} ({m['r']:.3f})" for m in row.get("layer_map") or []
         )
         declared = f"declared: {row['declared_how']}" if row["declared"] else "undeclared"
+        matched = (
+            "\n".join(["matrices matched (architecture unknown):", *match_lines(row)])
+            if row.get("layout")
+            else f"best layer matches: {layers or 'none (no same-shape matrices)'}"
+        )
         lines = (
             f"verdict: {row['verdict']} ({row['reason']}); score {row['score']:.1f}, p {row['p']:.2g}, "
-            f"q {row['q']:.2g}; {declared}\nbest layer matches: {layers or 'none (no same-shape matrices)'}"
+            f"q {row['q']:.2g}; {declared}\n{matched}"
         ) + self.map_lines()
         lines += "\n" + finding_text(row) + self.notice_lines()
         if row.get("obfuscation"):
@@ -94,8 +100,8 @@ class Comparison:
         """Everything about the pair, for --format json."""
         keep = ["a_repo_id", "a_revision", "b_repo_id", "b_revision", "hidden", "verdict", "reason", "flagged",
                 "score", "p", "q", "q_level", "obfuscation", "declared", "declared_how", "sketch_same", "sketch_identical",
-                "values_identical", "layer_map", "col_norms_map", "background_pairs", "structure", "a_license", "b_license",
-                "parent", "parent_how", "license_finding", "license_reason"]  # fmt: skip
+                "values_identical", "layer_map", "col_norms_map", "background_pairs", "structure", "layout", "compared",
+                "matches", "a_license", "b_license", "parent", "parent_how", "license_finding", "license_reason"]  # fmt: skip
         perm = None
         if self.permutation is not None:
             perm = {k: v for k, v in vars(self.permutation).items() if k != "hidden_map"}
@@ -139,9 +145,10 @@ def run(
     if ka == kb:
         raise QueryError(ka[0], ka[1], None, "compare needs two different models")
     con = flag.flag_connection(store)
-    hidden = _hidden(con, ka, kb)
+    layout = _layout(con, ka, kb)
+    hidden = None if layout else _hidden(con, ka, kb)
     pair = (*ka, *kb) if ka < kb else (*kb, *ka)
-    rows = flag.score_store(con, store, q_level, hidden=hidden, extra_pairs=[pair])
+    rows = flag.score_store(con, store, q_level, hidden=hidden, extra_pairs=[pair], layout=layout)
     row = next(r for r in rows if (r["a_repo_id"], r["a_revision"], r["b_repo_id"], r["b_revision"]) == pair)
     ran = row.get("obfuscation") if permutation_test is None else permutation_test
     perm = permutation.run(con, settings, ka, kb) if ran else None
@@ -208,6 +215,26 @@ def _stored(store: Store, target: str) -> Key | None:
         return None
     newest = max(rows, key=lambda r: (r["fingerprinted_at"] is not None, r["fingerprinted_at"] or 0))
     return newest["repo_id"], newest["revision"]
+
+
+def _layout(con: Any, ka: Key, kb: Key) -> str | None:
+    """The shared tensor layout when both models are of unknown architecture, else None.
+
+    Raises:
+        QueryError: both are of unknown architecture but their matrices' shapes differ.
+    """
+    layouts = {}
+    for key in (ka, kb):
+        got = con.sql("SELECT layout FROM layouts WHERE repo_id = $r AND revision = $v",
+                      params={"r": key[0], "v": key[1]}).fetchall()  # fmt: skip
+        layouts[key] = got[0][0] if got else None
+    if layouts[ka] is None or layouts[kb] is None:
+        return None
+    if layouts[ka] != layouts[kb]:
+        count = [len(str(layouts[k]).split(",")) for k in (ka, kb)]
+        raise QueryError(ka[0], ka[1], None, f"not comparable with {kb[0]}: architecture unknown and tensor "
+                         f"layouts differ ({count[0]} vs {count[1]} matrices, other shapes)")  # fmt: skip
+    return str(layouts[ka])
 
 
 def _hidden(con: Any, ka: Key, kb: Key) -> int:

@@ -18,6 +18,7 @@ import pyarrow as pa
 
 from jobs import layer_maps, licence_edges
 from pipeline import __version__
+from pipeline.comparison.layout import block_key
 from pipeline.comparison.scoring import DEFAULT_Q, ModelInfo, PairInputs, PairKey, score_pairs
 from pipeline.config import Settings
 from pipeline.storage.duckdb import connect, fetch_rows, use_candidates
@@ -108,19 +109,26 @@ def score_store(
     hidden: int | None = None,
     extra_pairs: Sequence[PairKey] = (),
     known_unrelated: Iterable[frozenset[str]] = (),
+    layout: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Candidates (optionally one block, plus given pairs), their signals, and scored rows."""
+    """Candidates (optionally one block: a hidden size or an unknown architecture's layout, plus given
+    pairs), their signals, and scored rows."""
     cand = fetch_rows(con, "compute_candidate_pairs", {"exhaustive_max": exhaustive_max})
-    if hidden is not None:
-        cand = [c for c in cand if c["hidden"] == hidden]
-    have = {(c["a_repo_id"], c["a_revision"], c["b_repo_id"], c["b_revision"]) for c in cand}
+    by_layout = fetch_rows(con, "compute_layout_candidate_pairs", {"exhaustive_max": exhaustive_max})
+    if hidden is not None or layout is not None:
+        cand = [c for c in cand if hidden is not None and c["hidden"] == hidden]
+        by_layout = [c for c in by_layout if layout is not None and c["layout"] == layout]
+    have = {(c["a_repo_id"], c["a_revision"], c["b_repo_id"], c["b_revision"]) for c in cand + by_layout}
     hidden_of = _hidden_sizes(store) if extra_pairs and hidden is None else {}
-    cand += [
+    extra = [
         {"a_repo_id": k[0], "a_revision": k[1], "b_repo_id": k[2], "b_revision": k[3],
-         "hidden": hidden if hidden is not None else hidden_of.get((k[0], k[1])), "via": "requested"}
+         "hidden": hidden if hidden is not None else hidden_of.get((k[0], k[1])), "layout": layout,
+         "via": "requested"}
         for k in extra_pairs if k not in have
     ]  # fmt: skip
-    inputs = PairInputs(candidates=cand, models=model_infos(store))
+    cand += [c for c in extra if c["layout"] is None]
+    by_layout += [c for c in extra if c["layout"] is not None]
+    inputs = PairInputs(candidates=cand + by_layout, models=model_infos(store))
     for start in range(0, len(cand), PAIRS_PER_BATCH):
         use_candidates(con, cand[start : start + PAIRS_PER_BATCH])
         inputs.sketch += fetch_rows(con, "compute_sketch_scores")
@@ -129,11 +137,16 @@ def score_store(
         inputs.sorted_vectors += fetch_rows(con, "compute_sorted_scores")
         for key, roles in _profiles(fetch_rows(con, "list_std_profiles")).items():
             inputs.profiles.setdefault(key, roles)
+    # unknown architectures: the roles-free signals, in the sketch and sorted columns
+    for start in range(0, len(by_layout), PAIRS_PER_BATCH):
+        use_candidates(con, by_layout[start : start + PAIRS_PER_BATCH])
+        inputs.sketch += fetch_rows(con, "compute_layout_scores")
     # backgrounds and the false discovery rate are fitted over every batch together, the rate over
     # every comparable pair (those LSH did not propose count as unflagged)
     block_pairs: dict[Any, int] = {}
-    for c in cand:
-        block_pairs[c["hidden"]] = max(block_pairs.get(c["hidden"], 0), c.get("block_pairs") or 0)
+    for c in inputs.candidates:
+        block = block_key(c)
+        block_pairs[block] = max(block_pairs.get(block, 0), c.get("block_pairs") or 0)
     tests = sum(block_pairs.values())
     return score_pairs(inputs, q_level=q_level, known_unrelated=known_unrelated, tests=tests)
 

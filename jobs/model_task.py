@@ -29,6 +29,7 @@ from pipeline.readers.records import CheckpointHeader
 from pipeline.readers.remote import RemoteFile
 from pipeline.roles import classify_all
 from pipeline.sources.code_notices import read_code_notices
+from pipeline.sources.content_hash import with_content_hashes
 from pipeline.sources.refs import FileRef, ModelRef
 from pipeline.sources.weights import select_weight_files
 
@@ -129,6 +130,7 @@ def _fingerprint(
 
 def _plan(ref: ModelRef, known: KnownFiles | None) -> _Plan:
     fmt, files = select_weight_files(ref)
+    files = with_content_hashes(ref, files)
     owners = known.owners([f.sha256 for f in files if f.sha256]) if known else {}
     reused = {f.name: _reuse(known, owners[f.sha256], f, ref) for f in files if known and f.sha256 in owners}
     return _Plan(fmt, files, owners, reused)

@@ -7,9 +7,16 @@
 --          pairs drawn at random ('background'), the unbiased sample each signal's background is fitted on.
 --          block_pairs is every pair of the block: flags control the false discovery rate over all of them.
 -- params:  $exhaustive_max INTEGER = 300, $bands INTEGER = 24, $bits INTEGER = 10, $min_z DOUBLE = 5.0, $background_pairs INTEGER = 2000
+--          Models none of whose tensors has a known role are blocked by layout instead
+--          (compute_layout_candidate_pairs.sql), even when their config names a hidden size.
 -- reads:   models, tensors   (views.sql)
-WITH blocks AS (
-    SELECT hidden, count(*) AS models FROM models WHERE hidden IS NOT NULL GROUP BY hidden
+WITH known AS (
+    SELECT * FROM models SEMI JOIN (SELECT DISTINCT repo_id, revision FROM tensors WHERE role <> 'other')
+        USING (repo_id, revision)
+    WHERE hidden IS NOT NULL
+),
+blocks AS (
+    SELECT hidden, count(*) AS models FROM known GROUP BY hidden
 ),
 placed AS (
     SELECT m.repo_id, m.revision, m.hidden, b.models <= $exhaustive_max::INTEGER AS small,
@@ -17,7 +24,7 @@ placed AS (
            -- a position in the block in hash order, for the random background draws
            row_number() OVER (PARTITION BY m.hidden ORDER BY hash(m.repo_id || '@' || m.revision), m.repo_id,
                               m.revision) - 1 AS idx
-    FROM models AS m JOIN blocks AS b USING (hidden)
+    FROM known AS m JOIN blocks AS b USING (hidden)
 ),
 exhaustive AS (
     SELECT a.repo_id AS a_repo_id, a.revision AS a_revision, b.repo_id AS b_repo_id, b.revision AS b_revision,

@@ -23,6 +23,17 @@ FROM tensors
 WHERE kind = 'weight' AND role IN ('attn_q', 'attn_k', 'attn_v', 'attn_o') AND layer IS NOT NULL
 GROUP BY ALL;
 
+-- Models of unknown architecture (no tensor has a role from the roles table) and their tensor layout:
+-- the multiset of their matrices' shapes, which casts, re-uploads in another format and renamed copies
+-- keep. Their comparability block (compute_layout_candidate_pairs.sql), in place of a hidden size.
+CREATE OR REPLACE VIEW layouts AS
+SELECT repo_id, revision,
+       string_agg(CASE WHEN len(shape) >= 2 THEN array_to_string(shape, 'x') END, ','
+                  ORDER BY array_to_string(shape, 'x')) AS layout
+FROM tensors
+GROUP BY ALL
+HAVING bool_and(role = 'other') AND count(*) FILTER (len(shape) >= 2) > 0;
+
 -- Candidate pairs the compute_*_scores.sql files score: by default every pair of models with the
 -- same hidden size (the comparability block). `hubscan flag` redefines this view in its own
 -- connection from compute_candidate_pairs.sql, which buckets large blocks instead (LSH).

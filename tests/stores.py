@@ -17,3 +17,10 @@ def fingerprinted_store(testbed: Path, repos, tmp_path_factory, name: str) -> Pa
     summary = fingerprint.run(Settings(store=root), [str(testbed / r) for r in repos])
     assert summary.failed == 0, summary.messages
     return root
+
+
+def pair_row(result, a: str, b: str) -> dict:
+    """The one scored row of the pair {a, b} in a flag result."""
+    found = [r for r in result.rows if {r["a_repo_id"], r["b_repo_id"]} == {a, b}]
+    assert len(found) == 1, f"{a} / {b}: {len(found)} rows"
+    return found[0]

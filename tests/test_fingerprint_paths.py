@@ -102,3 +102,31 @@ def test_hub_served_only_header_and_planned_rows(settings, hub):
     assert all(r.range and r.status == 206 for r in weights)
     # Every request but the model-info call was made while fingerprinting and is counted.
     assert out.model_row["requests"] == len(hub.log) - 1
+
+
+def test_byte_identical_local_folders_are_copies_by_content_hash(settings, tmp_path):
+    from jobs import fingerprint
+    from jobs.demohub.safetensors_write import write_safetensors
+    from pipeline.sources.content_hash import file_sha256
+    from pipeline.storage.duckdb import connect
+    from pipeline.storage.parquet import Store
+
+    rng = np.random.default_rng(0)
+    weights = {"net.0.weight": rng.standard_normal((64, 48)).astype(np.float32)}
+    original, copy, other = (tmp_path / "repos" / "org" / n for n in ("net", "net-copy", "net-other"))
+    for folder in (original, copy, other):
+        folder.mkdir(parents=True)
+    write_safetensors(original / "model.safetensors", weights)
+    (copy / "model.safetensors").write_bytes((original / "model.safetensors").read_bytes())
+    write_safetensors(other / "model.safetensors", {k: v + 1e-3 for k, v in weights.items()})
+    # local folders carry no LFS hash: the one in the store is computed from the bytes
+    summary = fingerprint.run(settings, [str(original), str(copy), str(other)])
+    assert summary.done == 3
+    con = connect(settings.store)
+    rows = dict(con.execute("SELECT repo_id, (revision, copy_of, bytes_read) FROM models").fetchall())
+    assert rows["org/net-copy"][1] == f"org/net@{rows['org/net'][0]}"
+    assert rows["org/net-copy"][2] == 0
+    assert rows["org/net-other"][1] is None and rows["org/net-other"][2] > 0
+    files = Store(settings.store).dataset("files").to_table(columns=["repo_id", "sha256"]).to_pylist()
+    hashes = {r["repo_id"]: r["sha256"] for r in files}
+    assert hashes["org/net"] == hashes["org/net-copy"] == file_sha256(original / "model.safetensors")

@@ -120,12 +120,17 @@ def _lineage(repo):
         return "e5"
     if "SmolLM2" in repo:
         return "smollm"
+    if "akiki" in repo or "tiny-cnn-s0" in repo:  # unknown architectures (tests/test_unknown_arch.py)
+        return "akiki" if "akiki" in repo else "cnn"
+    if repo.startswith(("indep/", "vision-lab/")):  # independently trained negatives of those layouts
+        return repo
     return "minilm"  # the real MiniLM models and every variant of all-MiniLM-L6-v2
 
 
 def test_no_flag_crosses_two_independent_families(result, manifest):
     # the testbed holds three independent lineages; every other repo derives from one of them
-    assert {_lineage(r) for r in manifest if not r.startswith("badhub/")} == {"minilm", "e5", "smollm", None}
+    lineages = {_lineage(r) for r in manifest if not r.startswith("badhub/")}
+    assert {"minilm", "e5", "smollm", None, "akiki", "cnn"} <= lineages
     flagged = [(r["a_repo_id"], r["b_repo_id"]) for r in result.rows if r["flagged"]]
     crossing = [
         (a, b) for a, b in flagged if None not in (_lineage(a), _lineage(b)) and _lineage(a) != _lineage(b)
@@ -197,7 +202,8 @@ def test_lsh_candidates_keep_every_pair_the_exhaustive_run_flags(store, result):
     # stack's second parent, whose layers sit at other indices behind the first parent's embeddings
     def lsh_blind(r):
         pair = {r["a_repo_id"], r["b_repo_id"]}
-        return r["obfuscation"] or bool(pair & {STACK} and pair & E5_FAMILY)
+        # (unknown architectures are blocked by layout and have no LSH path: tests/test_unknown_arch.py)
+        return r["obfuscation"] or bool(pair & {STACK} and pair & E5_FAMILY) or r.get("layout") is not None
 
     flagged = {(r["a_repo_id"], r["b_repo_id"]) for r in result.rows if r["flagged"] and not lsh_blind(r)}
     assert flagged <= found

@@ -19,6 +19,7 @@ PARAMS = {
     "pattern": "%MiniLM%",
     # the pair-scoring and flag queries (hubscan flag, compare, export)
     "min_values": 64,
+    "min_vector": 8,
     "min_tokens": 2,
     # 0: the LSH path (hubscan flag's default of 300 takes the exhaustive one on every small store)
     "exhaustive_max": 0,
@@ -36,6 +37,8 @@ PARAMS = {
     "a_repo_id": MINILM,
     "b_repo_id": "demohub/minilm-l6-finetuned",
 }
+# Layout blocks have no LSH path: below the default exhaustive_max they give all their pairs.
+PER_FILE = {"compute_layout_candidate_pairs.sql": {"exhaustive_max": 300}}
 
 
 @pytest.fixture(scope="module")
@@ -47,10 +50,12 @@ def store(testbed, tmp_path_factory):
     # a cousin whose card states no licence, so find_licence_conflicts has a row (licence-unknown)
     repos = [testbed / MINILM, testbed / "demohub/minilm-l6-finetuned", testbed / "badhub/pickle-only",
              testbed / "licbed/minilm-l3-nolicence"]  # fmt: skip
+    # and a pair of unknown architecture, for the layout queries
+    repos += [testbed / "vision-lab/tiny-cnn-s0", testbed / "demohub/tiny-cnn-s0-finetuned"]
     summary = fingerprint.run(settings, [str(p) for p in repos])
-    assert (summary.done, summary.failed) == (3, 1)
+    assert (summary.done, summary.failed) == (5, 1)
     # the pairs table too, so the queries over it read real rows (the cousin is flagged with both)
-    assert flag.run(settings).flagged == 3
+    assert flag.run(settings).flagged == 4
     # compare writes the pair's layer map, which show_layer_map.sql reads
     from jobs import compare
 
@@ -71,7 +76,8 @@ def test_header_declares_exactly_the_parameters_used(name):
 @pytest.mark.parametrize("name", [n for n in SQL_FILES if n != "views.sql"])
 def test_runs_on_a_real_store(store, name):
     sql = load_sql(name)
-    rel = run_sql(connect(store), sql, {k: v for k, v in PARAMS.items() if k in sql.params})
+    params = {**PARAMS, **PER_FILE.get(name, {})}
+    rel = run_sql(connect(store), sql, {k: v for k, v in params.items() if k in sql.params})
     # through Arrow, as hubscan reads results (fetchall() of a TIMESTAMPTZ needs pytz)
     assert rel is not None and rel.to_arrow_table().num_rows > 0
 
@@ -92,7 +98,8 @@ def test_fine_tune_std_profile_correlates_with_its_base(store):
 @pytest.mark.parametrize("name", [n for n in SQL_FILES if n != "views.sql"])
 def test_duckdb_cli_runs_it_after_views(store, name):
     sql = load_sql(name)
-    sets = [f"SET VARIABLE {k} = '{PARAMS[k]}';" for k in sql.params]
+    params = {**PARAMS, **PER_FILE.get(name, {})}
+    sets = [f"SET VARIABLE {k} = '{params[k]}';" for k in sql.params]
     # The CLI has no named parameters; getvariable() stands in for $name.
     body = re.sub(r"\$(\w+)", r"getvariable('\1')", sql.text)
     script = "\n".join([f".read {QUERIES_DIR / 'views.sql'}", *sets, body])

@@ -18,9 +18,10 @@ from jobs.demohub import gptq_pack, reparam, structural, variants
 from jobs.demohub.badrepos import BAD_REPOS, write_bad_repo
 from jobs.demohub.licence_variants import build_licence_variants
 from jobs.demohub.realmodels import REAL_MODELS, REPO_BUILDERS, fetch_real_models_report
+from jobs.demohub.unknown_arch import build_unknown_arch
 
 # Bump when a builder's output changes, so a cached testbed from older code is not reused.
-TESTBED_VERSION = 41
+TESTBED_VERSION = 42
 BUILDING = ".building"
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 # (repo id, description, builder(src, dst)) for the variants of all-MiniLM-L6-v2.
@@ -256,6 +257,9 @@ def build_testbed(root: Path, cache: Path) -> dict[str, str]:
         manifest[repo_id] = description
     build_structural(root, manifest, skipped)
     build_licence_variants(root, manifest, skipped, build_once)
+    unknown, unknown_skipped = build_unknown_arch(root, cache, build_once)
+    manifest.update(unknown)
+    skipped.update(unknown_skipped)
     for kind, repo_id in BAD_REPOS.items():
         build_once(root, repo_id, partial(_bad, kind))
         manifest[repo_id] = f"bad input: {kind}"

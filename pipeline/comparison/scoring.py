@@ -24,6 +24,7 @@ from pipeline.comparison.calibrate import (
     log_tail,
     with_range,
 )
+from pipeline.comparison.layout import block_key, with_compared
 from pipeline.comparison.lineage import declared
 from pipeline.comparison.signals import DECISIVE, signal_columns
 from pipeline.comparison.std_profile import std_profile_r_z, zscored
@@ -95,6 +96,7 @@ def score_pairs(
         row["q_level"] = q_level
         row["flagged"] = bool(row["copy_link"] or q <= q_level)
         row["verdict"], row["reason"] = verdict(row)
+        row["reason"] = with_compared(row, row["reason"])
         row["obfuscation"] = row["verdict"] == REPARAM
         row["declared"], row["declared_how"] = declared(row["a_repo_id"], row["b_repo_id"], bases)
     return rows
@@ -104,10 +106,12 @@ def _merge(inputs: PairInputs) -> list[dict[str, Any]]:
     """Join the signal tables on the pair key; add the byte-identical copies the store recorded."""
     by_key: dict[PairKey, dict[str, Any]] = {}
     hidden_of: dict[Key, Any] = {}
+    layout_of: dict[Key, Any] = {}
     for cand in inputs.candidates:
         by_key.setdefault(pair_key(cand), {**cand, "copy_link": False})
         k = pair_key(cand)
         hidden_of[k[:2]] = hidden_of[k[2:]] = cand.get("hidden")
+        layout_of[k[:2]] = layout_of[k[2:]] = cand.get("layout")
     for key, info in inputs.models.items():
         if info.copy_of and "@" in info.copy_of:
             repo, rev = info.copy_of.rsplit("@", 1)
@@ -116,7 +120,8 @@ def _merge(inputs: PairInputs) -> list[dict[str, Any]]:
             pk = (a[0], a[1], b[0], b[1])
             if pk not in by_key and other in inputs.models:
                 by_key[pk] = {"a_repo_id": a[0], "a_revision": a[1], "b_repo_id": b[0], "b_revision": b[1],
-                              "hidden": hidden_of.get(key), "via": "copy_of"}  # fmt: skip
+                              "hidden": hidden_of.get(key), "layout": layout_of.get(key),
+                              "via": "copy_of"}  # fmt: skip
             by_key[pk]["copy_link"] = True
     for table in (inputs.sketch, inputs.dims, inputs.tokens, inputs.sorted_vectors):
         for r in table:
@@ -177,12 +182,12 @@ def _maybe(n: Any, tries: int | None, roles: int | None) -> tuple[float, int, in
 
 def _fit_backgrounds(
     rows: list[dict[str, Any]], known: set[frozenset[str]]
-) -> dict[tuple[int, str], Background]:
+) -> dict[tuple[int | str, str], Background]:
     """Per block and signal, the empirical null from pairs no signal puts beyond RELATED_Z."""
-    blocks: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    blocks: dict[int | str, list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
-        blocks[int(row.get("hidden") or 0)].append(row)
-    fitted: dict[tuple[int, str], Background] = {}
+        blocks[block_key(row)].append(row)
+    fitted: dict[tuple[int | str, str], Background] = {}
     for hidden, members in blocks.items():
         unselected = [
             r for r in members
@@ -207,9 +212,9 @@ def _fit_backgrounds(
     return fitted
 
 
-def _calibrate(row: dict[str, Any], fitted: Mapping[tuple[int, str], Background]) -> None:
+def _calibrate(row: dict[str, Any], fitted: Mapping[tuple[int | str, str], Background]) -> None:
     """Per-signal p-values and background ranges against the block's null; combined score and p."""
-    hidden = int(row.get("hidden") or 0)
+    hidden = block_key(row)
     log_ps: list[float] = []
     row["_backgrounds"] = {}
     row["background_pairs"] = 0

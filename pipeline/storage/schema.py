@@ -160,6 +160,9 @@ PAIRS = pa.schema(
         ("b_revision", pa.string()),
         ("hidden", pa.int64()),  # the comparability block
         ("via", pa.string()),  # how the pair became a candidate: exhaustive, lsh, copy_of
+        # unknown architecture: the block is the matrices' shapes instead of a hidden size (null otherwise)
+        ("layout", pa.string()),
+        ("compared", pa.string()),  # unknown architecture: which tensors were matched, by name or by shape
         ("a_layers", pa.int64()),
         ("b_layers", pa.int64()),
         ("a_dtype", pa.string()),
