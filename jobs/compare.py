@@ -17,8 +17,8 @@ from jobs import flag, layer_maps, licence_edges, permutation, spectra
 from jobs.fingerprint import record, resolve_target
 from jobs.model_task import fingerprint_model
 from jobs.summary import RunSummary
-from pipeline.comparison.licences import finding_text
 from pipeline.comparison.layout import match_lines
+from pipeline.comparison.licences import finding_text
 from pipeline.comparison.permutation_test import PermutationTest
 from pipeline.comparison.scoring import DEFAULT_Q
 from pipeline.comparison.signals import SIGNAL_TABLE, signal_columns
