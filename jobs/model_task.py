@@ -287,6 +287,10 @@ def _model_row(
         "checkpoint_bytes": sum(f.size or 0 for f in plan.files) or sum(s.size for s in sources),
         "bytes_read": sum(s.stats.bytes for s in sources),
         "requests": sum(s.stats.requests for s in sources) if local else sum(http.log.requests.values()),
+        # What the Hub's quotas count (api, resolvers) and what they do not (the CDN origin).
+        "api_requests": 0 if local else http.log.requests["api"],
+        "resolver_requests": 0 if local else http.log.requests["resolvers"],
+        "cdn_requests": 0 if local else http.log.requests["cdn"],
         "tensors": len(rows),
         "has_tokens": tokens is not None,
         "exact": settings.exact,

@@ -27,7 +27,7 @@ from jobs.summary import RunSummary
 from jobs.sweep_progress import SweepProgress
 from jobs.sweep_task import Candidate, TaskResult, fingerprint_task
 from pipeline import __version__
-from pipeline.config import Settings
+from pipeline.config import HUB_QUOTA_TIERS, QUOTA_WINDOW_S, Settings
 from pipeline.errors import RepoGated, SourceError
 from pipeline.http import HubHttp
 from pipeline.sources import hf
@@ -97,6 +97,8 @@ class SweepState:
     planned: int = 0
     requests: int = 0
     api_requests: int = 0
+    resolver_requests: int = 0
+    cdn_requests: int = 0
     bytes_read: int = 0
     policy: dict[str, tuple[int, int]] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)
@@ -105,6 +107,8 @@ class SweepState:
         """Count one finished task."""
         self.requests += result.requests
         self.api_requests += result.api_requests
+        self.resolver_requests += result.resolver_requests
+        self.cdn_requests += result.cdn_requests
         self.bytes_read += result.bytes_read
         self.policy.update(result.policy)
         if result.status == "failed":
@@ -297,12 +301,15 @@ def _save_record(store: Store, state: SweepState, settings: Settings, status: st
         "failed": state.failed,
         "requests": state.requests,
         "api_requests": state.api_requests,
+        "resolver_requests": state.resolver_requests,
+        "cdn_requests": state.cdn_requests,
         "bytes_read": state.bytes_read,
         "requests_per_model": state.requests / models,
         "bytes_per_model": state.bytes_read / models,
         "quota": json.dumps(projection["quota"]),
         "projected_hub_hours": projection["hours"],
         "hub_models": settings.hub_model_count,
+        **{f"projected_hours_{tier}": hours for tier, hours in projection["tiers"].items()},
         "hubscan_version": __version__,
     }
     # One record per run: a resumed or nightly sweep id keeps the history of every run.
@@ -319,10 +326,27 @@ def _projection(state: SweepState, settings: Settings) -> dict[str, Any]:
     models = max(1, state.done + state.failed)
     per_model = {
         "api": state.api_requests / models,
-        "resolvers": (state.requests - state.api_requests) / models,
+        "resolvers": state.resolver_requests / models,
+        "cdn": state.cdn_requests / models,
     }
+    tiers = {
+        tier: whole_hub_hours(
+            per_model, {"api": (api, QUOTA_WINDOW_S), "resolvers": (res, QUOTA_WINDOW_S)}, settings
+        )
+        for tier, (api, res) in HUB_QUOTA_TIERS.items()
+    }
+    hours = whole_hub_hours(per_model, quota, settings)
+    # The CDN is in no quota, but the projection needs it to keep up: its request rate at the PRO pace.
+    cdn_rate = per_model["cdn"] * settings.hub_model_count / max(1.0, tiers["pro"] * 3600)
+    return {"quota": quota, "per_model": per_model, "hours": hours, "tiers": tiers, "cdn_per_s_pro": cdn_rate}
+
+
+def whole_hub_hours(
+    per_model: dict[str, float], quota: dict[str, tuple[int, int]], settings: Settings
+) -> float:
+    """Hours to sweep every model on the Hub when the slowest quota bucket sets the pace."""
     seconds = max(per_model[b] * settings.hub_model_count / q * w for b, (q, w) in quota.items())
-    return {"quota": quota, "per_model": per_model, "hours": seconds / 3600}
+    return seconds / 3600
 
 
 def _ray_init(settings: Settings) -> None:

@@ -41,6 +41,8 @@ class TaskResult:
     bytes_read: int = 0
     requests: int = 0
     api_requests: int = 0
+    resolver_requests: int = 0
+    cdn_requests: int = 0
     message: str = ""
     category: str = ""
     policy: dict[str, tuple[int, int]] = field(default_factory=dict)
@@ -92,6 +94,8 @@ def _result(
         status=status,
         requests=sum(http.log.requests.values()),
         api_requests=http.log.requests["api"],
+        resolver_requests=http.log.requests["resolvers"],
+        cdn_requests=http.log.requests["cdn"],
         message=str(error) if error else "",
         category=error.category if error else "",
         policy=dict(http.log.policy),

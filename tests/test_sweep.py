@@ -77,6 +77,16 @@ def test_sweep_fingerprints_every_model_once_and_a_rerun_reads_nothing(ray_sessi
         "SELECT count(*), sum(done), max(projected_hub_hours) FROM read_parquet('sweeps/*.parquet')"
     ).fetchone()
     assert record[0] == 3 and record[1] == len(good) and record[2] > 0
+    # The first run's record: requests by bucket, and the projection under each account's quota.
+    buckets = con.execute(
+        "SELECT api_requests, resolver_requests, cdn_requests, projected_hours_anonymous,"
+        " projected_hours_free, projected_hours_pro FROM read_parquet('sweeps/*.parquet')"
+        " WHERE done = ? ORDER BY started_at LIMIT 1",
+        [first.done],
+    ).fetchone()
+    api, resolvers, cdn, anonymous, free, pro = buckets
+    assert 0 < resolvers < cdn and api > 0
+    assert anonymous > free > pro > 0
 
 
 def test_a_listed_revision_that_moved_on_is_fingerprinted_at_its_current_sha(settings):
