@@ -40,8 +40,12 @@ from pipeline.storage.schema import SWEEPS
 PERMANENT_FAILURES = frozenset(
     {"MalformedHeader", "UnsupportedDtype", "UnsafeContent", "FormatError", "FingerprintError", "NoWeights"}
 )
-# Listing fields that let the driver skip stored revisions without an API call per model.
-LISTING_EXPAND = ("sha", "gated", "private")
+# Listing fields that let the driver skip stored revisions, and fingerprint the others, with
+# no model-info call (≤ 0.01 API calls per model: one page per ~1,000 models): the commit,
+# file names, card (lineage, license), config summary and gate.
+# The Hub's page size cap (entries per /api/models page).
+LISTING_PAGE = 1000
+LISTING_EXPAND = ("sha", "gated", "private", "siblings", "cardData", "config", "tags")
 
 
 @dataclass(frozen=True)
@@ -67,8 +71,8 @@ class ListingFilters:
             params["direction"] = -1
         if self.tags:
             params["filter"] = list(self.tags)
-        if self.limit:
-            params["limit"] = min(self.limit, 1000)  # the Hub's page size cap
+        # The largest page the Hub serves: one API call lists this many models.
+        params["limit"] = min(self.limit or LISTING_PAGE, LISTING_PAGE)
         return params
 
 
@@ -265,7 +269,9 @@ def _candidates(
 
 def _candidate(entry: dict[str, Any]) -> Candidate:
     gated = entry.get("gated") not in (None, False, "false")
-    return Candidate(str(entry["id"]), entry.get("sha"), gated=gated)
+    # An expanded entry is a whole ModelRef; file sizes and hashes come from each file's resolve.
+    ref = hf.model_ref_from_info(entry) if entry.get("sha") and "siblings" in entry else None
+    return Candidate(str(entry["id"]), entry.get("sha"), ref=ref, gated=gated)
 
 
 def _advance_cursor(store: Store, state: SweepState, pages: deque[_Page]) -> None:

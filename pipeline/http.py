@@ -104,6 +104,15 @@ def bucket_of(url: str, endpoint: str) -> str:
     return "api" if "/api/" in urlsplit(url).path else "resolvers"
 
 
+def _useless_whole(range_header: str | None, response: httpx2.Response, limit: int) -> bool:
+    """A 200 to a ranged GET that starts past byte 0, bigger than the limit: not worth one byte."""
+    if response.status_code != 200 or not range_header:
+        return False
+    first = range_header.removeprefix("bytes=").partition("-")[0]
+    length = response.headers.get("Content-Length", "")
+    return first.isdigit() and int(first) > 0 and not (length.isdigit() and int(length) <= limit)
+
+
 def _origin(url: str) -> tuple[str, str]:
     parts = urlsplit(url)
     return parts.scheme, parts.netloc.lower()
@@ -282,7 +291,13 @@ class HubHttp:
         with self._session.stream(
             "GET", url, headers=merged, params=params, timeout=self._timeout, follow_redirects=False
         ) as streamed:
-            for chunk in streamed.iter_bytes():  # network-sized pieces: received counts what came
+            if _useless_whole(merged.get("Range"), streamed, limit):
+                # A whole file for a range past its start: no prefix of it can serve the read.
+                complete = False
+                limit = 0
+            for chunk in (
+                streamed.iter_bytes() if limit else ()
+            ):  # network-sized pieces: received counts what came
                 received += len(chunk)
                 room = limit - len(kept)
                 kept += chunk[:room]

@@ -58,7 +58,12 @@ def test_sweep_fingerprints_every_model_once_and_a_rerun_reads_nothing(ray_sessi
         "SELECT bytes_read, copy_of FROM models WHERE repo_id = 'demohub/minilm-reupload'"
     ).fetchone()
     assert read == 0 and copy_of.startswith(MINILM + "@")
-    assert not [r for r in hub.log.snapshot() if r.repo_id == "demohub/minilm-reupload" and r.filename]
+    # The listing names files without hashes: one resolve per file gives its sha256 (X-Linked-ETag),
+    # and no range of it reaches the CDN.
+    reupload = [r for r in hub.log.snapshot() if r.repo_id == "demohub/minilm-reupload" and r.filename]
+    assert reupload and {(r.origin, r.status) for r in reupload} == {("hub", 302)}
+    # The expanded listing is the only API traffic: no model-info call per model.
+    assert not [r for r in hub.log.snapshot() if r.path.startswith("/api/models/")]
     reused = con.execute(
         "SELECT count(*) FROM tensors a JOIN tensors b USING (name) "
         "WHERE a.repo_id = ? AND b.repo_id = 'demohub/minilm-reupload' AND a.sketch = b.sketch",

@@ -66,13 +66,19 @@ class RemoteFile:
         self._locate_lock = threading.Lock()
         self._resolving = threading.Lock()
         self._where = Where(repo_id, revision, name)
+        self._probing = False
+        # Why the server cannot serve ranges past the start, once it answered one with the whole file.
+        self._ignores_range: str | None = None
         self._located: Located | None = None
         # The file's first bytes when they came with the resolve: the header read needs them anyway.
         self._prefix = b""
         self._whole: bytes | None = None
         self._size = size
         if size is None:
+            # Resolve now for the size (and sha256); a server answering directly sends the header bytes too.
+            self._probing = True
             self._prefix = self._read_or_locate(0, http.settings.header_probe_bytes, None)
+            self._probing = False
         if self._size is None:
             raise FetchError(repo_id, revision, name, "server did not report the file size")
         self.size: int = self._size
@@ -88,6 +94,8 @@ class RemoteFile:
             return b""
         if end <= len(self._prefix):
             return self._prefix[begin:end]
+        if self._ignores_range is not None and begin > 0:
+            raise self._failure(self._ignores_range)  # known already: no request can serve it
         refused: Located | None = None
         while True:
             try:
@@ -146,6 +154,8 @@ class RemoteFile:
             self._note_identity(response.headers)
             if bucket_of(url, self.http.endpoint) == "cdn":
                 self._set_located(Located(url, True, time.time(), signed_url_expiry(url)))
+                if self._probing:
+                    return b""  # the redirect told size and sha256: a copy needs no byte read
                 return self._range(url, begin, min(end, self._size or end))
         raise FetchError(
             self.repo_id, self.revision, self.name, f"more than {MAX_HOPS} redirects from /resolve/"
@@ -204,9 +214,8 @@ class RemoteFile:
                     return body[begin:end]
             elif begin == 0 and len(body) >= end:
                 return body[:end]  # the range is a prefix of what arrived before we stopped reading
-            raise self._failure(
-                f"server ignored Range: HTTP 200 for bytes {begin}-{end - 1}; stopped after {fetched.received} bytes"
-            )
+            self._ignores_range = f"server ignored Range: HTTP 200 for bytes {begin}-{end - 1}; stopped after {fetched.received} bytes"
+            raise self._failure(self._ignores_range)
         raise self._failure(f"range {begin}-{end - 1}: unexpected HTTP {response.status_code}")
 
     def _failure(self, reason: str) -> FetchError:
