@@ -25,6 +25,8 @@ from pipeline.http import HubHttp
 from pipeline.sources import hf
 
 LATENCY_S = 0.05
+# Ranges per CDN request in the multi-range rows (the fake CDN answers multipart).
+MULTIRANGE_RANGES = 16
 # Targets from issue 9.
 RESOLVERS_PER_FILE_TARGET, API_PER_MODEL_TARGET, BYTES_RATIO_TARGET = 1, 0.01, 1.05
 PRO_HOURS_TARGET, ANONYMOUS_HOURS_TARGET = 24.0, 96.0
@@ -68,7 +70,8 @@ def listing_entry(http: HubHttp, repo_id: str) -> dict[str, Any]:
 
 def measure(hub: FakeHub, repo_id: str, mode: str) -> Run:
     """Fingerprint ``repo_id`` once from its listing entry; counts come from the server's log."""
-    settings = Settings(endpoint=hub.url, reuse_known_files=False)
+    multi = MULTIRANGE_RANGES if mode.startswith("hub multi") else 0
+    settings = Settings(endpoint=hub.url, reuse_known_files=False, multirange_ranges=multi)
     http = HubHttp(settings)
     ref = hf.model_ref_from_info(listing_entry(http, repo_id))
     hub.log.clear()
@@ -97,7 +100,7 @@ def measure(hub: FakeHub, repo_id: str, mode: str) -> Run:
 def bench_model(hub: FakeHub, repo_id: str) -> list[Run]:
     """The model under each server shape, one after another on the same FakeHub."""
     runs = []
-    for mode in ("hub", "hub+50ms", "mirror", "ignores-range"):
+    for mode in ("hub", "hub+50ms", "hub multi", "hub multi+50ms", "mirror", "ignores-range"):
         hub.reset()
         hub.cdn = mode != "mirror"
         hub.latency = LATENCY_S if mode.endswith("50ms") else 0.0
@@ -240,7 +243,8 @@ def main(argv: list[str] | None = None) -> int:
         "hubscan request economy — FakeHub on 127.0.0.1 serving real checkpoints, one read per row\n"
         "  hub = /resolve/ answers 302 to a signed URL on a second origin (the Hub's shape); hub+50ms = the same\n"
         "  with 50 ms added to every response; mirror = /resolve/ serves the file itself (HF_ENDPOINT mirror);\n"
-        "  ignores-range = the CDN answers every ranged GET with the whole file (200).\n"
+        "  ignores-range = the CDN answers every ranged GET with the whole file (200); hub multi = up to\n"
+        f"  {MULTIRANGE_RANGES} ranges per CDN request (multipart/byteranges), single-range otherwise.\n"
         "  API / resolvers = requests in the Hub's quota buckets (the listing call excluded); CDN = requests to the\n"
         "  signed URL's origin, in no bucket; per file = resolvers / weight files (the tokenizer is one more);\n"
         "  planned = bytes the file requests asked for; received = body bytes the client took off the wire;\n"

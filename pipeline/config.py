@@ -96,6 +96,12 @@ SIGNED_URL_MARGIN_S = 60.0
 # seconds, so one quick retry (a restarting server) rather than five with back-off.
 CONNECT_RETRIES = 1
 CONNECT_RETRY_S = 0.2
+# Ranges per CDN request (`Range: bytes=a-b,c-d,...`); 0 keeps one range per request. Off by
+# default: the Hub's CDN behaviour is undocumented (S3 refuses multi-range, CloudFront answers
+# unordered ones whole), and CDN requests are in no quota: they cost latency, not the sweep.
+MULTIRANGE_RANGES = 0
+# Bytes a multipart answer may spend per part on its boundary and headers.
+MULTIPART_PART_OVERHEAD = 256
 
 
 @dataclass(frozen=True)
@@ -142,6 +148,7 @@ class Settings:
     signed_url_margin_s: float = SIGNED_URL_MARGIN_S
     connect_retries: int = CONNECT_RETRIES
     connect_retry_s: float = CONNECT_RETRY_S
+    multirange_ranges: int = MULTIRANGE_RANGES
 
     def with_(self, **changes: object) -> Settings:
         """A copy with some fields changed."""

@@ -16,12 +16,22 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from urllib.parse import parse_qs, urljoin, urlsplit
 
+from pipeline.config import MULTIPART_PART_OVERHEAD
 from pipeline.errors import FetchError
 from pipeline.http import REDIRECTS, Fetched, HubHttp, Where, bucket_of
 from pipeline.readers.byte_source import ReadStats
+from pipeline.readers.byteranges import boundary_of, parse_byteranges
 
 # A Hub-shaped server redirects at most twice (revision name → commit → CDN) before the file.
 MAX_HOPS = 3
+# Origins that answered a multi-range request with the whole file, one range or 416: asked
+# one range at a time from then on (for the life of the process).
+_SINGLE_RANGE_ORIGINS: set[str] = set()
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc.lower()}"
 
 
 @dataclass(frozen=True)
@@ -115,6 +125,48 @@ class RemoteFile:
                 with self._locate_lock:
                     if self._located is used:
                         self._located = None
+
+    @property
+    def ranges_per_request(self) -> int:
+        """Ranges one request may carry: the setting, or 1 once this origin answered otherwise."""
+        located = self._located
+        if located is None or not located.signed or _origin(located.url) in _SINGLE_RANGE_ORIGINS:
+            return 1
+        return max(1, self.http.settings.multirange_ranges)
+
+    def read_many(self, spans: list[tuple[int, int]]) -> list[bytes]:
+        """Bytes of each [begin, end) span (ascending, non-overlapping), in one multi-range request
+        when the CDN answers multipart; whatever it leaves out is read range by range.
+
+        Raises:
+            FetchError: as read().
+        """
+        located = self._current()
+        if len(spans) < 2 or located is None or not located.signed or spans[0][0] == 0:
+            return [self.read(b, e) for b, e in spans]
+        got = self._multirange(located.url, spans)
+        return [got[(b, e)] if (b, e) in got else self.read(b, e) for b, e in spans]
+
+    def _multirange(self, url: str, spans: list[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+        """What one multi-range request gave, by span; an origin that answers otherwise is remembered."""
+        wanted = sum(e - b for b, e in spans)
+        limit = self._keep_limit(wanted, whole_ok=False) + MULTIPART_PART_OVERHEAD * len(spans)
+        header = "bytes=" + ",".join(f"{b}-{e - 1}" for b, e in spans)
+        try:
+            fetched = self.http.fetch(url, self._where, headers={"Range": header}, limit=limit, follow=False)
+        except FetchError as exc:
+            if exc.status != 416:
+                raise
+            _SINGLE_RANGE_ORIGINS.add(_origin(url))  # refuses multi-range outright
+            return {}
+        with self._lock:
+            self.stats.add(fetched.received)
+        boundary = boundary_of(fetched.response.headers.get("Content-Type", ""))
+        if fetched.response.status_code != 206 or boundary is None or not fetched.complete:
+            _SINGLE_RANGE_ORIGINS.add(_origin(url))  # whole file or a single range: one range at a time
+            return {}
+        parts = dict(parse_byteranges(fetched.response.content, boundary))
+        return {(b, e): parts[b] for b, e in spans if len(parts.get(b, b"")) == e - b}
 
     def close(self) -> None:
         """Nothing to release: the HTTP session is shared."""

@@ -13,6 +13,7 @@ from jobs.fakehub import FakeHub
 from pipeline.config import Settings
 from pipeline.errors import FetchError, RepoGated
 from pipeline.http import HubHttp, Where
+from pipeline.readers import remote
 from pipeline.readers.remote import RemoteFile, signed_url_expiry
 
 DATA = bytes(range(256)) * 4096  # 1 MiB: every offset's byte is known
@@ -185,3 +186,41 @@ def test_signed_url_expiry_formats() -> None:
     s3 = "https://s3/x?X-Amz-Date=20250101T000000Z&X-Amz-Expires=3600&X-Amz-Signature=b"
     assert signed_url_expiry(s3) == 1_735_689_600 + 3600
     assert signed_url_expiry("https://cdn/x") is None
+
+
+@pytest.fixture
+def fresh_origins() -> Iterator[None]:
+    # Which origins refused multi-range is remembered for the process: each test starts clean.
+    remote._SINGLE_RANGE_ORIGINS.clear()
+    yield
+    remote._SINGLE_RANGE_ORIGINS.clear()
+
+
+MANY = [(1000, 1100), (5000, 6000), (300_000, 300_016), (700_000, 700_500)]
+
+
+def test_multirange_reads_many_ranges_in_one_cdn_request(
+    hub: FakeHub, settings: Settings, fresh_origins: None
+) -> None:
+    f = open_file(settings.with_(multirange_ranges=8))
+    f.read(0, 10)  # resolves
+    hub.log.clear()
+    assert f.ranges_per_request == 8
+    assert f.read_many(MANY) == [DATA[b:e] for b, e in MANY]
+    assert [(r.status, r.range.count(",")) for r in hub.log.where(origin="cdn")] == [(206, 3)]
+
+
+@pytest.mark.parametrize("mode", ["whole", "single", "416"])
+def test_a_cdn_refusing_multirange_is_remembered_and_read_range_by_range(
+    hub: FakeHub, settings: Settings, fresh_origins: None, mode: str
+) -> None:
+    hub.multirange = mode
+    f = open_file(settings.with_(multirange_ranges=8))
+    f.read(0, 10)
+    hub.log.clear()
+    assert f.read_many(MANY) == [DATA[b:e] for b, e in MANY]
+    assert f.ranges_per_request == 1  # and the next file from this origin will not try again
+    cdn = hub.log.where(origin="cdn")
+    assert len(cdn) == 1 + len(MANY) and sum("," in (r.range or "") for r in cdn) == 1
+    # A whole-file answer is abandoned at its headers: the client keeps no more than it planned.
+    assert f.stats.bytes <= 10 + sum(e - b for b, e in MANY) + 4096
