@@ -71,6 +71,10 @@ class Budget(Protocol):
         """The server asked for a pause: hold every worker back for ``seconds``."""
         ...
 
+    def adopt(self, bucket: str, quota: int, window_s: float) -> None:
+        """The server announced its quota for ``bucket`` (RateLimit-Policy): follow it."""
+        ...
+
 
 @dataclass
 class RequestLog:
@@ -141,7 +145,15 @@ class _Pause:
 
     def __init__(self) -> None:
         self.until = 0.0
+        self._announced: dict[str, tuple[int, int]] = {}
         self._lock = threading.Lock()
+
+    def announce(self, bucket: str, quota: int, window_s: int) -> bool:
+        """Note the quota the server announced; True when it is new (worth passing to the budget)."""
+        with self._lock:
+            new = self._announced.get(bucket) != (quota, window_s)
+            self._announced[bucket] = (quota, window_s)
+            return new
 
     def hold(self, seconds: float) -> None:
         """No request before now + seconds."""
@@ -354,6 +366,8 @@ class HubHttp:
             return
         if info.limit and info.window_seconds:
             self.log.policy[bucket] = (info.limit, info.window_seconds)
+            if self.budget is not None and self._pause.announce(bucket, info.limit, info.window_seconds):
+                self.budget.adopt(bucket, info.limit, info.window_seconds)
         if info.remaining == 0 and response.status_code != 429:
             # The window is spent: the next request would be refused, so none is sent before the reset.
             self._pause.hold(info.reset_in_seconds)
