@@ -209,6 +209,15 @@ def _write_synthetic(root: Path, dst: Path) -> None:
     )
 
 
+def prepare_models(quick: bool) -> list[str]:
+    """Build the demo hub (and, unless quick, the 2.2 GB checkpoint) under HUB_ROOT; the repos to bench."""
+    build_testbed(HUB_ROOT, default_cache())
+    if quick:
+        return [MINILM]
+    ensure_synthetic(HUB_ROOT)
+    return [*REAL_MODELS, SYNTHETIC]
+
+
 def ensure_synthetic(root: Path) -> Path:
     """Build ``root/bench/llama-tiled-1b`` unless a complete copy is there; returns its folder."""
     dst = root / SYNTHETIC
@@ -495,10 +504,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="all-MiniLM-L6-v2 only, no 1 GB checkpoint")
     args = parser.parse_args(argv)
     started = time.perf_counter()
-    build_testbed(HUB_ROOT, default_cache())
-    models = [MINILM] if args.quick else [*REAL_MODELS, SYNTHETIC]
-    if not args.quick:
-        ensure_synthetic(HUB_ROOT)
+    models = prepare_models(args.quick)
     results: dict[str, dict[str, Run]] = {}
     with FakeHub(HUB_ROOT) as hub:
         for repo_id in models:

@@ -36,9 +36,23 @@ class BudgetActor:
     def __init__(self, quotas: dict[str, int], window_s: float) -> None:
         self.quotas = dict(quotas)
         self.spacing = window_s * WINDOW_MARGIN
+        self.spacings = {b: self.spacing for b in quotas}
         # send times of the last ``quota`` requests granted per bucket, ascending
         self.sent: dict[str, deque[float]] = {b: deque(maxlen=max(1, q)) for b, q in quotas.items()}
         self.paused_until = 0.0
+
+    def adopt(self, bucket: str, quota: int, window_s: float) -> None:
+        """The server announced its quota (RateLimit-Policy): schedule that bucket by it from now on.
+
+        Only a bucket we already meter is adjusted: the CDN origin and unknown buckets stay free.
+        """
+        if bucket not in self.sent or quota < 1 or window_s <= 0:
+            return
+        if self.quotas[bucket] == quota and self.spacings[bucket] == window_s * WINDOW_MARGIN:
+            return
+        self.quotas[bucket] = quota
+        self.spacings[bucket] = window_s * WINDOW_MARGIN
+        self.sent[bucket] = deque(self.sent[bucket], maxlen=quota)  # keeps the latest sends
 
     def reserve(self, bucket: str) -> float:
         """Take one request from ``bucket``; returns seconds to wait before sending it (0 = go).
@@ -51,7 +65,7 @@ class BudgetActor:
         sent = self.sent.get(bucket)
         if sent is not None:
             if len(sent) == sent.maxlen:
-                at = max(at, sent[0] + self.spacing)
+                at = max(at, sent[0] + self.spacings[bucket])
             sent.append(at)
         return at - now
 
@@ -92,6 +106,10 @@ class RayBudget:
     def defer(self, seconds: float) -> None:
         """Tell every worker to pause (fire and forget; a lost message only costs another 429)."""
         self.actor.defer.remote(seconds)
+
+    def adopt(self, bucket: str, quota: int, window_s: float) -> None:
+        """Pass on the quota the server announced (fire and forget, like defer)."""
+        self.actor.adopt.remote(bucket, quota, window_s)
 
 
 def start_budget(quotas: dict[str, int], window_s: float) -> RayBudget:

@@ -11,7 +11,7 @@ import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, closing
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol
@@ -48,6 +48,8 @@ class ModelOutcome:
     tensor_rows: list[dict[str, Any]] = field(default_factory=list)
     file_rows: list[dict[str, Any]] = field(default_factory=list)
     errors: list[HubscanError] = field(default_factory=list)
+    # Body bytes received from the network for this model, kept or not, failed or not.
+    bytes_received: int = 0
 
     @property
     def ok(self) -> bool:
@@ -71,6 +73,7 @@ def fingerprint_model(
     except HubscanError as exc:
         outcome.model_row, outcome.tensor_rows = None, []
         outcome.errors.append(_with_context(exc, ref))
+    outcome.bytes_received = own.log.bytes
     return outcome
 
 
@@ -107,6 +110,7 @@ def _fingerprint(
             for f in plan.files
             if f.name not in plan.reused
         ]
+        plan, sources = _reuse_by_linked_etag(ref, plan, sources, known)
         # The tokenizer download overlaps the header reads: both are one round trip each.
         with ThreadPoolExecutor(max_workers=1) as pool:
             vocab = pool.submit(_tokenizer_tokens, ref, http) if sources and plan.fmt != "gguf" else None
@@ -128,8 +132,27 @@ def _fingerprint(
     outcome.model_row = row
 
 
-def _plan(ref: ModelRef, known: KnownFiles | None) -> _Plan:
-    fmt, files = select_weight_files(ref)
+def _reuse_by_linked_etag(
+    ref: ModelRef, plan: _Plan, sources: list[ByteSource], known: KnownFiles | None
+) -> tuple[_Plan, list[ByteSource]]:
+    """Files a listing named without hashes: the resolve redirect's X-Linked-ETag (their sha256)
+    finds byte-identical files already stored, before any of their ranges is read."""
+    learned = {s.name: h for s in sources if (h := getattr(s, "sha256", None)) and s.name not in plan.owners}
+    if not learned or known is None:
+        return plan, sources
+    sizes = {s.name: s.size for s in sources}
+    files = tuple(
+        replace(f, sha256=f.sha256 or learned.get(f.name), size=f.size or sizes.get(f.name))
+        for f in plan.files
+    )
+    replanned = _plan(replace(ref, files=files), known, (plan.fmt, files))
+    return replanned, [s for s in sources if s.name not in replanned.reused]
+
+
+def _plan(
+    ref: ModelRef, known: KnownFiles | None, selected: tuple[str, tuple[FileRef, ...]] | None = None
+) -> _Plan:
+    fmt, files = selected or select_weight_files(ref)
     files = with_content_hashes(ref, files)
     owners = known.owners([f.sha256 for f in files if f.sha256]) if known else {}
     reused = {f.name: _reuse(known, owners[f.sha256], f, ref) for f in files if known and f.sha256 in owners}
@@ -296,6 +319,10 @@ def _model_row(
         "checkpoint_bytes": sum(f.size or 0 for f in plan.files) or sum(s.size for s in sources),
         "bytes_read": sum(s.stats.bytes for s in sources),
         "requests": sum(s.stats.requests for s in sources) if local else sum(http.log.requests.values()),
+        # What the Hub's quotas count (api, resolvers) and what they do not (the CDN origin).
+        "api_requests": 0 if local else http.log.requests["api"],
+        "resolver_requests": 0 if local else http.log.requests["resolvers"],
+        "cdn_requests": 0 if local else http.log.requests["cdn"],
         "tensors": len(rows),
         "has_tokens": tokens is not None,
         "exact": settings.exact,

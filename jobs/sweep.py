@@ -27,7 +27,7 @@ from jobs.summary import RunSummary
 from jobs.sweep_progress import SweepProgress
 from jobs.sweep_task import Candidate, TaskResult, fingerprint_task
 from pipeline import __version__
-from pipeline.config import Settings
+from pipeline.config import HUB_QUOTA_TIERS, QUOTA_WINDOW_S, Settings
 from pipeline.errors import RepoGated, SourceError
 from pipeline.http import HubHttp
 from pipeline.sources import hf
@@ -40,8 +40,12 @@ from pipeline.storage.schema import SWEEPS
 PERMANENT_FAILURES = frozenset(
     {"MalformedHeader", "UnsupportedDtype", "UnsafeContent", "FormatError", "FingerprintError", "NoWeights"}
 )
-# Listing fields that let the driver skip stored revisions without an API call per model.
-LISTING_EXPAND = ("sha", "gated", "private")
+# Listing fields that let the driver skip stored revisions, and fingerprint the others, with
+# no model-info call (≤ 0.01 API calls per model: one page per ~1,000 models): the commit,
+# file names, card (lineage, license), config summary and gate.
+# The Hub's page size cap (entries per /api/models page).
+LISTING_PAGE = 1000
+LISTING_EXPAND = ("sha", "gated", "private", "siblings", "cardData", "config", "tags")
 
 
 @dataclass(frozen=True)
@@ -67,8 +71,8 @@ class ListingFilters:
             params["direction"] = -1
         if self.tags:
             params["filter"] = list(self.tags)
-        if self.limit:
-            params["limit"] = min(self.limit, 1000)  # the Hub's page size cap
+        # The largest page the Hub serves: one API call lists this many models.
+        params["limit"] = min(self.limit or LISTING_PAGE, LISTING_PAGE)
         return params
 
 
@@ -97,6 +101,8 @@ class SweepState:
     planned: int = 0
     requests: int = 0
     api_requests: int = 0
+    resolver_requests: int = 0
+    cdn_requests: int = 0
     bytes_read: int = 0
     policy: dict[str, tuple[int, int]] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)
@@ -105,6 +111,8 @@ class SweepState:
         """Count one finished task."""
         self.requests += result.requests
         self.api_requests += result.api_requests
+        self.resolver_requests += result.resolver_requests
+        self.cdn_requests += result.cdn_requests
         self.bytes_read += result.bytes_read
         self.policy.update(result.policy)
         if result.status == "failed":
@@ -261,7 +269,9 @@ def _candidates(
 
 def _candidate(entry: dict[str, Any]) -> Candidate:
     gated = entry.get("gated") not in (None, False, "false")
-    return Candidate(str(entry["id"]), entry.get("sha"), gated=gated)
+    # An expanded entry is a whole ModelRef; file sizes and hashes come from each file's resolve.
+    ref = hf.model_ref_from_info(entry) if entry.get("sha") and "siblings" in entry else None
+    return Candidate(str(entry["id"]), entry.get("sha"), ref=ref, gated=gated)
 
 
 def _advance_cursor(store: Store, state: SweepState, pages: deque[_Page]) -> None:
@@ -297,12 +307,15 @@ def _save_record(store: Store, state: SweepState, settings: Settings, status: st
         "failed": state.failed,
         "requests": state.requests,
         "api_requests": state.api_requests,
+        "resolver_requests": state.resolver_requests,
+        "cdn_requests": state.cdn_requests,
         "bytes_read": state.bytes_read,
         "requests_per_model": state.requests / models,
         "bytes_per_model": state.bytes_read / models,
         "quota": json.dumps(projection["quota"]),
         "projected_hub_hours": projection["hours"],
         "hub_models": settings.hub_model_count,
+        **{f"projected_hours_{tier}": hours for tier, hours in projection["tiers"].items()},
         "hubscan_version": __version__,
     }
     # One record per run: a resumed or nightly sweep id keeps the history of every run.
@@ -319,10 +332,27 @@ def _projection(state: SweepState, settings: Settings) -> dict[str, Any]:
     models = max(1, state.done + state.failed)
     per_model = {
         "api": state.api_requests / models,
-        "resolvers": (state.requests - state.api_requests) / models,
+        "resolvers": state.resolver_requests / models,
+        "cdn": state.cdn_requests / models,
     }
+    tiers = {
+        tier: whole_hub_hours(
+            per_model, {"api": (api, QUOTA_WINDOW_S), "resolvers": (res, QUOTA_WINDOW_S)}, settings
+        )
+        for tier, (api, res) in HUB_QUOTA_TIERS.items()
+    }
+    hours = whole_hub_hours(per_model, quota, settings)
+    # The CDN is in no quota, but the projection needs it to keep up: its request rate at the PRO pace.
+    cdn_rate = per_model["cdn"] * settings.hub_model_count / max(1.0, tiers["pro"] * 3600)
+    return {"quota": quota, "per_model": per_model, "hours": hours, "tiers": tiers, "cdn_per_s_pro": cdn_rate}
+
+
+def whole_hub_hours(
+    per_model: dict[str, float], quota: dict[str, tuple[int, int]], settings: Settings
+) -> float:
+    """Hours to sweep every model on the Hub when the slowest quota bucket sets the pace."""
     seconds = max(per_model[b] * settings.hub_model_count / q * w for b, (q, w) in quota.items())
-    return {"quota": quota, "per_model": per_model, "hours": seconds / 3600}
+    return seconds / 3600
 
 
 def _ray_init(settings: Settings) -> None:

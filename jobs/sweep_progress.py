@@ -61,12 +61,24 @@ class SweepProgress:
         table.add_row("failed", f"{s.failed:,}")
         if s.planned:
             table.add_row("would fingerprint (plan only)", f"{s.planned:,}")
-        table.add_row("requests", f"{s.requests:,} ({s.api_requests:,} API)")
+        table.add_row(
+            "requests",
+            f"{s.requests:,} ({s.api_requests:,} API, {s.resolver_requests:,} resolvers, {s.cdn_requests:,} CDN)",
+        )
         table.add_row("bytes read", f"{s.bytes_read:,} ({s.bytes_read / models / 1e6:,.2f} MB per model)")
         per = projection["per_model"]
-        table.add_row("requests per model", f"{per['api']:.1f} API + {per['resolvers']:.1f} file")
+        table.add_row(
+            "requests per model",
+            f"{per['api']:.2f} API + {per['resolvers']:.1f} resolvers (quota) + {per['cdn']:.1f} CDN (no quota)",
+        )
         quota = ", ".join(f"{b} {q}/{w}s" for b, (q, w) in projection["quota"].items())
         table.add_row("whole-hub sweep", f"{projection['hours']:,.0f} h under quota {quota}")
+        tiers = projection["tiers"]
+        table.add_row(
+            "  by account",
+            f"anonymous {tiers['anonymous']:,.0f} h, free {tiers['free']:,.0f} h, PRO {tiers['pro']:,.0f} h"
+            f" (CDN {projection['cdn_per_s_pro']:,.0f} requests/s at the PRO pace)",
+        )
         self.console.print(table)
         for message in s.failures[:10]:
             self.console.print(f"fail {message}", markup=False, highlight=False)

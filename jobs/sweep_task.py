@@ -41,6 +41,8 @@ class TaskResult:
     bytes_read: int = 0
     requests: int = 0
     api_requests: int = 0
+    resolver_requests: int = 0
+    cdn_requests: int = 0
     message: str = ""
     category: str = ""
     policy: dict[str, tuple[int, int]] = field(default_factory=dict)
@@ -58,7 +60,16 @@ def process(candidate: Candidate, settings: Settings, budget: Budget | None, swe
         return _result(candidate.repo_id, revision, "failed", http, error=exc)
     if store.has_model(ref.repo_id, ref.revision):
         return _result(ref.repo_id, ref.revision, "skipped", http)
-    outcome = fingerprint_model(ref, settings, http, known=store if settings.reuse_known_files else None)
+    known = store if settings.reuse_known_files else None
+    outcome = fingerprint_model(ref, settings, http, known=known)
+    if candidate.ref is not None and any(isinstance(e, RevisionMissing) for e in outcome.errors):
+        # The repo moved on since it was listed: fingerprint its current revision instead.
+        try:
+            ref = hf.resolve(http, candidate.repo_id, "main")
+        except HubscanError as exc:
+            store.write_failures(candidate.repo_id, revision, [exc])
+            return _result(candidate.repo_id, revision, "failed", http, error=exc)
+        outcome = fingerprint_model(ref, settings, http, known=known)
     if not outcome.ok or outcome.model_row is None:
         store.write_failures(ref.repo_id, ref.revision, outcome.errors)
         return _result(ref.repo_id, ref.revision, "failed", http, error=outcome.errors[0])
@@ -68,6 +79,9 @@ def process(candidate: Candidate, settings: Settings, budget: Budget | None, swe
     result = _result(ref.repo_id, ref.revision, "copy" if row["copy_of"] else "done", http)
     result.bytes_read = int(row["bytes_read"])
     result.requests += int(row["requests"])
+    result.api_requests += int(row["api_requests"])
+    result.resolver_requests += int(row["resolver_requests"])
+    result.cdn_requests += int(row["cdn_requests"])
     return result
 
 
@@ -92,6 +106,8 @@ def _result(
         status=status,
         requests=sum(http.log.requests.values()),
         api_requests=http.log.requests["api"],
+        resolver_requests=http.log.requests["resolvers"],
+        cdn_requests=http.log.requests["cdn"],
         message=str(error) if error else "",
         category=error.category if error else "",
         policy=dict(http.log.policy),

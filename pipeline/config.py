@@ -63,6 +63,9 @@ TASK_CPUS = 0.25
 QUOTA_API = 500
 QUOTA_RESOLVERS = 3000
 QUOTA_WINDOW_S = 300
+# Per-window quotas (api, resolvers) by account (Hub rate-limits docs, Sept 2025), for the
+# projected whole-hub sweep time a sweep reports next to the quota it was actually given.
+HUB_QUOTA_TIERS = {"anonymous": (500, 3000), "free": (1000, 5000), "pro": (2500, 12000)}
 # Public models on the Hub, for the projected duration of a whole-hub sweep (order of magnitude, 2025).
 HUB_MODEL_COUNT = 2_000_000
 # Reuse fingerprints of weight files already stored under another repo (matched by LFS
@@ -74,6 +77,33 @@ READ_CODE = False
 SAMPLE_SEED = 20250704
 # Sketch length cap per matrix (floats kept in the tensors table).
 SKETCH_MAX_VALUES = 2048
+# A ranged read keeps at most this share more than it asked for: a server that ignores Range
+# (a mirror, a CDN answering a multi-range request whole) cannot make a read unbounded.
+RANGE_SLACK_FRACTION = 0.05
+# ... plus this many bytes, so tiny ranges still tolerate a multipart envelope.
+RANGE_SLACK_BYTES = 4096
+# A JSON answer (listing page, model info) above this is refused rather than held in memory:
+# a 1,000-model listing page with expand=siblings,config is ~5 MB on the Hub.
+MAX_JSON_BYTES = 64 * 1024 * 1024
+# Whole-request deadline: the read timeout only bounds the gap between two packets, so a
+# server dripping a byte a second could hold a worker forever without it.
+REQUEST_DEADLINE_S = 300.0
+# A file that /resolve/ answers directly (200, not a redirect) and is at most this big is
+# fetched whole once and read from memory: the Hub keeps files under 10 MB out of LFS.
+SMALL_FILE_BYTES = 10 * 1024 * 1024
+# Re-resolve a signed URL this long before it expires (the Hub's live ~1 h), or at a quarter
+# of its lifetime when that is shorter, so no read lands on an expired URL.
+SIGNED_URL_MARGIN_S = 60.0
+# Retries after a connection is refused or a name does not resolve: these do not heal in
+# seconds, so one quick retry (a restarting server) rather than five with back-off.
+CONNECT_RETRIES = 1
+CONNECT_RETRY_S = 0.2
+# Ranges per CDN request (`Range: bytes=a-b,c-d,...`); 0 keeps one range per request. Off by
+# default: the Hub's CDN behaviour is undocumented (S3 refuses multi-range, CloudFront answers
+# unordered ones whole), and CDN requests are in no quota: they cost latency, not the sweep.
+MULTIRANGE_RANGES = 0
+# Bytes a multipart answer may spend per part on its boundary and headers.
+MULTIPART_PART_OVERHEAD = 256
 
 
 @dataclass(frozen=True)
@@ -116,6 +146,15 @@ class Settings:
     # as models.local_dir so whole matrices are read from disk once the server has stopped.
     hub_folder: Path | None = None
     read_code: bool = READ_CODE
+    range_slack_fraction: float = RANGE_SLACK_FRACTION
+    range_slack_bytes: int = RANGE_SLACK_BYTES
+    max_json_bytes: int = MAX_JSON_BYTES
+    request_deadline_s: float = REQUEST_DEADLINE_S
+    small_file_bytes: int = SMALL_FILE_BYTES
+    signed_url_margin_s: float = SIGNED_URL_MARGIN_S
+    connect_retries: int = CONNECT_RETRIES
+    connect_retry_s: float = CONNECT_RETRY_S
+    multirange_ranges: int = MULTIRANGE_RANGES
 
     def with_(self, **changes: object) -> Settings:
         """A copy with some fields changed."""

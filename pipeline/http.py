@@ -14,6 +14,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
+from urllib.parse import urljoin, urlsplit
 
 import httpx2
 from huggingface_hub import get_session
@@ -24,7 +25,30 @@ from pipeline.config import Settings
 from pipeline.errors import FetchError, HubscanError, RateLimited, RepoGated, RepoMissing, RevisionMissing
 
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
-RETRY_EXCEPTIONS = (httpx2.TimeoutException, httpx2.NetworkError, httpx2.RemoteProtocolError)
+REDIRECTS = frozenset({301, 302, 303, 307, 308})
+# The Hub chains at most two (revision name → commit, then to the CDN); more is a loop.
+MAX_REDIRECTS = 5
+
+
+class DeadlineExceeded(Exception):
+    """A body still arriving after the request's total deadline (a slow-drip server)."""
+
+
+RETRY_EXCEPTIONS = (
+    httpx2.TimeoutException,
+    httpx2.NetworkError,
+    httpx2.RemoteProtocolError,
+    DeadlineExceeded,
+)
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """One answer: its body holds at most the bytes asked for, however much the server sent."""
+
+    response: httpx2.Response
+    received: int  # body bytes that came off the wire, kept or not
+    complete: bool  # the whole body arrived within the limit
 
 
 @dataclass(frozen=True)
@@ -47,10 +71,14 @@ class Budget(Protocol):
         """The server asked for a pause: hold every worker back for ``seconds``."""
         ...
 
+    def adopt(self, bucket: str, quota: int, window_s: float) -> None:
+        """The server announced its quota for ``bucket`` (RateLimit-Policy): follow it."""
+        ...
+
 
 @dataclass
 class RequestLog:
-    """Requests made, by Hub quota bucket ("api" or "resolvers"), plus body bytes and retries."""
+    """Requests by bucket ("api" and "resolvers" count against Hub quotas, "cdn" does not), bytes received, retries."""
 
     requests: Counter[str] = field(default_factory=Counter)
     # The quota the server announced per bucket (RateLimit-Policy): (requests, window seconds).
@@ -73,9 +101,25 @@ class RequestLog:
             self.waited_s += waited
 
 
-def _bucket(url: str) -> str:
-    # The Hub meters /api/* and file resolves in separate quotas.
-    return "api" if "/api/" in url else "resolvers"
+def bucket_of(url: str, endpoint: str) -> str:
+    """The Hub quota a request counts against: "api", "resolvers", or "cdn" for another origin (no quota)."""
+    if _origin(url) != _origin(endpoint):
+        return "cdn"
+    return "api" if "/api/" in urlsplit(url).path else "resolvers"
+
+
+def _useless_whole(range_header: str | None, response: httpx2.Response, limit: int) -> bool:
+    """A 200 to a ranged GET that starts past byte 0, bigger than the limit: not worth one byte."""
+    if response.status_code != 200 or not range_header:
+        return False
+    first = range_header.removeprefix("bytes=").partition("-")[0]
+    length = response.headers.get("Content-Length", "")
+    return first.isdigit() and int(first) > 0 and not (length.isdigit() and int(length) <= limit)
+
+
+def _origin(url: str) -> tuple[str, str]:
+    parts = urlsplit(url)
+    return parts.scheme, parts.netloc.lower()
 
 
 def retry_after_seconds(response: httpx2.Response) -> float | None:
@@ -95,6 +139,32 @@ def retry_after_seconds(response: httpx2.Response) -> float | None:
     return None
 
 
+class _Pause:
+    """Until when the server said its quota window is spent; one per endpoint in a process, since
+    the Hub counts per token or IP, not per client object."""
+
+    def __init__(self) -> None:
+        self.until = 0.0
+        self._announced: dict[str, tuple[int, int]] = {}
+        self._lock = threading.Lock()
+
+    def announce(self, bucket: str, quota: int, window_s: int) -> bool:
+        """Note the quota the server announced; True when it is new (worth passing to the budget)."""
+        with self._lock:
+            new = self._announced.get(bucket) != (quota, window_s)
+            self._announced[bucket] = (quota, window_s)
+            return new
+
+    def hold(self, seconds: float) -> None:
+        """No request before now + seconds."""
+        with self._lock:
+            self.until = max(self.until, time.time() + seconds)
+
+
+_PAUSES: dict[str, _Pause] = {}
+_PAUSES_LOCK = threading.Lock()
+
+
 class HubHttp:
     """GETs against one Hub endpoint with the Settings' timeouts, retries and token."""
 
@@ -110,6 +180,8 @@ class HubHttp:
             token=settings.token or False, library_name="hubscan", library_version=__version__
         )
         self._timeout = httpx2.Timeout(settings.read_timeout_s, connect=settings.connect_timeout_s)
+        with _PAUSES_LOCK:
+            self._pause = _PAUSES.setdefault(self.endpoint, _Pause())
 
     def with_log(self, log: RequestLog) -> HubHttp:
         """The same client counting into another log (one per model)."""
@@ -122,26 +194,73 @@ class HubHttp:
     def get(
         self, url: str, where: Where, headers: dict[str, str] | None = None, params: Any = None
     ) -> httpx2.Response:
-        """One GET with retries on 408/429/5xx and network errors; body fully read.
+        """A GET whose whole body (at most ``max_json_bytes``) is wanted; redirects followed.
+
+        Raises:
+            RepoMissing, RepoGated: the Hub refused the repo (401/403/404).
+            RateLimited: 429 answers outlasted the retry budget.
+            FetchError: any other failure after retries, or a body above the limit.
+        """
+        fetched = self.fetch(url, where, headers, params)
+        if not fetched.complete:
+            raise FetchError(
+                where.repo_id,
+                where.revision,
+                where.filename,
+                f"answer from {_origin(url)[1]} exceeds {self.settings.max_json_bytes} bytes",
+            )
+        return fetched.response
+
+    def fetch(
+        self,
+        url: str,
+        where: Where,
+        headers: dict[str, str] | None = None,
+        params: Any = None,
+        limit: int | None = None,
+        follow: bool = True,
+    ) -> Fetched:
+        """One GET with retries; the body is streamed and kept up to ``limit`` bytes.
+
+        Redirects are followed here, not by the transport, so credentials never leave the
+        endpoint's origin; with ``follow=False`` a 3xx is returned as it came.
 
         Raises:
             RepoMissing, RepoGated: the Hub refused the repo (401/403/404).
             RateLimited: 429 answers outlasted the retry budget.
             FetchError: any other failure after retries.
         """
+        limit = self.settings.max_json_bytes if limit is None else limit
+        for _ in range(MAX_REDIRECTS + 1):
+            fetched = self._retrying(url, where, headers, params, limit)
+            location = fetched.response.headers.get("Location")
+            if not follow or fetched.response.status_code not in REDIRECTS or not location:
+                return fetched
+            url, params = urljoin(url, location), None
+        raise FetchError(
+            where.repo_id, where.revision, where.filename, f"more than {MAX_REDIRECTS} redirects"
+        )
+
+    def _retrying(
+        self, url: str, where: Where, headers: dict[str, str] | None, params: Any, limit: int
+    ) -> Fetched:
         s = self.settings
-        merged = {**self._headers, **(headers or {})}
-        attempt = 0
-        bucket = _bucket(url)
+        attempt = refused = 0
+        bucket = bucket_of(url, self.endpoint)
         while True:
-            if self.budget is not None:
-                self.budget.acquire(bucket)
+            self._wait_for_room(bucket)
             try:
-                response = self._session.get(
-                    url, headers=merged, params=params, timeout=self._timeout, follow_redirects=True
-                )
-                self.log.count(bucket, len(response.content))
-                self._note_policy(bucket, response)
+                fetched = self._once(url, headers, params, limit)
+            except httpx2.ConnectError as exc:
+                # Refused or unresolvable: retrying for a minute only delays the same answer.
+                self.log.count(bucket, 0)
+                if refused >= s.connect_retries:
+                    raise FetchError(
+                        where.repo_id, where.revision, where.filename, f"cannot connect to {url}: {exc}"
+                    ) from None
+                refused += 1
+                self._sleep(s.connect_retry_s)
+                continue
             except RETRY_EXCEPTIONS as exc:
                 self.log.count(bucket, 0)
                 if attempt >= s.max_retries:
@@ -154,8 +273,11 @@ class HubHttp:
                 self._sleep(self._backoff(attempt))
                 attempt += 1
                 continue
+            response = fetched.response
+            self.log.count(bucket, fetched.received)
+            self._note_limits(bucket, response)
             if response.status_code < 400:
-                return response
+                return fetched
             if response.status_code in RETRY_STATUSES and attempt < s.max_retries:
                 wait = retry_after_seconds(response)
                 if wait is not None and wait > s.max_retry_after_s:
@@ -171,33 +293,57 @@ class HubHttp:
                 self._sleep(self._backoff(attempt) if wait is None else wait)
                 attempt += 1
                 continue
-            raise self._error(response, where)
+            raise self._error(response, where, bucket)
 
-    def get_range(self, url: str, begin: int, end: int, where: Where) -> bytes:
-        """Bytes [begin, end) of a file, checked against what was asked.
+    def _once(self, url: str, headers: dict[str, str] | None, params: Any, limit: int) -> Fetched:
+        """One request, body streamed: kept up to ``limit`` bytes, abandoned past it or the deadline."""
+        merged = {**self._headers_for(url), **(headers or {})}
+        deadline = time.monotonic() + self.settings.request_deadline_s
+        kept, received, complete = bytearray(), 0, True
+        with self._session.stream(
+            "GET", url, headers=merged, params=params, timeout=self._timeout, follow_redirects=False
+        ) as streamed:
+            if _useless_whole(merged.get("Range"), streamed, limit):
+                # A whole file for a range past its start: no prefix of it can serve the read.
+                complete = False
+                limit = 0
+            for chunk in (
+                streamed.iter_bytes() if limit else ()
+            ):  # network-sized pieces: received counts what came
+                received += len(chunk)
+                room = limit - len(kept)
+                kept += chunk[:room]
+                if len(chunk) > room:
+                    complete = False  # leaving the stream unread drops the connection: no more bytes come
+                    break
+                if time.monotonic() > deadline:
+                    raise DeadlineExceeded(
+                        f"body still arriving after {self.settings.request_deadline_s:.0f}s"
+                    )
+            # The body is already decoded: the rebuilt response must not decode it again.
+            kept_headers = [
+                (k, v) for k, v in streamed.headers.multi_items() if k.lower() != "content-encoding"
+            ]
+            response = httpx2.Response(
+                streamed.status_code, headers=kept_headers, content=bytes(kept), request=streamed.request
+            )
+        return Fetched(response, received, complete)
 
-        Raises:
-            FetchError: the server ignored the range or sent a short body after retries.
-        """
-        if end <= begin:
-            return b""
-        for attempt in range(self.settings.max_retries + 1):
-            response = self.get(url, where, headers={"Range": f"bytes={begin}-{end - 1}"})
-            body = response.content
-            if response.status_code == 200 and len(body) >= end:
-                return body[begin:end]  # tiny files: some servers answer whole
-            if response.status_code == 206 and len(body) == end - begin:
-                return body
-            if attempt < self.settings.max_retries:
-                self.log.retried(0.0)
-        raise FetchError(
-            where.repo_id,
-            where.revision,
-            where.filename,
-            f"range {begin}-{end - 1}: got HTTP {response.status_code} with {len(body)} bytes, expected {end - begin}",
-            response.status_code,
-            (begin, end),
-        )
+    def _headers_for(self, url: str) -> dict[str, str]:
+        """The client's headers; the token only for the endpoint's own origin."""
+        if _origin(url) == _origin(self.endpoint):
+            return self._headers
+        return {k: v for k, v in self._headers.items() if k.lower() != "authorization"}
+
+    def _wait_for_room(self, bucket: str) -> None:
+        """Hold the request while the server said its window is spent, then take a budget slot."""
+        if bucket == "cdn":
+            return  # no Hub quota counts the CDN origin
+        wait = self._pause.until - time.time()
+        if wait > 0:
+            self._sleep(wait)
+        if self.budget is not None:
+            self.budget.acquire(bucket)
 
     def get_json(self, url: str, where: Where, params: Any = None) -> tuple[Any, httpx2.Response]:
         """GET a JSON document.
@@ -213,10 +359,20 @@ class HubHttp:
                 where.repo_id, where.revision, where.filename, f"invalid JSON from {url}: {exc}"
             ) from None
 
-    def _note_policy(self, bucket: str, response: httpx2.Response) -> None:
+    def _note_limits(self, bucket: str, response: httpx2.Response) -> None:
+        """Keep the announced quota, and pause every request when the window has no room left."""
         info = parse_ratelimit_headers(response.headers)
-        if info is not None and info.limit and info.window_seconds:
+        if info is None:
+            return
+        if info.limit and info.window_seconds:
             self.log.policy[bucket] = (info.limit, info.window_seconds)
+            if self.budget is not None and self._pause.announce(bucket, info.limit, info.window_seconds):
+                self.budget.adopt(bucket, info.limit, info.window_seconds)
+        if info.remaining == 0 and response.status_code != 429:
+            # The window is spent: the next request would be refused, so none is sent before the reset.
+            self._pause.hold(info.reset_in_seconds)
+            if self.budget is not None:
+                self.budget.defer(info.reset_in_seconds)
 
     def _backoff(self, attempt: int) -> float:
         base = min(self.settings.backoff_max_s, self.settings.backoff_base_s * 2**attempt)
@@ -226,10 +382,14 @@ class HubHttp:
         self.log.retried(seconds)
         time.sleep(seconds)
 
-    def _error(self, response: httpx2.Response, where: Where) -> HubscanError:
+    def _error(self, response: httpx2.Response, where: Where, bucket: str) -> HubscanError:
         code = response.headers.get("X-Error-Code", "")
         status = response.status_code
         args = (where.repo_id, where.revision, where.filename)
+        if bucket == "cdn":
+            # The CDN knows nothing of gates: a 403 there is an expired or refused signature.
+            reason = "signed URL refused (expired or invalid)" if status == 403 else response.reason_phrase
+            return FetchError(*args, f"CDN answered HTTP {status}: {reason}", status)
         if code == "GatedRepo" or (status == 403 and not code):
             return RepoGated(
                 *args, f"gated repo (HTTP {status}): accept its terms or pass a token with access"

@@ -37,3 +37,12 @@ def test_a_deferral_holds_every_bucket_back(ray_session):
     ray.get(budget.actor.usage.remote())  # the deferral has landed
     wait = ray.get(budget.actor.reserve.remote("resolvers"))
     assert 1.5 < wait <= 2.0
+
+
+def test_an_announced_quota_replaces_the_assumed_one(ray_session):
+    budget = start_budget({"resolvers": 1000}, window_s=60.0)
+    budget.adopt("resolvers", 3, 1.0)  # RateLimit-Policy: q=3;w=1
+    budget.adopt("cdn", 1, 60.0)  # not a metered bucket: ignored
+    times = sorted(_send_times(budget, "resolvers", 7))
+    assert max(sum(t <= s < t + 1.0 for s in times) for t in times) == 3
+    assert max(ray.get(budget.actor.reserve.remote("cdn")) for _ in range(5)) == 0.0

@@ -217,22 +217,60 @@ def test_hf_hub_download_and_tree(hub: FakeHub, api: HfApi, tmp_path: Path) -> N
     ]
 
 
+def signed_url(hub: FakeHub, path: str = "/org/model/resolve/main/model.safetensors") -> str:
+    """The CDN URL the Hub's 302 for an LFS file points at."""
+    redirect = get(hub, path)
+    assert redirect.status_code == 302
+    return redirect.headers["Location"]
+
+
+def test_lfs_resolve_redirects_to_a_signed_url_on_another_origin(hub: FakeHub) -> None:
+    r = get(hub, "/org/model/resolve/main/model.safetensors", Range="bytes=8-23")
+    sha256 = f'"{hashlib.sha256(WEIGHTS).hexdigest()}"'
+    assert (r.status_code, r.content, r.headers["X-Linked-ETag"], r.headers["ETag"]) == (
+        302,
+        b"",
+        sha256,
+        sha256,
+    )
+    assert r.headers["X-Linked-Size"] == str(len(WEIGHTS)) and len(r.headers["X-Repo-Commit"]) == 40
+    assert r.headers["Location"].startswith(hub.cdn_url + "/cdn/org/model/") and hub.cdn_url != hub.url
+    assert "RateLimit" in r.headers
+    small = get(hub, "/org/model/resolve/main/config.json")  # not LFS: answered directly
+    assert small.status_code == 200 and "X-Linked-Size" not in small.headers
+    assert [(rec.origin, rec.status) for rec in hub.log] == [("hub", 302), ("hub", 200)]
+
+
 def test_ranged_get_sends_exact_bytes(hub: FakeHub) -> None:
-    url = "/org/model/resolve/main/model.safetensors"
-    r = get(hub, url, Range="bytes=8-23")
+    url = signed_url(hub)
+    hub.log.clear()
+    r = httpx2.get(url, headers={"Range": "bytes=8-23"}, timeout=5)
     assert r.status_code == 206 and r.content == WEIGHTS[8:24]
     assert r.headers["Content-Range"] == f"bytes 8-23/{len(WEIGHTS)}"
-    assert r.headers["ETag"] == f'"{hashlib.sha256(WEIGHTS).hexdigest()}"'
-    assert r.headers["X-Linked-Size"] == str(len(WEIGHTS))
-    assert get(hub, url, Range="bytes=-10").content == WEIGHTS[-10:]
-    assert get(hub, url, Range=f"bytes={len(WEIGHTS) - 4}-").content == WEIGHTS[-4:]
-    whole = get(hub, url)
+    assert r.headers["ETag"] == f'"{hashlib.sha256(WEIGHTS).hexdigest()}"' and "RateLimit" not in r.headers
+    assert httpx2.get(url, headers={"Range": "bytes=-10"}, timeout=5).content == WEIGHTS[-10:]
+    assert httpx2.get(url, headers={"Range": f"bytes={len(WEIGHTS) - 4}-"}, timeout=5).content == WEIGHTS[-4:]
+    whole = httpx2.get(url, timeout=5)
     assert whole.status_code == 200 and whole.content == WEIGHTS
-    assert [rec.bytes_sent for rec in hub.log] == [16, 10, 4, len(WEIGHTS)]
+    assert [(rec.origin, rec.filename, rec.bytes_sent) for rec in hub.log] == [
+        ("cdn", "model.safetensors", n) for n in (16, 10, 4, len(WEIGHTS))
+    ]
+    assert hub.log.totals() == {"cdn": (4, 30 + len(WEIGHTS))}
+
+
+def test_plain_mirror_serves_ranges_at_resolve(tmp_path: Path) -> None:
+    make_repo(tmp_path, "org/m", {"model.safetensors": WEIGHTS})
+    with FakeHub(tmp_path, cdn=False) as mirror:
+        r = get(mirror, "/org/m/resolve/main/model.safetensors", Range="bytes=8-23")
+        assert (
+            r.status_code == 206
+            and r.content == WEIGHTS[8:24]
+            and r.headers["X-Linked-Size"] == str(len(WEIGHTS))
+        )
 
 
 def test_unsatisfiable_range_is_416(hub: FakeHub) -> None:
-    r = get(hub, "/org/model/resolve/main/model.safetensors", Range=f"bytes={len(WEIGHTS)}-")
+    r = httpx2.get(signed_url(hub), headers={"Range": f"bytes={len(WEIGHTS)}-"}, timeout=5)
     assert r.status_code == 416 and r.headers["Content-Range"] == f"bytes */{len(WEIGHTS)}"
 
 
@@ -316,17 +354,17 @@ def test_script_steps_in_order_then_normal(hub: FakeHub) -> None:
 
 
 def test_cut_sends_a_short_body(hub: FakeHub, tmp_path: Path) -> None:
-    hub.script("model.safetensors", ["cut"])
+    hub.script("model.safetensors", ["cut"], origin="cdn")
     with pytest.raises(httpx2.RemoteProtocolError):
-        get(hub, "/org/model/resolve/main/model.safetensors")
-    assert [(r.fault, r.bytes_sent) for r in hub.log] == [("cut", len(WEIGHTS) // 2)]
+        httpx2.get(signed_url(hub), timeout=5)
+    assert [(r.fault, r.bytes_sent) for r in hub.log.where(origin="cdn")] == [("cut", len(WEIGHTS) // 2)]
     hub.reset()
-    hub.script("model.safetensors", [Fault(cut=True, cut_after=40)], method="GET")
+    hub.script("model.safetensors", [Fault(cut=True, cut_after=40)], method="GET", origin="cdn")
     path = hf_hub_download(
         "org/model", "model.safetensors", endpoint=hub.url, token=False, cache_dir=tmp_path
     )
     assert Path(path).read_bytes() == WEIGHTS  # the client retried after the short body
-    first, retry = hub.log.where(method="GET")
+    first, retry = hub.log.where(method="GET", origin="cdn")
     assert (first.fault, first.status, first.bytes_sent) == ("cut", 200, 40)
     # httpx drops a partial chunk on a protocol error, so a small file is fetched again from 0
     assert retry.fault is None and retry.status == 200 and retry.bytes_sent == len(WEIGHTS)

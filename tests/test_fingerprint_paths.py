@@ -99,9 +99,18 @@ def test_hub_served_only_header_and_planned_rows(settings, hub):
     served = sum(r.bytes_sent for r in weights)
     assert served == out.model_row["bytes_read"]
     assert served < 0.05 * size
-    assert all(r.range and r.status == 206 for r in weights)
+    # One resolver request for the weight file; every range went to the signed CDN URL.
+    resolves = [r for r in weights if r.origin == "hub"]
+    assert [r.status for r in resolves] == [302] and resolves[0].bytes_sent == 0
+    ranges = [r for r in weights if r.origin == "cdn"]
+    assert ranges and all(r.range and r.status == 206 for r in ranges)
     # Every request but the model-info call was made while fingerprinting and is counted.
     assert out.model_row["requests"] == len(hub.log) - 1
+    row = out.model_row
+    assert row["resolver_requests"] == len(hub.log.where(origin="hub", path=resolves[0].path)) + len(
+        [r for r in hub.log.where(origin="hub") if r.filename == "tokenizer.json"]
+    )
+    assert (row["cdn_requests"], row["api_requests"]) == (len(hub.log.where(origin="cdn")), 0)
 
 
 def test_byte_identical_local_folders_are_copies_by_content_hash(settings, tmp_path):

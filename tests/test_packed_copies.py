@@ -73,6 +73,9 @@ def test_packed_copy_through_the_fake_hub_matches_local_and_counts_its_requests(
         assert r["sketch"] == local[r["name"]]["sketch"] and r["std"] == local[r["name"]]["std"]
     weights = hub.log.where(method="GET", repo_id=repo, filename="model.safetensors")
     assert len(weights) == remote.model_row["requests"] - 1  # and one for tokenizer.json
+    # the weight file is resolved once; its ranges go to the CDN origin, in no Hub quota
+    assert [w.status for w in weights if w.origin == "hub"] == [302]
+    assert len([w for w in weights if w.origin == "cdn"]) == remote.model_row["cdn_requests"]
     assert sum(w.bytes_sent for w in weights) == remote.model_row["bytes_read"]
     assert not hub.log.where(filename="config.json")  # the listing's config summary was enough
     # packed parts are read whole: at least half a byte per quantised weight, far from the file

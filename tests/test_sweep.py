@@ -58,7 +58,12 @@ def test_sweep_fingerprints_every_model_once_and_a_rerun_reads_nothing(ray_sessi
         "SELECT bytes_read, copy_of FROM models WHERE repo_id = 'demohub/minilm-reupload'"
     ).fetchone()
     assert read == 0 and copy_of.startswith(MINILM + "@")
-    assert not [r for r in hub.log.snapshot() if r.repo_id == "demohub/minilm-reupload" and r.filename]
+    # The listing names files without hashes: one resolve per file gives its sha256 (X-Linked-ETag),
+    # and no range of it reaches the CDN.
+    reupload = [r for r in hub.log.snapshot() if r.repo_id == "demohub/minilm-reupload" and r.filename]
+    assert reupload and {(r.origin, r.status) for r in reupload} == {("hub", 302)}
+    # The expanded listing is the only API traffic: no model-info call per model.
+    assert not [r for r in hub.log.snapshot() if r.path.startswith("/api/models/")]
     reused = con.execute(
         "SELECT count(*) FROM tensors a JOIN tensors b USING (name) "
         "WHERE a.repo_id = ? AND b.repo_id = 'demohub/minilm-reupload' AND a.sketch = b.sketch",
@@ -77,6 +82,16 @@ def test_sweep_fingerprints_every_model_once_and_a_rerun_reads_nothing(ray_sessi
         "SELECT count(*), sum(done), max(projected_hub_hours) FROM read_parquet('sweeps/*.parquet')"
     ).fetchone()
     assert record[0] == 3 and record[1] == len(good) and record[2] > 0
+    # The first run's record: requests by bucket, and the projection under each account's quota.
+    buckets = con.execute(
+        "SELECT api_requests, resolver_requests, cdn_requests, projected_hours_anonymous,"
+        " projected_hours_free, projected_hours_pro FROM read_parquet('sweeps/*.parquet')"
+        " WHERE done = ? ORDER BY started_at LIMIT 1",
+        [first.done],
+    ).fetchone()
+    api, resolvers, cdn, anonymous, free, pro = buckets
+    assert 0 < resolvers < cdn and api > 0
+    assert anonymous > free > pro > 0
 
 
 def test_a_listed_revision_that_moved_on_is_fingerprinted_at_its_current_sha(settings):

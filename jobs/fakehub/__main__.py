@@ -19,6 +19,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--page-size", type=int, default=100, help="entries per /api/models page")
     parser.add_argument("--synthetic", type=int, default=0, help="append N synthetic listing-only models")
     parser.add_argument("--latency", type=float, default=0.0, help="seconds added to every response")
+    parser.add_argument(
+        "--mirror", action="store_true", help="serve files at /resolve/ itself, no 302 to a CDN origin"
+    )
     args = parser.parse_args(argv)
     try:
         hub = FakeHub(
@@ -27,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
             page_size=args.page_size,
             synthetic_models=args.synthetic,
             latency=args.latency,
+            cdn=not args.mirror,
         )
     except NotADirectoryError as e:
         print(e, file=sys.stderr)

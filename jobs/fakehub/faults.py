@@ -10,6 +10,10 @@ from fnmatch import fnmatchcase
 
 # A plain 429 in a script tells the client to wait 1 s, like a Hub that is briefly over capacity.
 DEFAULT_429_RETRY_AFTER = 1.0
+# A "drip" step sends the body DRIP_BYTES at a time, one piece per DRIP_INTERVAL_S: each piece
+# resets a client's read timeout, so only a total deadline per request stops it.
+DRIP_BYTES = 1024
+DRIP_INTERVAL_S = 0.05
 
 
 @dataclass(frozen=True)
@@ -22,6 +26,8 @@ class Fault:
     cut:         send headers with the full Content-Length, then only `cut_after` body bytes (default: half),
                  then close the connection; the client sees a short body / protocol error.
     error_code:  `X-Error-Code` to send with a scripted error status (e.g. "GatedRepo").
+    drip:        seconds to wait between DRIP_BYTES pieces of the body (a slow-drip server that
+                 never trips an idle timeout).
     """
 
     status: int = 200
@@ -30,12 +36,13 @@ class Fault:
     cut: bool = False
     cut_after: int | None = None
     error_code: str | None = None
+    drip: float = 0.0
 
     def __post_init__(self) -> None:
         if not 200 <= self.status <= 599:
             raise ValueError(f"status {self.status} is not an HTTP status")
-        if self.cut and self.status != 200:
-            raise ValueError("cut only applies to a real (200/206) response")
+        if (self.cut or self.drip) and self.status != 200:
+            raise ValueError("cut and drip only apply to a real (200/206) response")
 
     @classmethod
     def of(cls, step: Fault | int | str, slow_seconds: float) -> Fault:
@@ -50,14 +57,18 @@ class Fault:
             return cls(delay=slow_seconds)
         if step == "cut":
             return cls(cut=True)
+        if step == "drip":
+            return cls(drip=DRIP_INTERVAL_S)
         if step == "ok":
             return cls()
-        raise TypeError(f"unknown script step {step!r}: use a Fault, an int status, 'slow', 'cut' or 'ok'")
+        raise TypeError(
+            f"unknown script step {step!r}: use a Fault, an int status, 'slow', 'cut', 'drip' or 'ok'"
+        )
 
     def describe(self) -> str:
         """Short label for the request log, e.g. '429', 'slow', 'cut', '503+slow'."""
         parts = [] if self.status == 200 else [str(self.status)]
-        parts += ["slow"] * (self.delay > 0) + ["cut"] * self.cut
+        parts += ["slow"] * (self.delay > 0) + ["cut"] * self.cut + ["drip"] * (self.drip > 0)
         return "+".join(parts) or "ok"
 
 
@@ -67,6 +78,7 @@ class _Script:
     steps: deque[Fault]
     method: str | None
     repo_id: str | None
+    origin: str | None = None
 
 
 class ScriptBook:
@@ -84,19 +96,24 @@ class ScriptBook:
         slow_seconds: float,
         method: str | None = None,
         repo_id: str | None = None,
+        origin: str | None = None,
     ) -> None:
-        """Queue steps for requests whose target matches the fnmatch pattern (and method / repo, if given)."""
+        """Queue steps for requests whose target matches the fnmatch pattern (and method / repo / origin, if given)."""
         faults = deque(Fault.of(s, slow_seconds) for s in steps)
         with self._lock:
-            self._scripts.append(_Script(pattern, faults, method.upper() if method else None, repo_id))
+            self._scripts.append(
+                _Script(pattern, faults, method.upper() if method else None, repo_id, origin)
+            )
 
-    def take(self, method: str, target: str, repo_id: str | None) -> Fault | None:
+    def take(self, method: str, target: str, repo_id: str | None, origin: str = "hub") -> Fault | None:
         """Pop the next step for this request, or None when no script applies."""
         with self._lock:
             for script in self._scripts:
                 if not script.steps or not fnmatchcase(target, script.pattern):
                     continue
                 if script.method not in (None, method) or script.repo_id not in (None, repo_id):
+                    continue
+                if script.origin not in (None, origin):
                     continue
                 return script.steps.popleft()
         return None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ from urllib.parse import parse_qs, parse_qsl, unquote, urlencode
 
 from .listing import BadQuery, encode_cursor, list_page, parse_query
 from .payloads import EXPAND_FIELDS, INFO_FIELDS, model_payload
-from .repos import Repo, RepoStore
+from .repos import Repo, RepoFile, RepoStore
 
 _RANGE = re.compile(r"^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$", re.IGNORECASE)
 
@@ -26,11 +27,19 @@ class Reply:
     file: Path | None = None
     start: int = 0
     length: int = 0
+    # A multipart body: literal bytes interleaved with (start, length) spans of `file`.
+    pieces: tuple[bytes | tuple[int, int], ...] = ()
+
+    def spans(self) -> tuple[bytes | tuple[int, int], ...]:
+        """The body as literal bytes and file spans, in order."""
+        if self.pieces:
+            return self.pieces
+        return ((self.start, self.length),) if self.file is not None else (self.body,)
 
     @property
     def content_length(self) -> int:
         """Bytes the body will have."""
-        return self.length if self.file is not None else len(self.body)
+        return sum(len(p) if isinstance(p, bytes) else p[1] for p in self.spans())
 
 
 @dataclass(frozen=True)
@@ -211,9 +220,19 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | str | None:
 
 
 def resolve(
-    store: RepoStore, target: Target, range_header: str | None, caller: Caller, base_url: str
+    store: RepoStore,
+    target: Target,
+    range_header: str | None,
+    caller: Caller,
+    base_url: str,
+    redirect_to: Callable[[str, str, RepoFile], str] | None = None,
+    ignore_range: bool = False,
 ) -> Reply:
-    """GET/HEAD /{id}/resolve/{rev}/{file}: the file (or a 206 span) with the Hub's download headers."""
+    """GET/HEAD /{id}/resolve/{rev}/{file}: the file (or a 206 span) with the Hub's download headers.
+
+    With ``redirect_to`` (the Hub's shape) an LFS file is a 302 to the URL it gives for
+    (file, commit), carrying the file's commit, size and sha256; small files are served here.
+    """
     repo = open_repo(store, target.repo_id or "", caller)
     if isinstance(repo, Reply):
         return repo
@@ -231,8 +250,12 @@ def resolve(
         "X-Repo-Commit": repo.sha,
     }
     if f.is_lfs:
-        headers.update({"X-Linked-Size": str(f.size), "X-Linked-Etag": f.etag})
-    span = parse_range(range_header, f.size)
+        headers.update({"X-Linked-Size": str(f.size), "X-Linked-ETag": f.etag})
+        if redirect_to is not None:
+            location = redirect_to(repo.repo_id, repo.sha, f)
+            keep = ("ETag", "X-Repo-Commit", "X-Linked-Size", "X-Linked-ETag")
+            return Reply(302, {"Location": location, **{k: headers[k] for k in keep}})
+    span = None if ignore_range else parse_range(range_header, f.size)
     if span == "unsatisfiable":
         return error_reply(
             416, "Requested Range Not Satisfiable", None, {"Content-Range": f"bytes */{f.size}"}

@@ -17,8 +17,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from . import routes
-from .faults import Fault, ScriptBook
-from .repos import RepoStore
+from .cdn import MULTIRANGE_MODES, SIGNED_URL_TTL_S, parse_cdn_path, signed_path
+from .cdn import serve as serve_cdn
+from .faults import DRIP_BYTES, Fault, ScriptBook
+from .repos import RepoFile, RepoStore
 from .routes import Caller, Reply, Target, error_reply
 from .traffic import HUB_WINDOW_SECONDS, RateLimiter, RequestLog, RequestRecord
 
@@ -35,6 +37,7 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
     hub: FakeHub
+    origin = "hub"  # or "cdn": the second origin signed URLs point at
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """Client disconnects are normal traffic; anything else is a bug in the fake and is printed."""
@@ -67,7 +70,8 @@ class _Handler(BaseHTTPRequestHandler):
         hub = self.server.hub
         started, self._sent, self._headers_done = time.time(), 0, False
         url = urlsplit(self.path)
-        target = routes.parse_target(url.path)
+        origin = self.server.origin
+        target = routes.parse_target(url.path) if origin == "hub" else _cdn_target(url.path)
         hub.log.begin()  # only once nothing can raise before the finally that records it
         bucket = "resolvers" if target.kind == "resolve" else "api"
         fault: Fault | None = None
@@ -75,12 +79,13 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             if hub.latency > 0:
                 time.sleep(hub.latency)
-            allowed, limit_headers = hub._limiter.hit(bucket)
+            # The CDN origin is in none of the Hub's buckets and sends no RateLimit headers.
+            allowed, limit_headers = hub._limiter.hit(bucket) if origin == "hub" else (True, {})
             if not allowed:
                 reply = error_reply(429, f"You have exceeded your '{bucket}' rate limit", None, limit_headers)
             else:
-                match_on = target.filename if target.kind == "resolve" else url.path
-                fault = hub._scripts.take(method, match_on or "", target.repo_id)
+                match_on = target.filename if target.kind in ("resolve", "cdn") else url.path
+                fault = hub._scripts.take(method, match_on or "", target.repo_id, origin)
                 if fault is not None and fault.delay > 0:
                     time.sleep(fault.delay)
                 reply = (
@@ -88,6 +93,7 @@ class _Handler(BaseHTTPRequestHandler):
                 )
             reply.headers.update(limit_headers)
             status = reply.status
+            self._drip = fault.drip if fault is not None else 0.0
             self._send(reply, method, fault if fault is not None and fault.cut else None)
         except _DISCONNECTS as e:
             error, self.close_connection = f"client went away: {e!r}", True
@@ -104,7 +110,7 @@ class _Handler(BaseHTTPRequestHandler):
                 path=url.path,
                 query=url.query,
                 repo_id=target.repo_id,
-                filename=target.filename if target.kind == "resolve" else None,
+                filename=target.filename if target.kind in ("resolve", "cdn") else None,
                 range=self.headers.get("Range"),
                 status=status,
                 bytes_sent=self._sent,
@@ -112,6 +118,8 @@ class _Handler(BaseHTTPRequestHandler):
                 duration=time.time() - started,
                 fault=fault.describe() if fault is not None else None,
                 error=error,
+                origin=origin,
+                authorization="Authorization" in self.headers,
             )
             hub.log.end(record)
 
@@ -126,6 +134,16 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _route(self, target: Target, query: str) -> Reply:
         hub, caller = self.server.hub, self._caller()
+        if self.server.origin == "cdn":
+            path = urlsplit(self.path).path
+            return serve_cdn(
+                hub.store,
+                path,
+                query,
+                self.headers.get("Range"),
+                multirange=hub.multirange,
+                ignore_range=hub.ignore_range,
+            )
         if target.kind == "list":
             return routes.list_models(
                 hub.store,
@@ -140,7 +158,15 @@ class _Handler(BaseHTTPRequestHandler):
         if target.kind == "tree":
             return routes.tree(hub.store, target, query, caller)
         if target.kind == "resolve":
-            return routes.resolve(hub.store, target, self.headers.get("Range"), caller, self._base_url())
+            return routes.resolve(
+                hub.store,
+                target,
+                self.headers.get("Range"),
+                caller,
+                self._base_url(),
+                redirect_to=hub._signed_url if hub.cdn else None,
+                ignore_range=hub.ignore_range,
+            )
         return error_reply(404, "Not Found")
 
     @staticmethod
@@ -170,22 +196,52 @@ class _Handler(BaseHTTPRequestHandler):
             self._sent = budget
         else:
             with reply.file.open("rb") as f:
-                f.seek(reply.start)
-                while self._sent < budget:
-                    chunk = f.read(min(CHUNK_SIZE, budget - self._sent))
-                    if not chunk:  # file shrank under us: the client sees a short body
-                        self.close_connection = True
+                for piece in reply.spans():
+                    if not self._write_piece(f, piece, budget):
                         break
-                    self.wfile.write(chunk)
-                    self._sent += len(chunk)
         self.wfile.flush()
+
+    def _write_piece(self, f: Any, piece: bytes | tuple[int, int], budget: int) -> bool:
+        """Write literal bytes or a file span up to the body budget; False once the budget is spent."""
+        if isinstance(piece, bytes):
+            part = piece[: max(0, budget - self._sent)]
+            self.wfile.write(part)
+            self._sent += len(part)
+            return self._sent < budget
+        start, length = piece
+        f.seek(start)
+        stop = min(budget, self._sent + length)
+        piece_size = DRIP_BYTES if self._drip else CHUNK_SIZE
+        while self._sent < stop:
+            if self._drip:
+                self.wfile.flush()
+                time.sleep(self._drip)
+            chunk = f.read(min(piece_size, stop - self._sent))
+            if not chunk:  # file shrank under us: the client sees a short body
+                self.close_connection = True
+                return False
+            self.wfile.write(chunk)
+            self._sent += len(chunk)
+        return self._sent < budget
+
+
+def _cdn_target(path: str) -> Target:
+    """A CDN path as a resolve target, so the log names repo and file for both origins."""
+    parsed = parse_cdn_path(path)
+    if parsed is None:
+        return Target("unknown")
+    return Target("cdn", parsed[0], parsed[1], parsed[2])
 
 
 class FakeHub:
     """Serves ROOT/<org>/<name>/ repos through the Hub's HTTP API on 127.0.0.1, with faults and a request log.
 
-    Settings given here are restored by reset(); between tests change them as attributes
-    (latency, page_size, synthetic_models, slow_seconds) or with set_quota().
+    In the Hub's shape (``cdn=True``) `/resolve/` of an LFS file answers 302 to a signed URL on a
+    second origin, `http://localhost:PORT2/cdn/...`, that expires after ``signed_ttl`` seconds;
+    small files are answered directly. ``cdn=False`` serves every file from `/resolve/` itself,
+    like a plain mirror. Settings given here are restored by reset(); between tests change them
+    as attributes (latency, page_size, synthetic_models, slow_seconds, signed_ttl, multirange
+    in MULTIRANGE_MODES, ignore_range) or with set_quota().
     """
 
     def __init__(
@@ -200,6 +256,9 @@ class FakeHub:
         quota: Mapping[str, int] | None = None,
         window: float = HUB_WINDOW_SECONDS,
         tokens: Iterable[str] = (),
+        cdn: bool = True,
+        signed_ttl: float = SIGNED_URL_TTL_S,
+        multirange: str = "multipart",
     ) -> None:
         self.root = Path(root)
         if not self.root.is_dir():
@@ -208,10 +267,15 @@ class FakeHub:
         self.tokens = frozenset(tokens)
         self.log = RequestLog()
         self._port = port
+        if multirange not in MULTIRANGE_MODES:
+            raise ValueError(f"multirange must be one of {MULTIRANGE_MODES}")
+        self.cdn = cdn
         self._defaults = (page_size, synthetic_models, latency, slow_seconds, dict(quota or {}), window)
+        self._cdn_defaults = (signed_ttl, multirange)
         self._scripts = ScriptBook()
         self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
+        self._cdn_server: _Server | None = None
+        self._threads: list[threading.Thread] = []
         self.reset()
 
     @property
@@ -222,28 +286,45 @@ class FakeHub:
         host, port = self._server.server_address[:2]
         return f"http://{host!s}:{port}"
 
+    @property
+    def cdn_url(self) -> str:
+        """Origin of the signed URLs: another host name than url's, so clients treat it as foreign."""
+        if self._cdn_server is None:
+            raise RuntimeError("FakeHub has no CDN origin (cdn=False) or is not started")
+        return f"http://localhost:{self._cdn_server.server_address[1]}"
+
     def start(self) -> FakeHub:
-        """Bind and serve in a daemon thread; returns self."""
+        """Bind and serve in daemon threads (the Hub, and its CDN origin when cdn=True); returns self."""
         if self._server is not None:
             return self
-        server = _Server(("127.0.0.1", self._port), _Handler)
-        server.hub = self
-        self._server = server
-        self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="fakehub", daemon=True
-        )
-        self._thread.start()
+        self._server = self._serve(self._port, "hub")
+        if self.cdn:
+            self._cdn_server = self._serve(0, "cdn")
         return self
 
+    def _serve(self, port: int, origin: str) -> _Server:
+        server = _Server(("127.0.0.1", port), _Handler)
+        server.hub, server.origin = self, origin
+        thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name=f"fakehub-{origin}", daemon=True
+        )
+        thread.start()
+        self._threads.append(thread)
+        return server
+
     def stop(self) -> None:
-        """Stop serving and close the listening socket."""
-        if self._server is None:
-            return
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        self._server, self._thread = None, None
+        """Stop serving and close the listening sockets."""
+        for server in (self._server, self._cdn_server):
+            if server is not None:
+                server.shutdown()
+                server.server_close()
+        for thread in self._threads:
+            thread.join(timeout=5)
+        self._server, self._cdn_server, self._threads = None, None, []
+
+    def _signed_url(self, repo_id: str, sha: str, f: RepoFile) -> str:
+        """Where `/resolve/` redirects an LFS file: a signed CDN URL valid for signed_ttl seconds."""
+        return self.cdn_url + signed_path(repo_id, sha, f.rfilename, self.signed_ttl)
 
     def __enter__(self) -> FakeHub:
         return self.start()
@@ -260,13 +341,17 @@ class FakeHub:
         *,
         method: str | None = None,
         repo_id: str | None = None,
+        origin: str | None = None,
     ) -> None:
         """The next requests matching `pattern` take `steps` in order, then behave normally.
 
-        The pattern (fnmatch) is matched against the repo-relative file path for resolve requests and the
-        URL path otherwise. A step is a Fault, an int status (429 sends Retry-After: 1), "slow", "cut" or "ok".
+        The pattern (fnmatch) is matched against the repo-relative file path for resolve and CDN requests
+        and the URL path otherwise; ``origin`` ("hub" or "cdn") limits the script to one server. A step is a
+        Fault, an int status (429 sends Retry-After: 1), "slow", "cut" or "ok".
         """
-        self._scripts.add(pattern, steps, slow_seconds=self.slow_seconds, method=method, repo_id=repo_id)
+        self._scripts.add(
+            pattern, steps, slow_seconds=self.slow_seconds, method=method, repo_id=repo_id, origin=origin
+        )
 
     def pending_steps(self) -> int:
         """Scripted steps not yet consumed by a request."""
@@ -281,6 +366,8 @@ class FakeHub:
         page_size, synthetic, latency, slow, quota, window = self._defaults
         self.page_size, self.synthetic_models = page_size, synthetic
         self.latency, self.slow_seconds = latency, slow
+        self.signed_ttl, self.multirange = self._cdn_defaults
+        self.ignore_range = False
         self._scripts.clear()
         self.log.clear()
         self.set_quota(quota, window)

@@ -32,6 +32,8 @@ class RequestRecord:
     duration: float
     fault: str | None = None
     error: str | None = None
+    origin: str = "hub"  # "hub" or "cdn", the server that answered
+    authorization: bool = False  # whether the request carried an Authorization header
 
 
 class RequestLog:
@@ -67,6 +69,14 @@ class RequestLog:
     def where(self, **fields: Any) -> list[RequestRecord]:
         """Records whose attributes equal the given values, e.g. log.where(filename="model.safetensors")."""
         return [r for r in self.snapshot() if all(getattr(r, k) == v for k, v in fields.items())]
+
+    def totals(self) -> dict[str, tuple[int, int]]:
+        """(requests, body bytes sent) per origin ("hub", "cdn")."""
+        out: dict[str, tuple[int, int]] = {}
+        for r in self.snapshot():
+            n, b = out.get(r.origin, (0, 0))
+            out[r.origin] = (n + 1, b + r.bytes_sent)
+        return out
 
     def clear(self) -> None:
         """Forget every record, after letting in-flight requests finish so none lands in the next test."""

@@ -58,8 +58,16 @@ def fetch(source: ByteSource, requests: list[Request], concurrency: int) -> dict
     """
     if not requests:
         return {}
+    read_many = getattr(source, "read_many", None)
+    per_request = getattr(source, "ranges_per_request", 1)
     with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(requests)))) as pool:
-        bodies = list(pool.map(lambda r: source.read(r.begin, r.end), requests))
+        if read_many is not None and per_request > 1:
+            # Several ranges in one multi-range request, groups fetched concurrently.
+            groups = [requests[i : i + per_request] for i in range(0, len(requests), per_request)]
+            spans = [[(r.begin, r.end) for r in g] for g in groups]
+            bodies = [b for got in pool.map(read_many, spans) for b in got]
+        else:
+            bodies = list(pool.map(lambda r: source.read(r.begin, r.end), requests))
     out: dict[object, bytes] = {}
     for request, body in zip(requests, bodies, strict=True):
         view = memoryview(body)

@@ -38,6 +38,9 @@ MODELS = pa.schema(
         ("checkpoint_bytes", pa.int64()),
         ("bytes_read", pa.int64()),
         ("requests", pa.int64()),
+        ("api_requests", pa.int64()),  # counted by the Hub's API quota
+        ("resolver_requests", pa.int64()),  # counted by its resolvers quota (/resolve/ on the Hub host)
+        ("cdn_requests", pa.int64()),  # ranges read from the signed CDN URL: in no quota
         ("tensors", pa.int64()),
         ("has_tokens", pa.bool_()),
         ("exact", pa.bool_()),
@@ -128,12 +131,17 @@ SWEEPS = pa.schema(
         ("failed", pa.int64()),
         ("requests", pa.int64()),
         ("api_requests", pa.int64()),
+        ("resolver_requests", pa.int64()),
+        ("cdn_requests", pa.int64()),
         ("bytes_read", pa.int64()),
         ("requests_per_model", pa.float64()),
         ("bytes_per_model", pa.float64()),
         ("quota", pa.string()),  # JSON {bucket: [requests, window_s]} as announced by the Hub
         ("projected_hub_hours", pa.float64()),  # whole-hub sweep under that quota
         ("hub_models", pa.int64()),  # model count the projection assumes
+        ("projected_hours_anonymous", pa.float64()),  # the same projection under each account's quota
+        ("projected_hours_free", pa.float64()),
+        ("projected_hours_pro", pa.float64()),
         ("hubscan_version", pa.string()),
     ]
 )
