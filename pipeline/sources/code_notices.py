@@ -49,10 +49,17 @@ def read_code_notices(ref: ModelRef, http: HubHttp) -> list[str]:
             with (ref.local_dir / f.name).open("rb") as fh:
                 head = fh.read(HEADER_BYTES)
         else:
+            # Small code files are served by the Hub itself (no CDN redirect): a server that
+            # ignores the Range still cannot send more than HEADER_BYTES into memory.
             url = http.resolve_url(ref.repo_id, ref.revision, f.name)
-            head = http.get_range(
-                url, 0, min(HEADER_BYTES, f.size or 0), Where(ref.repo_id, ref.revision, f.name)
+            wanted = min(HEADER_BYTES, f.size or 0)
+            fetched = http.fetch(
+                url,
+                Where(ref.repo_id, ref.revision, f.name),
+                {"Range": f"bytes=0-{wanted - 1}"},
+                limit=wanted,
             )
+            head = fetched.response.content[:wanted]
         text = head.decode("utf-8", "replace")
         out += [f"{f.name}:{n}: {line}" for n, line in notice_lines(text, ref.repo_id)]
     return out
