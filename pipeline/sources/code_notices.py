@@ -32,8 +32,14 @@ _NOT_ALNUM = re.compile(r"[^a-z0-9]+")
 
 
 def code_files(ref: ModelRef) -> list[FileRef]:
-    """The repo's small non-empty ``*.py`` files, by name, at most MAX_CODE_FILES."""
-    small = [f for f in ref.files if f.name.endswith(".py") and 0 < (f.size or 0) <= MAX_CODE_BYTES]
+    """The repo's ``*.py`` files not known to be empty or large, by name, at most MAX_CODE_FILES.
+
+    A listing's siblings carry names only: a file of unknown size is kept, and its read is
+    bounded by HEADER_BYTES all the same.
+    """
+    small = [
+        f for f in ref.files if f.name.endswith(".py") and (f.size is None or 0 < f.size <= MAX_CODE_BYTES)
+    ]
     return sorted(small, key=lambda f: f.name)[:MAX_CODE_FILES]
 
 
@@ -52,7 +58,7 @@ def read_code_notices(ref: ModelRef, http: HubHttp) -> list[str]:
             # Small code files are served by the Hub itself (no CDN redirect): a server that
             # ignores the Range still cannot send more than HEADER_BYTES into memory.
             url = http.resolve_url(ref.repo_id, ref.revision, f.name)
-            wanted = min(HEADER_BYTES, f.size or 0)
+            wanted = min(HEADER_BYTES, f.size or HEADER_BYTES)
             fetched = http.fetch(
                 url,
                 Where(ref.repo_id, ref.revision, f.name),
