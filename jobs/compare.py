@@ -16,6 +16,7 @@ from rich.console import Console
 from jobs import flag, layer_maps, permutation, spectra
 from jobs.fingerprint import record, resolve_target
 from jobs.model_task import fingerprint_model
+from jobs.output import format_p
 from jobs.summary import RunSummary
 from pipeline.comparison.permutation_test import PermutationTest
 from pipeline.comparison.scoring import DEFAULT_Q
@@ -54,8 +55,8 @@ class Comparison:
         )
         declared = f"declared: {row['declared_how']}" if row["declared"] else "undeclared"
         lines = (
-            f"verdict: {row['verdict']} ({row['reason']}); score {row['score']:.1f}, p {row['p']:.2g}, "
-            f"q {row['q']:.2g}; {declared}\nbest layer matches: {layers or 'none (no same-shape matrices)'}"
+            f"verdict: {row['verdict']} ({row['reason']}); score {row['score']:.1f}, p {format_p(row['p'])}, "
+            f"q {format_p(row['q'])}; {declared}\nbest layer matches: {layers or 'none (no same-shape matrices)'}"
         ) + self.map_lines()
         if row.get("obfuscation"):
             lines += "\nOBFUSCATION: the weights were re-parameterised to hide the relation (see the reason)"

@@ -102,3 +102,27 @@ def test_hub_served_only_header_and_planned_rows(settings, hub):
     assert all(r.range and r.status == 206 for r in weights)
     # Every request but the model-info call was made while fingerprinting and is counted.
     assert out.model_row["requests"] == len(hub.log) - 1
+
+
+@pytest.mark.parametrize(
+    "relative",
+    ["demohub/minilm-embed-Q4_0-GGUF/minilm-embed.Q4_0.gguf", f"{MINILM}/model.safetensors"],
+)
+def test_an_existing_file_is_fingerprinted_as_a_one_file_repo_not_a_hub_id(testbed, tmp_path, relative):
+    import os
+    import subprocess
+    import sys
+
+    from pipeline.storage.parquet import Store
+
+    weights = testbed / relative
+    # a Hub lookup would have to go here and fail: the path must never reach the Hub client
+    env = {**os.environ, "HF_ENDPOINT": "http://127.0.0.1:9", "HUBSCAN_STORE": str(tmp_path / "store")}
+    out = subprocess.run(
+        [sys.executable, "-m", "jobs.cli", "fingerprint", os.path.relpath(weights, tmp_path)],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    (model,) = Store(tmp_path / "store").dataset("models").to_table().to_pylist()
+    assert model["files"] == [weights.name] and model["source"] == "local"
+    assert model["repo_id"] == f"{weights.parent.name}/{weights.name}" and model["tensors"] > 50
