@@ -171,7 +171,7 @@ def _axes(title: str, x0: float, x1: float, y0: float, y1: float, x_label: str, 
         + _text((left + right) / 2, bottom + 30, x_label, "#555", anchor="middle")
         + _text(left - 4, bottom, f"{y0:.3g}", "#555", anchor="end")
         + _text(left - 4, top + 10, f"{y1:.3g}", "#555", anchor="end")
-        + _text(4, top - 26, y_label, "#555")
+        + _text(4, top - 6, y_label, "#555")
         + _text(left, 16, title, "#222", weight="bold")
     )
 
