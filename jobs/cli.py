@@ -156,7 +156,12 @@ def flag(
     unrelated = job.read_known_unrelated(known_unrelated) if known_unrelated else []
     settings = settings_from_env(store=store)
     result = _guard(lambda: job.run(settings, q_level=q, known_unrelated=unrelated))
-    emit(result.flagged_table(), fmt, title=f"flagged pairs (q <= {q})")
+    if fmt == "table":  # people read families; csv and json stay one row per flagged pair
+        from jobs.families import family_text
+
+        typer.echo(_guard(lambda: family_text(settings.store)))
+    else:
+        emit(result.flagged_table(), fmt, title=f"flagged pairs (q <= {q})")
     typer.echo(
         f"{result.candidates} pairs scored, {result.flagged} flagged ({result.undeclared} undeclared); "
         f"written to pairs/ as {result.flag_id}",
@@ -187,20 +192,30 @@ def compare(
             "layers) and test them (default: when the pair looks re-parameterised).",
         ),
     ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="With --format html: write the pair's report page here."),
+    ] = None,
 ) -> None:
     """Fingerprint either model if missing and print the evidence table for the pair."""
     import json
 
     from jobs import compare as job
 
-    if fmt not in FORMATS:
-        _usage(f"--format must be one of {', '.join(FORMATS)}")
+    if fmt not in (*FORMATS, "html") or (fmt == "html") != (output is not None):
+        _usage(f"--format must be one of {', '.join(FORMATS)}, or html with -o FILE")
     settings = settings_from_env(store=store)
     result = _guard(
         lambda: job.run(
             settings, a, b, revision=revision, permutation_test=permutation_test, spectra_test=spectra
         )
     )
+    if output is not None:  # the report's pair page, alone
+        from jobs.report import write_pair_page
+
+        _guard(lambda: write_pair_page(settings, result.row, output))
+        typer.echo(f"pair page written to {output}", err=True)
+        return
     if fmt == "json":
         typer.echo(json.dumps(result.as_json(), indent=2, default=str))
         return
@@ -228,6 +243,19 @@ def export(
     settings = settings_from_env(store=store)
     n = _guard(lambda: job.run(settings, fmt, output, include_all, undeclared_only, min_score))
     typer.echo(f"{n} pairs written to {output}", err=True)
+
+
+@app.command()
+def report(
+    output: Annotated[Path, typer.Option("--output", "-o", help="Folder to write the site into.")],
+    store: StoreOpt = None,
+) -> None:
+    """Write a self-contained HTML report of the last flag run: families, pair pages, figures."""
+    from jobs import report as job
+
+    settings = settings_from_env(store=store)
+    n = _guard(lambda: job.run(settings, output))
+    typer.echo(f"report written to {output / 'index.html'} ({n} pair pages)", err=True)
 
 
 @app.command()

@@ -16,6 +16,7 @@ from rich.console import Console
 from jobs import flag, layer_maps, licence_edges, permutation, spectra
 from jobs.fingerprint import record, resolve_target
 from jobs.model_task import fingerprint_model
+from jobs.output import format_p
 from jobs.summary import RunSummary
 from pipeline.comparison.layout import match_lines
 from pipeline.comparison.licences import finding_text
@@ -62,8 +63,8 @@ class Comparison:
             else f"best layer matches: {layers or 'none (no same-shape matrices)'}"
         )
         lines = (
-            f"verdict: {row['verdict']} ({row['reason']}); score {row['score']:.1f}, p {row['p']:.2g}, "
-            f"q {row['q']:.2g}; {declared}\n{matched}"
+            f"verdict: {row['verdict']} ({row['reason']}); score {row['score']:.1f}, p {format_p(row['p'])}, "
+            f"q {format_p(row['q'])}; {declared}\n{matched}"
         ) + self.map_lines()
         lines += "\n" + finding_text(row) + self.notice_lines()
         if row.get("obfuscation"):

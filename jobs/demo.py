@@ -10,14 +10,13 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
-import pyarrow as pa
 from rich.console import Console
 
 from jobs import flag, sql, sweep
 from jobs.demohub.realmodels import default_cache
 from jobs.demohub.testbed import build_testbed
 from jobs.fakehub import FakeHub
-from jobs.output import emit
+from jobs.families import family_text
 from jobs.summary import RunSummary
 from jobs.sweep import ListingFilters
 from pipeline.config import Settings
@@ -30,14 +29,12 @@ MINILM, MINILM_COUSIN = (
     "sentence-transformers/all-MiniLM-L6-v2",
     "sentence-transformers/paraphrase-MiniLM-L3-v2",
 )
-# The columns of the flagged-pairs table the demo prints (the full row is in pairs/ and `hubscan export`).
-SHOWN = ["a_repo_id", "b_repo_id", "verdict", "declared", "score", "q"]
 
 
 def run(settings: Settings, workdir: Path | None = None, with_bad_repos: bool = False) -> RunSummary:
     """Build (once) and serve the demo hub, sweep it through the Hub API on local Ray, flag its pairs.
 
-    The flagged pairs (undeclared first) go to stdout; progress and next steps to stderr.
+    The families of flagged models (a tree each, undeclared links marked) go to stdout; progress and next steps to stderr.
     """
     err = Console(stderr=True, soft_wrap=True)
     cache = default_cache()
@@ -53,23 +50,13 @@ def run(settings: Settings, workdir: Path | None = None, with_bad_repos: bool = 
         summary = sweep.run(demo, "hub", filters)
     err.print("flagging related pairs in DuckDB (hubscan flag)")
     result = flag.run(demo)
-    emit(_shown(result), title="flagged pairs, undeclared first")
+    print(family_text(demo.store))
     err.print(
         f"{result.candidates} pairs scored, {result.flagged} flagged ({result.undeclared} undeclared)",
         markup=False,
     )
     _next_steps(err, demo.store, result)
     return summary
-
-
-def _shown(result: flag.FlagResult) -> pa.Table:
-    """The flagged pairs in a few columns, with lineage spelled out (undeclared first, then by score)."""
-    rows = result.flagged_table().select(SHOWN).to_pylist()
-    for r in rows:
-        r["declared"] = "declared" if r["declared"] else "UNDECLARED"
-    return pa.Table.from_pylist(rows).rename_columns(
-        ["model a", "model b", "verdict", "lineage", "score", "q"]
-    )
 
 
 def _next_steps(err: Console, store: str | Path, result: flag.FlagResult) -> None:
@@ -84,11 +71,14 @@ def _next_steps(err: Console, store: str | Path, result: flag.FlagResult) -> Non
         "\nTry next:\n"
         f"  hubscan compare {a} {b} --store {where}\n"
         f"  hubscan export --store {where} --undeclared-only --format csv -o suspicious.csv\n"
+        f"  hubscan report --store {where} -o hubscan-report\n"
+        f"  hubscan sql families --store {where}\n"
         f"  hubscan sql find_undeclared_derivatives --store {where}\n"
         f"  hubscan sql find_licence_conflicts --store {where}\n"
         f'  hubscan sql "SELECT repo_id, format, layers, hidden, bytes_read, checkpoint_bytes FROM models" --store {where}\n'
         f"  hubscan sql show_std_profile -p repo_id=sentence-transformers/all-MiniLM-L6-v2 --store {where}\n"
         # the duckdb CLI comes with the demo extra (duckdb-cli); views.sql reads paths relative to the store
-        f'  cd {where} && duckdb -c ".read \'{sql.views_path()}\'" -c "FROM models"',
+        f'  cd {where} && duckdb -c ".read \'{sql.views_path()}\'" -c "FROM models"\n'
+        "The report opens from disk, in any browser: hubscan-report/index.html",
         markup=False,
     )

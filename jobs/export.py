@@ -11,6 +11,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from jobs.families import family_of, load_families
 from pipeline import __version__
 from pipeline.config import Settings
 from pipeline.errors import QueryError
@@ -44,9 +45,20 @@ def run(
     params = {"include_all": include_all, "undeclared_only": undeclared_only, "min_score": float(min_score)}
     rel = run_sql(con, load_sql("export_suspicious_pairs"), params)
     assert rel is not None
-    table = _with_provenance(rel.to_arrow_table(), str(settings.store), _sweep_ids(store))
+    table = _with_families(rel.to_arrow_table(), family_of(load_families(con)))
+    table = _with_provenance(table, str(settings.store), _sweep_ids(store))
     _write(table, fmt, output)
     return table.num_rows
+
+
+def _with_families(table: pa.Table, families: dict[str, int]) -> pa.Table:
+    """A family column (queries/families.sql number; null for unflagged pairs) after the pair key."""
+    column = pa.array([families.get(a) if flagged else None for a, flagged in
+                       zip(table.column("a_repo_id").to_pylist(), table.column("flagged").to_pylist(), strict=True)],
+                      pa.int64())  # fmt: skip
+    return table.add_column(
+        table.schema.get_field_index("b_revision") + 1, pa.field("family", pa.int64()), column
+    )
 
 
 def _with_provenance(table: pa.Table, store: str, sweep_ids: str) -> pa.Table:

@@ -1,4 +1,4 @@
-"""`hubscan fingerprint`: fingerprint models given as Hub ids or local repo folders into the store."""
+"""`hubscan fingerprint`: fingerprint models given as Hub ids, local repo folders or files into the store."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pipeline.config import Settings
 from pipeline.errors import HubscanError
 from pipeline.http import HubHttp
 from pipeline.sources import hf
-from pipeline.sources.local import local_model
+from pipeline.sources.local import local_file, local_model
 from pipeline.sources.refs import ModelRef
 from pipeline.storage.parquet import Store
 
@@ -39,7 +39,10 @@ def run(settings: Settings, targets: list[str], revision: str = "main", force: b
 
 
 def resolve_target(target: str, http: HubHttp, revision: str) -> ModelRef:
-    """A local folder when the path exists, else a Hub repo id pinned to a commit.
+    """A local folder or file when the path exists, else a Hub repo id pinned to a commit.
+
+    An existing file is a one-file repo: `hubscan fingerprint ./model.gguf` must never be taken for
+    a Hub id (which would be retried against DNS).
 
     Raises:
         SourceError: the Hub does not know the repo or revision.
@@ -47,6 +50,8 @@ def resolve_target(target: str, http: HubHttp, revision: str) -> ModelRef:
     path = Path(target)
     if path.is_dir():
         return local_model(path)
+    if path.is_file():
+        return local_file(path)
     return hf.resolve(http, target, revision)
 
 

@@ -152,11 +152,13 @@ def score_store(
 
 
 def model_infos(store: Store) -> dict[tuple[str, str], ModelInfo]:
-    """dtype, declared bases and copy_of of every committed model."""
-    cols = ["repo_id", "revision", "dtype", "base_models", "copy_of"]
+    """dtype, declared bases, copy_of and vocabulary size of every committed model."""
+    cols = ["repo_id", "revision", "dtype", "base_models", "copy_of", "vocab"]
     table = store.dataset("models").to_table(columns=cols)
     return {
-        (r["repo_id"], r["revision"]): ModelInfo(r["dtype"], tuple(r["base_models"] or ()), r["copy_of"])
+        (r["repo_id"], r["revision"]): ModelInfo(
+            r["dtype"], tuple(r["base_models"] or ()), r["copy_of"], r["vocab"]
+        )
         for r in table.to_pylist()
     }
 

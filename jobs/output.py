@@ -11,6 +11,8 @@ import pyarrow as pa
 from rich.console import Console
 from rich.table import Table
 
+from pipeline.comparison.scoring import MIN_P
+
 FORMATS = ("table", "csv", "json")
 
 
@@ -23,19 +25,33 @@ def emit(table: pa.Table, fmt: str = "table", title: str | None = None) -> None:
     elif fmt == "csv":
         writer = csv.writer(sys.stdout)
         writer.writerow(table.column_names)
-        writer.writerows([[_cell(r[c]) for c in table.column_names] for r in rows])
+        writer.writerows([[_cell(r[c], c) for c in table.column_names] for r in rows])
     else:
         out = Table(title=title, show_lines=False)
         for name in table.column_names:
             out.add_column(name, overflow="fold")
         for r in rows:
-            out.add_row(*[_cell(r[c]) for c in table.column_names])
+            out.add_row(*[_cell(r[c], c) for c in table.column_names])
         Console(width=200).print(out)
 
 
-def _cell(value: Any) -> str:
+def format_p(value: float | None) -> str:
+    """A p- or q-value for people: '< 1e-300' where the double was floored, never a long float."""
     if value is None:
         return ""
+    return f"< {MIN_P:.0e}" if value <= MIN_P else f"{value:.2g}"
+
+
+def is_probability(column: str) -> bool:
+    """Columns holding p- or q-values (p, q, <signal>_p), printed through format_p."""
+    return column in ("p", "q") or column.endswith("_p")
+
+
+def _cell(value: Any, column: str = "") -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float) and is_probability(column):
+        return format_p(value)
     if isinstance(value, float):
         return f"{value:.6g}"
     if isinstance(value, list) and len(value) > 8:

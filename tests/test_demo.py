@@ -29,27 +29,25 @@ def demo_run(ray_session, testbed, tmp_path_factory):
     return summary, out.getvalue(), err.getvalue()
 
 
-def _line(lines: list[str], a: str, b: str) -> str:
-    found = [line for line in lines if a in line and b in line]
-    assert len(found) == 1, f"{a} / {b}: {found}"
+def _line(lines: list[str], repo: str) -> str:
+    found = [line for line in lines if f"─ {repo}  " in line]
+    assert len(found) == 1, f"{repo}: {found}"
     return found[0]
 
 
-def test_the_demo_sweeps_then_prints_the_flagged_pairs_undeclared_first(demo_run):
+def test_the_demo_sweeps_then_prints_the_families_of_flagged_models(demo_run):
     summary, out, err = demo_run
     assert summary.failed == 0, summary.messages
-    lines = [line for line in out.splitlines() if "/" in line]
-    # the byte-identical re-upload: an exact copy no model card declares
-    reupload = _line(lines, MINILM, "demohub/minilm-reupload")
-    assert "exact copy" in reupload and "UNDECLARED" in reupload
-    assert "declared" in _line(lines, MINILM, "demohub/all-MiniLM-L6-v2-bf16").replace("UNDECLARED", "")
-    assert "same lineage" in _line(lines, MINILM, "sentence-transformers/paraphrase-MiniLM-L3-v2")
-    # unrelated models are not printed, and every undeclared pair comes before the declared ones
-    # (the two-parent stack of MiniLM and e5 layers is related to both, so it is left out here)
-    crossing = [line for line in lines if "multilingual-e5-small" in line and "MiniLM" in line]
-    assert not [line for line in crossing if "MiniLM-e5-stacked" not in line]
-    lineage = ["UNDECLARED" in line for line in lines]
-    assert lineage == sorted(lineage, reverse=True) and any(lineage) and not all(lineage)
+    lines = out.splitlines()
+    # a tree per family, MiniLM's first, not one line per pair
+    assert lines[0].startswith("family 1: ") and f"root {MINILM}" in lines[0] and lines[1].startswith(MINILM)
+    assert sum(line.startswith("family ") for line in lines) >= 2
+    # the byte-identical re-upload: an exact copy no model card declares, right under MiniLM
+    reupload = _line(lines, "demohub/minilm-reupload")
+    assert reupload.startswith(("├─ ", "└─ ")) and "exact copy" in reupload and "[UNDECLARED]" in reupload
+    bf16 = _line(lines, "demohub/all-MiniLM-L6-v2-bf16")
+    assert "cast/quantised copy" in bf16 and "UNDECLARED" not in bf16
+    assert "same lineage" in _line(lines, "sentence-transformers/paraphrase-MiniLM-L3-v2")
     assert "flagged (" in err and "hubscan compare" in err and "hubscan export" in err
     assert "hubscan sql" in err
 
@@ -79,6 +77,9 @@ def _meaningful(command: str, stdout: str, cwd: Path) -> None:
         with (cwd / words[words.index("-o") + 1]).open() as fh:
             rows = list(csv.DictReader(fh))
         assert rows and all(r["declared"].lower() == "false" for r in rows)
+    elif words[:2] == ["hubscan", "report"]:
+        index = (cwd / words[words.index("-o") + 1] / "index.html").read_text()
+        assert MINILM in index and "family" in index.lower()
     elif words[:2] == ["hubscan", "sql"]:
         assert _table_rows(stdout) >= 1, stdout
     elif words[0] == "cd" and "duckdb" in words:

@@ -139,3 +139,27 @@ def test_byte_identical_local_folders_are_copies_by_content_hash(settings, tmp_p
     files = Store(settings.store).dataset("files").to_table(columns=["repo_id", "sha256"]).to_pylist()
     hashes = {r["repo_id"]: r["sha256"] for r in files}
     assert hashes["org/net"] == hashes["org/net-copy"] == file_sha256(original / "model.safetensors")
+
+
+@pytest.mark.parametrize(
+    "relative",
+    ["demohub/minilm-embed-Q4_0-GGUF/minilm-embed.Q4_0.gguf", f"{MINILM}/model.safetensors"],
+)
+def test_an_existing_file_is_fingerprinted_as_a_one_file_repo_not_a_hub_id(testbed, tmp_path, relative):
+    import os
+    import subprocess
+    import sys
+
+    from pipeline.storage.parquet import Store
+
+    weights = testbed / relative
+    # a Hub lookup would have to go here and fail: the path must never reach the Hub client
+    env = {**os.environ, "HF_ENDPOINT": "http://127.0.0.1:9", "HUBSCAN_STORE": str(tmp_path / "store")}
+    out = subprocess.run(
+        [sys.executable, "-m", "jobs.cli", "fingerprint", os.path.relpath(weights, tmp_path)],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    (model,) = Store(tmp_path / "store").dataset("models").to_table().to_pylist()
+    assert model["files"] == [weights.name] and model["source"] == "local"
+    assert model["repo_id"] == f"{weights.parent.name}/{weights.name}" and model["tensors"] > 50

@@ -84,12 +84,45 @@ def test_each_variant_of_minilm_is_flagged_with_the_verdict_its_construction_imp
     assert row["verdict"] == VARIANT_VERDICTS[variant], row["reason"]
 
 
-def test_the_vocabulary_pruned_e5_is_an_exact_copy_although_its_embedding_differs(result):
+def test_the_vocabulary_pruned_e5_is_named_a_copy_with_its_vocabulary_pruned(result):
     row = _pair(result, E5, E5_PRUNED)
-    assert row["verdict"] == v.EXACT_COPY and row["sketch_identical"] == 1.0
+    assert row["verdict"] == v.VOCAB_COPY and row["sketch_identical"] == 1.0, row["reason"]
+    assert "250,037" in row["reason"] and "47,284" in row["reason"]
     # the embeddings differ in rows, so only token alignment shows they are the same table
     assert row["tokens"] > 0.999 and row["tokens_n"] >= 2
     assert row["dim_std"] < 0.9
+
+
+# Siblings: two round trips of one base through different quantisers. Neither side's dtype explains
+# the other's rounding, yet norms and biases agree to rounding: not a fine-tune.
+SIBLING_CASTS = [
+    ("demohub/all-MiniLM-L6-v2-bf16", INT8),
+    ("demohub/all-MiniLM-L6-v2-f16", INT8),
+    ("demohub/all-MiniLM-L6-v2-Q8_0-GGUF", "demohub/minilm-awq"),
+    ("demohub/all-MiniLM-L6-v2-GPTQ", "demohub/minilm-embed-Q4_0-GGUF"),
+]
+
+
+@pytest.mark.parametrize(("a", "b"), SIBLING_CASTS)
+def test_sibling_casts_and_quantisations_are_casts_not_fine_tunes(result, a, b):
+    row = _pair(result, a, b)
+    assert row["flagged"] and row["verdict"] == v.CAST_COPY, row["reason"]
+    # while the fine-tune-like drift stays a fine-tune against each of them
+    drifted = _pair(result, a, "demohub/minilm-l6-finetuned")
+    assert drifted["verdict"] in (v.FINE_TUNE, v.CAST_COPY), drifted["reason"]
+    if v.cast_bands(drifted)[0] < 1e-3:  # a Q4-level band hides a 1 % drift; finer ones do not
+        assert drifted["verdict"] == v.FINE_TUNE, drifted["reason"]
+
+
+def test_scores_rank_beyond_the_smallest_double(result):
+    # -log10 p is computed in log space: copies, permuted copies and cousins no longer all read 300
+    copy = _pair(result, MINILM, "demohub/minilm-reupload")["score"]
+    quantised = _pair(result, MINILM, "demohub/minilm-embed-Q4_0-GGUF")["score"]
+    cousin = _pair(result, MINILM, COUSIN)["score"]
+    assert copy > quantised > cousin > 20 and quantised > 300
+    flagged = [r for r in result.rows if r["flagged"]]
+    assert len({round(r["score"]) for r in flagged}) > 10  # they rank, not saturate
+    assert all(r["q"] >= 1e-300 for r in result.rows)
 
 
 def test_cousins_are_related_although_their_layer_matrices_are_at_chance(result):
@@ -225,6 +258,9 @@ def test_cli_flag_compare_export(store, result, tmp_path):
     out = _hubscan("flag", "--store", str(store), "--format", "json")
     assert out.returncode == 0, out.stderr
     assert len(json.loads(out.stdout)) == result.flagged
+    csv_out = _hubscan("flag", "--store", str(store), "--format", "csv").stdout
+    # q below the smallest double reads "< 1e-300", never a long float
+    assert "< 1e-300" in csv_out and "e-300" not in csv_out.replace("< 1e-300", "")
     cmp = _hubscan("compare", MINILM, COUSIN, "--store", str(store), "--format", "json")
     assert cmp.returncode == 0, cmp.stderr
     doc = json.loads(cmp.stdout)
@@ -252,3 +288,48 @@ def test_cli_errors_are_one_line_with_the_documented_exit_codes(store, tmp_path)
     assert empty.returncode == 1 and "run `hubscan flag` first" in empty.stderr
     assert _hubscan("flag", "--store", str(store), "--q", "2").returncode == 2
     assert _hubscan("export", "--store", str(store), "-o", "x", "--format", "xml").returncode == 2
+
+
+def test_families_are_the_connected_components_of_the_flagged_pairs(store, result):
+    from jobs.families import UNDECLARED_MARK, family_of, load_families
+
+    families = load_families(connect(store))
+    of = family_of(families)
+    flagged = [r for r in result.rows if r["flagged"]]
+    # every flagged pair inside one family, every flagged model in exactly one
+    assert all(of[r["a_repo_id"]] == of[r["b_repo_id"]] for r in flagged)
+    assert sum(len(f.members) for f in families) == len(of) == len({m for r in flagged for m in
+                                                                    (r["a_repo_id"], r["b_repo_id"])})  # fmt: skip
+    assert sum(f.pairs for f in families) == len(flagged)
+    # MiniLM (declared base of the most cards) roots the largest family; SmolLM's derivatives are apart
+    assert families[0].root == MINILM and of[SMOLLM] != of[MINILM]
+    for f in families:  # the tree reaches every member once, parents above children
+        assert {link.child for link in f.links} | {f.root} == {m["repo_id"] for m in f.members}
+        assert len(f.links) == len(f.members) - 1
+    minilm = families[0]
+    links = {link.child: link for link in minilm.links}
+    assert links["demohub/minilm-reupload"].parent == MINILM
+    assert links["demohub/minilm-reupload"].verdict == v.EXACT_COPY
+    assert links[E5_PRUNED].parent == E5 and links[E5_PRUNED].verdict == v.VOCAB_COPY
+    text = "\n".join(minilm.tree_lines())
+    assert "demohub/minilm-reupload  exact copy" in text and UNDECLARED_MARK in text
+
+
+def test_cli_flag_prints_families_and_export_carries_the_family_id(store, result, tmp_path):
+    out = _hubscan("flag", "--store", str(store))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("family 1: ") and f"root {MINILM}" in out.stdout
+    assert "└─ " in out.stdout and "[UNDECLARED]" in out.stdout
+    # one line per flagged model, not one per flagged pair
+    assert len(out.stdout.splitlines()) < result.flagged / 2
+    fam = _hubscan("sql", "families", "--store", str(store), "--format", "json")
+    assert fam.returncode == 0, fam.stderr
+    rows = json.loads(fam.stdout)
+    assert next(r["repo_id"] for r in rows if r["is_root"]) == MINILM
+    path = tmp_path / "pairs.json"
+    assert _hubscan("export", "--store", str(store), "--format", "json", "-o", str(path)).returncode == 0
+    exported = json.loads(path.read_text())
+    by_repo = {r["repo_id"]: r["family"] for r in rows}
+    assert exported and all(
+        e["family"] == by_repo[e["a_repo_id"]] == by_repo[e["b_repo_id"]] for e in exported
+    )

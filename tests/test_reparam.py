@@ -52,10 +52,10 @@ def _pair(rows, a, b):
     return row
 
 
-@pytest.mark.parametrize("variant", [PERMUTED, PERMUTED_FT])
-def test_permuted_copies_are_flagged_by_the_invariant_signal_alone(rows, variant):
+@pytest.mark.parametrize(("variant", "verdict"), [(PERMUTED, v.REPARAM), (PERMUTED_FT, v.REPARAM_FINE_TUNE)])
+def test_permuted_copies_are_flagged_by_the_invariant_signal_alone(rows, variant, verdict):
     row = _pair(rows, MINILM, variant)
-    assert row["flagged"] and row["verdict"] == v.REPARAM and row["obfuscation"], row["reason"]
+    assert row["flagged"] and row["verdict"] == verdict and row["obfuscation"], row["reason"]
     assert "permuted" in row["reason"]
     for s in v.ALIGNED_SIGNALS:  # the direct evidence is gone
         assert row[f"{s}_p"] is None or row[f"{s}_p"] > 0.01, s
@@ -127,7 +127,7 @@ def test_cli_compare_json_carries_the_permutation_test(store):
     )  # fmt: skip
     assert out.returncode == 0, out.stderr
     doc = json.loads(out.stdout)
-    assert doc["obfuscation"] is True and doc["verdict"] == v.REPARAM
+    assert doc["obfuscation"] is True and doc["verdict"] == v.REPARAM_FINE_TUNE
     assert doc["permutation_test"]["p"] < 1e-100 and doc["permutation_test"]["consistency"] >= 0.95
     assert (
         doc["spectra"]["p"] < 1e-100

@@ -114,19 +114,30 @@ def acat(log_ps: Sequence[float]) -> float:
 
 
 def benjamini_hochberg(p: Sequence[float], tests: int | None = None) -> list[float]:
-    """BH-adjusted q-values, in input order, over ``tests`` hypotheses (default: the p-values given).
+    """BH-adjusted q-values, in input order, over ``tests`` hypotheses (default: the p-values given)."""
+    return [math.exp(lq) for lq in log_benjamini_hochberg([_log(v) for v in p], tests)]
 
+
+def log_benjamini_hochberg(log_p: Sequence[float], tests: int | None = None) -> list[float]:
+    """Natural logs of BH-adjusted q-values, in input order, over ``tests`` hypotheses.
+
+    In log space because copies have p far below the smallest double: ranked there, a permuted copy
+    (log10 p ~ -2000) and a cousin (~ -40) keep their order instead of both reading 1e-300.
     Pairs never scored (not candidates) count as tests with p = 1: the FDR then holds over the
     whole block, as if it had been scored exhaustively.
     """
-    n = max(len(p), tests or 0)
-    if not p:
+    n = max(len(log_p), tests or 0)
+    if not log_p:
         return []
-    order = sorted(range(len(p)), key=lambda i: p[i])
-    q = [0.0] * len(p)
-    running = 1.0
-    for rank in range(len(p), 0, -1):
+    order = sorted(range(len(log_p)), key=lambda i: log_p[i])
+    q = [0.0] * len(log_p)
+    running = 0.0
+    for rank in range(len(log_p), 0, -1):
         i = order[rank - 1]
-        running = min(running, p[i] * n / rank)
+        running = min(running, log_p[i] + math.log(n) - math.log(rank))
         q[i] = running
     return q
+
+
+def _log(p: float) -> float:
+    return math.log(p) if p > 0.0 else -math.inf

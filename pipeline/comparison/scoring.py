@@ -18,9 +18,9 @@ from pipeline.comparison.calibrate import (
     RELATED_Z,
     Background,
     acat,
-    benjamini_hochberg,
     fit_data_only,
     fit_shrunk,
+    log_benjamini_hochberg,
     log_tail,
     with_range,
 )
@@ -28,13 +28,14 @@ from pipeline.comparison.layout import block_key, with_compared
 from pipeline.comparison.lineage import declared
 from pipeline.comparison.signals import DECISIVE, signal_columns
 from pipeline.comparison.std_profile import std_profile_r_z, zscored
-from pipeline.comparison.verdicts import REPARAM, verdict
+from pipeline.comparison.verdicts import OBFUSCATION_VERDICTS, verdict
 
 Key = tuple[str, str]  # (repo_id, revision)
 PairKey = tuple[str, str, str, str]
 # The false discovery rate flags are controlled at across one run.
 DEFAULT_Q = 0.01
-# Exported p-values stop here: a double cannot hold a copy's tail probability anyway.
+# Stored p- and q-values stop here (a double cannot hold a copy's tail probability); the ranking
+# lives in ``score`` = -log10 p, computed in log space and never capped (printed as "< 1e-300").
 MIN_P = 1e-300
 # Candidates that were not chosen for their similarity: a random sample of their block's pairs.
 UNSELECTED_VIA = frozenset({"exhaustive", "background"})
@@ -50,6 +51,7 @@ class ModelInfo:
     dtype: str | None = None
     base_models: tuple[str, ...] = ()
     copy_of: str | None = None  # "repo@revision"
+    vocab: int | None = None  # embedding rows: a copy whose vocabulary differs is named as such
 
 
 @dataclass
@@ -89,7 +91,7 @@ def score_pairs(
     fitted = _fit_backgrounds(rows, known)
     for row in rows:
         _calibrate(row, fitted)
-    qs = benjamini_hochberg([row["p"] for row in rows], tests)
+    qs = [_p_of(lq) for lq in log_benjamini_hochberg([row["_log_p"] for row in rows], tests)]
     bases = {k[0]: m.base_models for k, m in inputs.models.items()}
     for row, q in zip(rows, qs, strict=True):
         row["q"] = q
@@ -97,7 +99,7 @@ def score_pairs(
         row["flagged"] = bool(row["copy_link"] or q <= q_level)
         row["verdict"], row["reason"] = verdict(row)
         row["reason"] = with_compared(row, row["reason"])
-        row["obfuscation"] = row["verdict"] == REPARAM
+        row["obfuscation"] = row["verdict"] in OBFUSCATION_VERDICTS
         row["declared"], row["declared_how"] = declared(row["a_repo_id"], row["b_repo_id"], bases)
     return rows
 
@@ -133,6 +135,7 @@ def _merge(inputs: PairInputs) -> list[dict[str, Any]]:
         ka, kb = (row["a_repo_id"], row["a_revision"]), (row["b_repo_id"], row["b_revision"])
         ma, mb = inputs.models.get(ka, ModelInfo()), inputs.models.get(kb, ModelInfo())
         row["a_dtype"], row["b_dtype"] = ma.dtype, mb.dtype
+        row["a_vocab"], row["b_vocab"] = ma.vocab, mb.vocab
         row["std_profile"], row["std_profile_n"] = std_profile_r_z(profiles.get(ka, {}), profiles.get(kb, {}))
         # SQL gives vector widths as *_n; the pairs table counts what its n_counts says
         for s in ("gain", "dim_std", "col_norms"):
@@ -233,7 +236,7 @@ def _calibrate(row: dict[str, Any], fitted: Mapping[tuple[int | str, str], Backg
             row[hi] = chance.value_at_z(s, bg.delta + BACKGROUND_Z * bg.sigma, *params)
         if s in row["_zc"]:
             lp = log_tail(row["_zc"][s], bg)
-            row[p] = max(MIN_P, math.exp(lp)) if lp > -math.inf else MIN_P
+            row[p] = _p_of(lp)
             log_ps.append(lp)
     std_bg = fitted.get((hidden, "std_profile"))
     if std_bg is not None:
@@ -242,10 +245,17 @@ def _calibrate(row: dict[str, Any], fitted: Mapping[tuple[int | str, str], Backg
         row["std_profile_bg_hi"] = std_bg.hi
         if row["std_profile"] is not None:
             lp = log_tail(chance.fisher_z(row["std_profile"]), std_bg)
-            row["std_profile_p"] = max(MIN_P, math.exp(lp))
+            row["std_profile_p"] = _p_of(lp)
+    # byte-identical files (copy_of) have p = 0 exactly: score inf
     log_p = -math.inf if row["copy_link"] else acat(log_ps)
-    row["p"] = max(MIN_P, math.exp(log_p)) if log_p > -math.inf else MIN_P
-    row["score"] = min(300.0, -log_p / math.log(10.0)) if log_p > -math.inf else 300.0
+    row["_log_p"] = log_p
+    row["p"] = _p_of(log_p)
+    row["score"] = -log_p / math.log(10.0) if log_p < 0.0 else 0.0
+
+
+def _p_of(log_p: float) -> float:
+    """A log p as a stored p-value, floored at MIN_P."""
+    return max(MIN_P, math.exp(log_p)) if log_p > -math.inf else MIN_P
 
 
 def _int(v: Any) -> int | None:

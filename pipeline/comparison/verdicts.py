@@ -7,14 +7,19 @@ from dataclasses import dataclass
 from typing import Any
 
 EXACT_COPY = "exact copy"
+VOCAB_COPY = "copy with vocabulary pruned/extended"
 CAST_COPY = "cast/quantised copy"
 FINE_TUNE = "fine-tune"
 SAME_LINEAGE = "same lineage"
 STRUCTURAL = "structural derivative"
 REPARAM = "re-parameterised copy"
+REPARAM_FINE_TUNE = "re-parameterised fine-tune"
 UNRELATED = "unrelated"
 INSUFFICIENT = "insufficient evidence"
-VERDICTS = (EXACT_COPY, CAST_COPY, FINE_TUNE, SAME_LINEAGE, STRUCTURAL, REPARAM, UNRELATED, INSUFFICIENT)
+VERDICTS = (EXACT_COPY, VOCAB_COPY, CAST_COPY, FINE_TUNE, SAME_LINEAGE, STRUCTURAL, REPARAM, REPARAM_FINE_TUNE,
+            UNRELATED, INSUFFICIENT)  # fmt: skip
+# Verdicts that mean someone re-parameterised the weights to hide the relation.
+OBFUSCATION_VERDICTS = frozenset({REPARAM, REPARAM_FINE_TUNE})
 
 
 @dataclass(frozen=True)
@@ -45,6 +50,12 @@ THRESHOLDS: dict[str, Threshold] = {
         0.5,
         "element-aligned r along the layer map: trained-on weights stay far above it, independent "
         "models sit at chance (~0.01-0.02 for 2048 sampled values)",
+    ),
+    "vector_rounding_max": Threshold(
+        5e-6,
+        "1 - r of the sorted 1-D tensors (norms, biases, embedding dim-std) that rounding explains: casts "
+        "to BF16 measured 1.6e-6, F16 2e-8, int8/Q4/Q8/GPTQ/AWQ copies 0 (they keep 1-D tensors); a 1 % "
+        "fine-tune-like drift 2.4e-5. Below it with matrices within cast_max_dev: a quantisation round trip",
     ),
     "min_signals": Threshold(
         2,
@@ -117,23 +128,22 @@ def verdict(row: Mapping[str, Any]) -> tuple[str, str]:
     t = THRESHOLDS
     hidden = obfuscation(row)
     if hidden is not None:
-        return REPARAM, hidden
+        return (REPARAM_FINE_TUNE if _moved_after_reparam(row) else REPARAM), hidden
     sketch, same = row.get("sketch"), row.get("sketch_same")
     same_depth = row.get("a_layers") == row.get("b_layers") and row.get("map_is_identity") is not False
     if same_depth and same is not None:
         if (row.get("sketch_identical") or 0.0) >= t["exact_identical"].value:
+            va, vb = row.get("a_vocab"), row.get("b_vocab")
+            if va and vb and va != vb:
+                return VOCAB_COPY, (
+                    f"every same-index matrix bit-identical, vocabularies of {va:,} and {vb:,} rows: "
+                    "the embedding table was cut or grown, nothing else touched"
+                )
             return EXACT_COPY, "every same-index matrix has bit-identical sampled values"
         dev = 1.0 - same
-        dtype = max((row.get("a_dtype"), row.get("b_dtype")), key=cast_band)
-        if dev <= cast_band(dtype):
-            return CAST_COPY, f"1 - r = {dev:.1e}, within what rounding to {dtype} explains"
-        if (row.get("values_identical") or 0.0) >= t["weight_only_values"].value and dev <= t[
-            "cast_max_dev"
-        ].value:
-            return (
-                CAST_COPY,
-                f"norms and biases bit-identical, matrices at 1 - r = {dev:.1e}: weight-only quantisation",
-            )
+        cast = _cast_reason(row, dev)
+        if cast is not None:
+            return CAST_COPY, cast
         if sketch is not None and sketch >= t["fine_tune_min"].value:
             return FINE_TUNE, f"same weights moved by training: element-aligned r = {sketch:.4f}"
     if sketch is not None and sketch >= t["fine_tune_min"].value:
@@ -141,6 +151,40 @@ def verdict(row: Mapping[str, Any]) -> tuple[str, str]:
     if signals < t["min_signals"].value:
         return INSUFFICIENT, "flagged on a single per-dimension signal"
     return SAME_LINEAGE, "matrices at chance but per-dimension or token-aligned statistics shared"
+
+
+def cast_bands(row: Mapping[str, Any]) -> tuple[float, str]:
+    """1 - r the two sides' storage dtypes explain together, and the coarser dtype.
+
+    Siblings (two casts of one base) each carry their own rounding, so the bands add up.
+    """
+    a, b = row.get("a_dtype"), row.get("b_dtype")
+    return cast_band(a) + cast_band(b), str(max((a, b), key=cast_band))
+
+
+def _cast_reason(row: Mapping[str, Any], dev: float) -> str | None:
+    """Why matrices at 1 - r = dev are a cast or quantisation of the same weights, or None."""
+    t = THRESHOLDS
+    band, dtype = cast_bands(row)
+    if dev <= band:
+        return f"1 - r = {dev:.1e}, within what rounding to {dtype} explains"
+    if dev > t["cast_max_dev"].value:
+        return None
+    if (row.get("values_identical") or 0.0) >= t["weight_only_values"].value:
+        return f"norms and biases bit-identical, matrices at 1 - r = {dev:.1e}: weight-only quantisation"
+    vec_dev = _vector_dev(row)
+    if vec_dev is not None and vec_dev <= t["vector_rounding_max"].value:
+        return (
+            f"norms and biases agree to rounding (1 - r = {vec_dev:.1e}), matrices at 1 - r = {dev:.1e}: "
+            "a cast or quantisation round trip (int8/Q4/Q8/GPTQ/AWQ/bf16), not training"
+        )
+    return None
+
+
+def _vector_dev(row: Mapping[str, Any]) -> float | None:
+    """1 - r of the sorted 1-D tensors (scale- and permutation-blind), or None when not computed."""
+    value = row.get("sorted")
+    return None if value is None else max(0.0, 1.0 - float(value))
 
 
 def obfuscation(row: Mapping[str, Any]) -> str | None:
@@ -171,6 +215,16 @@ def obfuscation(row: Mapping[str, Any]) -> str | None:
             f"(r = {profile:.3f}): Q/K or V/O rescaled against each other (obfuscation)"
         )
     return None
+
+
+def _moved_after_reparam(row: Mapping[str, Any]) -> bool:
+    """A re-parameterised pair whose weights also moved beyond rounding: trained before or after it."""
+    vec_dev = _vector_dev(row)
+    if vec_dev is not None:
+        return vec_dev > THRESHOLDS["vector_rounding_max"].value
+    # rescaled copies keep same-index matrices element-aligned, so drift shows there too
+    same = row.get("sketch_same")
+    return same is not None and 1.0 - same > cast_bands(row)[0]
 
 
 # Structural kinds a layer or expert map can show (pipeline.comparison.layer_align / expert_map);

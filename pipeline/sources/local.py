@@ -51,6 +51,21 @@ def local_model(path: Path, repo_id: str | None = None) -> ModelRef:
     )
 
 
+def local_file(path: Path, repo_id: str | None = None) -> ModelRef:
+    """One weight file (``./model.gguf``) as a one-file repo: the folder around it is not read.
+
+    Raises:
+        RepoMissing: the file does not exist.
+    """
+    path = Path(path)
+    rid = repo_id or "/".join(path.resolve().parts[-2:])
+    if not path.is_file():
+        raise RepoMissing(rid, None, path.name, f"no such file: {path}")
+    files = (FileRef(path.name, path.stat().st_size),)
+    return ModelRef(repo_id=rid, revision=_folder_revision(path.parent, files), files=files, source="local",
+                    local_dir=path.parent)  # fmt: skip
+
+
 def local_models(root: Path) -> Iterator[ModelRef]:
     """Every org/name repo folder under root, in name order."""
     for org in sorted(p for p in Path(root).iterdir() if p.is_dir() and not p.name.startswith(".")):

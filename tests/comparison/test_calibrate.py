@@ -14,6 +14,7 @@ from pipeline.comparison.calibrate import (
     benjamini_hochberg,
     fit_data_only,
     fit_shrunk,
+    log_benjamini_hochberg,
     log_tail,
     with_range,
 )
@@ -75,3 +76,12 @@ def test_benjamini_hochberg_over_pairs_never_scored():
     # 4 scored pairs out of 1000 comparable ones: the unscored count as p = 1, as if scored
     assert benjamini_hochberg([1e-6, 1e-3, 0.5, 0.9], tests=1000) == pytest.approx([1e-3, 0.5, 1.0, 1.0])
     assert benjamini_hochberg([0.01, 0.04], tests=1) == benjamini_hochberg([0.01, 0.04])
+
+
+def test_log_benjamini_hochberg_ranks_p_values_below_the_smallest_double():
+    # log10 p of -2000 and -40: both underflow as doubles, and their q-values keep their order
+    log_p = [-2000 * math.log(10), -40 * math.log(10), math.log(0.5)]
+    log_q = log_benjamini_hochberg(log_p, tests=3)
+    assert log_q[0] == pytest.approx(log_p[0] + math.log(3))
+    assert log_q[1] == pytest.approx(log_p[1] + math.log(3 / 2))
+    assert log_q[0] < log_q[1] < log_q[2] == pytest.approx(math.log(0.5))

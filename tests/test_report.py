@@ -1,0 +1,146 @@
+"""`hubscan report` and `compare --format html`, tested as a reader sees them: headless Chromium opens
+the pages from disk with networking off, and the screenshot, the rendered DOM and the console say
+what a person would see. Skips when Chromium is missing (.ci/run installs it)."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from jobs import flag, report
+from jobs.families import load_families
+from pipeline.comparison import verdicts as v
+from pipeline.config import Settings
+from pipeline.storage.duckdb import connect
+from tests.stores import fingerprinted_store
+
+CHROMIUM = shutil.which("chromium")
+MINILM = "sentence-transformers/all-MiniLM-L6-v2"
+COUSIN = "sentence-transformers/paraphrase-MiniLM-L3-v2"
+# Every flag Chromium needs to run headless here without reaching any network service.
+OFFLINE = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+           "--disable-component-update", "--disable-sync", "--no-first-run", "--enable-logging=stderr",
+           "--v=0"]  # fmt: skip
+# A rendered page's PNG against a blank page's of the same size: text and figures compress far worse.
+MIN_SCREENSHOT_RATIO = 10
+
+
+@pytest.fixture(scope="module")
+def store(testbed, tmp_path_factory):
+    repos = [k for k in json.loads((testbed / "manifest.json").read_text()) if not k.startswith("badhub")]
+    root = fingerprinted_store(testbed, repos, tmp_path_factory, "reportstore")
+    flag.run(Settings(store=root))
+    return root
+
+
+@pytest.fixture(scope="module")
+def site(store, tmp_path_factory):
+    out = tmp_path_factory.mktemp("report") / "site"
+    pages = report.run(Settings(store=store), out)
+    return out, pages
+
+
+def _chromium(tmp_path, url: str, *extra: str) -> subprocess.CompletedProcess[str]:
+    if CHROMIUM is None:
+        pytest.skip("chromium not installed (.ci/run installs it with apt-get)")
+    profile = tmp_path / f"profile-{len(list(tmp_path.iterdir()))}"
+    return subprocess.run(
+        [CHROMIUM, *OFFLINE, f"--user-data-dir={profile}", "--window-size=1200,1600", *extra, url],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+
+
+def _seen(tmp_path, page) -> tuple[str, int, str]:
+    """(rendered DOM, screenshot bytes, console lines) of a page opened from disk."""
+    dom = _chromium(tmp_path, page.as_uri(), "--dump-dom")
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    shot = tmp_path / f"{page.stem}.png"
+    run = _chromium(tmp_path, page.as_uri(), f"--screenshot={shot}")
+    assert run.returncode == 0 and shot.exists(), run.stderr[-2000:]
+    console = "\n".join(line for line in dom.stderr.splitlines() + run.stderr.splitlines()
+                        if "CONSOLE" in line or "net::ERR" in line or "Failed to load" in line)  # fmt: skip
+    return dom.stdout, shot.stat().st_size, console
+
+
+def _blank_size(tmp_path) -> int:
+    blank = tmp_path / "blank.html"
+    blank.write_text("<!DOCTYPE html><html><body></body></html>")
+    shot = tmp_path / "blank.png"
+    _chromium(tmp_path, blank.as_uri(), f"--screenshot={shot}")
+    return shot.stat().st_size
+
+
+def _text(dom: str) -> str:
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", dom))
+
+
+def test_the_index_names_every_family_flagged_model_and_verdict(store, site, tmp_path):
+    out, pages = site
+    index = out / "index.html"
+    html = index.read_text()
+    # self-contained: nothing to fetch (no scripts, external styles, fonts or images)
+    assert not re.search(r"(src|href)=\"(https?:)?//", html) and "<script" not in html and "<img" not in html
+    dom, shot, console = _seen(tmp_path, index)
+    assert shot > MIN_SCREENSHOT_RATIO * _blank_size(tmp_path), "screenshot looks blank"
+    assert console == "", console
+    text = _text(dom)
+    families = load_families(connect(store))
+    assert len(families) >= 2 and dom.count("<svg") >= len(families)  # one lineage graph each, rendered
+    for fam in families:
+        assert f"Family {fam.family}: root {fam.root}" in text
+        for m in fam.members:
+            assert m["repo_id"] in text
+    flagged = [p for p in report.load_view(store).pairs if p["flagged"]]
+    assert pages == len(flagged) == len(list((out / "pairs").glob("*.html")))
+    for verdict in {p["verdict"] for p in flagged}:
+        assert verdict in text, verdict
+    # the testbed's derivation kinds show up under the names the verdicts give them
+    assert {v.EXACT_COPY, v.CAST_COPY, v.FINE_TUNE, v.SAME_LINEAGE, v.STRUCTURAL, v.REPARAM,
+            v.REPARAM_FINE_TUNE, v.VOCAB_COPY} <= {p["verdict"] for p in flagged}  # fmt: skip
+    assert "UNDECLARED" in text and "Undeclared derivatives, strongest evidence first" in text
+
+
+def test_a_pair_page_shows_its_verdict_evidence_figures_and_provenance(store, site, tmp_path):
+    out, _ = site
+    pair = next(
+        p for p in report.load_view(store).pairs if {p["a_repo_id"], p["b_repo_id"]} == {MINILM, COUSIN}
+    )
+    page = out / "pairs" / report.pair_file(pair)
+    assert f'href="pairs/{page.name}"' in (out / "index.html").read_text()  # linked from the index
+    dom, shot, console = _seen(tmp_path, page)
+    assert shot > MIN_SCREENSHOT_RATIO * _blank_size(tmp_path) and console == "", console
+    text = _text(dom)
+    assert f"Verdict: {v.SAME_LINEAGE}" in text and "undeclared" in text
+    for signal in ("sketch", "gain", "dim_std", "tokens", "std_profile"):
+        assert f" {signal} " in text, signal
+    # layer curve over the unrelated band, the std profile, the layer map
+    assert dom.count("<svg") == 3 and "5-95 % of unrelated same-shape pairs" in text
+    assert "std-profile r = " in text and "layer 5" in text
+    assert pair["a_revision"] in text and pair["b_revision"] in text and "bytes read" in text
+    assert "Licence" in text and pair["flag_id"] in text
+
+
+def test_compare_writes_the_pair_page_alone(store, tmp_path):
+    page = tmp_path / "pair.html"
+    out = subprocess.run(
+        [sys.executable, "-m", "jobs.cli", "compare", MINILM, COUSIN, "--store", str(store), "--format", "html",
+         "-o", str(page)], capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    html = page.read_text()
+    assert f"Verdict: {v.SAME_LINEAGE}" in html and html.count("<svg") == 3
+    bad = subprocess.run([sys.executable, "-m", "jobs.cli", "compare", MINILM, COUSIN, "--store", str(store),
+                          "--format", "html"], capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert bad.returncode == 2  # html needs -o FILE
+
+
+def test_report_of_a_store_without_pairs_is_one_line(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "jobs.cli", "report", "--store", str(tmp_path / "empty"), "-o",
+                          str(tmp_path / "site")], capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert out.returncode == 1 and len(out.stderr.strip().splitlines()) == 1
+    assert "run `hubscan flag` first" in out.stderr
