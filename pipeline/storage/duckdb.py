@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from importlib.resources import files
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +14,9 @@ import pyarrow as pa
 
 from pipeline.errors import QueryError
 
-QUERIES_DIR = Path(__file__).resolve().parents[2] / "queries"
+# The top-level `queries` package (the product's fixed layout), read as package data so a plain
+# `pip install .` finds the same files as a source checkout.
+QUERIES: Traversable = files("queries")
 _PARAM_DECL = re.compile(r"\$(\w+)\s+([A-Za-z]+(?:\[\])?)(?:\s*=\s*([^,]+))?")
 _PARAM_USE = re.compile(r"\$(\w+)")
 _CASTS = {"DOUBLE": float, "FLOAT": float, "INTEGER": int, "BIGINT": int, "VARCHAR": str, "BOOLEAN": None}
@@ -39,12 +43,10 @@ def load_sql(name_or_path: str | Path) -> SqlFile:
     Raises:
         QueryError: the file does not exist.
     """
-    path = Path(name_or_path)
-    if not path.exists():
-        path = QUERIES_DIR / (
-            str(name_or_path) if str(name_or_path).endswith(".sql") else f"{name_or_path}.sql"
-        )
-    if not path.exists():
+    path: Path | Traversable = Path(name_or_path)
+    if not path.is_file():
+        path = shipped_sql(str(name_or_path))
+    if not path.is_file():
         raise QueryError("queries", None, str(name_or_path), "no such query file")
     text = path.read_text()
     params: dict[str, str] = {}
@@ -56,6 +58,11 @@ def load_sql(name_or_path: str | Path) -> SqlFile:
                 if default:
                     defaults[name] = _parse_default(default.strip(), sql_type.upper())
     return SqlFile(name=path.name, text=text, params=params, defaults=defaults)
+
+
+def shipped_sql(name: str) -> Traversable:
+    """The shipped query file called ``name`` (with or without .sql); it may not exist."""
+    return QUERIES.joinpath(name if name.endswith(".sql") else f"{name}.sql")
 
 
 def connect(store: str | Path, database: str = ":memory:") -> duckdb.DuckDBPyConnection:
