@@ -34,6 +34,7 @@ from pipeline.sources import hf
 from pipeline.sources.hf_cache import cached_models
 from pipeline.sources.local import local_models
 from pipeline.storage.parquet import Store
+from pipeline.storage.remote import storage_env
 from pipeline.storage.schema import SWEEPS
 
 # Failures that the same bytes will always reproduce: a sweep does not fetch such a revision again.
@@ -162,7 +163,7 @@ def _sweep(
     _ray_init(settings)
     quotas = {"api": settings.quota_api, "resolvers": settings.quota_resolvers}
     budget = start_budget(quotas, settings.quota_window_s)
-    task = fingerprint_task.options(num_cpus=settings.task_cpus)
+    task = fingerprint_task.options(num_cpus=settings.task_cpus, runtime_env=_worker_env(store))
     pages: deque[_Page] = deque()
     owner: dict[ray.ObjectRef, _Page] = {}
 
@@ -333,6 +334,12 @@ def _ray_init(settings: Settings) -> None:
         # A private local instance: token set-up only matters for a shared cluster.
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     ray.init(address=settings.ray_address or "local", include_dashboard=False, log_to_driver=False)
+
+
+def _worker_env(store: Store) -> dict[str, Any] | None:
+    """Workers write an object-storage store with the driver's storage settings (endpoint, keys)."""
+    env = storage_env()
+    return None if store.local or not env else {"env_vars": env}
 
 
 def _new_id() -> str:

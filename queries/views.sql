@@ -1,19 +1,22 @@
 -- purpose: views over the Parquet store; every other query reads only these
 -- params:  (none)
--- reads:   models/*.parquet, tensors/*.parquet, failures/*.parquet, relative to the store folder
---          (hubscan sets file_search_path; in the duckdb CLI, start it inside the store folder)
+-- reads:   models/*.parquet, tensors/*.parquet, failures/*.parquet, under the store: getvariable('store')
+--          (hubscan sets it to the folder or s3:// / gs:// prefix; in the duckdb CLI, leave it unset and
+--          start the CLI inside the store folder)
+CREATE OR REPLACE MACRO store_files(tbl) AS coalesce(getvariable('store'), '.') || '/' || tbl || '/*.parquet';
+
 CREATE OR REPLACE VIEW models AS
-SELECT * FROM read_parquet('models/*.parquet', union_by_name = true);
+SELECT * FROM read_parquet(store_files('models'), union_by_name = true);
 
 -- Tensors of committed models only: a run killed between writing a model's tensors and
 -- its models row leaves a tensors file that no query sees until the model is re-run.
 CREATE OR REPLACE VIEW tensors AS
 SELECT t.*
-FROM read_parquet('tensors/*.parquet', union_by_name = true) AS t
+FROM read_parquet(store_files('tensors'), union_by_name = true) AS t
 SEMI JOIN models AS m ON t.repo_id = m.repo_id AND t.revision = m.revision;
 
 CREATE OR REPLACE VIEW failures AS
-SELECT * FROM read_parquet('failures/*.parquet', union_by_name = true);
+SELECT * FROM read_parquet(store_files('failures'), union_by_name = true);
 
 -- The per-layer std profile of the attention projections: the statistic of the original
 -- Pangu/Qwen claim. Kept for comparison, never trusted alone.
@@ -36,9 +39,9 @@ JOIN models AS b
 -- Scored pairs written by `hubscan flag` (one row per candidate pair: every signal, its
 -- background, p/q-values, verdict, declared lineage).
 CREATE OR REPLACE VIEW pairs AS
-SELECT * FROM read_parquet('pairs/*.parquet', union_by_name = true);
+SELECT * FROM read_parquet(store_files('pairs'), union_by_name = true);
 
 -- Layer and expert maps of structurally derived pairs, written by `hubscan flag` (flagged pairs whose
 -- depth, layer order or experts differ) and `hubscan compare`.
 CREATE OR REPLACE VIEW layer_maps AS
-SELECT * FROM read_parquet('layer_maps/*.parquet', union_by_name = true);
+SELECT * FROM read_parquet(store_files('layer_maps'), union_by_name = true);

@@ -13,6 +13,8 @@ import duckdb
 import pyarrow as pa
 
 from pipeline.errors import QueryError
+from pipeline.storage.parquet import Store
+from pipeline.storage.remote import register
 
 # The top-level `queries` package (the product's fixed layout), read as package data so a plain
 # `pip install .` finds the same files as a source checkout.
@@ -65,18 +67,25 @@ def shipped_sql(name: str) -> Traversable:
     return QUERIES.joinpath(name if name.endswith(".sql") else f"{name}.sql")
 
 
-def connect(store: str | Path, database: str = ":memory:") -> duckdb.DuckDBPyConnection:
-    """A DuckDB connection whose relative paths resolve inside the store, with the views created.
+def connect(store: Store | str | Path, database: str = ":memory:") -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection over the store's views: a local folder, or s3:// / gs:// through pyarrow.
 
     Raises:
+        StoreError: the store location cannot be opened.
         QueryError: views.sql failed (e.g. the folder is not a store).
     """
+    store = store if isinstance(store, Store) else Store(store)
     con = duckdb.connect(database)
-    con.execute("SET file_search_path = $p", {"p": str(Path(store).resolve())})
+    # views.sql finds the tables under getvariable('store'); ad hoc SQL may use relative local paths
+    con.execute("SET VARIABLE store = $p", {"p": store.location})
+    if store.local:
+        con.execute("SET file_search_path = $p", {"p": store.location})
+    else:
+        register(con, store.fs, store.scheme)
     try:
         con.execute(load_sql("views").text)
     except duckdb.Error as exc:
-        raise QueryError("queries", None, "views.sql", f"{store}: {_one_line(exc)}") from None
+        raise QueryError("queries", None, "views.sql", f"{store.uri}: {_one_line(exc)}") from None
     return con
 
 

@@ -24,6 +24,7 @@ import pyarrow.parquet as pq
 
 from pipeline import __version__
 from pipeline.errors import HubscanError
+from pipeline.storage.remote import one_line, open_filesystem
 from pipeline.storage.schema import FAILURES, FILES, MODELS, SCHEMA_VERSION, TABLES, TENSORS
 
 MARKER = "_hubscan.json"
@@ -50,15 +51,32 @@ class Store:
 
     @property
     def root(self) -> Path:
-        """The local folder (DuckDB reads local stores only: its httpfs extension is not bundled)."""
+        """The local folder of a local store."""
         return Path(self.base)
+
+    @property
+    def location(self) -> str:
+        """Where DuckDB finds the store: the absolute folder, or scheme://bucket/prefix."""
+        return self.base if self.local else f"{self.scheme}://{self.base}"
+
+    @property
+    def scheme(self) -> str:
+        """``file``, ``s3``, ``gs``, ... (the URI scheme the store was opened with)."""
+        return self.uri.split("://", 1)[0] if "://" in self.uri else "file"
 
     def init(self) -> Store:
         """Create the tables, the schema marker and an empty file per table (so views always bind).
 
         Raises:
-            StoreError: the store holds a newer schema version.
+            StoreError: the store holds a newer schema version, or storage refused (no bucket,
+                no credentials, access denied).
         """
+        try:
+            return self._init()
+        except OSError as exc:
+            raise StoreError(self.uri, None, None, one_line(exc)) from None
+
+    def _init(self) -> Store:
         self.fs.create_dir(self.base, recursive=True)
         marker = self._path(MARKER)
         if self._exists(marker):
@@ -194,10 +212,9 @@ def _filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
     """pyarrow filesystem and base path: s3://, gs:// and other URIs, else a local folder."""
     if "://" in uri:
         try:
-            fs, base = pafs.FileSystem.from_uri(uri)
+            return open_filesystem(uri)
         except (pa.ArrowInvalid, OSError) as exc:
-            raise StoreError(uri, None, None, f"cannot open store: {exc}") from None
-        return fs, base
+            raise StoreError(uri, None, None, f"cannot open store: {one_line(exc)}") from None
     return pafs.LocalFileSystem(), str(Path(uri).resolve())
 
 

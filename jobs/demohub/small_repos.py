@@ -1,6 +1,6 @@
-"""Write a few small llama-layout repos (a base, its fine-tunes, unrelated models) for the wheel smoke run.
+"""Write a few small llama-layout repos (a base, its fine-tunes, unrelated models): the wheel smoke run, S3 tests.
 
-Uses only what the installed wheel depends on (numpy, safetensors), so it runs in the bare venv.
+Uses only what the wheel depends on (numpy, safetensors), so it runs in a bare venv (.ci/wheel_smoke.sh).
 """
 
 from __future__ import annotations
