@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import ray
 
-from jobs.model_task import fingerprint_model
+from jobs.model_task import KnownFiles, fingerprint_model
 from pipeline.config import Settings
 from pipeline.errors import HubscanError, RevisionMissing
 from pipeline.http import Budget, HubHttp, RequestLog
@@ -44,10 +44,20 @@ class TaskResult:
     message: str = ""
     category: str = ""
     policy: dict[str, tuple[int, int]] = field(default_factory=dict)
+    file_hashes: list[str] = field(default_factory=list)  # of a committed model: the driver's owners index
 
 
-def process(candidate: Candidate, settings: Settings, budget: Budget | None, sweep_id: str) -> TaskResult:
-    """Fingerprint one candidate into the store; a HubscanError becomes a failures row."""
+def process(
+    candidate: Candidate,
+    settings: Settings,
+    budget: Budget | None,
+    sweep_id: str,
+    known: KnownFiles | None,
+) -> TaskResult:
+    """Fingerprint one candidate into the store; a HubscanError becomes a failures row.
+
+    ``known`` answers which weight files are already stored (the sweep's owners actor); None reuses nothing.
+    """
     store = Store(settings.store).init()
     http = HubHttp(settings, log=RequestLog(), budget=budget)
     revision = candidate.revision or "unresolved"
@@ -58,7 +68,7 @@ def process(candidate: Candidate, settings: Settings, budget: Budget | None, swe
         return _result(candidate.repo_id, revision, "failed", http, error=exc)
     if store.has_model(ref.repo_id, ref.revision):
         return _result(ref.repo_id, ref.revision, "skipped", http)
-    outcome = fingerprint_model(ref, settings, http, known=store if settings.reuse_known_files else None)
+    outcome = fingerprint_model(ref, settings, http, known=known)
     if not outcome.ok or outcome.model_row is None:
         store.write_failures(ref.repo_id, ref.revision, outcome.errors)
         return _result(ref.repo_id, ref.revision, "failed", http, error=outcome.errors[0])
@@ -68,6 +78,7 @@ def process(candidate: Candidate, settings: Settings, budget: Budget | None, swe
     result = _result(ref.repo_id, ref.revision, "copy" if row["copy_of"] else "done", http)
     result.bytes_read = int(row["bytes_read"])
     result.requests += int(row["requests"])
+    result.file_hashes = sorted({str(f["sha256"]) for f in outcome.file_rows if f.get("sha256")})
     return result
 
 
