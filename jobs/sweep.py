@@ -34,6 +34,7 @@ from pipeline.http import HubHttp
 from pipeline.sources import hf
 from pipeline.sources.hf_cache import cached_models
 from pipeline.sources.local import local_models
+from pipeline.storage.compact import compact
 from pipeline.storage.index import StoreIndex
 from pipeline.storage.parquet import Store
 from pipeline.storage.remote import storage_env
@@ -167,6 +168,7 @@ def _sweep(
     budget = start_budget(quotas, settings.quota_window_s)
     task = fingerprint_task.options(num_cpus=settings.task_cpus, runtime_env=_worker_env(store))
     index = StoreIndex.load(store)
+    compacted_at = [state.done]
     known = start_known_files(store, _worker_env(store)) if settings.reuse_known_files else None
     pages: deque[_Page] = deque()
     owner: dict[ray.ObjectRef, _Page] = {}
@@ -179,6 +181,9 @@ def _sweep(
             state.add(result)
             _remember(index, known, result)
             progress.update()
+        if state.done - compacted_at[0] >= settings.compact_every:
+            compact(store)  # blocks dispatch for a moment; keeps the loose file count bounded
+            compacted_at[0] = state.done
         _advance_cursor(store, state, pages)
 
     for page_next, candidates in _candidates(settings, state, cursor):
@@ -198,6 +203,7 @@ def _sweep(
         _advance_cursor(store, state, pages)
     while owner:
         finish(1)
+    compact(store)
 
 
 def _plan(

@@ -66,7 +66,8 @@ def process(
     except HubscanError as exc:
         store.write_failures(candidate.repo_id, revision, [exc])
         return _result(candidate.repo_id, revision, "failed", http, error=exc)
-    if store.has_model(ref.repo_id, ref.revision):
+    # The driver skip-checked the listed revision; only a repo that moved on since listing needs a look-up.
+    if ref.revision != candidate.revision and store.has_model(ref.repo_id, ref.revision):
         return _result(ref.repo_id, ref.revision, "skipped", http)
     outcome = fingerprint_model(ref, settings, http, known=known)
     if not outcome.ok or outcome.model_row is None:

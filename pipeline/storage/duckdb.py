@@ -13,6 +13,7 @@ import duckdb
 import pyarrow as pa
 
 from pipeline.errors import QueryError
+from pipeline.storage.manifest import COMPACT_TABLES
 from pipeline.storage.parquet import Store
 from pipeline.storage.remote import register
 
@@ -78,6 +79,12 @@ def connect(store: Store | str | Path, database: str = ":memory:") -> duckdb.Duc
     con = duckdb.connect(database)
     # views.sql finds the tables under getvariable('store'); ad hoc SQL may use relative local paths
     con.execute("SET VARIABLE store = $p", {"p": store.location})
+    manifest = store.manifest()
+    for table in COMPACT_TABLES:
+        if manifest.files(table):
+            where = [f"{store.location}/{rel}" for rel in manifest.files(table)]
+            # SET VARIABLE takes no parameters in its name; the table names are our own constants
+            con.execute(f"SET VARIABLE compacted_{table} = $p", {"p": where})
     if store.local:
         con.execute("SET file_search_path = $p", {"p": store.location})
     else:
