@@ -20,7 +20,7 @@ from jobs.output import emit
 from jobs.summary import RunSummary
 from jobs.sweep import ListingFilters
 from pipeline.config import Settings
-from pipeline.storage.duckdb import shipped_sql
+from pipeline.storage.duckdb import CLI_COMPACTED, shipped_sql
 
 # Deliberately broken repos live under this org; the demo shows them only when asked.
 BAD_ORG = "badhub"
@@ -82,6 +82,6 @@ def _next_steps(err: Console, store: str | Path, result: flag.FlagResult) -> Non
         f"  hubscan sql find_undeclared_derivatives --store {store}\n"
         f'  hubscan sql "SELECT repo_id, format, layers, hidden, bytes_read, checkpoint_bytes FROM models" --store {store}\n'
         f"  hubscan sql show_std_profile -p repo_id=sentence-transformers/all-MiniLM-L6-v2 --store {store}\n"
-        f'  cd {store} && duckdb -c ".read {shipped_sql("views")}" -c "FROM models"',
+        f'  cd {store} && duckdb -c "{CLI_COMPACTED}" -c ".read {shipped_sql("views")}" -c "FROM models"',
         markup=False,
     )

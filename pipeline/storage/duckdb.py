@@ -20,6 +20,10 @@ from pipeline.storage.remote import register
 # The top-level `queries` package (the product's fixed layout), read as package data so a plain
 # `pip install .` finds the same files as a source checkout.
 QUERIES: Traversable = files("queries")
+# What the plain duckdb CLI runs before views.sql to read a compacted store (hubscan sets it itself).
+CLI_COMPACTED = (
+    "SET VARIABLE compacted_models = (SELECT parts.models FROM read_json('compacted/manifest.json'))"
+)
 _PARAM_DECL = re.compile(r"\$(\w+)\s+([A-Za-z]+(?:\[\])?)(?:\s*=\s*([^,]+))?")
 _PARAM_USE = re.compile(r"\$(\w+)")
 _CASTS = {"DOUBLE": float, "FLOAT": float, "INTEGER": int, "BIGINT": int, "VARCHAR": str, "BOOLEAN": None}
