@@ -53,9 +53,16 @@ def compact(store: Store) -> CompactResult:
     generation = manifest.generation + 1
     stems = sorted(loose)
     tables = {t: _read_loose(store, t, stems) for t in COMPACT_TABLES}
+    # Models compacted before and loose again (re-fingerprinted, or a killed clean-up): their old rows go.
+    # Only then are the compacted parts opened; the usual run just adds parts.
+    replaced = _replaced(store, manifest, tables["models"])
     parts: dict[str, list[str]] = {}
     for table in COMPACT_TABLES:
-        kept, rewritten = _without(store, manifest.files(table), tables["models"], generation)
+        kept, rewritten = (
+            _without(store, manifest.files(table), replaced, generation)
+            if len(replaced)
+            else (manifest.files(table), [])
+        )
         new = tables[table] if table == "models" else _with_hidden(tables[table], tables["models"])
         parts[table] = kept + rewritten + _write_blocks(store, table, new, generation)
     store.write_bytes(MANIFEST, Manifest(generation, parts).to_json())  # the commit
@@ -95,11 +102,18 @@ def _with_hidden(rows: pa.Table, models: pa.Table) -> pa.Table:
     return rows.append_column("hidden", pc.take(models["hidden"], where))
 
 
-def _without(
-    store: Store, files: list[str], models: pa.Table, generation: int
-) -> tuple[list[str], list[str]]:
-    """Compacted files kept as they are, plus rewrites of those holding a model being replaced."""
+def _replaced(store: Store, manifest: Manifest, models: pa.Table) -> pa.Array:
+    """Keys (repo_id@revision) of these models that the compacted files already hold."""
+    paths = [store._path(p) for p in manifest.files("models")]
+    if not paths:
+        return pa.array([], pa.string())
+    compacted = ds.dataset(paths, filesystem=store.fs, format="parquet").to_table(columns=KEY)
     keys = _keys(models)
+    return keys.filter(pc.is_in(keys, value_set=_keys(compacted)))
+
+
+def _without(store: Store, files: list[str], keys: pa.Array, generation: int) -> tuple[list[str], list[str]]:
+    """Compacted files kept as they are, plus rewrites of those holding a model being replaced."""
     kept: list[str] = []
     rewritten: list[str] = []
     for rel in files:
