@@ -27,9 +27,12 @@ esac
 hubscan="$work/venv/bin/hubscan"
 "$hubscan" sweep --source "local:$work/repos" --store "$work/store" >/dev/null
 "$hubscan" flag --store "$work/store" >/dev/null
-models="$("$hubscan" sql "SELECT count(*) AS n FROM models" --store "$work/store" --format csv | tail -1)"
+models="$("$hubscan" sql "SELECT count(*) AS n FROM models" --store "$work/store" --format csv | tail -1 | tr -d "\r")"
 flagged="$("$hubscan" sql find_undeclared_derivatives --store "$work/store" --format csv | grep -c finetune || true)"
 "$hubscan" export --store "$work/store" --format csv -o "$work/suspicious.csv"
 exported="$(grep -c 'smoke/base' "$work/suspicious.csv" || true)"
 echo "wheel smoke: $models models, $flagged undeclared-derivative rows, $exported exported pairs"
-[ "$models" = 7 ] && [ "$flagged" -ge 2 ] && [ "$exported" -ge 2 ]
+if [ "$models" != 7 ] || [ "$flagged" -lt 2 ] || [ "$exported" -lt 2 ]; then
+  echo "wheel smoke: expected 7 models, at least 2 flagged and 2 exported fine-tune pairs" >&2
+  exit 1
+fi
