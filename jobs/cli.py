@@ -259,6 +259,20 @@ def report(
 
 
 @app.command()
+def compact(store: StoreOpt = None) -> None:
+    """Merge committed per-model files into large files per comparability block (sweep also does this)."""
+    from jobs import compact as job
+
+    settings = settings_from_env(store=store)
+    result = _guard(lambda: job.run(settings))
+    typer.echo(
+        f"{result.models} models compacted into generation {result.generation} "
+        f"({result.parts} compacted files, {result.removed_files} loose files removed)",
+        err=True,
+    )
+
+
+@app.command()
 def demo(
     store: StoreOpt = None,
     workdir: Annotated[

@@ -20,6 +20,7 @@ from jobs.families import family_text
 from jobs.summary import RunSummary
 from jobs.sweep import ListingFilters
 from pipeline.config import Settings
+from pipeline.storage.duckdb import CLI_COMPACTED
 from pipeline.storage.parquet import Store
 
 # Deliberately broken repos live under this org; the demo shows them only when asked.
@@ -78,7 +79,7 @@ def _next_steps(err: Console, store: str | Path, result: flag.FlagResult) -> Non
         f'  hubscan sql "SELECT repo_id, format, layers, hidden, bytes_read, checkpoint_bytes FROM models" --store {where}\n'
         f"  hubscan sql show_std_profile -p repo_id=sentence-transformers/all-MiniLM-L6-v2 --store {where}\n"
         # the duckdb CLI comes with the demo extra (duckdb-cli); views.sql reads paths relative to the store
-        f'  cd {where} && duckdb -c ".read \'{sql.views_path()}\'" -c "FROM models"\n'
+        f'  cd {where} && duckdb -c "{CLI_COMPACTED}" -c ".read \'{sql.views_path()}\'" -c "FROM models"\n'
         "The report opens from disk, in any browser: hubscan-report/index.html",
         markup=False,
     )

@@ -35,7 +35,7 @@ def run(
         QueryError: the store has no scored pairs (run `hubscan flag` first) or the query failed.
     """
     store = Store(settings.store).init()
-    con = connect(store.root)
+    con = connect(store)
     # con.sql + fetchall: DuckDB 2.0 refuses further work while an execute() result is unfinished
     if con.sql("SELECT count(*) FROM pairs").fetchall()[0][0] == 0:
         raise QueryError(str(settings.store), None, "pairs", "no scored pairs: run `hubscan flag` first")

@@ -92,7 +92,7 @@ def run(
 
 def flag_connection(store: Store) -> duckdb.DuckDBPyConnection:
     """A connection over the store's views with the memory limit pair scoring runs under."""
-    con = connect(store.root)
+    con = connect(store)
     con.execute(f"SET memory_limit = '{DUCKDB_MEMORY_LIMIT}'")
     # The compute_*.sql files are written candidates-first, the order that scales. DuckDB's join
     # ordering misestimates list-heavy CTEs and joined model x model tensors before the candidates:

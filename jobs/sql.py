@@ -8,7 +8,7 @@ from typing import Any
 import pyarrow as pa
 
 from pipeline.config import Settings
-from pipeline.storage.duckdb import QUERIES_DIR, SqlFile, coerce_param, connect, load_sql, run_sql
+from pipeline.storage.duckdb import SqlFile, coerce_param, connect, load_sql, run_sql, shipped_sql
 from pipeline.storage.parquet import Store
 
 
@@ -28,11 +28,11 @@ def run(settings: Settings, query: str, raw_params: dict[str, str]) -> pa.Table:
 
 def views_path() -> Path:
     """Where views.sql is in this install: the one place the demo and `hubscan sql --views-path` ask."""
-    return QUERIES_DIR / "views.sql"
+    return Path(str(shipped_sql("views")))
 
 
 def _as_sql(query: str) -> SqlFile:
-    looks_like_file = query.endswith(".sql") or (QUERIES_DIR / f"{query}.sql").exists()
+    looks_like_file = query.endswith(".sql") or shipped_sql(query).is_file()
     if looks_like_file or Path(query).is_file():
         return load_sql(query)
     return SqlFile(name="<command line>", text=query, params={}, defaults={})

@@ -23,6 +23,7 @@ import pyarrow as pa
 import ray
 
 from jobs.budget import start_budget
+from jobs.known_files import RayKnownFiles, start_known_files
 from jobs.summary import RunSummary
 from jobs.sweep_progress import SweepProgress
 from jobs.sweep_task import Candidate, TaskResult, fingerprint_task
@@ -33,7 +34,10 @@ from pipeline.http import HubHttp
 from pipeline.sources import hf
 from pipeline.sources.hf_cache import cached_models
 from pipeline.sources.local import local_models
+from pipeline.storage.compact import compact
+from pipeline.storage.index import StoreIndex
 from pipeline.storage.parquet import Store
+from pipeline.storage.remote import storage_env
 from pipeline.storage.schema import SWEEPS
 
 # Failures that the same bytes will always reproduce: a sweep does not fetch such a revision again.
@@ -170,7 +174,10 @@ def _sweep(
     _ray_init(settings)
     quotas = {"api": settings.quota_api, "resolvers": settings.quota_resolvers}
     budget = start_budget(quotas, settings.quota_window_s)
-    task = fingerprint_task.options(num_cpus=settings.task_cpus)
+    task = fingerprint_task.options(num_cpus=settings.task_cpus, runtime_env=_worker_env(store))
+    index = StoreIndex.load(store)
+    compacted_at = [state.done]
+    known = start_known_files(store, _worker_env(store)) if settings.reuse_known_files else None
     pages: deque[_Page] = deque()
     owner: dict[ray.ObjectRef, _Page] = {}
 
@@ -178,8 +185,13 @@ def _sweep(
         ready, _ = ray.wait(list(owner), num_returns=count)
         for ref in ready:
             owner.pop(ref).outstanding.discard(ref)
-            state.add(ray.get(ref))
+            result = ray.get(ref)
+            state.add(result)
+            _remember(index, known, result)
             progress.update()
+        if state.done - compacted_at[0] >= settings.compact_every:
+            compact(store)  # blocks dispatch for a moment; keeps the loose file count bounded
+            compacted_at[0] = state.done
         _advance_cursor(store, state, pages)
 
     for page_next, candidates in _candidates(settings, state, cursor):
@@ -187,10 +199,10 @@ def _sweep(
         pages.append(page)
         for candidate in candidates:
             state.listed += 1
-            if _skip_or_refuse(store, settings, state, candidate):
+            if _skip_or_refuse(store, index, settings, state, candidate):
                 progress.update()
                 continue
-            ref = task.remote(candidate, settings, budget, state.sweep_id)
+            ref = task.remote(candidate, settings, budget, state.sweep_id, known)
             page.outstanding.add(ref)
             owner[ref] = page
             if len(owner) >= settings.max_in_flight:
@@ -199,30 +211,34 @@ def _sweep(
         _advance_cursor(store, state, pages)
     while owner:
         finish(1)
+    compact(store)
 
 
 def _plan(
     store: Store, settings: Settings, state: SweepState, cursor: str | None, progress: SweepProgress
 ) -> None:
     """List and count what a sweep would fingerprint, without fetching a byte of weights."""
+    index = StoreIndex.load(store)
     for _, candidates in _candidates(settings, state, cursor):
         for candidate in candidates:
             state.listed += 1
             revision = candidate.ref.revision if candidate.ref else candidate.revision
-            if revision and store.has_model(candidate.repo_id, revision):
+            if revision and index.has_model(candidate.repo_id, revision):
                 state.skipped += 1
             else:
                 state.planned += 1
             progress.update()
 
 
-def _skip_or_refuse(store: Store, settings: Settings, state: SweepState, c: Candidate) -> bool:
+def _skip_or_refuse(
+    store: Store, index: StoreIndex, settings: Settings, state: SweepState, c: Candidate
+) -> bool:
     """True when the candidate needs no task: stored, failing for good, or gated and we have no token."""
     revision = c.ref.revision if c.ref else c.revision
-    if revision and store.has_model(c.repo_id, revision):
+    if revision and index.has_model(c.repo_id, revision):
         state.skipped += 1
         return True
-    if revision and store.failure_categories(c.repo_id, revision) & PERMANENT_FAILURES:
+    if revision and index.failure_categories(c.repo_id, revision) & PERMANENT_FAILURES:
         state.skipped += 1  # a new revision is tried again; this one would fail the same way
         return True
     if c.gated and not settings.token:
@@ -231,6 +247,7 @@ def _skip_or_refuse(store: Store, settings: Settings, state: SweepState, c: Cand
             c.repo_id, revision, None, "gated repo: pass HF_TOKEN with access to fingerprint it"
         )
         store.write_failures(c.repo_id, revision or "unresolved", [error])
+        index.add_failure(c.repo_id, revision or "unresolved", error.category)
         state.failed += 1
         state.failures.append(str(error))
         return True
@@ -363,6 +380,22 @@ def _ray_init(settings: Settings) -> None:
         # A private local instance: token set-up only matters for a shared cluster.
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     ray.init(address=settings.ray_address or "local", include_dashboard=False, log_to_driver=False)
+
+
+def _remember(index: StoreIndex, known: RayKnownFiles | None, result: TaskResult) -> None:
+    """Keep the sweep's view of the store current: what committed, what failed, which files it owns."""
+    if result.status in ("done", "copy"):
+        index.add_model(result.repo_id, result.revision)
+        if known is not None:
+            known.add((result.repo_id, result.revision), result.file_hashes)
+    elif result.status == "failed":
+        index.add_failure(result.repo_id, result.revision, result.category)
+
+
+def _worker_env(store: Store) -> dict[str, Any] | None:
+    """Workers write an object-storage store with the driver's storage settings (endpoint, keys)."""
+    env = storage_env()
+    return None if store.local or not env else {"env_vars": env}
 
 
 def _new_id() -> str:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import ray
 
-from jobs.model_task import fingerprint_model
+from jobs.model_task import KnownFiles, fingerprint_model
 from pipeline.config import Settings
 from pipeline.errors import HubscanError, RevisionMissing
 from pipeline.http import Budget, HubHttp, RequestLog
@@ -46,10 +46,20 @@ class TaskResult:
     message: str = ""
     category: str = ""
     policy: dict[str, tuple[int, int]] = field(default_factory=dict)
+    file_hashes: list[str] = field(default_factory=list)  # of a committed model: the driver's owners index
 
 
-def process(candidate: Candidate, settings: Settings, budget: Budget | None, sweep_id: str) -> TaskResult:
-    """Fingerprint one candidate into the store; a HubscanError becomes a failures row."""
+def process(
+    candidate: Candidate,
+    settings: Settings,
+    budget: Budget | None,
+    sweep_id: str,
+    known: KnownFiles | None,
+) -> TaskResult:
+    """Fingerprint one candidate into the store; a HubscanError becomes a failures row.
+
+    ``known`` answers which weight files are already stored (the sweep's owners actor); None reuses nothing.
+    """
     store = Store(settings.store).init()
     http = HubHttp(settings, log=RequestLog(), budget=budget)
     revision = candidate.revision or "unresolved"
@@ -58,9 +68,9 @@ def process(candidate: Candidate, settings: Settings, budget: Budget | None, swe
     except HubscanError as exc:
         store.write_failures(candidate.repo_id, revision, [exc])
         return _result(candidate.repo_id, revision, "failed", http, error=exc)
-    if store.has_model(ref.repo_id, ref.revision):
+    # The driver skip-checked the listed revision; only a repo that moved on since listing needs a look-up.
+    if ref.revision != candidate.revision and store.has_model(ref.repo_id, ref.revision):
         return _result(ref.repo_id, ref.revision, "skipped", http)
-    known = store if settings.reuse_known_files else None
     outcome = fingerprint_model(ref, settings, http, known=known)
     if candidate.ref is not None and any(isinstance(e, RevisionMissing) for e in outcome.errors):
         # The repo moved on since it was listed: fingerprint its current revision instead.
@@ -69,6 +79,8 @@ def process(candidate: Candidate, settings: Settings, budget: Budget | None, swe
         except HubscanError as exc:
             store.write_failures(candidate.repo_id, revision, [exc])
             return _result(candidate.repo_id, revision, "failed", http, error=exc)
+        if store.has_model(ref.repo_id, ref.revision):
+            return _result(ref.repo_id, ref.revision, "skipped", http)
         outcome = fingerprint_model(ref, settings, http, known=known)
     if not outcome.ok or outcome.model_row is None:
         store.write_failures(ref.repo_id, ref.revision, outcome.errors)
@@ -82,6 +94,7 @@ def process(candidate: Candidate, settings: Settings, budget: Budget | None, swe
     result.api_requests += int(row["api_requests"])
     result.resolver_requests += int(row["resolver_requests"])
     result.cdn_requests += int(row["cdn_requests"])
+    result.file_hashes = sorted({str(f["sha256"]) for f in outcome.file_rows if f.get("sha256")})
     return result
 
 

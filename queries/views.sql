@@ -1,19 +1,39 @@
 -- purpose: views over the Parquet store; every other query reads only these
 -- params:  (none)
--- reads:   models/*.parquet, tensors/*.parquet, failures/*.parquet, relative to the store folder
---          (hubscan sets file_search_path; in the duckdb CLI, start it inside the store folder)
+-- reads:   models/*.parquet, tensors/*.parquet, failures/*.parquet, under the store: getvariable('store')
+--          (hubscan sets it to the folder or s3:// / gs:// prefix; in the duckdb CLI, leave it unset and
+--          start the CLI inside the store folder)
+CREATE OR REPLACE MACRO store_files(tbl) AS coalesce(getvariable('store'), '.') || '/' || tbl || '/*.parquet';
+
+-- Compacted files are those the manifest names (hubscan sets compacted_<table>); in the duckdb CLI they
+-- are left out unless set, and the table's empty loose file stands in.
+CREATE OR REPLACE MACRO compacted_files(tbl) AS
+coalesce(getvariable('compacted_' || tbl), [coalesce(getvariable('store'), '.') || '/' || tbl || '/_empty.parquet']);
+
+-- One row per committed model. Loose files are the commit unit; a model both loose and compacted (a
+-- compaction killed before its clean-up, or a model re-fingerprinted since) is taken from its loose file.
+CREATE OR REPLACE VIEW loose_models AS
+SELECT * FROM read_parquet(store_files('models'), union_by_name = true);
+
 CREATE OR REPLACE VIEW models AS
-SELECT * FROM read_parquet('models/*.parquet', union_by_name = true);
+SELECT * FROM loose_models
+UNION ALL BY NAME
+SELECT c.* FROM read_parquet(compacted_files('models'), union_by_name = true) AS c
+ANTI JOIN loose_models AS l ON c.repo_id = l.repo_id AND c.revision = l.revision;
 
 -- Tensors of committed models only: a run killed between writing a model's tensors and
 -- its models row leaves a tensors file that no query sees until the model is re-run.
 CREATE OR REPLACE VIEW tensors AS
 SELECT t.*
-FROM read_parquet('tensors/*.parquet', union_by_name = true) AS t
-SEMI JOIN models AS m ON t.repo_id = m.repo_id AND t.revision = m.revision;
+FROM read_parquet(store_files('tensors'), union_by_name = true) AS t
+SEMI JOIN loose_models AS m ON t.repo_id = m.repo_id AND t.revision = m.revision
+UNION ALL BY NAME
+SELECT t.*
+FROM read_parquet(compacted_files('tensors'), union_by_name = true) AS t
+ANTI JOIN loose_models AS m ON t.repo_id = m.repo_id AND t.revision = m.revision;
 
 CREATE OR REPLACE VIEW failures AS
-SELECT * FROM read_parquet('failures/*.parquet', union_by_name = true);
+SELECT * FROM read_parquet(store_files('failures'), union_by_name = true);
 
 -- The per-layer std profile of the attention projections: the statistic of the original
 -- Pangu/Qwen claim. Kept for comparison, never trusted alone.
@@ -47,9 +67,9 @@ JOIN models AS b
 -- Scored pairs written by `hubscan flag` (one row per candidate pair: every signal, its
 -- background, p/q-values, verdict, declared lineage).
 CREATE OR REPLACE VIEW pairs AS
-SELECT * FROM read_parquet('pairs/*.parquet', union_by_name = true);
+SELECT * FROM read_parquet(store_files('pairs'), union_by_name = true);
 
 -- Layer and expert maps of structurally derived pairs, written by `hubscan flag` (flagged pairs whose
 -- depth, layer order or experts differ) and `hubscan compare`.
 CREATE OR REPLACE VIEW layer_maps AS
-SELECT * FROM read_parquet('layer_maps/*.parquet', union_by_name = true);
+SELECT * FROM read_parquet(store_files('layer_maps'), union_by_name = true);

@@ -8,9 +8,9 @@ import subprocess
 import pytest
 
 from jobs import fingerprint, flag
-from pipeline.storage.duckdb import QUERIES_DIR, connect, load_sql, run_sql
+from pipeline.storage.duckdb import QUERIES, connect, load_sql, run_sql, shipped_sql
 
-SQL_FILES = sorted(p.name for p in QUERIES_DIR.glob("*.sql"))
+SQL_FILES = sorted(p.name for p in QUERIES.iterdir() if p.name.endswith(".sql"))
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 PARAMS = {
     "repo_id": MINILM,
@@ -102,7 +102,7 @@ def test_duckdb_cli_runs_it_after_views(store, name):
     sets = [f"SET VARIABLE {k} = '{params[k]}';" for k in sql.params]
     # The CLI has no named parameters; getvariable() stands in for $name.
     body = re.sub(r"\$(\w+)", r"getvariable('\1')", sql.text)
-    script = "\n".join([f".read {QUERIES_DIR / 'views.sql'}", *sets, body])
+    script = "\n".join([f".read {shipped_sql('views')}", *sets, body])
     out = subprocess.run(
         ["duckdb", "-csv"], input=script, text=True, capture_output=True, cwd=store, timeout=60
     )

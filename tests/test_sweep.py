@@ -96,7 +96,7 @@ def test_sweep_fingerprints_every_model_once_and_a_rerun_reads_nothing(ray_sessi
 
 def test_a_listed_revision_that_moved_on_is_fingerprinted_at_its_current_sha(settings):
     current = hf.resolve(HubHttp(settings), MINILM).revision
-    result = process(Candidate(MINILM, "0" * 40), settings, None, "t")
+    result = process(Candidate(MINILM, "0" * 40), settings, None, "t", None)
     assert result.status == "done" and result.revision == current
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from importlib.resources import files
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
@@ -11,8 +13,17 @@ import duckdb
 import pyarrow as pa
 
 from pipeline.errors import QueryError
+from pipeline.storage.manifest import COMPACT_TABLES
+from pipeline.storage.parquet import Store
+from pipeline.storage.remote import register
 
-QUERIES_DIR = Path(__file__).resolve().parents[2] / "queries"
+# The top-level `queries` package (the product's fixed layout), read as package data so a plain
+# `pip install .` finds the same files as a source checkout.
+QUERIES: Traversable = files("queries")
+# What the plain duckdb CLI runs before views.sql to read a compacted store (hubscan sets it itself).
+CLI_COMPACTED = (
+    "SET VARIABLE compacted_models = (SELECT parts.models FROM read_json('compacted/manifest.json'))"
+)
 _PARAM_DECL = re.compile(r"\$(\w+)\s+([A-Za-z]+(?:\[\])?)(?:\s*=\s*([^,]+))?")
 _PARAM_USE = re.compile(r"\$(\w+)")
 _CASTS = {"DOUBLE": float, "FLOAT": float, "INTEGER": int, "BIGINT": int, "VARCHAR": str, "BOOLEAN": None}
@@ -39,12 +50,10 @@ def load_sql(name_or_path: str | Path) -> SqlFile:
     Raises:
         QueryError: the file does not exist.
     """
-    path = Path(name_or_path)
-    if not path.exists():
-        path = QUERIES_DIR / (
-            str(name_or_path) if str(name_or_path).endswith(".sql") else f"{name_or_path}.sql"
-        )
-    if not path.exists():
+    path: Path | Traversable = Path(name_or_path)
+    if not path.is_file():
+        path = shipped_sql(str(name_or_path))
+    if not path.is_file():
         raise QueryError("queries", None, str(name_or_path), "no such query file")
     text = path.read_text()
     params: dict[str, str] = {}
@@ -58,18 +67,36 @@ def load_sql(name_or_path: str | Path) -> SqlFile:
     return SqlFile(name=path.name, text=text, params=params, defaults=defaults)
 
 
-def connect(store: str | Path, database: str = ":memory:") -> duckdb.DuckDBPyConnection:
-    """A DuckDB connection whose relative paths resolve inside the store, with the views created.
+def shipped_sql(name: str) -> Traversable:
+    """The shipped query file called ``name`` (with or without .sql); it may not exist."""
+    return QUERIES.joinpath(name if name.endswith(".sql") else f"{name}.sql")
+
+
+def connect(store: Store | str | Path, database: str = ":memory:") -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection over the store's views: a local folder, or s3:// / gs:// through pyarrow.
 
     Raises:
+        StoreError: the store location cannot be opened.
         QueryError: views.sql failed (e.g. the folder is not a store).
     """
+    store = store if isinstance(store, Store) else Store(store)
     con = duckdb.connect(database)
-    con.execute("SET file_search_path = $p", {"p": str(Path(store).resolve())})
+    # views.sql finds the tables under getvariable('store'); ad hoc SQL may use relative local paths
+    con.execute("SET VARIABLE store = $p", {"p": store.location})
+    manifest = store.manifest()
+    for table in COMPACT_TABLES:
+        if manifest.files(table):
+            where = [f"{store.location}/{rel}" for rel in manifest.files(table)]
+            # SET VARIABLE takes no parameters in its name; the table names are our own constants
+            con.execute(f"SET VARIABLE compacted_{table} = $p", {"p": where})
+    if store.local:
+        con.execute("SET file_search_path = $p", {"p": store.location})
+    else:
+        register(con, store.fs, store.scheme)
     try:
         con.execute(load_sql("views").text)
     except duckdb.Error as exc:
-        raise QueryError("queries", None, "views.sql", f"{store}: {_one_line(exc)}") from None
+        raise QueryError("queries", None, "views.sql", f"{store.uri}: {_one_line(exc)}") from None
     return con
 
 

@@ -24,6 +24,8 @@ import pyarrow.parquet as pq
 
 from pipeline import __version__
 from pipeline.errors import HubscanError
+from pipeline.storage.manifest import COMPACT_TABLES, MANIFEST, Manifest
+from pipeline.storage.remote import one_line, open_filesystem
 from pipeline.storage.schema import FAILURES, FILES, MODELS, SCHEMA_VERSION, TABLES, TENSORS
 
 MARKER = "_hubscan.json"
@@ -50,15 +52,32 @@ class Store:
 
     @property
     def root(self) -> Path:
-        """The local folder (DuckDB reads local stores only: its httpfs extension is not bundled)."""
+        """The local folder of a local store."""
         return Path(self.base)
+
+    @property
+    def location(self) -> str:
+        """Where DuckDB finds the store: the absolute folder, or scheme://bucket/prefix."""
+        return self.base if self.local else f"{self.scheme}://{self.base}"
+
+    @property
+    def scheme(self) -> str:
+        """``file``, ``s3``, ``gs``, ... (the URI scheme the store was opened with)."""
+        return self.uri.split("://", 1)[0] if "://" in self.uri else "file"
 
     def init(self) -> Store:
         """Create the tables, the schema marker and an empty file per table (so views always bind).
 
         Raises:
-            StoreError: the store holds a newer schema version.
+            StoreError: the store holds a newer schema version, or storage refused (no bucket,
+                no credentials, access denied).
         """
+        try:
+            return self._init()
+        except OSError as exc:
+            raise StoreError(self.uri, None, None, one_line(exc)) from None
+
+    def _init(self) -> Store:
         self.fs.create_dir(self.base, recursive=True)
         marker = self._path(MARKER)
         if self._exists(marker):
@@ -81,8 +100,13 @@ class Store:
         return self
 
     def has_model(self, repo_id: str, revision: str) -> bool:
-        """True when this revision was fingerprinted (its commit marker exists)."""
-        return self._exists(self._path("models", f"{model_key(repo_id, revision)}.parquet"))
+        """True when this revision was fingerprinted (its commit marker exists, loose or compacted).
+
+        One look-up, not for loops over a listing: a sweep asks its StoreIndex instead.
+        """
+        if self._exists(self._path("models", f"{model_key(repo_id, revision)}.parquet")):
+            return True
+        return self._compacted("models", repo_id, revision).num_rows > 0
 
     def write_model(
         self,
@@ -142,25 +166,53 @@ class Store:
     def rows(self, repo_id: str, revision: str, sha256: str) -> list[dict[str, object]]:
         """The stored tensors rows of the file with that content hash in one model revision."""
         key = model_key(repo_id, revision)
-        files = pq.read_table(self._path("files", f"{key}.parquet"), filesystem=self.fs).to_pylist()
-        names = {f["file"] for f in files if f["sha256"] == sha256}
-        tensors = pq.read_table(self._path("tensors", f"{key}.parquet"), filesystem=self.fs)
+        if self._exists(self._path("models", f"{key}.parquet")):
+            files = pq.read_table(self._path("files", f"{key}.parquet"), filesystem=self.fs)
+            tensors = pq.read_table(self._path("tensors", f"{key}.parquet"), filesystem=self.fs)
+        else:
+            files = self._compacted("files", repo_id, revision)
+            tensors = self._compacted("tensors", repo_id, revision)
+        names = {f["file"] for f in files.to_pylist() if f["sha256"] == sha256}
         return [r for r in tensors.to_pylist() if r["file"] in names]
 
     def dataset(self, table: str) -> ds.Dataset:
-        """A pyarrow dataset over one table's files (temporary and hidden files excluded)."""
-        return ds.dataset(self._path(table), filesystem=self.fs, format="parquet", schema=TABLES[table])
+        """A pyarrow dataset over one table: its loose files plus its compacted files.
 
-    def write(self, relative: str, table: pa.Table) -> None:
+        Between a compaction's manifest swap and its clean-up a model can be in both: readers
+        that must count a model once use the views (loose wins), or sets and dicts keyed by model.
+        """
+        loose = ds.dataset(self._path(table), filesystem=self.fs, format="parquet", schema=TABLES[table])
+        compacted = self.manifest().files(table) if table in COMPACT_TABLES else []
+        if not compacted:
+            return loose
+        parts = ds.dataset(
+            [self._path(p) for p in compacted], filesystem=self.fs, format="parquet", schema=TABLES[table]
+        )
+        return ds.dataset([loose, parts])
+
+    def manifest(self) -> Manifest:
+        """The compacted files of the store (empty before the first compaction)."""
+        return Manifest.from_json(self.read_bytes(MANIFEST))
+
+    def _compacted(self, table: str, repo_id: str, revision: str) -> pa.Table:
+        """One model's rows in the compacted files (files are sorted by model: row groups are skipped)."""
+        paths = [self._path(p) for p in self.manifest().files(table)]
+        if not paths:
+            return TABLES[table].empty_table()
+        where = (ds.field("repo_id") == repo_id) & (ds.field("revision") == revision)
+        parts = ds.dataset(paths, filesystem=self.fs, format="parquet", schema=TABLES[table])
+        return parts.to_table(filter=where)
+
+    def write(self, relative: str, table: pa.Table, row_group_size: int | None = None) -> None:
         """Write Parquet atomically: temp file + rename locally, one PUT on object storage."""
         path = self._path(relative)
         if not self.local:
             with self.fs.open_output_stream(path) as out:
-                pq.write_table(table, out, compression="zstd")
+                pq.write_table(table, out, compression="zstd", row_group_size=row_group_size)
             return
         tmp = f"{os.path.dirname(path)}/.{uuid.uuid4().hex}.tmp"
         try:
-            pq.write_table(table, tmp, compression="zstd")
+            pq.write_table(table, tmp, compression="zstd", row_group_size=row_group_size)
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
@@ -196,10 +248,9 @@ def _filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
     """pyarrow filesystem and base path: s3://, gs:// and other URIs, else a local folder."""
     if "://" in uri:
         try:
-            fs, base = pafs.FileSystem.from_uri(uri)
+            return open_filesystem(uri)
         except (pa.ArrowInvalid, OSError) as exc:
-            raise StoreError(uri, None, None, f"cannot open store: {exc}") from None
-        return fs, base
+            raise StoreError(uri, None, None, f"cannot open store: {one_line(exc)}") from None
     return pafs.LocalFileSystem(), str(Path(uri).resolve())
 
 

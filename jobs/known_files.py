@@ -1,0 +1,66 @@
+"""The owners of stored weight files, held once per sweep by one Ray actor that tasks ask.
+
+A task learns its files' content hashes only after resolving the revision, so the driver cannot hand
+it the owners up front; asking the actor costs one message, where opening the store's `files` table
+costs a scan of every per-model file.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+from pipeline.storage.index import Key, load_owners, pick
+from pipeline.storage.parquet import Store
+
+
+@ray.remote(num_cpus=0)
+class OwnersActor:
+    """sha256 → owning (repo_id, revision): loaded from the store once, extended as models commit."""
+
+    def __init__(self, store_uri: str) -> None:
+        self.owners = load_owners(Store(store_uri))
+
+    def owners_of(self, hashes: list[str]) -> dict[str, Key]:
+        """The owners of just these hashes."""
+        return pick(self.owners, hashes)
+
+    def add(self, owner: Key, hashes: list[str]) -> None:
+        """A model committed: its files are owned by it unless an earlier model owns them."""
+        for h in hashes:
+            self.owners.setdefault(h, owner)
+
+    def size(self) -> int:
+        """Hashes known (for tests and progress)."""
+        return len(self.owners)
+
+
+class RayKnownFiles:
+    """The `jobs.model_task.KnownFiles` protocol over an OwnersActor (picklable, so tasks get it)."""
+
+    def __init__(self, actor: ray.actor.ActorHandle, store_uri: str) -> None:
+        self.actor = actor
+        self.store_uri = store_uri
+
+    def owners(self, hashes: list[str]) -> dict[str, Key]:
+        """sha256 → (repo_id, revision) for hashes already fingerprinted."""
+        return dict(ray.get(self.actor.owners_of.remote(hashes)))
+
+    def rows(self, repo_id: str, revision: str, sha256: str) -> list[dict[str, Any]]:
+        """Stored tensors rows of that file in its owner (one model's files, not a table scan)."""
+        return list(Store(self.store_uri).rows(repo_id, revision, sha256))
+
+    def add(self, owner: Key, hashes: list[str]) -> None:
+        """Record a committed model's files (fire and forget: the driver calls it in result order)."""
+        self.actor.add.remote(owner, hashes)
+
+
+def start_known_files(store: Store, runtime_env: dict[str, Any] | None) -> RayKnownFiles:
+    """An OwnersActor on the driver's node (it lives as long as the sweep), loaded from the store."""
+    here = ray.get_runtime_context().get_node_id()
+    actor = OwnersActor.options(  # type: ignore[attr-defined]
+        scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=here, soft=True), runtime_env=runtime_env
+    ).remote(store.uri)
+    return RayKnownFiles(actor, store.uri)

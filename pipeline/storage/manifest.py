@@ -1,0 +1,39 @@
+"""Which compacted Parquet files make up the store: one JSON manifest, replaced in a single atomic write.
+
+Compacted files live under ``compacted/<table>/block-<hidden>/`` (one folder per comparability block);
+a file not named by the manifest (written by a compaction that was killed) is never read.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+COMPACTED = "compacted"
+MANIFEST = f"{COMPACTED}/manifest.json"
+# Tables merged by compaction. failures/ stays per model: a retry replaces a model's failures file.
+COMPACT_TABLES = ("models", "tensors", "files")
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """Generation counter and the compacted files of each table, relative to the store."""
+
+    generation: int = 0
+    parts: dict[str, list[str]] = field(default_factory=dict)
+
+    def files(self, table: str) -> list[str]:
+        """Compacted files of one table (relative paths)."""
+        return list(self.parts.get(table, []))
+
+    def to_json(self) -> bytes:
+        """The manifest as written to the store."""
+        return json.dumps({"generation": self.generation, "parts": self.parts}, indent=1).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes | None) -> Manifest:
+        """The manifest of a store (an empty one when the store was never compacted)."""
+        if data is None:
+            return cls()
+        raw = json.loads(data)
+        return cls(generation=int(raw["generation"]), parts={k: list(v) for k, v in raw["parts"].items()})

@@ -1,0 +1,107 @@
+"""Compaction: per-block files plus an atomic manifest; views count every model once whatever state a
+killed compaction leaves (each state of the protocol is built here and read back), and a re-run is a
+no-op."""
+
+import shutil
+
+import pytest
+
+from jobs import fingerprint, flag
+from jobs.demohub.small_repos import main as write_small_repos
+from pipeline.config import Settings
+from pipeline.storage.compact import compact
+from pipeline.storage.duckdb import connect
+from pipeline.storage.manifest import MANIFEST
+from pipeline.storage.parquet import Store
+
+COUNTS = "SELECT (SELECT count(*) FROM models), (SELECT count(*) FROM tensors)"
+
+
+@pytest.fixture(scope="module")
+def loose_store(tmp_path_factory):
+    """Seven small models fingerprinted into a store of loose per-model files (no Ray, a few seconds)."""
+    root = tmp_path_factory.mktemp("compact")
+    write_small_repos(root / "repos")
+    repos = sorted(p for p in (root / "repos").glob("*/*") if p.is_dir())
+    fingerprint.run(Settings(store=root / "store"), [str(p) for p in repos])
+    return root / "store"
+
+
+@pytest.fixture
+def store(loose_store, tmp_path):
+    shutil.copytree(loose_store, tmp_path / "store")
+    return Store(tmp_path / "store").init()
+
+
+def _counts(store):
+    return connect(store).execute(COUNTS).fetchone()
+
+
+def _flagged(store):
+    result = flag.run(Settings(store=store.uri))
+    return sorted((r["a_repo_id"], r["b_repo_id"], round(r["score"], 6)) for r in result.rows if r["flagged"])
+
+
+def test_compacted_store_reads_and_flags_as_the_loose_one(store):
+    before, flagged = _counts(store), _flagged(store)
+    result = compact(store)
+    assert (result.models, result.generation) == (7, 1)
+    assert not list((store.root / "models").glob("[!_]*.parquet"))  # loose files folded in
+    assert sorted(p.parent.name for p in (store.root / "compacted" / "tensors").rglob("*.parquet")) == [
+        "block-128"
+    ]
+    assert _counts(store) == before == (7, 7 * 49)
+    assert _flagged(store) == flagged and len(flagged) == 3
+
+
+def test_a_second_run_is_a_no_op(store):
+    compact(store)
+    manifest = (store.root / MANIFEST).read_bytes()
+    files = sorted(store.root.rglob("*.parquet"))
+    again = compact(store)
+    assert (again.models, again.removed_files) == (0, 0)
+    assert (store.root / MANIFEST).read_bytes() == manifest and sorted(store.root.rglob("*.parquet")) == files
+
+
+def test_killed_before_the_manifest_swap_its_parts_are_never_read(store):
+    before = _counts(store)
+    compact(store)
+    # a killed second compaction left a part the manifest does not name: a duplicate of every row
+    (part,) = (store.root / "compacted" / "tensors" / "block-128").glob("*.parquet")
+    stray = part.with_name("part-000002-deadbeef.parquet")
+    shutil.copy(part, stray)
+    assert _counts(store) == before
+    assert compact(store).removed_files == 1 and not stray.exists()
+
+
+def test_killed_after_the_swap_loose_and_compacted_copies_count_once(store, tmp_path):
+    before = _counts(store)
+    saved = tmp_path / "saved"
+    for table in ("models", "tensors", "files"):
+        shutil.copytree(store.root / table, saved / table)
+    compact(store)
+    for table in ("models", "tensors", "files"):  # the clean-up never ran
+        shutil.copytree(saved / table, store.root / table, dirs_exist_ok=True)
+    assert _counts(store) == before
+    again = compact(store)  # replaces the compacted rows of those models: still no duplicate
+    assert again.models == 7 and _counts(store) == before
+    assert not list((store.root / "models").glob("[!_]*.parquet"))
+
+
+def test_killed_mid_clean_up_leftover_tensors_are_hidden_then_removed(store, tmp_path):
+    before = _counts(store)
+    saved = tmp_path / "saved"
+    shutil.copytree(store.root / "tensors", saved)
+    compact(store)
+    shutil.copytree(saved, store.root / "tensors", dirs_exist_ok=True)  # markers gone, tensors not
+    assert _counts(store) == before
+    assert compact(store).removed_files == 7
+    assert not list((store.root / "tensors").glob("[!_]*.parquet"))
+
+
+def test_a_model_fingerprinted_again_after_compaction_is_read_from_its_new_files(store, loose_store):
+    compact(store)
+    repo = loose_store.parent / "repos" / "smoke" / "base"
+    fingerprint.run(Settings(store=store.uri), [str(repo)], force=True)
+    assert _counts(store) == (7, 7 * 49)
+    assert store.has_model(*connect(store).execute("SELECT repo_id, revision FROM models LIMIT 1").fetchone())
