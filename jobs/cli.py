@@ -76,6 +76,12 @@ def sweep(
     exact: Annotated[
         bool, typer.Option("--exact", help="Read whole tensors instead of sampled rows.")
     ] = False,
+    max_model_seconds: Annotated[
+        float | None, typer.Option(help="Stop and record a model taking longer (default 900).")
+    ] = None,
+    max_model_mb: Annotated[
+        int | None, typer.Option(help="Memory one model task may add, in MB (default 2048; 0 = no cap).")
+    ] = None,
 ) -> None:
     """Sweep a hub (or local repos) on Ray: fingerprint every revision not yet in the store."""
     from jobs import sweep as job
@@ -90,7 +96,13 @@ def sweep(
         limit=limit,
         exclude_authors=tuple(exclude_author or ()),
     )
-    settings = settings_from_env(store=store, exact=exact or None, max_in_flight=max_in_flight)
+    settings = settings_from_env(
+        store=store,
+        exact=exact or None,
+        max_in_flight=max_in_flight,
+        max_model_seconds=max_model_seconds,
+        max_model_memory_bytes=None if max_model_mb is None else max_model_mb * 1024 * 1024,
+    )
     _finish(_guard(lambda: job.run(settings, source, filters, sweep_id=sweep_id, plan_only=plan_only)))
 
 

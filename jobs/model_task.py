@@ -1,7 +1,7 @@
 """Fingerprint one model revision: source → reader → fingerprint, ending in rows for the store.
 
-This is the unit of work a sweep runs as a Ray task. It catches HubscanError only: a bad
-model becomes failure rows and the sweep goes on; any other exception is a bug and is raised.
+This is the unit of work a sweep runs as a Ray task. Whatever one model raises becomes a
+failures row naming model and file (a bug as category ``internal``), so the sweep goes on.
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Protocol
 
+from jobs.task_limits import ModelTimeout, as_failure, blame
 from pipeline.config import Settings
-from pipeline.errors import FetchError, HubscanError
+from pipeline.errors import HubscanError
 from pipeline.fingerprints.tensor import fingerprint_tensor
 from pipeline.http import HubHttp, RequestLog, Where
 from pipeline.model_config import ModelConfig, from_hf_config, infer_from_tensors, merge
@@ -65,9 +66,10 @@ def fingerprint_model(
     own = HubHttp(settings, log=RequestLog()) if http is None else http.with_log(RequestLog())
     try:
         _fingerprint(ref, settings, own, outcome, known)
-    except HubscanError as exc:
+    except (Exception, ModelTimeout) as exc:
+        # Whatever the bytes did (RecursionError, MemoryError, a bug): a failures row, never a crash.
         outcome.model_row, outcome.tensor_rows = None, []
-        outcome.errors.append(_with_context(exc, ref))
+        outcome.errors.append(as_failure(exc, ref.repo_id, ref.revision, None))
     return outcome
 
 
@@ -108,7 +110,7 @@ def _fingerprint(
         with ThreadPoolExecutor(max_workers=1) as pool:
             vocab = pool.submit(_tokenizer_tokens, ref, http) if sources and plan.fmt != "gguf" else None
             quant = _quantization_config(ref)
-            headers = [checkpoint.read_header(src, settings, quant) for src in sources]
+            headers = [_read_header(ref, src, settings, quant) for src in sources]
             tokens = vocab.result() if vocab else _gguf_tokens(headers)
         rows, shapes = _read_rows(ref, settings, plan, sources, headers, tokens)
     outcome.tensor_rows = rows
@@ -144,10 +146,20 @@ def _read_rows(
     roles = classify_all(list(shapes), shapes)
     rows = [r for f in plan.files if f.name in plan.reused for r in plan.reused[f.name]]
     for source, header in zip(sources, headers, strict=True):
-        for tensor_rows in checkpoint.read_rows(source, header, settings, lambda n: roles[n].role, tokens):
-            fp = fingerprint_tensor(tensor_rows, roles[tensor_rows.header.name], settings, tokens)
-            rows.append({"repo_id": ref.repo_id, "revision": ref.revision, **fp.as_row()})
+        with blame(ref.repo_id, ref.revision, source.name):
+            for tensor_rows in checkpoint.read_rows(
+                source, header, settings, lambda n: roles[n].role, tokens
+            ):
+                fp = fingerprint_tensor(tensor_rows, roles[tensor_rows.header.name], settings, tokens)
+                rows.append({"repo_id": ref.repo_id, "revision": ref.revision, **fp.as_row()})
     return rows, shapes
+
+
+def _read_header(
+    ref: ModelRef, source: ByteSource, settings: Settings, quant: dict[str, Any] | None
+) -> CheckpointHeader:
+    with blame(ref.repo_id, ref.revision, source.name):
+        return checkpoint.read_header(source, settings, quant)
 
 
 def _reuse(
@@ -294,15 +306,6 @@ def _model_row(
         "seconds": time.monotonic() - started,
         "fingerprinted_at": datetime.now(timezone.utc),
     }
-
-
-def _with_context(exc: HubscanError, ref: ModelRef) -> HubscanError:
-    """Stages deep in the stack may not know the model: fill in repo and revision."""
-    if exc.repo_id and exc.revision:
-        return exc
-    if isinstance(exc, FetchError):
-        return type(exc)(ref.repo_id, ref.revision, exc.filename, exc.reason, exc.status, exc.byte_range)
-    return type(exc)(exc.repo_id or ref.repo_id, exc.revision or ref.revision, exc.filename, exc.reason)
 
 
 def _int(v: object) -> int | None:

@@ -12,7 +12,7 @@ import json
 import os
 import sys
 import uuid
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -24,6 +24,7 @@ import ray
 
 from jobs.budget import start_budget
 from jobs.summary import RunSummary
+from jobs.sweep_inflight import InFlight
 from jobs.sweep_progress import SweepProgress
 from jobs.sweep_task import Candidate, TaskResult, fingerprint_task
 from pipeline import __version__
@@ -100,6 +101,7 @@ class SweepState:
     bytes_read: int = 0
     policy: dict[str, tuple[int, int]] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)
+    failed_by: Counter[str] = field(default_factory=Counter)  # category → models, "internal" = bugs
 
     def add(self, result: TaskResult) -> None:
         """Count one finished task."""
@@ -109,6 +111,7 @@ class SweepState:
         self.policy.update(result.policy)
         if result.status == "failed":
             self.failed += 1
+            self.failed_by[result.category or "internal"] += 1
             self.failures.append(result.message)
         elif result.status == "skipped":
             self.skipped += 1
@@ -164,13 +167,12 @@ def _sweep(
     budget = start_budget(quotas, settings.quota_window_s)
     task = fingerprint_task.options(num_cpus=settings.task_cpus)
     pages: deque[_Page] = deque()
-    owner: dict[ray.ObjectRef, _Page] = {}
+    running: InFlight[_Page] = InFlight(settings, store)
 
-    def finish(count: int) -> None:
-        ready, _ = ray.wait(list(owner), num_returns=count)
-        for ref in ready:
-            owner.pop(ref).outstanding.discard(ref)
-            state.add(ray.get(ref))
+    def finish() -> None:
+        for ref, page, result in running.finish_one():
+            page.outstanding.discard(ref)
+            state.add(result)
             progress.update()
         _advance_cursor(store, state, pages)
 
@@ -184,13 +186,13 @@ def _sweep(
                 continue
             ref = task.remote(candidate, settings, budget, state.sweep_id)
             page.outstanding.add(ref)
-            owner[ref] = page
-            if len(owner) >= settings.max_in_flight:
-                finish(1)
+            running.add(ref, candidate, page)
+            if len(running) >= settings.max_in_flight:
+                finish()
         page.listed_all = True
         _advance_cursor(store, state, pages)
-    while owner:
-        finish(1)
+    while running:
+        finish()
 
 
 def _plan(
@@ -224,6 +226,7 @@ def _skip_or_refuse(store: Store, settings: Settings, state: SweepState, c: Cand
         )
         store.write_failures(c.repo_id, revision or "unresolved", [error])
         state.failed += 1
+        state.failed_by[error.category] += 1
         state.failures.append(str(error))
         return True
     return False
