@@ -6,7 +6,6 @@ failures row naming model and file (a bug as category ``internal``), so the swee
 
 from __future__ import annotations
 
-import json
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -16,6 +15,7 @@ from datetime import datetime, timezone
 from typing import Any, Protocol
 
 from jobs.task_limits import ModelTimeout, as_failure, blame
+from pipeline.bounded_json import loads_bounded
 from pipeline.config import Settings
 from pipeline.errors import HubscanError
 from pipeline.fingerprints.tensor import fingerprint_tensor
@@ -34,6 +34,9 @@ from pipeline.sources.weights import select_weight_files
 # Tokenizer files larger than this are not fetched (token alignment is then skipped).
 MAX_TOKENIZER_BYTES = 64 * 1024 * 1024
 TOKEN_ROLES = ("embed", "lm_head")
+# A tokenizer's ids are dense (a few reserved gaps at most); ids beyond this many times the
+# entries listed mean a hostile file asking for a huge id table.
+MAX_VOCAB_GAP = 4
 
 
 @dataclass
@@ -219,19 +222,24 @@ def _tokenizer_tokens(ref: ModelRef, http: HubHttp) -> list[str] | None:
 def tokens_from_tokenizer_json(raw: bytes) -> list[str] | None:
     """id → token from a tokenizer.json (WordPiece/BPE dict or Unigram list), added tokens included."""
     try:
-        doc = json.loads(raw)
+        doc = loads_bounded(raw, MAX_TOKENIZER_BYTES)  # the size the listing declared may lie
     except ValueError:
         return None
-    vocab = (doc.get("model") or {}).get("vocab")
+    model = doc.get("model") if isinstance(doc, dict) else None
+    if not isinstance(model, dict):
+        return None
+    vocab = model.get("vocab")
     by_id: dict[int, str] = {}
     if isinstance(vocab, dict):
         by_id = {int(i): str(t) for t, i in vocab.items() if isinstance(i, int)}
     elif isinstance(vocab, list):
         by_id = {i: str(entry[0]) for i, entry in enumerate(vocab) if isinstance(entry, list) and entry}
-    for added in doc.get("added_tokens") or []:
+    added_tokens = doc.get("added_tokens")
+    for added in added_tokens if isinstance(added_tokens, list) else []:
         if isinstance(added, dict) and isinstance(added.get("id"), int):
             by_id.setdefault(added["id"], str(added.get("content", "")))
-    if not by_id:
+    # Ids far beyond the entries given would allocate a list of that length: not a vocabulary.
+    if not by_id or min(by_id) < 0 or max(by_id) >= MAX_VOCAB_GAP * len(by_id) + MAX_VOCAB_GAP:
         return None
     return [by_id.get(i, "") for i in range(max(by_id) + 1)]
 
