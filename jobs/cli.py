@@ -238,6 +238,21 @@ def demo(
     _finish(_guard(lambda: job.run(settings, workdir, with_bad_repos)))
 
 
+@app.command()
+def check(
+    store: StoreOpt = None,
+    repair: Annotated[
+        bool,
+        typer.Option("--repair", help="Move unreadable files to quarantine/ so the next sweep redoes them."),
+    ] = False,
+) -> None:
+    """List Parquet files in the store that cannot be read (truncated, corrupt); exit 3 if any."""
+    from jobs import check as job
+
+    summary = _guard(lambda: job.run(settings_from_env(store=store), repair=repair))
+    raise typer.Exit(summary.exit_code)
+
+
 def _split_param(raw: str) -> tuple[str, str]:
     if "=" not in raw:
         _usage(f"--param {raw!r}: expected name=value")

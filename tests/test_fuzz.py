@@ -97,3 +97,17 @@ def test_no_document_within_the_depth_cap_overflows_the_json_parser():
         doc += b"".join(b"]" if c == ord("[") else b"}" for c in reversed(opens))
         assert json_depth(doc) == depth
         json.loads(doc)  # valid at every depth tried, and the count matches the parser's view
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b'{"sha": "a", "siblings": [{"rfilename": "model.safetensors"}, {"rfilename": 10}]}',  # fuzzer
+        b'{"sha": "a", "siblings": [7, {"rfilename": "model.safetensors", "lfs": [], "size": "x"}]}',
+        b'{"sha": "a", "siblings": {"rfilename": "x"}, "cardData": [], "config": 3}',
+        b"[1, 2]",
+    ],
+    ids=["name-not-a-string", "entries-not-objects", "fields-of-the-wrong-type", "not-an-object"],
+)
+def test_a_malformed_model_info_answer_is_a_source_error_not_a_crash(answer):
+    assert run_one(TARGETS["model-info"], answer) is None
