@@ -14,6 +14,7 @@ import sys
 import uuid
 from collections import Counter, deque
 from collections.abc import Iterator
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -34,6 +35,7 @@ from pipeline.http import HubHttp
 from pipeline.sources import hf
 from pipeline.sources.hf_cache import cached_models
 from pipeline.sources.local import local_models
+from pipeline.storage.lock import sweep_lock
 from pipeline.storage.parquet import Store
 from pipeline.storage.schema import SWEEPS
 
@@ -131,9 +133,16 @@ def run(
 
     Raises:
         SourceError: the listing could not be had.
+        StoreLocked: another sweep is running on the same (local) store.
     """
     store = Store(settings.store).init()
     state = SweepState(sweep_id or _new_id(), source, filters or ListingFilters())
+    exclusive = store.local and not plan_only
+    with sweep_lock(store.root, f"sweep {state.sweep_id}") if exclusive else nullcontext():
+        return _run(store, settings, state, plan_only)
+
+
+def _run(store: Store, settings: Settings, state: SweepState, plan_only: bool) -> RunSummary:
     cursor = _load_cursor(store, state.sweep_id)
     progress = SweepProgress(state, total=state.filters.limit)
     _save_record(store, state, settings, "running")
