@@ -13,7 +13,7 @@ import os
 import sys
 import uuid
 from collections import Counter, deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -284,7 +284,8 @@ def _advance_cursor(store: Store, state: SweepState, pages: deque[_Page]) -> Non
         moved = True
         cursor = {"next_url": page.next_url, "listed": state.listed}
     if moved:
-        store.write_bytes(f"sweeps/{state.sweep_id}.cursor.json", json.dumps(cursor).encode())
+        path = f"sweeps/{state.sweep_id}.cursor.json"
+        _bookkeeping(path, lambda: store.write_bytes(path, json.dumps(cursor).encode()))
 
 
 def _load_cursor(store: Store, sweep_id: str) -> str | None:
@@ -319,7 +320,17 @@ def _save_record(store: Store, state: SweepState, settings: Settings, status: st
     }
     # One record per run: a resumed or nightly sweep id keeps the history of every run.
     run_key = f"{state.sweep_id}-{state.started_at:%Y%m%dT%H%M%S%f}"
-    store.write(f"sweeps/{run_key}.parquet", pa.Table.from_pylist([row], SWEEPS))
+    path = f"sweeps/{run_key}.parquet"
+    _bookkeeping(path, lambda: store.write(path, pa.Table.from_pylist([row], SWEEPS)))
+
+
+def _bookkeeping(path: str, write: Callable[[], None]) -> None:
+    """A sweep record or cursor that cannot be written (a full disk) is a warning, not the end of
+    the sweep: models are committed on their own, and a lost cursor only means re-listing."""
+    try:
+        write()
+    except OSError as exc:
+        print(f"hubscan: {path} not written: {' '.join(str(exc).split())}", file=sys.stderr)
 
 
 def _projection(state: SweepState, settings: Settings) -> dict[str, Any]:

@@ -6,6 +6,8 @@ constructor arguments in ``args`` order and round-trips through ``pickle``.
 
 from __future__ import annotations
 
+import errno
+
 
 class HubscanError(Exception):
     """Base of every error hubscan records as data instead of crashing on."""
@@ -143,6 +145,10 @@ def from_exception(
     # A thread that cannot get its stack is the same cap reached (pthread_create fails with EAGAIN).
     if isinstance(exc, MemoryError) or (isinstance(exc, RuntimeError) and "new thread" in str(exc)):
         return ResourceLimit(repo_id, revision, filename, f"out of memory under the per-model cap ({detail})")
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return ResourceLimit(
+            repo_id, revision, filename, f"store disk full, retried by the next sweep ({detail})"
+        )
     if isinstance(exc, _DECODER_ERRORS) or _module(exc) in _DECODER_MODULES:
         return FormatError(repo_id, revision, filename, f"could not be decoded: {detail}")
     if isinstance(exc, FloatingPointError) or _module(exc).startswith("numpy"):

@@ -48,6 +48,12 @@ def _raised(call):
     raise AssertionError("no exception")
 
 
+def _disk_full():
+    # /dev/full answers every write with ENOSPC: the error a full store disk gives.
+    with open("/dev/full", "wb", buffering=0) as full:
+        full.write(b"x")
+
+
 def _overflow_numpy():
     with np.errstate(all="raise"):
         np.float32(3e38) * np.float32(10)
@@ -67,8 +73,9 @@ def _overflow_numpy():
         (_overflow_numpy, "FingerprintError", "numeric error: FloatingPointError: overflow"),
         (lambda: bytearray(2**62), "ResourceLimit", "out of memory under the per-model cap (MemoryError)"),
         (lambda: {}["missing"], "internal", "KeyError: 'missing'"),
+        (_disk_full, "ResourceLimit", "store disk full, retried by the next sweep (OSError: [Errno 28]"),
     ],
-    ids=["recursion", "struct", "unicode", "zlib", "numpy", "memory", "bug"],
+    ids=["recursion", "struct", "unicode", "zlib", "numpy", "memory", "bug", "disk-full"],
 )
 def test_any_exception_becomes_a_one_line_row_naming_model_and_file(call, category, reason):
     error = errors.from_exception(_raised(call), "org/m", "1a2b3c4d5e", "model.safetensors")

@@ -1,8 +1,10 @@
 """Hostile uploads against a real sweep (real Ray, the fake Hub on 127.0.0.1): whatever one model's
 bytes do, it ends as one failures row naming repo, revision and file, and the sweep goes on."""
 
+import contextlib
 import os
 import struct
+import subprocess
 import time
 from pathlib import Path
 
@@ -118,3 +120,35 @@ def test_a_dead_or_stuck_task_is_a_driver_written_row_not_a_crash(ray_session, t
         "org/hangs@bbbbbbb: killed after 1 s: stuck past the per-model time budget"
     )
     assert {r[0] for r in _failures(store.root)} == {"org/dies", "org/hangs"}
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A 4 MB tmpfs (needs root; skipped elsewhere), unmounted after the test."""
+    mount = tmp_path / "tiny-disk"
+    mount.mkdir()
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4M", "tmpfs", str(mount)], capture_output=True)
+    if made.returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (not root)")
+    yield mount
+    subprocess.run(["umount", str(mount)], check=True)
+
+
+def test_a_full_disk_commits_no_half_model_and_the_next_sweep_retries(ray_session, tmp_path, tiny_disk):
+    repos = tmp_path / "repos"
+    rng = np.random.default_rng(2)
+    write_safetensors(repos / "org/tiny/model.safetensors", {"w.weight": rng.random((64, 64), np.float32)})
+    settings = Settings(store=tiny_disk / "store")
+    Store(settings.store).init()
+    filler = tiny_disk / "filler"
+    with open(filler, "wb", buffering=0) as fill, contextlib.suppress(OSError):
+        while True:
+            fill.write(b"\0" * 4096)
+    summary = sweep.run(settings, f"local:{repos}")
+    assert (summary.done, summary.failed) == (0, 1)
+    assert "store disk full, retried by the next sweep" in summary.messages[0]
+    store = Path(settings.store)
+    for table in ("models", "tensors", "files"):  # nothing half-written of the model itself
+        assert [p.name for p in (store / table).iterdir()] == ["_empty.parquet"]
+    filler.unlink()
+    assert sweep.run(settings, f"local:{repos}").done == 1

@@ -8,6 +8,7 @@ however it exits, so a killed driver never leaves a stale lock behind.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 from collections.abc import Iterator
@@ -43,8 +44,10 @@ def sweep_lock(root: Path, what: str) -> Iterator[None]:
                 LOCK_FILE,
                 f"another sweep is running on this store ({holder}); wait for it or use another store",
             ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"pid {os.getpid()}, {what}".encode(), 0)
+        # Who holds it, for the second sweep's message; a full disk only loses the note.
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"pid {os.getpid()}, {what}".encode(), 0)
         yield
     finally:
         os.close(fd)  # closing the descriptor releases the lock
