@@ -84,6 +84,12 @@ def sweep(
             "record copyright/licence header lines naming another organisation.",
         ),
     ] = False,
+    max_model_seconds: Annotated[
+        float | None, typer.Option(help="Stop and record a model taking longer (default 900).")
+    ] = None,
+    max_model_mb: Annotated[
+        int | None, typer.Option(help="Memory one model task may add, in MB (default 2048; 0 = no cap).")
+    ] = None,
 ) -> None:
     """Sweep a hub (or local repos) on Ray: fingerprint every revision not yet in the store."""
     from jobs import sweep as job
@@ -99,7 +105,12 @@ def sweep(
         exclude_authors=tuple(exclude_author or ()),
     )
     settings = settings_from_env(
-        store=store, exact=exact or None, max_in_flight=max_in_flight, read_code=read_code or None
+        store=store,
+        exact=exact or None,
+        max_in_flight=max_in_flight,
+        read_code=read_code or None,
+        max_model_seconds=max_model_seconds,
+        max_model_memory_bytes=None if max_model_mb is None else max_model_mb * 1024 * 1024,
     )
     _finish(_guard(lambda: job.run(settings, source, filters, sweep_id=sweep_id, plan_only=plan_only)))
 
@@ -291,6 +302,21 @@ def demo(
 
     settings = settings_from_env(store=store or "hubscan-demo-store")
     _finish(_guard(lambda: job.run(settings, workdir, with_bad_repos)))
+
+
+@app.command()
+def check(
+    store: StoreOpt = None,
+    repair: Annotated[
+        bool,
+        typer.Option("--repair", help="Move unreadable files to quarantine/ so the next sweep redoes them."),
+    ] = False,
+) -> None:
+    """List Parquet files in the store that cannot be read (truncated, corrupt); exit 3 if any."""
+    from jobs import check as job
+
+    summary = _guard(lambda: job.run(settings_from_env(store=store), repair=repair))
+    raise typer.Exit(summary.exit_code)
 
 
 def _split_param(raw: str) -> tuple[str, str]:

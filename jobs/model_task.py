@@ -1,12 +1,11 @@
 """Fingerprint one model revision: source → reader → fingerprint, ending in rows for the store.
 
-This is the unit of work a sweep runs as a Ray task. It catches HubscanError only: a bad
-model becomes failure rows and the sweep goes on; any other exception is a bug and is raised.
+This is the unit of work a sweep runs as a Ray task. Whatever one model raises becomes a
+failures row naming model and file (a bug as category ``internal``), so the sweep goes on.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -16,8 +15,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol
 
+from jobs.task_limits import ModelTimeout, as_failure, blame
+from pipeline.bounded_json import loads_bounded
 from pipeline.config import Settings
-from pipeline.errors import FetchError, HubscanError
+from pipeline.errors import HubscanError
 from pipeline.fingerprints.tensor import fingerprint_tensor
 from pipeline.http import HubHttp, RequestLog, Where
 from pipeline.model_config import ModelConfig, from_hf_config, infer_from_tensors, merge
@@ -36,6 +37,9 @@ from pipeline.sources.weights import select_weight_files
 # Tokenizer files larger than this are not fetched (token alignment is then skipped).
 MAX_TOKENIZER_BYTES = 64 * 1024 * 1024
 TOKEN_ROLES = ("embed", "lm_head")
+# A tokenizer's ids are dense (a few reserved gaps at most); ids beyond this many times the
+# entries listed mean a hostile file asking for a huge id table.
+MAX_VOCAB_GAP = 4
 
 
 @dataclass
@@ -70,9 +74,10 @@ def fingerprint_model(
     own = HubHttp(settings, log=RequestLog()) if http is None else http.with_log(RequestLog())
     try:
         _fingerprint(ref, settings, own, outcome, known)
-    except HubscanError as exc:
+    except (Exception, ModelTimeout) as exc:
+        # Whatever the bytes did (RecursionError, MemoryError, a bug): a failures row, never a crash.
         outcome.model_row, outcome.tensor_rows = None, []
-        outcome.errors.append(_with_context(exc, ref))
+        outcome.errors.append(as_failure(exc, ref.repo_id, ref.revision, None))
     outcome.bytes_received = own.log.bytes
     return outcome
 
@@ -115,7 +120,7 @@ def _fingerprint(
         with ThreadPoolExecutor(max_workers=1) as pool:
             vocab = pool.submit(_tokenizer_tokens, ref, http) if sources and plan.fmt != "gguf" else None
             quant = _quantization_config(ref)
-            headers = [checkpoint.read_header(src, settings, quant) for src in sources]
+            headers = [_read_header(ref, src, settings, quant) for src in sources]
             tokens = vocab.result() if vocab else _gguf_tokens(headers)
         rows, shapes = _read_rows(ref, settings, plan, sources, headers, tokens)
     outcome.tensor_rows = rows
@@ -174,10 +179,20 @@ def _read_rows(
     roles = classify_all(list(shapes), shapes)
     rows = [r for f in plan.files if f.name in plan.reused for r in plan.reused[f.name]]
     for source, header in zip(sources, headers, strict=True):
-        for tensor_rows in checkpoint.read_rows(source, header, settings, lambda n: roles[n].role, tokens):
-            fp = fingerprint_tensor(tensor_rows, roles[tensor_rows.header.name], settings, tokens)
-            rows.append({"repo_id": ref.repo_id, "revision": ref.revision, **fp.as_row()})
+        with blame(ref.repo_id, ref.revision, source.name):
+            for tensor_rows in checkpoint.read_rows(
+                source, header, settings, lambda n: roles[n].role, tokens
+            ):
+                fp = fingerprint_tensor(tensor_rows, roles[tensor_rows.header.name], settings, tokens)
+                rows.append({"repo_id": ref.repo_id, "revision": ref.revision, **fp.as_row()})
     return rows, shapes
+
+
+def _read_header(
+    ref: ModelRef, source: ByteSource, settings: Settings, quant: dict[str, Any] | None
+) -> CheckpointHeader:
+    with blame(ref.repo_id, ref.revision, source.name):
+        return checkpoint.read_header(source, settings, quant)
 
 
 def _reuse(
@@ -237,19 +252,24 @@ def _tokenizer_tokens(ref: ModelRef, http: HubHttp) -> list[str] | None:
 def tokens_from_tokenizer_json(raw: bytes) -> list[str] | None:
     """id → token from a tokenizer.json (WordPiece/BPE dict or Unigram list), added tokens included."""
     try:
-        doc = json.loads(raw)
+        doc = loads_bounded(raw, MAX_TOKENIZER_BYTES)  # the size the listing declared may lie
     except ValueError:
         return None
-    vocab = (doc.get("model") or {}).get("vocab")
+    model = doc.get("model") if isinstance(doc, dict) else None
+    if not isinstance(model, dict):
+        return None
+    vocab = model.get("vocab")
     by_id: dict[int, str] = {}
     if isinstance(vocab, dict):
         by_id = {int(i): str(t) for t, i in vocab.items() if isinstance(i, int)}
     elif isinstance(vocab, list):
         by_id = {i: str(entry[0]) for i, entry in enumerate(vocab) if isinstance(entry, list) and entry}
-    for added in doc.get("added_tokens") or []:
+    added_tokens = doc.get("added_tokens")
+    for added in added_tokens if isinstance(added_tokens, list) else []:
         if isinstance(added, dict) and isinstance(added.get("id"), int):
             by_id.setdefault(added["id"], str(added.get("content", "")))
-    if not by_id:
+    # Ids far beyond the entries given would allocate a list of that length: not a vocabulary.
+    if not by_id or min(by_id) < 0 or max(by_id) >= MAX_VOCAB_GAP * len(by_id) + MAX_VOCAB_GAP:
         return None
     return [by_id.get(i, "") for i in range(max(by_id) + 1)]
 
@@ -338,15 +358,6 @@ def _local_dir(ref: ModelRef, settings: Settings) -> str | None:
     if ref.local_dir is not None:
         return str(Path(ref.local_dir).absolute())  # a relative folder would break compare elsewhere
     return str(Path(settings.hub_folder) / ref.repo_id) if settings.hub_folder else None
-
-
-def _with_context(exc: HubscanError, ref: ModelRef) -> HubscanError:
-    """Stages deep in the stack may not know the model: fill in repo and revision."""
-    if exc.repo_id and exc.revision:
-        return exc
-    if isinstance(exc, FetchError):
-        return type(exc)(ref.repo_id, ref.revision, exc.filename, exc.reason, exc.status, exc.byte_range)
-    return type(exc)(exc.repo_id or ref.repo_id, exc.revision or ref.revision, exc.filename, exc.reason)
 
 
 def _int(v: object) -> int | None:

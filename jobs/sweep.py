@@ -12,8 +12,9 @@ import json
 import os
 import sys
 import uuid
-from collections import deque
-from collections.abc import Iterator
+from collections import Counter, deque
+from collections.abc import Callable, Iterator
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -25,6 +26,7 @@ import ray
 from jobs.budget import start_budget
 from jobs.known_files import RayKnownFiles, start_known_files
 from jobs.summary import RunSummary
+from jobs.sweep_inflight import InFlight
 from jobs.sweep_progress import SweepProgress
 from jobs.sweep_task import Candidate, TaskResult, fingerprint_task
 from pipeline import __version__
@@ -36,6 +38,7 @@ from pipeline.sources.hf_cache import cached_models
 from pipeline.sources.local import local_models
 from pipeline.storage.compact import compact
 from pipeline.storage.index import StoreIndex
+from pipeline.storage.lock import sweep_lock
 from pipeline.storage.parquet import Store
 from pipeline.storage.remote import storage_env
 from pipeline.storage.schema import SWEEPS
@@ -110,6 +113,7 @@ class SweepState:
     bytes_read: int = 0
     policy: dict[str, tuple[int, int]] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)
+    failed_by: Counter[str] = field(default_factory=Counter)  # category → models, "internal" = bugs
 
     def add(self, result: TaskResult) -> None:
         """Count one finished task."""
@@ -121,6 +125,7 @@ class SweepState:
         self.policy.update(result.policy)
         if result.status == "failed":
             self.failed += 1
+            self.failed_by[result.category or "internal"] += 1
             self.failures.append(result.message)
         elif result.status == "skipped":
             self.skipped += 1
@@ -140,9 +145,16 @@ def run(
 
     Raises:
         SourceError: the listing could not be had.
+        StoreLocked: another sweep is running on the same (local) store.
     """
     store = Store(settings.store).init()
     state = SweepState(sweep_id or _new_id(), source, filters or ListingFilters())
+    exclusive = store.local and not plan_only
+    with sweep_lock(store.root, f"sweep {state.sweep_id}") if exclusive else nullcontext():
+        return _run(store, settings, state, plan_only)
+
+
+def _run(store: Store, settings: Settings, state: SweepState, plan_only: bool) -> RunSummary:
     cursor = _load_cursor(store, state.sweep_id)
     progress = SweepProgress(state, total=state.filters.limit)
     _save_record(store, state, settings, "running")
@@ -179,13 +191,11 @@ def _sweep(
     compacted_at = [state.done]
     known = start_known_files(store, _worker_env(store)) if settings.reuse_known_files else None
     pages: deque[_Page] = deque()
-    owner: dict[ray.ObjectRef, _Page] = {}
+    running: InFlight[_Page] = InFlight(settings, store)
 
-    def finish(count: int) -> None:
-        ready, _ = ray.wait(list(owner), num_returns=count)
-        for ref in ready:
-            owner.pop(ref).outstanding.discard(ref)
-            result = ray.get(ref)
+    def finish() -> None:
+        for ref, page, result in running.finish_one():
+            page.outstanding.discard(ref)
             state.add(result)
             _remember(index, known, result)
             progress.update()
@@ -204,13 +214,13 @@ def _sweep(
                 continue
             ref = task.remote(candidate, settings, budget, state.sweep_id, known)
             page.outstanding.add(ref)
-            owner[ref] = page
-            if len(owner) >= settings.max_in_flight:
-                finish(1)
+            running.add(ref, candidate, page)
+            if len(running) >= settings.max_in_flight:
+                finish()
         page.listed_all = True
         _advance_cursor(store, state, pages)
-    while owner:
-        finish(1)
+    while running:
+        finish()
     compact(store)
 
 
@@ -249,6 +259,7 @@ def _skip_or_refuse(
         store.write_failures(c.repo_id, revision or "unresolved", [error])
         index.add_failure(c.repo_id, revision or "unresolved", error.category)
         state.failed += 1
+        state.failed_by[error.category] += 1
         state.failures.append(str(error))
         return True
     return False
@@ -299,7 +310,8 @@ def _advance_cursor(store: Store, state: SweepState, pages: deque[_Page]) -> Non
         moved = True
         cursor = {"next_url": page.next_url, "listed": state.listed}
     if moved:
-        store.write_bytes(f"sweeps/{state.sweep_id}.cursor.json", json.dumps(cursor).encode())
+        path = f"sweeps/{state.sweep_id}.cursor.json"
+        _bookkeeping(path, lambda: store.write_bytes(path, json.dumps(cursor).encode()))
 
 
 def _load_cursor(store: Store, sweep_id: str) -> str | None:
@@ -337,7 +349,17 @@ def _save_record(store: Store, state: SweepState, settings: Settings, status: st
     }
     # One record per run: a resumed or nightly sweep id keeps the history of every run.
     run_key = f"{state.sweep_id}-{state.started_at:%Y%m%dT%H%M%S%f}"
-    store.write(f"sweeps/{run_key}.parquet", pa.Table.from_pylist([row], SWEEPS))
+    path = f"sweeps/{run_key}.parquet"
+    _bookkeeping(path, lambda: store.write(path, pa.Table.from_pylist([row], SWEEPS)))
+
+
+def _bookkeeping(path: str, write: Callable[[], None]) -> None:
+    """A sweep record or cursor that cannot be written (a full disk) is a warning, not the end of
+    the sweep: models are committed on their own, and a lost cursor only means re-listing."""
+    try:
+        write()
+    except OSError as exc:
+        print(f"hubscan: {path} not written: {' '.join(str(exc).split())}", file=sys.stderr)
 
 
 def _projection(state: SweepState, settings: Settings) -> dict[str, Any]:

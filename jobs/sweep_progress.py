@@ -58,7 +58,8 @@ class SweepProgress:
         table.add_row("listed", f"{s.listed:,}")
         table.add_row("fingerprinted", f"{s.done:,} ({s.copies:,} exact copies, no weights read)")
         table.add_row("skipped (already stored)", f"{s.skipped:,}")
-        table.add_row("failed", f"{s.failed:,}")
+        by = ", ".join(f"{c} {n:,}" for c, n in s.failed_by.most_common())
+        table.add_row("failed", f"{s.failed:,} ({by})" if by else f"{s.failed:,}")
         if s.planned:
             table.add_row("would fingerprint (plan only)", f"{s.planned:,}")
         table.add_row(

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import ray
 
 from jobs.model_task import KnownFiles, fingerprint_model
+from jobs.task_limits import ModelTimeout, as_failure, model_budget
 from pipeline.config import Settings
 from pipeline.errors import HubscanError, RevisionMissing
 from pipeline.http import Budget, HubHttp, RequestLog
@@ -56,37 +57,38 @@ def process(
     sweep_id: str,
     known: KnownFiles | None,
 ) -> TaskResult:
-    """Fingerprint one candidate into the store; a HubscanError becomes a failures row.
+    """Fingerprint one candidate into the store; nothing but a TaskResult leaves, whatever the bytes do.
 
-    ``known`` answers which weight files are already stored (the sweep's owners actor); None reuses nothing.
+    Every exception (a HubscanError, a decoder's RecursionError, MemoryError under the cap,
+    the time budget, a bug) becomes a failures row naming repo, revision and file. ``known``
+    answers which weight files are already stored (the sweep's owners actor); None reuses nothing.
     """
-    store = Store(settings.store).init()
     http = HubHttp(settings, log=RequestLog(), budget=budget)
     revision = candidate.revision or "unresolved"
     try:
-        ref = candidate.ref or _resolve_pinned(http, candidate)
-    except HubscanError as exc:
-        store.write_failures(candidate.repo_id, revision, [exc])
-        return _result(candidate.repo_id, revision, "failed", http, error=exc)
-    # The driver skip-checked the listed revision; only a repo that moved on since listing needs a look-up.
-    if ref.revision != candidate.revision and store.has_model(ref.repo_id, ref.revision):
-        return _result(ref.repo_id, ref.revision, "skipped", http)
-    outcome = fingerprint_model(ref, settings, http, known=known)
-    if candidate.ref is not None and any(isinstance(e, RevisionMissing) for e in outcome.errors):
-        # The repo moved on since it was listed: fingerprint its current revision instead.
-        try:
-            ref = hf.resolve(http, candidate.repo_id, "main")
-        except HubscanError as exc:
-            store.write_failures(candidate.repo_id, revision, [exc])
-            return _result(candidate.repo_id, revision, "failed", http, error=exc)
-        if store.has_model(ref.repo_id, ref.revision):
-            return _result(ref.repo_id, ref.revision, "skipped", http)
-        outcome = fingerprint_model(ref, settings, http, known=known)
-    if not outcome.ok or outcome.model_row is None:
-        store.write_failures(ref.repo_id, ref.revision, outcome.errors)
-        return _result(ref.repo_id, ref.revision, "failed", http, error=outcome.errors[0])
-    outcome.model_row["sweep_id"] = sweep_id
-    store.write_model(outcome.model_row, outcome.tensor_rows, outcome.file_rows)
+        store = Store(settings.store).init()
+        with model_budget(settings.max_model_seconds, settings.max_model_memory_bytes):
+            ref = candidate.ref or _resolve_pinned(http, candidate)
+            revision = ref.revision
+            # The driver skip-checked the listed revision; only a repo that moved on needs a look-up.
+            if ref.revision != candidate.revision and store.has_model(ref.repo_id, ref.revision):
+                return _result(ref.repo_id, ref.revision, "skipped", http)
+            outcome = fingerprint_model(ref, settings, http, known=known)
+            if candidate.ref is not None and any(isinstance(e, RevisionMissing) for e in outcome.errors):
+                # Listed with its sha (no model-info call): the repo moved on since; take its current revision.
+                ref = hf.resolve(http, candidate.repo_id, "main")
+                revision = ref.revision
+                if store.has_model(ref.repo_id, ref.revision):
+                    return _result(ref.repo_id, ref.revision, "skipped", http)
+                outcome = fingerprint_model(ref, settings, http, known=known)
+        if not outcome.ok or outcome.model_row is None:
+            return _failed(settings, candidate.repo_id, revision, outcome.errors, http)
+        outcome.model_row["sweep_id"] = sweep_id
+        # Outside the budget: the time alarm must never interrupt a write half-way.
+        store.write_model(outcome.model_row, outcome.tensor_rows, outcome.file_rows)
+    except (Exception, ModelTimeout) as exc:
+        error = as_failure(exc, candidate.repo_id, revision, None)
+        return _failed(settings, candidate.repo_id, revision, [error], http)
     row = outcome.model_row
     result = _result(ref.repo_id, ref.revision, "copy" if row["copy_of"] else "done", http)
     result.bytes_read = int(row["bytes_read"])
@@ -108,6 +110,20 @@ def _resolve_pinned(http: HubHttp, candidate: Candidate) -> ModelRef:
         return hf.resolve(http, candidate.repo_id, candidate.revision or "main")
     except RevisionMissing:
         return hf.resolve(http, candidate.repo_id, "main")
+
+
+def _failed(
+    settings: Settings, repo_id: str, revision: str, errors: list[HubscanError], http: HubHttp
+) -> TaskResult:
+    """Record the failures row; if even that write fails (a full disk), the result still says why."""
+    note = ""
+    try:
+        Store(settings.store).init().write_failures(repo_id, revision, errors)
+    except Exception as exc:  # the model stays unstored, so the next sweep retries it
+        note = f" (failures row not written: {as_failure(exc, repo_id, revision, None).reason})"
+    result = _result(repo_id, revision, "failed", http, error=errors[0])
+    result.message += note
+    return result
 
 
 def _result(

@@ -59,6 +59,13 @@ MAX_IN_FLIGHT = 16
 # (bench/sweep.py: at 50 ms per request 4 tasks per core keep 93-105 % of the zero-latency
 # throughput, one task per core 59-65 %).
 TASK_CPUS = 0.25
+# Per-model time budget in a sweep task: a sampled read of the largest public checkpoints
+# takes well under a minute at 50 ms latency, so 15 minutes only stops a model that hangs
+# (a trickling server, a pathological header) without cutting off slow exact reads.
+MAX_MODEL_SECONDS = 900.0
+# Memory a sweep task may add while reading one model: eight batches of BATCH_BYTES, so
+# exact mode fits, yet eight tasks on a 32 GB node cannot exhaust it between them.
+MAX_MODEL_MEMORY_BYTES = 8 * BATCH_BYTES
 # Quota assumed until the Hub announces one (anonymous, Hub docs Sept 2025): requests per window.
 QUOTA_API = 500
 QUOTA_RESOLVERS = 3000
@@ -159,6 +166,8 @@ class Settings:
     connect_retry_s: float = CONNECT_RETRY_S
     multirange_ranges: int = MULTIRANGE_RANGES
     compact_every: int = COMPACT_EVERY
+    max_model_seconds: float = MAX_MODEL_SECONDS
+    max_model_memory_bytes: int = MAX_MODEL_MEMORY_BYTES
 
     def with_(self, **changes: object) -> Settings:
         """A copy with some fields changed."""

@@ -6,6 +6,8 @@ constructor arguments in ``args`` order and round-trips through ``pickle``.
 
 from __future__ import annotations
 
+import errno
+
 
 class HubscanError(Exception):
     """Base of every error hubscan records as data instead of crashing on."""
@@ -103,3 +105,68 @@ class FingerprintError(HubscanError):
 
 class QueryError(HubscanError):
     """A queries/*.sql file is missing parameters or fails."""
+
+
+class ResourceLimit(HubscanError):
+    """A model exceeded its time or memory budget and was stopped; retried by a later sweep."""
+
+
+class InternalError(HubscanError):
+    """An exception hubscan did not expect (a bug): recorded as category ``internal``, never raised."""
+
+    @property
+    def category(self) -> str:
+        """Stored as ``internal`` so bugs are counted apart from bad input."""
+        return "internal"
+
+
+# Exceptions that hostile or corrupt bytes raise inside a decoder (the json, struct, zlib and
+# codec modules): the file is at fault, not hubscan.
+_DECODER_ERRORS: tuple[type[BaseException], ...] = (
+    RecursionError,
+    OverflowError,
+    UnicodeError,
+    EOFError,
+)
+_DECODER_MODULES = frozenset({"struct", "zlib", "json.decoder", "zipfile", "binascii"})
+# Longest message kept from an unexpected exception: one line in a table, not a dump.
+MAX_REASON_CHARS = 300
+
+
+def from_exception(
+    exc: BaseException, repo_id: str, revision: str | None, filename: str | None
+) -> HubscanError:
+    """Any exception raised while reading one model, as a one-line HubscanError naming model and file."""
+    if isinstance(exc, HubscanError):
+        if exc.repo_id and exc.revision and (exc.filename or not filename):
+            return exc
+        return _relabel(exc, repo_id, revision, filename)
+    detail = _one_line(exc)
+    # A thread that cannot get its stack is the same cap reached (pthread_create fails with EAGAIN).
+    if isinstance(exc, MemoryError) or (isinstance(exc, RuntimeError) and "new thread" in str(exc)):
+        return ResourceLimit(repo_id, revision, filename, f"out of memory under the per-model cap ({detail})")
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return ResourceLimit(
+            repo_id, revision, filename, f"store disk full, retried by the next sweep ({detail})"
+        )
+    if isinstance(exc, _DECODER_ERRORS) or _module(exc) in _DECODER_MODULES:
+        return FormatError(repo_id, revision, filename, f"could not be decoded: {detail}")
+    if isinstance(exc, FloatingPointError) or _module(exc).startswith("numpy"):
+        return FingerprintError(repo_id, revision, filename, f"numeric error: {detail}")
+    return InternalError(repo_id, revision, filename, detail)
+
+
+def _relabel(exc: HubscanError, repo_id: str, revision: str | None, filename: str | None) -> HubscanError:
+    """The same error with the model and file a deep stage did not know filled in."""
+    clone = exc.__reduce__()[1]
+    fields = (exc.repo_id or repo_id, exc.revision or revision, exc.filename or filename, *clone[3:])
+    return type(exc)(*fields)  # type: ignore[arg-type]
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(f"{type(exc).__name__}: {exc}".split()).rstrip(":")
+    return text if len(text) <= MAX_REASON_CHARS else text[: MAX_REASON_CHARS - 1] + "…"
+
+
+def _module(exc: BaseException) -> str:
+    return type(exc).__module__ or ""

@@ -42,7 +42,7 @@ def safetensors_parameters(path: Path) -> dict[str, int] | None:
             if n > SAFETENSORS_MAX_HEADER:
                 return None
             header = json.loads(f.read(n))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return None
     if not isinstance(header, dict):
         return None

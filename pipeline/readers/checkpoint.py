@@ -116,7 +116,7 @@ def _dequantise(
     rows = row_indices(blocks)
     try:
         values = packed_int.dequantise_rows(
-            packed, {p.name: data[(name, p.name)] for p in packed.parts}, rows
+            packed, {p.name: data.get((name, p.name), b"") for p in packed.parts}, rows
         )
     except ValueError as exc:
         raise FormatError(source.repo_id, source.revision, source.name, f"tensor {name}: {exc}") from None
@@ -145,7 +145,8 @@ def _decode(
     decode: Callable[[TensorHeader, bytes, int], np.ndarray],
 ) -> TensorRows:
     try:
-        parts = [decode(tensor, data[(tensor.name, b.first)], b.count) for b in blocks]
+        # A zero-byte span is never requested (a tensor with a 0 dimension): it decodes from b"".
+        parts = [decode(tensor, data.get((tensor.name, b.first), b""), b.count) for b in blocks]
     except ValueError as exc:
         raise FormatError(
             source.repo_id, source.revision, source.name, f"tensor {tensor.name}: {exc}"

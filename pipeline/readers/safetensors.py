@@ -16,6 +16,7 @@ from typing import TypeGuard
 
 import numpy as np
 
+from pipeline.bounded_json import JsonLimit, loads_bounded
 from pipeline.config import Settings
 from pipeline.errors import MalformedHeader, UnsupportedDtype
 from pipeline.readers.byte_source import ByteSource
@@ -47,7 +48,9 @@ def read_header(source: ByteSource, settings: Settings) -> CheckpointHeader:
     if len(raw) != length:
         raise bad(f"file truncated inside the {length}-byte header")
     try:
-        doc = json.loads(raw)
+        doc = loads_bounded(raw, settings.max_header_bytes)
+    except JsonLimit as exc:
+        raise bad(f"header {exc}") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise bad(f"header is not valid JSON: {exc}") from None
     if not isinstance(doc, dict):

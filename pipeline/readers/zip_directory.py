@@ -234,7 +234,9 @@ def _zip64(extra: bytes, usize: int, csize: int, offset: int) -> tuple[int, int,
     while pos + 4 <= len(extra):
         tag, size = struct.unpack_from("<HH", extra, pos)
         if tag == ZIP64_EXTRA_ID:
-            values = list(struct.unpack_from(f"<{min(size, 24) // 8}Q", extra, pos + 4))
+            # The declared size may overrun the extra field: read only the values that are there.
+            fits = min(size, 24, len(extra) - pos - 4) // 8
+            values = list(struct.unpack_from(f"<{fits}Q", extra, pos + 4))
             if usize == ZIP64_MARK and values:
                 usize = values.pop(0)
             if csize == ZIP64_MARK and values:

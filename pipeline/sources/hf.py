@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote
 
-from pipeline.errors import RepoMissing
+from pipeline.errors import RepoMissing, SourceError
 from pipeline.http import HubHttp, Where
 from pipeline.sources.refs import (
     FileRef,
@@ -39,12 +39,19 @@ def model_ref_from_info(info: dict[str, Any], repo_id: str | None = None) -> Mod
     Raises:
         RepoMissing: the entry has no commit sha.
     """
+    if not isinstance(info, dict):
+        raise SourceError(str(repo_id), None, None, "model info is not a JSON object")
     rid = str(info.get("id") or info.get("modelId") or repo_id)
     sha = info.get("sha")
-    if not sha:
+    if not sha or not isinstance(sha, str):
         raise RepoMissing(rid, None, None, "model info has no commit sha")
-    card = info.get("cardData") or {}
-    files = tuple(_file_ref(s) for s in info.get("siblings") or [] if s.get("rfilename"))
+    card = _dict(info.get("cardData"))
+    listed = info.get("siblings")
+    siblings = listed if isinstance(listed, list) else []
+    # A hostile or broken answer may hold any JSON: only well-formed file entries are kept.
+    files = tuple(
+        _file_ref(s) for s in siblings if isinstance(s, dict) and isinstance(s.get("rfilename"), str)
+    )
     return ModelRef(
         repo_id=rid,
         revision=str(sha),
@@ -54,16 +61,25 @@ def model_ref_from_info(info: dict[str, Any], repo_id: str | None = None) -> Mod
         license=license_from_card(card),
         tags=tuple(t for t in info.get("tags") or [] if isinstance(t, str)),
         gated=bool(info.get("gated")),
-        config=info.get("config") or {},
+        config=_dict(info.get("config")),
         license_name=license_from_card(card, "license_name"),
         created_at=created_from_info(info),
     )
 
 
 def _file_ref(sibling: dict[str, Any]) -> FileRef:
-    lfs = sibling.get("lfs") or {}
+    lfs = _dict(sibling.get("lfs"))
     size = lfs.get("size", sibling.get("size"))
-    return FileRef(name=sibling["rfilename"], size=size, sha256=lfs.get("sha256"))
+    sha256 = lfs.get("sha256")
+    return FileRef(
+        name=sibling["rfilename"],
+        size=size if isinstance(size, int) and not isinstance(size, bool) and size >= 0 else None,
+        sha256=sha256 if isinstance(sha256, str) else None,
+    )
+
+
+def _dict(value: object) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
 
 
 def list_pages(

@@ -1,0 +1,28 @@
+"""`hubscan check`: list the store's unreadable Parquet files; with --repair move them aside."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from jobs.summary import RunSummary
+from pipeline.config import Settings
+from pipeline.storage.check import find_bad_files, quarantine
+from pipeline.storage.parquet import StoreError
+
+
+def run(settings: Settings, repair: bool = False) -> RunSummary:
+    """One line per bad file on stdout; exit 3 when any were found (and moved, with ``repair``).
+
+    Raises:
+        StoreError: the store is not a local folder.
+    """
+    root = Path(str(settings.store))
+    if "://" in str(settings.store) or not root.is_dir():
+        raise StoreError(str(settings.store), None, None, "check needs an existing local store folder")
+    bad = find_bad_files(root)
+    for item in bad:
+        print(f"{item.path}: {item.reason}")
+    moved = quarantine(root, bad) if repair else []
+    for relative in moved:
+        print(f"moved {relative} to quarantine/{relative}")
+    return RunSummary(failed=len(bad), messages=[f"{b.path}: {b.reason}" for b in bad])

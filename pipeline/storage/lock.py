@@ -1,0 +1,53 @@
+"""One sweep per store at a time: an advisory lock file held for the life of the sweep.
+
+Two sweeps on one store would both list, both skip nothing, and fingerprint every model
+twice (writes are idempotent, so nothing is corrupted, but the quota is spent twice). The
+lock is ``flock`` on ``<store>/.sweep.lock``: the kernel releases it when the holder exits,
+however it exits, so a killed driver never leaves a stale lock behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from pipeline.errors import HubscanError
+
+LOCK_FILE = ".sweep.lock"
+
+
+class StoreLocked(HubscanError):
+    """Another sweep holds the store."""
+
+
+@contextmanager
+def sweep_lock(root: Path, what: str) -> Iterator[None]:
+    """Hold the store's sweep lock, or raise at once if another process holds it.
+
+    Raises:
+        StoreLocked: another sweep is running on this store.
+    """
+    path = Path(root) / LOCK_FILE
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+            raise StoreLocked(
+                str(root),
+                None,
+                LOCK_FILE,
+                f"another sweep is running on this store ({holder}); wait for it or use another store",
+            ) from None
+        # Who holds it, for the second sweep's message; a full disk only loses the note.
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"pid {os.getpid()}, {what}".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
