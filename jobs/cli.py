@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from jobs.output import FORMATS, emit
+from jobs.output import FORMATS, emit, json_safe
 from jobs.summary import EXIT_FATAL, EXIT_USAGE, RunSummary
 from pipeline.config import settings_from_env
 from pipeline.errors import HubscanError
@@ -228,7 +228,7 @@ def compare(
         typer.echo(f"pair page written to {output}", err=True)
         return
     if fmt == "json":
-        typer.echo(json.dumps(result.as_json(), indent=2, default=str))
+        typer.echo(json.dumps(json_safe(result.as_json()), indent=2, default=str, allow_nan=False))
         return
     emit(result.evidence, fmt, title=f"{result.row['a_repo_id']} vs {result.row['b_repo_id']}")
     if fmt == "table":

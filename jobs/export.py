@@ -12,6 +12,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from jobs.families import family_of, load_families
+from jobs.output import json_safe
 from pipeline import __version__
 from pipeline.config import Settings
 from pipeline.errors import QueryError
@@ -91,7 +92,7 @@ def _write(table: pa.Table, fmt: str, output: Path) -> None:
     tmp = output.with_name(f".{output.name}.tmp")
     with tmp.open("w", newline="") as fh:
         if fmt == "json":
-            json.dump(rows, fh, indent=2, default=str)
+            json.dump(json_safe(rows), fh, indent=2, default=str, allow_nan=False)
             fh.write("\n")
         else:
             writer = csv.writer(fh)

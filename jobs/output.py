@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import sys
 from typing import Any
 
@@ -20,7 +21,7 @@ def emit(table: pa.Table, fmt: str = "table", title: str | None = None) -> None:
     """Print an Arrow table to stdout in the chosen format."""
     rows = table.to_pylist()
     if fmt == "json":
-        json.dump(rows, sys.stdout, indent=2, default=str)
+        json.dump(json_safe(rows), sys.stdout, indent=2, default=str, allow_nan=False)
         sys.stdout.write("\n")
     elif fmt == "csv":
         writer = csv.writer(sys.stdout)
@@ -33,6 +34,21 @@ def emit(table: pa.Table, fmt: str = "table", title: str | None = None) -> None:
         for r in rows:
             out.add_row(*[_cell(r[c], c) for c in table.column_names])
         Console(width=200).print(out)
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with infinite and NaN floats as the strings "inf", "-inf", "nan".
+
+    A byte-identical copy scores inf (its p is exactly 0); JSON has no such number, and
+    ``Infinity`` is read by Python but refused by strict parsers (jq, JavaScript's JSON.parse).
+    """
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, list):
+        return [json_safe(v) for v in value]
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    return value
 
 
 def format_p(value: float | None) -> str:
