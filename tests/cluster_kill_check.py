@@ -42,6 +42,10 @@ def main(testbed: Path, store: Path) -> None:
     tensors = con.execute(
         "SELECT count(*), count(DISTINCT (repo_id, revision, name)) FROM tensors"
     ).fetchone()
+    # what went wrong, when something did: the test prints it with its assertion
+    failures = con.execute(
+        "SELECT category, count(*), any_value(message) FROM failures GROUP BY category"
+    ).fetchall()
     print(
         RESULT_PREFIX
         + json.dumps(
@@ -51,6 +55,7 @@ def main(testbed: Path, store: Path) -> None:
                 "distinct_models": models[1],
                 "tensors": tensors[0],
                 "distinct_tensors": tensors[1],
+                "failures": [list(f) for f in failures],
             }
         )
     )

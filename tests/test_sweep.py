@@ -197,7 +197,7 @@ def test_a_worker_node_killed_mid_sweep_loses_no_model(testbed, tmp_path):
     result = json.loads(lines[0][len(prefix) :])
     good = _good_repos(testbed)
     assert result["killed_node"] is True
-    assert result["models"] == result["distinct_models"] == len(good)
+    assert result["models"] == result["distinct_models"] == len(good), result["failures"]
     assert result["tensors"] == result["distinct_tensors"]
 
 
