@@ -182,7 +182,7 @@ def pair_page(view: StoreView, pair: dict[str, Any], index_href: str | None = No
     body = [f'<p><a href="{index_href}">&larr; all families</a></p>' if index_href else "",
             f"<h1>{escape(a)} &harr; {escape(b)}</h1>",
             f"<p><b>Verdict: {escape(pair['verdict'])}</b>. {escape(str(pair['reason']))}. "
-            f"Combined evidence -log10 p = {pair['score']:.4g}, q = {format_p(pair.get('q'))}; {declared}.</p>",
+            f"Combined evidence -log10 p = {pair['score']:.4g}, q {_relation(format_p(pair.get('q')))}; {declared}.</p>",
             "<h2>Evidence</h2>", _evidence_table(pair), "<h2>Figures</h2>"]  # fmt: skip
     body.append(_layer_curve(view, pair))
     body.append(_std_profile_figure(view, pair))
@@ -297,3 +297,8 @@ def write_pair_page(settings: Settings, row: dict[str, Any], output: Path) -> No
     view = load_view(settings.store, require_pairs=False)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(pair_page(view, row))
+
+
+def _relation(value: str) -> str:
+    """'= 0.003' or '< 1e-300': a floored q reads as a bound, not as '= < 1e-300'."""
+    return value if value.startswith("<") else f"= {value}"
