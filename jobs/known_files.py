@@ -15,8 +15,13 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from pipeline.storage.index import Key, load_owners, pick
 from pipeline.storage.parquet import Store
 
+# An owners answer slower than this is skipped: the task reads its files itself instead.
+ACTOR_TIMEOUT_S = 30.0
 
-@ray.remote(num_cpus=0)
+
+# A worker killed under it (OOM killer, a lost process) restarts it, reloaded from the store:
+# without a restart every later task of the sweep would fail on its dead handle (found by bench.soak).
+@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)
 class OwnersActor:
     """sha256 → owning (repo_id, revision): loaded from the store once, extended as models commit."""
 
@@ -45,8 +50,18 @@ class RayKnownFiles:
         self.store_uri = store_uri
 
     def owners(self, hashes: list[str]) -> dict[str, Key]:
-        """sha256 → (repo_id, revision) for hashes already fingerprinted."""
-        return dict(ray.get(self.actor.owners_of.remote(hashes)))
+        """sha256 → (repo_id, revision) for hashes already fingerprinted.
+
+        While the actor restarts, none are known: the task reads its files (more bytes, never a failure).
+        """
+        try:
+            return dict(ray.get(self.actor.owners_of.remote(hashes), timeout=ACTOR_TIMEOUT_S))  # type: ignore[arg-type]
+        except (
+            ray.exceptions.RayActorError,
+            ray.exceptions.ActorUnavailableError,
+            ray.exceptions.GetTimeoutError,
+        ):
+            return {}
 
     def rows(self, repo_id: str, revision: str, sha256: str) -> list[dict[str, Any]]:
         """Stored tensors rows of that file in its owner (one model's files, not a table scan)."""
