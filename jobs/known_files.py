@@ -55,7 +55,7 @@ class RayKnownFiles:
         While the actor restarts, none are known: the task reads its files (more bytes, never a failure).
         """
         try:
-            return dict(ray.get(self.actor.owners_of.remote(hashes), timeout=ACTOR_TIMEOUT_S))  # type: ignore[arg-type]
+            return dict(ray.get(self.actor.owners_of.remote(hashes), timeout=ACTOR_TIMEOUT_S))
         except (
             ray.exceptions.RayActorError,
             ray.exceptions.ActorUnavailableError,
