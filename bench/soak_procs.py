@@ -16,6 +16,8 @@ from pathlib import Path
 
 # Ray names its worker processes "ray::<task or actor>" (and "ray::IDLE" between tasks).
 RAY_WORKER_PREFIX = b"ray::"
+# Node agents carry the same prefix but are not workers: the raylet dies with them.
+RAY_AGENTS = (b"ray::DashboardAgent", b"ray::RuntimeEnvAgent")
 
 
 def _children() -> dict[int, list[int]]:
@@ -65,7 +67,8 @@ def rss_mb(pid: int) -> float | None:
 
 def ray_workers(driver: int) -> list[int]:
     """Ray worker processes (tasks and actors) under the driver."""
-    return [p for p in descendants(driver) if cmdline(p).startswith(RAY_WORKER_PREFIX)]
+    titles = {p: cmdline(p) for p in descendants(driver)}
+    return [p for p, t in titles.items() if t.startswith(RAY_WORKER_PREFIX) and not t.startswith(RAY_AGENTS)]
 
 
 @dataclass
