@@ -8,19 +8,32 @@ from jobs.budget import start_budget
 
 
 def _send_times(budget, bucket, n):
-    times = []
+    """When the actor scheduled each request, as seen from here, and how far off that can be.
+
+    The actor computes its wait from its own clock at a moment between our call and its
+    answer, so each time is known to within half that round trip (milliseconds when the
+    machine is idle, tens of them on a loaded one).
+    """
+    times, slack = [], 0.0
     for _ in range(n):
+        before = time.time()
         wait = ray.get(budget.actor.reserve.remote(bucket))
-        times.append(time.time() + wait)
-    return times
+        after = time.time()
+        times.append((before + after) / 2 + wait)
+        slack = max(slack, (after - before) / 2)
+    return sorted(times), slack
+
+
+def _most_in_one_window(times, window, slack):
+    """Most sends inside any window-length interval, giving the schedule the benefit of the clock's doubt."""
+    return max(sum(t <= s < t + window - 2 * slack for s in times) for t in times)
 
 
 def test_no_interval_of_one_window_exceeds_the_quota_wherever_the_server_window_starts(ray_session):
     budget = start_budget({"resolvers": 5}, window_s=1.0)
-    times = sorted(_send_times(budget, "resolvers", 17))
+    times, slack = _send_times(budget, "resolvers", 17)
     # A fixed window of the server's may start anywhere: check the worst one, starting at each send.
-    worst = max(sum(t <= s < t + 1.0 for s in times) for t in times)
-    assert worst == 5
+    assert _most_in_one_window(times, 1.0, slack) == 5
     # and the schedule does not wait longer than it must: 17 requests fit in just over 3 windows
     assert times[-1] - times[0] < 3 * 1.0 * 1.05
 
@@ -43,6 +56,6 @@ def test_an_announced_quota_replaces_the_assumed_one(ray_session):
     budget = start_budget({"resolvers": 1000}, window_s=60.0)
     budget.adopt("resolvers", 3, 1.0)  # RateLimit-Policy: q=3;w=1
     budget.adopt("cdn", 1, 60.0)  # not a metered bucket: ignored
-    times = sorted(_send_times(budget, "resolvers", 7))
-    assert max(sum(t <= s < t + 1.0 for s in times) for t in times) == 3
+    times, slack = _send_times(budget, "resolvers", 7)
+    assert _most_in_one_window(times, 1.0, slack) == 3
     assert max(ray.get(budget.actor.reserve.remote("cdn")) for _ in range(5)) == 0.0
