@@ -23,8 +23,8 @@ from pipeline.config import Settings
 from pipeline.storage.parquet import Store
 from pipeline.storage.remote import storage_env
 
-# Pairs per task: 10k pairs of synthetic models take ~10 s of signal SQL, long enough to hide a
-# task's start and its views, short enough that a 2-core node gets several tasks from one large block.
+# Pairs per task: ~15 s of signal SQL at the ~1.5 ms a pair of bench/flag_ray.py's 10k-model store, long
+# enough to hide a task's start and its views, short enough that one large block spreads over nodes.
 PAIRS_PER_TASK = 10_000
 # One core per task, and DuckDB told so: two tasks each running DuckDB's default thread count on a
 # 2-core node would fight over the cores.
