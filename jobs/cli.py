@@ -158,15 +158,24 @@ def flag(
         Path | None, typer.Option(help="File of 'repo_a repo_b' lines known unrelated (background).")
     ] = None,
     fmt: FormatOpt = "table",
+    runner: Annotated[
+        str,
+        typer.Option(
+            help="Where the signal SQL runs: ray (a task per block batch; RAY_ADDRESS or local Ray), "
+            "local (this process), auto (Ray on a cluster or from 20,000 candidate pairs)."
+        ),
+    ] = "auto",
 ) -> None:
     """Score candidate model pairs, calibrate each signal, and write the `pairs` table; prints the flags."""
     from jobs import flag as job
 
     if fmt not in FORMATS or not 0 < q < 1:
         _usage(f"--format must be one of {', '.join(FORMATS)} and 0 < --q < 1")
+    if runner not in job.RUNNERS:
+        _usage(f"--runner must be one of {', '.join(job.RUNNERS)}")
     unrelated = job.read_known_unrelated(known_unrelated) if known_unrelated else []
     settings = settings_from_env(store=store)
-    result = _guard(lambda: job.run(settings, q_level=q, known_unrelated=unrelated))
+    result = _guard(lambda: job.run(settings, q_level=q, known_unrelated=unrelated, runner=runner))
     if fmt == "table":  # people read families; csv and json stay one row per flagged pair
         from jobs.families import family_text
 

@@ -7,7 +7,7 @@ list_std_profiles.sql) -> score_pairs (pipeline.comparison) -> one atomic write 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -37,6 +37,11 @@ DUCKDB_MEMORY_LIMIT = "2GB"
 # which do not spill; 255k pairs at once ran out of 2 GB, batches of 40k stay under it.
 PAIRS_PER_BATCH = 40_000
 _PAIR_COLUMNS = frozenset(PAIRS.names)
+# Where `hubscan flag` runs the signal SQL: in this process, as Ray tasks per block batch, or chosen.
+RUNNERS = ("auto", "ray", "local")
+# "auto" goes to local Ray from this many candidate pairs. Ray's start and stop cost ~4 s here, and each
+# task opens its own views; below this the one process finishes first (bench/flag_ray.py).
+RAY_MIN_PAIRS = 20_000
 
 
 @dataclass
@@ -63,6 +68,7 @@ def run(
     q_level: float = DEFAULT_Q,
     exhaustive_max: int = EXHAUSTIVE_MAX,
     known_unrelated: Iterable[frozenset[str]] = (),
+    runner: str = "auto",
 ) -> FlagResult:
     """Score every candidate pair of the store and replace its `pairs` table.
 
@@ -71,7 +77,9 @@ def run(
     """
     store = Store(settings.store).init()
     con = flag_connection(store)
-    rows = score_store(con, store, q_level, exhaustive_max, known_unrelated=known_unrelated)
+    rows = score_store(
+        con, store, q_level, exhaustive_max, known_unrelated=known_unrelated, runner=runner, settings=settings
+    )
     # structural derivatives: layer / expert maps of the flagged pairs whose structure differs
     moe = layer_maps.moe_models(store)
     maps = layer_maps.attach_maps(con, [r for r in rows if layer_maps.needs_map(r, moe)], moe, "flag")
@@ -90,9 +98,10 @@ def run(
     )
 
 
-def flag_connection(store: Store) -> duckdb.DuckDBPyConnection:
-    """A connection over the store's views with the memory limit pair scoring runs under."""
-    con = connect(store)
+def flag_connection(store: Store, blocks: Collection[str] | None = None) -> duckdb.DuckDBPyConnection:
+    """A connection over the store's views (compacted files of ``blocks`` only, when given) with the
+    memory limit pair scoring runs under."""
+    con = connect(store, blocks=blocks)
     con.execute(f"SET memory_limit = '{DUCKDB_MEMORY_LIMIT}'")
     # The compute_*.sql files are written candidates-first, the order that scales. DuckDB's join
     # ordering misestimates list-heavy CTEs and joined model x model tensors before the candidates:
@@ -110,9 +119,15 @@ def score_store(
     extra_pairs: Sequence[PairKey] = (),
     known_unrelated: Iterable[frozenset[str]] = (),
     layout: str | None = None,
+    runner: str = "local",
+    settings: Settings | None = None,
 ) -> list[dict[str, Any]]:
     """Candidates (optionally one block: a hidden size or an unknown architecture's layout, plus given
-    pairs), their signals, and scored rows."""
+    pairs), their signals, and scored rows.
+
+    ``runner`` is where the signal SQL runs: "local" in this process, "ray" as one Ray task per block
+    batch (jobs/flag_blocks.py), "auto" on Ray when `ray_pays` says so; Ray needs ``settings``.
+    """
     cand = fetch_rows(con, "compute_candidate_pairs", {"exhaustive_max": exhaustive_max})
     by_layout = fetch_rows(con, "compute_layout_candidate_pairs", {"exhaustive_max": exhaustive_max})
     if hidden is not None or layout is not None:
@@ -129,6 +144,33 @@ def score_store(
     cand += [c for c in extra if c["layout"] is None]
     by_layout += [c for c in extra if c["layout"] is not None]
     inputs = PairInputs(candidates=cand + by_layout, models=model_infos(store))
+    if (
+        settings is None
+        or runner == "local"
+        or (runner == "auto" and not ray_pays(settings, len(inputs.candidates)))
+    ):
+        add_signals(con, inputs, cand, by_layout)
+    else:
+        from jobs import flag_blocks  # imports Ray, which an in-process run never needs
+
+        flag_blocks.add_signals_on_ray(settings, store, inputs, cand, by_layout, _hidden_sizes(store))
+    # backgrounds and the false discovery rate are fitted over every batch together, the rate over
+    # every comparable pair (those LSH did not propose count as unflagged)
+    block_pairs: dict[Any, int] = {}
+    for c in inputs.candidates:
+        block = block_key(c)
+        block_pairs[block] = max(block_pairs.get(block, 0), c.get("block_pairs") or 0)
+    tests = sum(block_pairs.values())
+    return score_pairs(inputs, q_level=q_level, known_unrelated=known_unrelated, tests=tests)
+
+
+def add_signals(
+    con: duckdb.DuckDBPyConnection,
+    inputs: PairInputs,
+    cand: list[dict[str, Any]],
+    by_layout: list[dict[str, Any]],
+) -> None:
+    """Run the signal SQL over these candidates (hidden-size and layout blocks) in batches, into ``inputs``."""
     for start in range(0, len(cand), PAIRS_PER_BATCH):
         use_candidates(con, cand[start : start + PAIRS_PER_BATCH])
         inputs.sketch += fetch_rows(con, "compute_sketch_scores")
@@ -141,14 +183,12 @@ def score_store(
     for start in range(0, len(by_layout), PAIRS_PER_BATCH):
         use_candidates(con, by_layout[start : start + PAIRS_PER_BATCH])
         inputs.sketch += fetch_rows(con, "compute_layout_scores")
-    # backgrounds and the false discovery rate are fitted over every batch together, the rate over
-    # every comparable pair (those LSH did not propose count as unflagged)
-    block_pairs: dict[Any, int] = {}
-    for c in inputs.candidates:
-        block = block_key(c)
-        block_pairs[block] = max(block_pairs.get(block, 0), c.get("block_pairs") or 0)
-    tests = sum(block_pairs.values())
-    return score_pairs(inputs, q_level=q_level, known_unrelated=known_unrelated, tests=tests)
+
+
+def ray_pays(settings: Settings, pairs: int) -> bool:
+    """Whether "auto" sends the signal SQL to Ray tasks: always on a cluster (RAY_ADDRESS, as the
+    sweep), on this machine only from RAY_MIN_PAIRS candidates, below which Ray's start-up dominates."""
+    return settings.ray_address is not None or pairs >= RAY_MIN_PAIRS
 
 
 def model_infos(store: Store) -> dict[tuple[str, str], ModelInfo]:

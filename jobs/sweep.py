@@ -183,7 +183,7 @@ def _run(store: Store, settings: Settings, state: SweepState, plan_only: bool) -
 def _sweep(
     store: Store, settings: Settings, state: SweepState, cursor: str | None, progress: SweepProgress
 ) -> None:
-    _ray_init(settings)
+    ray_init(settings)
     quotas = {"api": settings.quota_api, "resolvers": settings.quota_resolvers}
     budget = start_budget(quotas, settings.quota_window_s)
     task = fingerprint_task.options(num_cpus=settings.task_cpus, runtime_env=_worker_env(store))
@@ -394,7 +394,7 @@ def whole_hub_hours(
     return seconds / 3600
 
 
-def _ray_init(settings: Settings) -> None:
+def ray_init(settings: Settings) -> None:
     """Local Ray by default (never a leftover `ray start` cluster); a cluster when RAY_ADDRESS is set."""
     if ray.is_initialized():
         return

@@ -47,8 +47,9 @@ r AS (
         AND b.signal = a.signal AND b.role = a.role AND b.transposed = a.transposed AND len(b.c) = len(a.c)
 ),
 per_role AS (
-    -- the best layer pair of each role (one row for gain and dim_std)
-    SELECT pid, signal, role, max(r) AS r, arg_max(la, r) AS la, arg_max(lb, r) AS lb,
+    -- the best layer pair of each role (one row for gain and dim_std); ties to the lowest layers, one
+    -- pair for both columns whatever the batching or threading
+    SELECT pid, signal, role, max(r) AS r, arg_max(la, (r, -la, -lb)) AS la, arg_max(lb, (r, -la, -lb)) AS lb,
            count(r) AS tries, max(n) AS n
     FROM r WHERE r IS NOT NULL GROUP BY ALL
 ),

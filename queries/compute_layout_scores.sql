@@ -52,7 +52,9 @@ r AS (
 ),
 per_matrix AS (
     SELECT pid, a_tid, bool_or(by_name) AS by_name, count(*) AS tries, max(r) AS r,
-           arg_max(identical, r) AS identical, arg_max(b_name, r) AS b_name, any_value(a_name) AS a_name,
+           -- ties broken on the row itself, so both columns come from one match whatever the batching
+           arg_max(identical, (r, identical, b_name)) AS identical, arg_max(b_name, (r, identical, b_name)) AS b_name,
+           any_value(a_name) AS a_name,
            any_value(n) AS n
     FROM r WHERE r IS NOT NULL GROUP BY pid, a_tid
 ),

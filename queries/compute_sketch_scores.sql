@@ -64,7 +64,9 @@ chosen AS (
     -- the best deep layer of each shallow layer, and every same-index layer pair (once when both)
     SELECT pid, a_shallow, sl, dl, bool_or(best) AS best, bool_or(NOT best) AS same
     FROM (
-        SELECT pid, a_shallow, sl, arg_max(dl, r) AS dl, true AS best
+        -- ties (an upscaled model's repeated layers) go to the shallowest deep layer, so the map does not
+        -- depend on how the pairs were batched or threaded
+        SELECT pid, a_shallow, sl, arg_max(dl, (r, -dl)) AS dl, true AS best
         FROM search WHERE r IS NOT NULL GROUP BY ALL
         UNION ALL
         SELECT pid, a_shallow, sl, dl, false FROM search WHERE sl = dl

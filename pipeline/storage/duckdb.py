@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from dataclasses import dataclass
 from importlib.resources import files
 from importlib.resources.abc import Traversable
@@ -72,8 +73,13 @@ def shipped_sql(name: str) -> Traversable:
     return QUERIES.joinpath(name if name.endswith(".sql") else f"{name}.sql")
 
 
-def connect(store: Store | str | Path, database: str = ":memory:") -> duckdb.DuckDBPyConnection:
+def connect(
+    store: Store | str | Path, database: str = ":memory:", blocks: Collection[str] | None = None
+) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection over the store's views: a local folder, or s3:// / gs:// through pyarrow.
+
+    ``blocks`` (folder names such as ``block-384``) limits the compacted files to those comparability
+    blocks, so a task scoring one block opens only its own parts (loose files are always read).
 
     Raises:
         StoreError: the store location cannot be opened.
@@ -85,8 +91,9 @@ def connect(store: Store | str | Path, database: str = ":memory:") -> duckdb.Duc
     con.execute("SET VARIABLE store = $p", {"p": store.location})
     manifest = store.manifest()
     for table in COMPACT_TABLES:
-        if manifest.files(table):
-            where = [f"{store.location}/{rel}" for rel in manifest.files(table)]
+        rels = [r for r in manifest.files(table) if blocks is None or r.split("/")[-2] in blocks]
+        if rels:
+            where = [f"{store.location}/{rel}" for rel in rels]
             # SET VARIABLE takes no parameters in its name; the table names are our own constants
             con.execute(f"SET VARIABLE compacted_{table} = $p", {"p": where})
     if store.local:
