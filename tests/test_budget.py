@@ -14,6 +14,7 @@ def _send_times(budget, bucket, n):
     answer, so each time is known to within half that round trip (milliseconds when the
     machine is idle, tens of them on a loaded one).
     """
+    ray.get(budget.actor.usage.remote())  # started: the first round trip is not the actor's start-up
     times, slack = [], 0.0
     for _ in range(n):
         before = time.time()
@@ -35,7 +36,7 @@ def test_no_interval_of_one_window_exceeds_the_quota_wherever_the_server_window_
     # A fixed window of the server's may start anywhere: check the worst one, starting at each send.
     assert _most_in_one_window(times, 1.0, slack) == 5
     # and the schedule does not wait longer than it must: 17 requests fit in just over 3 windows
-    assert times[-1] - times[0] < 3 * 1.0 * 1.05
+    assert times[-1] - times[0] < 3 * 1.0 * 1.05 + 2 * slack
 
 
 def test_a_bucket_without_a_quota_never_waits(ray_session):
