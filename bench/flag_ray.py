@@ -15,14 +15,13 @@ from __future__ import annotations
 import hashlib
 import json
 import resource
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 from bench.detection_synth import build_store
+from bench.store_scale import run_step
 from jobs import fingerprint, flag
 from jobs.demohub.realmodels import default_cache
 from jobs.demohub.testbed import build_testbed
@@ -65,14 +64,6 @@ def _step(store: str, runner: str) -> None:
                       "digest": digest}))  # fmt: skip
 
 
-def _run(store: Path, runner: str) -> dict[str, Any]:
-    out = subprocess.run([sys.executable, "-m", "bench.flag_ray", "--step", str(store), runner],
-                         capture_output=True, text=True)  # fmt: skip
-    if out.returncode != 0:
-        return {"error": (out.stderr.strip().splitlines() or ["no output"])[-1][:100]}
-    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
-
-
 def main(testbed: bool, sizes: tuple[int, ...]) -> None:
     print("| store | pairs | flagged | one process s / MB | Ray tasks s / MB (driver) | ratio | same pairs |")
     print("|---|---|---|---|---|---|---|")
@@ -80,7 +71,7 @@ def main(testbed: bool, sizes: tuple[int, ...]) -> None:
         stores = [("testbed", testbed_store(Path(tmp)))] if testbed else []
         stores += [(f"synthetic {n:,}", synthetic_store(Path(tmp), n)) for n in sizes]
         for name, store in stores:
-            local, on_ray = (_run(store, r) for r in RUNNERS)
+            local, on_ray = (run_step("bench.flag_ray", store, r) for r in RUNNERS)
             if "error" in local or "error" in on_ray:
                 print(f"| {name} | {local.get('error', '')} | {on_ray.get('error', '')} |", flush=True)
                 continue

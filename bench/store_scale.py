@@ -72,8 +72,9 @@ def _step(store: str, step: str) -> None:
     )
 
 
-def _run(store: Path, step: str) -> dict[str, Any]:
-    out = subprocess.run([sys.executable, "-m", "bench.store_scale", "--step", str(store), step],
+def run_step(module: str, store: Path, step: str) -> dict[str, Any]:
+    """One measured step in a process of its own (its peak RSS is its own): the JSON line it prints."""
+    out = subprocess.run([sys.executable, "-m", module, "--step", str(store), step],
                          capture_output=True, text=True)  # fmt: skip
     if out.returncode != 0:
         return {"error": (out.stderr.strip().splitlines() or ["no output"])[-1][:100]}
@@ -92,8 +93,14 @@ def main(sizes: tuple[int, ...]) -> None:
             write_loose_store(root, n)
             wrote = time.perf_counter() - t0
             files = sum(1 for _ in root.rglob("*.parquet"))
-            skip, loose = _run(root, "skip"), _run(root, "flag")
-            comp, flagged = _run(root, "compact"), _run(root, "flag")
+            skip, loose = (
+                run_step("bench.store_scale", root, "skip"),
+                run_step("bench.store_scale", root, "flag"),
+            )
+            comp, flagged = (
+                run_step("bench.store_scale", root, "compact"),
+                run_step("bench.store_scale", root, "flag"),
+            )
 
             def fmt(r: dict[str, Any]) -> str:
                 return r.get("error") or f"{r['seconds']:.1f} / {r['rss_mb']:.0f}"
