@@ -14,7 +14,8 @@ and the next compaction replaces its compacted rows.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -30,6 +31,19 @@ from pipeline.storage.schema import TABLES
 # so a look-up of one model (copy reuse) reads little more than its own rows.
 ROW_GROUP_ROWS = 64_000
 KEY = ["repo_id", "revision"]
+# Loose models read and written per step: peak memory is one group's rows, whatever the loose count
+# (GROUP_MEASURED in README: 2,000 synthetic models hold ~60 MB of rows; a 32-layer real model ~10x).
+GROUP_MODELS = 2000
+# Parallel reads of small loose files: each costs a file open (a GET on S3) more than its bytes.
+READ_THREADS = 8
+# A part is closed and a new one started past this many uncompressed bytes, so a rewrite (a replaced
+# model, a merge) never holds more than one part in memory.
+PART_MAX_BYTES = 512 << 20
+# A block with more parts than this has its small parts merged into one in the same manifest swap: a
+# sweep compacts every 5,000 models, so 1M models would otherwise leave ~200 parts per block.
+MERGE_PARTS = 8
+# Parts at least this large on disk are left alone by a merge (each is already a long sequential read).
+MERGE_BELOW_BYTES = 64 << 20
 
 
 @dataclass(frozen=True)
@@ -42,20 +56,35 @@ class CompactResult:
     removed_files: int
 
 
-def compact(store: Store) -> CompactResult:
+def compact(store: Store, group_models: int = GROUP_MODELS, merge_parts: int = MERGE_PARTS) -> CompactResult:
     """Fold every committed loose model into the compacted files (a no-op when there is none)."""
     manifest = store.manifest()
     removed = _drop_unlisted_parts(store, manifest)
     loose = _loose_models(store)
+    generation = manifest.generation + 1
     if not loose:
         removed += _drop_leftovers(store, manifest)
-        return CompactResult(0, 0, manifest.generation, removed)
-    generation = manifest.generation + 1
+        merged = {
+            t: merge_small_parts(store, manifest.files(t), generation, merge_parts) for t in COMPACT_TABLES
+        }
+        if all(merged[t] == manifest.files(t) for t in COMPACT_TABLES):
+            return CompactResult(0, 0, manifest.generation, removed)
+        store.write_bytes(MANIFEST, Manifest(generation, merged).to_json())  # a crowded block merged
+        return CompactResult(0, sum(map(len, merged.values())), generation, removed)
     stems = sorted(loose)
-    tables = {t: _read_loose(store, t, stems) for t in COMPACT_TABLES}
+    writers = _BlockWriters(store, generation)
+    keys: list[pa.Array] = []
+    for start in range(0, len(stems), group_models):
+        group = stems[start : start + group_models]
+        models = _read_loose(store, "models", group)
+        keys.append(_keys(models))
+        writers.add("models", models)
+        for table in ("tensors", "files"):
+            writers.add(table, _with_hidden(_read_loose(store, table, group), models))
+    new = writers.close()
     # Models compacted before and loose again (re-fingerprinted, or a killed clean-up): their old rows go.
     # Only then are the compacted parts opened; the usual run just adds parts.
-    replaced = _replaced(store, manifest, tables["models"])
+    replaced = _replaced(store, manifest, pa.chunked_array(keys, pa.string()).combine_chunks())
     parts: dict[str, list[str]] = {}
     for table in COMPACT_TABLES:
         kept, rewritten = (
@@ -63,8 +92,7 @@ def compact(store: Store) -> CompactResult:
             if len(replaced)
             else (manifest.files(table), [])
         )
-        new = tables[table] if table == "models" else _with_hidden(tables[table], tables["models"])
-        parts[table] = kept + rewritten + _write_blocks(store, table, new, generation)
+        parts[table] = merge_small_parts(store, kept + rewritten + new[table], generation, merge_parts)
     store.write_bytes(MANIFEST, Manifest(generation, parts).to_json())  # the commit
     return CompactResult(
         len(stems), sum(map(len, parts.values())), generation, removed + _drop_loose(store, loose)
@@ -87,8 +115,20 @@ def _read_loose(store: Store, table: str, stems: list[str]) -> pa.Table:
     present = [
         p for p, i in zip(paths, store.fs.get_file_info(paths), strict=True) if i.type == pafs.FileType.File
     ]
-    rows = ds.dataset(present, filesystem=store.fs, format="parquet", schema=TABLES[table]).to_table()
+    rows = read_files(store.fs, present, TABLES[table])
     return rows.sort_by([(k, "ascending") for k in KEY])
+
+
+def read_files(fs: pafs.FileSystem, paths: list[str], schema: pa.Schema) -> pa.Table:
+    """Many small Parquet files as one table: a thread pool of whole-file reads (fastest, bench/read_many.py)."""
+    if not paths:
+        return schema.empty_table()
+
+    def one(path: str) -> pa.Table:
+        return pq.read_table(path, filesystem=fs, schema=schema)
+
+    with ThreadPoolExecutor(READ_THREADS) as pool:
+        return pa.concat_tables(pool.map(one, paths))
 
 
 def _keys(rows: pa.Table) -> pa.Array:
@@ -102,13 +142,12 @@ def _with_hidden(rows: pa.Table, models: pa.Table) -> pa.Table:
     return rows.append_column("hidden", pc.take(models["hidden"], where))
 
 
-def _replaced(store: Store, manifest: Manifest, models: pa.Table) -> pa.Array:
-    """Keys (repo_id@revision) of these models that the compacted files already hold."""
+def _replaced(store: Store, manifest: Manifest, keys: pa.Array) -> pa.Array:
+    """Those of these keys (repo_id@revision) that the compacted files already hold."""
     paths = [store._path(p) for p in manifest.files("models")]
     if not paths:
         return pa.array([], pa.string())
     compacted = ds.dataset(paths, filesystem=store.fs, format="parquet").to_table(columns=KEY)
-    keys = _keys(models)
     return keys.filter(pc.is_in(keys, value_set=_keys(compacted)))
 
 
@@ -124,23 +163,91 @@ def _without(store: Store, files: list[str], keys: pa.Array, generation: int) ->
             continue
         rows = pq.read_table(store._path(rel), filesystem=store.fs).filter(pc.invert(hit))
         if rows.num_rows:
-            new = f"{rel.rsplit('/', 1)[0]}/part-{generation:06d}-{uuid.uuid4().hex[:8]}.parquet"
+            new = _part_name(rel.split("/")[1], _block(rel), generation)
             _write_part(store, new, rows)
             rewritten.append(new)
     return kept, rewritten
 
 
-def _write_blocks(store: Store, table: str, rows: pa.Table, generation: int) -> list[str]:
-    """One new part file per comparability block, sorted by model."""
-    written = []
-    hidden = rows["hidden"]
-    for block in pc.unique(hidden).to_pylist():
-        mask = pc.is_null(hidden) if block is None else pc.equal(hidden, block)
-        part = rows.filter(mask).select(TABLES[table].names).sort_by([(k, "ascending") for k in KEY])
-        rel = f"{COMPACTED}/{table}/block-{block if block is not None else 'none'}/part-{generation:06d}-{uuid.uuid4().hex[:8]}.parquet"
-        _write_part(store, rel, part.cast(TABLES[table]))
-        written.append(rel)
-    return written
+def _block(rel: str) -> str:
+    """The block folder (block-<hidden>) a compacted file lives in."""
+    return rel.rsplit("/", 2)[-2]
+
+
+def _part_name(table: str, block: str, generation: int) -> str:
+    return f"{COMPACTED}/{table}/{block}/part-{generation:06d}-{uuid.uuid4().hex[:8]}.parquet"
+
+
+@dataclass
+class _BlockWriters:
+    """One open Parquet writer per table and block: groups of models append to it, so a compaction
+    leaves one part per block (a new one past PART_MAX_BYTES) however many groups it read."""
+
+    store: Store
+    generation: int
+    open: dict[tuple[str, str], tuple[str, pq.ParquetWriter, int]] = field(default_factory=dict)
+    done: dict[str, list[str]] = field(default_factory=dict)
+
+    def add(self, table: str, rows: pa.Table) -> None:
+        """Append rows (with their ``hidden`` column) to the parts of their blocks, sorted by model."""
+        hidden = rows["hidden"]
+        for value in pc.unique(hidden).to_pylist():
+            mask = pc.is_null(hidden) if value is None else pc.equal(hidden, value)
+            part = rows.filter(mask).select(TABLES[table].names).sort_by([(k, "ascending") for k in KEY])
+            self.append(table, f"block-{value if value is not None else 'none'}", part.cast(TABLES[table]))
+
+    def append(self, table: str, block: str, rows: pa.Table) -> None:
+        """Rows of one block; the part is closed once it holds PART_MAX_BYTES."""
+        rel, writer, size = self.open.get((table, block)) or self._start(table, block)
+        writer.write_table(rows, row_group_size=ROW_GROUP_ROWS)
+        size += rows.nbytes
+        self.open[(table, block)] = (rel, writer, size)
+        if size >= PART_MAX_BYTES:
+            writer.close()
+            del self.open[(table, block)]
+
+    def close(self) -> dict[str, list[str]]:
+        """Close every part; the relative paths of all parts written, per table."""
+        for _rel, writer, _size in self.open.values():
+            writer.close()
+        self.open.clear()
+        return {t: list(self.done.get(t, [])) for t in COMPACT_TABLES}
+
+    def _start(self, table: str, block: str) -> tuple[str, pq.ParquetWriter, int]:
+        rel = _part_name(table, block, self.generation)
+        self.store.fs.create_dir(self.store._path(rel.rsplit("/", 1)[0]), recursive=True)
+        # written in place: a part no manifest names is never read, so a half-written one is harmless
+        writer = pq.ParquetWriter(
+            self.store._path(rel), TABLES[table], filesystem=self.store.fs, compression="zstd"
+        )
+        self.done.setdefault(table, []).append(rel)
+        return rel, writer, 0
+
+
+def merge_small_parts(store: Store, parts: list[str], generation: int, most: int = MERGE_PARTS) -> list[str]:
+    """Parts of one table with the small parts of each crowded block (more than ``most``) merged into one.
+
+    The merged-away parts stay on disk, named by no manifest, until the next compaction deletes them,
+    so a reader still holding the previous manifest can finish.
+    """
+    sizes = {
+        p: i.size for p, i in zip(parts, store.fs.get_file_info([store._path(p) for p in parts]), strict=True)
+    }
+    by_block: dict[str, list[str]] = {}
+    for rel in parts:
+        by_block.setdefault(_block(rel), []).append(rel)
+    out: list[str] = []
+    for block, rels in by_block.items():
+        small = [r for r in rels if (sizes[r] or 0) < MERGE_BELOW_BYTES]
+        if len(rels) <= most or len(small) < 2:
+            out += rels
+            continue
+        table = rels[0].split("/")[1]
+        writers = _BlockWriters(store, generation)
+        for rel in small:  # one part in memory at a time
+            writers.append(table, block, pq.read_table(store._path(rel), filesystem=store.fs))
+        out += [r for r in rels if r not in small] + writers.close()[table]
+    return out
 
 
 def _write_part(store: Store, rel: str, rows: pa.Table) -> None:

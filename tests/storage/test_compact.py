@@ -2,6 +2,7 @@
 killed compaction leaves (each state of the protocol is built here and read back), and a re-run is a
 no-op."""
 
+import json
 import shutil
 
 import pytest
@@ -105,3 +106,56 @@ def test_a_model_fingerprinted_again_after_compaction_is_read_from_its_new_files
     fingerprint.run(Settings(store=store.uri), [str(repo)], force=True)
     assert _counts(store) == (7, 7 * 49)
     assert store.has_model(*connect(store).execute("SELECT repo_id, revision FROM models LIMIT 1").fetchone())
+
+
+def _parts(store, table="tensors"):
+    return sorted(p.name for p in (store.root / "compacted" / table / "block-128").glob("*.parquet"))
+
+
+def test_models_read_in_small_groups_still_make_one_part_per_block(store):
+    before, flagged = _counts(store), _flagged(store)
+    result = compact(store, group_models=2)  # four groups of loose models
+    assert result.models == 7 and all(len(_parts(store, t)) == 1 for t in ("models", "tensors", "files"))
+    assert _counts(store) == before and _flagged(store) == flagged
+
+
+def _compact_one_at_a_time(store, tmp_path, merge_parts):
+    """Each loose model compacted on its own, as a sweep's periodic compactions would leave them."""
+    held = tmp_path / "held"
+    for table in ("models", "tensors", "files"):
+        (held / table).mkdir(parents=True)
+        for path in (store.root / table).glob("[!_]*.parquet"):  # the store's own _ files stay
+            shutil.move(path, held / table)
+    manifests = []
+    for stem in sorted(p.stem for p in (held / "models").glob("[!_]*.parquet")):
+        for table in ("tensors", "files", "models"):  # the commit marker last, as a sweep writes it
+            shutil.copy(held / table / f"{stem}.parquet", store.root / table)
+        manifests.append((store.root / MANIFEST).read_bytes() if (store.root / MANIFEST).exists() else None)
+        compact(store, merge_parts=merge_parts)
+    return manifests
+
+
+def test_a_crowded_block_has_its_small_parts_merged_and_nothing_counted_twice(store, tmp_path):
+    before, flagged = _counts(store), _flagged(store)
+    _compact_one_at_a_time(store, tmp_path, merge_parts=3)
+    # 7 compactions: the 4th and the 7th found 4 parts in the block and merged them into one
+    assert len(_listed(store)) == 1 and len(_parts(store)) == 5  # 4 merged-away parts wait for the next run
+    assert _counts(store) == before and _flagged(store) == flagged
+    assert compact(store).removed_files == 3 * 4 and len(_parts(store)) == 1
+    assert compact(store).removed_files == 0
+
+
+def test_a_merge_killed_before_its_swap_is_never_read(store, tmp_path):
+    before = _counts(store)
+    _compact_one_at_a_time(store, tmp_path, merge_parts=100)
+    assert len(_listed(store)) == 7  # without the rule: one part per compaction
+    unmerged = (store.root / MANIFEST).read_bytes()
+    merged = compact(store, merge_parts=3)  # no loose model: a crowded block alone is merged
+    assert merged.models == 0 and len(_listed(store)) == 1 and _counts(store) == before
+    (store.root / MANIFEST).write_bytes(unmerged)  # as if killed before the swap
+    assert len(_parts(store)) == 8 and _counts(store) == before
+    assert compact(store, merge_parts=100).removed_files == 3 and len(_parts(store)) == 7
+
+
+def _listed(store, table="tensors"):
+    return json.loads((store.root / MANIFEST).read_bytes())["parts"][table]
