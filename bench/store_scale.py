@@ -12,37 +12,54 @@ from __future__ import annotations
 
 import json
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import pyarrow.compute as pc
+import numpy as np
 import pyarrow.parquet as pq
 
 from bench.detection_synth import build_store
 from pipeline.storage.parquet import Store, model_key
 from pipeline.storage.schema import FILES
 
-SIZES = (1000, 3000, 10000)  # 100k+ models do not fit in one run on this shared 2-core machine
+SIZES = (1000, 3000, 10000)
+WRITERS = 2  # processes splitting chunks into per-model files: one per core here  # 100k+ models do not fit in one run on this shared 2-core machine
 
 
-def write_loose_store(root: Path, n: int) -> None:
+def write_loose_store(root: Path, n: int, workers: int = WRITERS) -> None:
     """``n`` synthetic models, one tensors/files/models file each (what a sweep leaves behind)."""
     chunked = root.with_name(root.name + "-chunks")
     build_store(chunked, n)
-    store = Store(root).init()
+    Store(root).init()
+    chunks = sorted((chunked / "models").glob("chunk*.parquet"))
+    with ProcessPoolExecutor(workers) as pool:
+        list(pool.map(_split_chunk, chunks, [root] * len(chunks)))
+    shutil.rmtree(chunked)
+
+
+def _split_chunk(chunk: Path, root: Path) -> None:
+    """One chunk's models written as Store.write_model names them (tensors, files, then the models marker)."""
+    models = pq.read_table(chunk)
+    tensors = pq.read_table(chunk.parent.parent / "tensors" / chunk.name)
     empty_files = FILES.empty_table()
-    for chunk in sorted((chunked / "models").glob("chunk*.parquet")):
-        models = pq.read_table(chunk)
-        tensors = pq.read_table(chunked / "tensors" / chunk.name)
-        for i, repo in enumerate(models["repo_id"].to_pylist()):
-            key = model_key(repo, "r0")
-            store.write(f"tensors/{key}.parquet", tensors.filter(pc.equal(tensors["repo_id"], repo)))
-            store.write(f"files/{key}.parquet", empty_files)
-            store.write(f"models/{key}.parquet", models.slice(i, 1))
+    # build_store appends each model's rows together: one slice per model instead of a filter per model
+    repos = tensors["repo_id"].to_numpy(zero_copy_only=False)
+    starts = np.flatnonzero(np.r_[True, repos[1:] != repos[:-1]])
+    ends = np.r_[starts[1:], len(repos)]
+    at = {repos[s]: (int(s), int(e - s)) for s, e in zip(starts, ends, strict=True)}
+    for i, repo in enumerate(models["repo_id"].to_pylist()):
+        key = model_key(repo, "r0")
+        start, length = at[repo]
+        # written in place: a bench store has no concurrent reader, so Store.write's temp+rename is skipped
+        pq.write_table(tensors.slice(start, length), root / "tensors" / f"{key}.parquet", compression="zstd")
+        pq.write_table(empty_files, root / "files" / f"{key}.parquet", compression="zstd")
+        pq.write_table(models.slice(i, 1), root / "models" / f"{key}.parquet", compression="zstd")
 
 
 def _step(store: str, step: str) -> None:
