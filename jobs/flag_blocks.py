@@ -61,12 +61,7 @@ def add_signals_on_ray(
     ]
     # in submission order, so the rows arrive in the same order whatever finished first
     for part in _results(refs):
-        inputs.sketch += part.sketch
-        inputs.dims += part.dims
-        inputs.tokens += part.tokens
-        inputs.sorted_vectors += part.sorted_vectors
-        for key, roles in part.profiles.items():
-            inputs.profiles.setdefault(key, roles)
+        inputs.add_signals_of(part)
 
 
 def _results(refs: list[ray.ObjectRef]) -> list[PairInputs]:
