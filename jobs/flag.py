@@ -160,6 +160,7 @@ def score_store(
         block = block_key(c)
         block_pairs[block] = max(block_pairs.get(block, 0), c.get("block_pairs") or 0)
     tests = sum(block_pairs.values())
+    del cand, by_layout, extra, have  # inputs holds them; score_pairs frees each as it becomes a row
     return score_pairs(inputs, q_level=q_level, known_unrelated=known_unrelated, tests=tests)
 
 

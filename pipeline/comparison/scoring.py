@@ -98,7 +98,8 @@ def score_pairs(
 
     ``known_unrelated`` holds {repo_a, repo_b} sets always counted in the background; ``tests`` is
     how many pairs the false discovery rate is controlled over (every comparable pair, when only
-    candidates were scored). ``inputs.signals`` is consumed (emptied into the rows).
+    candidates were scored). ``inputs`` is consumed: its candidates, signals and profiles are emptied
+    into the rows.
     """
     rows = _merge(inputs)
     known = set(known_unrelated)
@@ -128,9 +129,13 @@ def _merge(inputs: PairInputs) -> list[dict[str, Any]]:
     by_key: dict[PairKey, dict[str, Any]] = {}
     hidden_of: dict[Key, Any] = {}
     layout_of: dict[Key, Any] = {}
-    for cand in inputs.candidates:
-        by_key.setdefault(pair_key(cand), {**cand, "copy_link": False})
+    # consumed from the end of the reversed list: each candidate dict is freed once copied (unless the
+    # caller still holds it), so a million pairs are not held twice
+    inputs.candidates.reverse()
+    while inputs.candidates:
+        cand = inputs.candidates.pop()
         k = pair_key(cand)
+        by_key.setdefault(k, {**cand, "copy_link": False})
         hidden_of[k[:2]] = hidden_of[k[2:]] = cand.get("hidden")
         layout_of[k[:2]] = layout_of[k[2:]] = cand.get("layout")
     for key, info in inputs.models.items():
@@ -153,7 +158,10 @@ def _merge(inputs: PairInputs) -> list[dict[str, Any]]:
             by_key[pk].update(values)
     inputs.signals.clear()  # consumed: the rows hold the values now, and a million pairs are ~GBs
     rows = list(by_key.values())
-    profiles = {k: zscored(v) for k, v in inputs.profiles.items()}
+    profiles: dict[Key, dict[str, Any]] = {}
+    while inputs.profiles:  # consumed one model at a time, so raw and z-scored lists never both whole
+        key, roles = inputs.profiles.popitem()
+        profiles[key] = zscored(roles)
     for row in rows:
         ka, kb = (row["a_repo_id"], row["a_revision"]), (row["b_repo_id"], row["b_revision"])
         ma, mb = inputs.models.get(ka, ModelInfo()), inputs.models.get(kb, ModelInfo())
