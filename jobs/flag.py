@@ -36,7 +36,6 @@ DUCKDB_MEMORY_LIMIT = "2GB"
 # Pairs scored per batch of SQL: the sketch query holds ~40 rows per pair in materialized CTEs,
 # which do not spill; 255k pairs at once ran out of 2 GB, batches of 40k stay under it.
 PAIRS_PER_BATCH = 40_000
-_PAIR_COLUMNS = frozenset(PAIRS.names)
 # Where `hubscan flag` runs the signal SQL: in this process, as Ray tasks per block batch, or chosen.
 RUNNERS = ("auto", "ray", "local")
 # "auto" goes to local Ray from this many candidate pairs. Ray's start and stop cost ~4 s here, and each
@@ -161,6 +160,7 @@ def score_store(
         block = block_key(c)
         block_pairs[block] = max(block_pairs.get(block, 0), c.get("block_pairs") or 0)
     tests = sum(block_pairs.values())
+    del cand, by_layout, extra, have  # inputs holds them; score_pairs frees each as it becomes a row
     return score_pairs(inputs, q_level=q_level, known_unrelated=known_unrelated, tests=tests)
 
 
@@ -173,16 +173,19 @@ def add_signals(
     """Run the signal SQL over these candidates (hidden-size and layout blocks) in batches, into ``inputs``."""
     for start in range(0, len(cand), PAIRS_PER_BATCH):
         use_candidates(con, cand[start : start + PAIRS_PER_BATCH])
-        inputs.sketch += fetch_rows(con, "compute_sketch_scores")
-        inputs.dims += fetch_rows(con, "compute_dim_scores")
-        inputs.tokens += fetch_rows(con, "compute_token_scores")
-        inputs.sorted_vectors += fetch_rows(con, "compute_sorted_scores")
+        for name in (
+            "compute_sketch_scores",
+            "compute_dim_scores",
+            "compute_token_scores",
+            "compute_sorted_scores",
+        ):
+            inputs.add_signal_rows(fetch_rows(con, name))
         for key, roles in _profiles(fetch_rows(con, "list_std_profiles")).items():
             inputs.profiles.setdefault(key, roles)
     # unknown architectures: the roles-free signals, in the sketch and sorted columns
     for start in range(0, len(by_layout), PAIRS_PER_BATCH):
         use_candidates(con, by_layout[start : start + PAIRS_PER_BATCH])
-        inputs.sketch += fetch_rows(con, "compute_layout_scores")
+        inputs.add_signal_rows(fetch_rows(con, "compute_layout_scores"))
 
 
 def ray_pays(settings: Settings, pairs: int) -> bool:
@@ -212,11 +215,12 @@ def pairs_table(rows: list[dict[str, Any]], flag_id: str) -> pa.Table:
     """The scored rows as the `pairs` table, stamped with the run."""
     now = datetime.now(timezone.utc)
     stamp = {"flag_id": flag_id, "flagged_at": now, "hubscan_version": __version__}
-    return pa.Table.from_pylist([{**_public(r), **stamp} for r in rows], PAIRS)
-
-
-def _public(row: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in row.items() if k in _PAIR_COLUMNS}
+    # column by column: a copy of every row as a dict first doubled the driver's peak memory
+    arrays = [
+        pa.array([stamp[f.name]] * len(rows) if f.name in stamp else [r.get(f.name) for r in rows], f.type)
+        for f in PAIRS
+    ]
+    return pa.Table.from_arrays(arrays, schema=PAIRS)
 
 
 def _profiles(rows: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, list[float]]]:

@@ -20,6 +20,7 @@ from jobs.sweep import ray_init
 from pipeline.comparison.layout import block_key
 from pipeline.comparison.scoring import PairInputs
 from pipeline.config import Settings
+from pipeline.errors import HubscanError
 from pipeline.storage.parquet import Store
 from pipeline.storage.remote import storage_env
 
@@ -59,13 +60,23 @@ def add_signals_on_ray(
         task.remote(store.location, batch) for batch in batches(cand, by_layout, hidden_of, PAIRS_PER_TASK)
     ]
     # in submission order, so the rows arrive in the same order whatever finished first
-    for part in ray.get(refs):
-        inputs.sketch += part.sketch
-        inputs.dims += part.dims
-        inputs.tokens += part.tokens
-        inputs.sorted_vectors += part.sorted_vectors
-        for key, roles in part.profiles.items():
-            inputs.profiles.setdefault(key, roles)
+    for part in _results(refs):
+        inputs.add_signals_of(part)
+
+
+def _results(refs: list[ray.ObjectRef]) -> list[PairInputs]:
+    """The tasks' rows; a task's HubscanError re-raised as itself, so the CLI prints its one line.
+
+    Raises:
+        HubscanError: the first failed task's own error (e.g. QueryError on an unreadable part).
+    """
+    try:
+        return list(ray.get(refs))
+    except ray.exceptions.RayTaskError as exc:
+        # Ray wraps it in a multi-line RayTaskError carrying the remote traceback; the error is its cause
+        if isinstance(exc.cause, HubscanError):
+            raise exc.cause from None
+        raise
 
 
 def batches(

@@ -17,8 +17,15 @@ import duckdb
 import pyarrow as pa
 
 from pipeline import __version__
-from pipeline.comparison.expert_map import EXPERTS_PERMUTED, UPCYCLED, ExpertMap, expert_map, models_from_rows
-from pipeline.comparison.layer_align import PARTIAL, LayerMap, align, similarity_matrices
+from pipeline.comparison.expert_map import (
+    EXPERTS_PERMUTED,
+    UPCYCLED,
+    ExpertMap,
+    Model,
+    expert_map,
+    models_from_rows,
+)
+from pipeline.comparison.layer_align import PARTIAL, LayerMap, Similarity, align, similarity_matrices
 from pipeline.comparison.scoring import PairKey, pair_key
 from pipeline.comparison.stacking import STACKED, ModelKey, Stack, find_stacks, pieces_from_pairs
 from pipeline.comparison.verdicts import refine_structural
@@ -28,6 +35,9 @@ from pipeline.storage.parquet import Store
 from pipeline.storage.schema import LAYER_MAPS
 
 FLAG_FILE = "layer_maps/layer_maps.parquet"
+# Pairs mapped per query: the layer-similarity query compares every layer with every layer, and the ~100k
+# flagged pairs of a 100k-model synthetic hub at once ran out of flag's 2 GB DuckDB limit.
+PAIRS_PER_BATCH = 10_000
 # (model a, model b, matched (a_layer, b_layer, r)) of a pair whose layer map is partial.
 PartialPair = tuple[ModelKey, ModelKey, list[tuple[int, int, float]]]
 
@@ -70,11 +80,15 @@ def attach_maps(
         return LAYER_MAPS.empty_table()
     cand = [{"a_repo_id": r["a_repo_id"], "a_revision": r["a_revision"], "b_repo_id": r["b_repo_id"],
              "b_revision": r["b_revision"], "hidden": r.get("hidden"), "via": r.get("via")} for r in todo]  # fmt: skip
-    use_candidates(con, cand)
-    sims = similarity_matrices(fetch_rows(con, "compute_layer_similarity"))
-    mlps = {}
-    if any(pair_key(r)[:2] in moe or pair_key(r)[2:] in moe for r in todo):
-        mlps = models_from_rows(fetch_rows(con, "list_mlp_tensors"))
+    any_moe = any(pair_key(r)[:2] in moe or pair_key(r)[2:] in moe for r in todo)
+    sims: dict[PairKey, Similarity] = {}
+    mlps: dict[ModelKey, Model] = {}
+    for start in range(0, len(cand), PAIRS_PER_BATCH):
+        # each pair's matrix comes from its own tensors, so batches give the maps one query gives
+        use_candidates(con, cand[start : start + PAIRS_PER_BATCH])
+        sims.update(similarity_matrices(fetch_rows(con, "compute_layer_similarity")))
+        if any_moe:
+            mlps.update(models_from_rows(fetch_rows(con, "list_mlp_tensors")))
     mapped = []
     for row in todo:
         key = pair_key(row)

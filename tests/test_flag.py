@@ -9,19 +9,22 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import subprocess
 import sys
 
 import pyarrow.parquet as pq
 import pytest
 
-from jobs import flag
+from jobs import flag, layer_maps
 from pipeline.comparison import verdicts as v
 from pipeline.config import Settings
 from pipeline.storage.duckdb import connect, load_sql, run_sql
 from pipeline.storage.parquet import Store
 from tests.stores import fingerprinted_store
 
+# columns that stamp the run rather than score the pairs
+RUN_STAMP = ("flag_id", "flagged_at")
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 COUSIN = "sentence-transformers/paraphrase-MiniLM-L3-v2"
 E5 = "intfloat/multilingual-e5-small"
@@ -346,3 +349,26 @@ def test_cli_flag_prints_families_and_export_carries_the_family_id(store, result
     assert exported and all(
         e["family"] == by_repo[e["a_repo_id"]] == by_repo[e["b_repo_id"]] for e in exported
     )
+
+
+def test_layer_maps_in_small_batches_are_the_maps_of_one_query(store, result, tmp_path, monkeypatch):
+    copy = tmp_path / "store"
+    shutil.copytree(store, copy)
+    one_query = _canonical(pq.read_table(copy / layer_maps.FLAG_FILE), ("written_at",))
+    mapped = pq.read_table(copy / layer_maps.FLAG_FILE, columns=["a_repo_id", "b_repo_id"]).to_pylist()
+    # more mapped pairs than a batch holds, so the batched run does cut them
+    assert len({(r["a_repo_id"], r["b_repo_id"]) for r in mapped}) > 2
+    monkeypatch.setattr(layer_maps, "PAIRS_PER_BATCH", 2)
+    batched = flag.run(Settings(store=copy))
+    assert _canonical(batched.pairs, RUN_STAMP) == _canonical(result.pairs, RUN_STAMP)
+    assert _canonical(pq.read_table(copy / layer_maps.FLAG_FILE), ("written_at",)) == one_query
+
+
+def _canonical(table, stamps) -> list[tuple]:
+    """A table's rows without its run stamps, sorted, NaN made comparable."""
+    rows = table.drop_columns(list(stamps)).to_pylist()
+
+    def value(x):
+        return "nan" if isinstance(x, float) and math.isnan(x) else repr(x)
+
+    return sorted(tuple(value(r[c]) for c in sorted(r)) for r in rows)

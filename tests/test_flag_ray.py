@@ -17,8 +17,10 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from typer.testing import CliRunner
 
 from jobs import fingerprint, flag, flag_blocks
+from jobs.cli import app
 from pipeline.config import Settings
 from pipeline.storage.compact import compact
 from pipeline.storage.duckdb import connect
@@ -109,3 +111,33 @@ def test_flag_on_a_multi_node_cluster_writes_the_pairs_one_process_writes(store,
     assert len(lines) == 1, out.stdout[-3000:]
     assert json.loads(lines[0][len(prefix) :])["cpu_nodes"] == 2
     assert _canonical(pq.read_table(copy / flag.PAIRS_FILE)) == in_process
+
+
+def test_a_failed_block_task_is_one_line_from_the_cli(store, ray_session, tmp_path):
+    copy = tmp_path / "store"
+    shutil.copytree(store, copy)
+    _corrupt_column(copy, "sketch")
+    # the candidate SQL never reads `sketch`, so the driver gets as far as the tasks, whose signal SQL does
+    result = CliRunner().invoke(app, ["flag", "--store", str(copy), "--runner", "ray"])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), repr(result.exception)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    # DuckDB's thrift reader names the page-header byte it cannot parse (0xff read as a varint, then 0x0f)
+    assert lines == ["hubscan: queries:compute_sketch_scores.sql: don't know what type: \x0f"]
+
+
+def _corrupt_column(root: Path, column: str) -> Path:
+    """Overwrite the first page header of ``column`` in a compacted tensors part; returns the part."""
+    manifest = Store(root).manifest()
+    part = root / manifest.files("tensors")[0]
+    meta = pq.ParquetFile(part).metadata
+    index = meta.schema.to_arrow_schema().get_field_index(column)
+    # a list column is one leaf in the Parquet schema: its element
+    leaf = next(i for i in range(meta.num_columns) if meta.schema.column(i).path.startswith(f"{column}."))
+    assert index >= 0
+    chunk = meta.row_group(0).column(leaf)
+    start = chunk.dictionary_page_offset or chunk.data_page_offset
+    with part.open("r+b") as f:
+        f.seek(start)
+        f.write(b"\xff" * 32)
+    return part

@@ -65,6 +65,22 @@ class PairInputs:
     sorted_vectors: list[dict[str, Any]] = field(default_factory=list)  # compute_sorted_scores.sql
     profiles: dict[Key, dict[str, list[float]]] = field(default_factory=dict)
     models: dict[Key, ModelInfo] = field(default_factory=dict)
+    # the signal rows merged per pair as they arrive (`add_signal_rows`), so a run holds one dict per pair
+    # instead of one per pair and signal table
+    signals: dict[PairKey, dict[str, Any]] = field(default_factory=dict)
+
+    def add_signal_rows(self, rows: Iterable[Mapping[str, Any]]) -> None:
+        """Merge one signal table's rows (their non-null values) into ``signals``; a later table wins."""
+        for r in rows:
+            merged = self.signals.setdefault(pair_key(r), {})
+            merged.update({k: v for k, v in r.items() if v is not None})
+
+    def add_signals_of(self, other: PairInputs) -> None:
+        """Merge another batch's signals and std profiles (a Ray task's) after those already here."""
+        for pk, values in other.signals.items():
+            self.signals.setdefault(pk, {}).update(values)
+        for key, roles in other.profiles.items():
+            self.profiles.setdefault(key, roles)
 
 
 def pair_key(row: Mapping[str, Any]) -> PairKey:
@@ -82,7 +98,8 @@ def score_pairs(
 
     ``known_unrelated`` holds {repo_a, repo_b} sets always counted in the background; ``tests`` is
     how many pairs the false discovery rate is controlled over (every comparable pair, when only
-    candidates were scored).
+    candidates were scored). ``inputs`` is consumed: its candidates, signals and profiles are emptied
+    into the rows.
     """
     rows = _merge(inputs)
     known = set(known_unrelated)
@@ -94,6 +111,9 @@ def score_pairs(
     qs = [_p_of(lq) for lq in log_benjamini_hochberg([row["_log_p"] for row in rows], tests)]
     bases = {k[0]: m.base_models for k, m in inputs.models.items()}
     for row, q in zip(rows, qs, strict=True):
+        # scoring's own working values, never written: ~1 kB a pair at a million pairs
+        for private in ("_zc", "_backgrounds", "_log_p"):
+            del row[private]
         row["q"] = q
         row["q_level"] = q_level
         row["flagged"] = bool(row["copy_link"] or q <= q_level)
@@ -109,9 +129,13 @@ def _merge(inputs: PairInputs) -> list[dict[str, Any]]:
     by_key: dict[PairKey, dict[str, Any]] = {}
     hidden_of: dict[Key, Any] = {}
     layout_of: dict[Key, Any] = {}
-    for cand in inputs.candidates:
-        by_key.setdefault(pair_key(cand), {**cand, "copy_link": False})
+    # consumed from the end of the reversed list: each candidate dict is freed once copied (unless the
+    # caller still holds it), so a million pairs are not held twice
+    inputs.candidates.reverse()
+    while inputs.candidates:
+        cand = inputs.candidates.pop()
         k = pair_key(cand)
+        by_key.setdefault(k, {**cand, "copy_link": False})
         hidden_of[k[:2]] = hidden_of[k[2:]] = cand.get("hidden")
         layout_of[k[:2]] = layout_of[k[2:]] = cand.get("layout")
     for key, info in inputs.models.items():
@@ -129,8 +153,15 @@ def _merge(inputs: PairInputs) -> list[dict[str, Any]]:
         for r in table:
             if pair_key(r) in by_key:
                 by_key[pair_key(r)].update({k: v for k, v in r.items() if v is not None})
+    for pk, values in inputs.signals.items():
+        if pk in by_key:
+            by_key[pk].update(values)
+    inputs.signals.clear()  # consumed: the rows hold the values now, and a million pairs are ~GBs
     rows = list(by_key.values())
-    profiles = {k: zscored(v) for k, v in inputs.profiles.items()}
+    profiles: dict[Key, dict[str, Any]] = {}
+    while inputs.profiles:  # consumed one model at a time, so raw and z-scored lists never both whole
+        key, roles = inputs.profiles.popitem()
+        profiles[key] = zscored(roles)
     for row in rows:
         ka, kb = (row["a_repo_id"], row["a_revision"]), (row["b_repo_id"], row["b_revision"])
         ma, mb = inputs.models.get(ka, ModelInfo()), inputs.models.get(kb, ModelInfo())

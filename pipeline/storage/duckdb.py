@@ -153,7 +153,12 @@ def fetch_rows(
     rel = run_sql(con, load_sql(name), params)
     if rel is None:
         raise QueryError("queries", None, f"{name}.sql", "returned no result set")
-    return list(rel.to_arrow_table().to_pylist())
+    try:
+        # con.sql only plans a SELECT: errors reading the files (a corrupt part) surface here
+        table = rel.to_arrow_table()
+    except duckdb.Error as exc:
+        raise QueryError("queries", None, f"{name}.sql", _one_line(exc)) from None
+    return list(table.to_pylist())
 
 
 def coerce_param(sql: SqlFile, name: str, raw: str) -> Any:
