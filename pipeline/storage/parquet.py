@@ -74,10 +74,14 @@ class Store:
         """
         try:
             return self._init()
-        except OSError as exc:
+        except (OSError, pa.ArrowException) as exc:  # GCS raises ArrowException for unreadable credentials
             raise StoreError(self.uri, None, None, one_line(exc)) from None
 
     def _init(self) -> Store:
+        bucket = self.base.split("/", 1)[0]
+        # GCS's create_dir makes a missing bucket (S3's refuses): a mistyped bucket must be an error
+        if not self.local and self.fs.get_file_info(bucket).type == pafs.FileType.NotFound:
+            raise StoreError(self.uri, None, None, f"bucket {bucket} does not exist")
         self.fs.create_dir(self.base, recursive=True)
         marker = self._path(MARKER)
         if self._exists(marker):
