@@ -48,7 +48,7 @@ def wait_for_port(port: int, server: subprocess.Popen, seconds: float) -> None:
 
 
 @contextmanager
-def environment(env: dict[str, str]) -> Iterator[None]:
+def environment(env: dict[str, str | None]) -> Iterator[None]:
     """These variables set (a None value unsets one) while the block runs, restored afterwards."""
     saved = {k: os.environ.get(k) for k in env}
     try:
