@@ -5,6 +5,8 @@ import csv
 import os
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import boto3
 import pytest
@@ -20,14 +22,18 @@ LOCKED = "hubscan-locked"
 SERVER_START_S = 30  # moto imports Flask and every service mock before it listens
 
 
-def _moto(port: int, no_auth_actions: int | None = None) -> subprocess.Popen:
-    """moto's S3 server; with ``no_auth_actions`` it checks signatures and IAM after that many requests."""
+def _moto(port: int, no_auth_actions: int | None = None, log: Path | None = None) -> subprocess.Popen:
+    """moto's S3 server; with ``no_auth_actions`` it checks signatures and IAM after that many requests.
+
+    Its request log (one line per request, on stderr) goes to ``log`` when given.
+    """
     env = dict(os.environ)
     if no_auth_actions is not None:
         env["INITIAL_NO_AUTH_ACTION_COUNT"] = str(no_auth_actions)
+    err = log.open("w") if log is not None else subprocess.DEVNULL
     return subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+        stdout=subprocess.DEVNULL, stderr=err, env=env,
     )  # fmt: skip
 
 
@@ -38,10 +44,16 @@ def _aws_env(port: int) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def s3_env():
+def s3_log(tmp_path_factory) -> Path:
+    """The request log of the s3_env server."""
+    return tmp_path_factory.mktemp("moto") / "requests.log"
+
+
+@pytest.fixture(scope="module")
+def s3_env(s3_log):
     """A moto S3 server and the standard AWS environment pointing at it (restored afterwards)."""
     port = free_port()
-    server = _moto(port)
+    server = _moto(port, log=s3_log)
     env = _aws_env(port)
     try:
         with environment(env):
@@ -157,3 +169,18 @@ def test_no_credentials_is_one_line_and_exit_1(locked_s3, tmp_path):
     assert result.exit_code == 1
     assert result.stderr.count("\n") == 1
     assert result.stderr.startswith(f"hubscan: s3://{LOCKED}/store: ")
+
+
+def _files_listings(log: Path) -> int:
+    """Listings of the whole loose files table in the server's request log so far."""
+    time.sleep(0.5)  # the server writes its log line after answering
+    # a dataset lists recursively (no delimiter); existence checks list one key with a delimiter
+    return sum("prefix=store/files/ " in line and "delimiter" not in line for line in log.open())
+
+
+def test_fingerprint_loads_the_file_owners_once_per_run_not_once_per_model(s3_store, s3_log):
+    targets = [str(s3_store / "smoke" / m) for m in ("base", "base-finetune-0", "base-finetune-1")]
+    before = _files_listings(s3_log)
+    result = CliRunner().invoke(app, ["fingerprint", *targets, "--force", "--store", STORE])
+    assert result.exit_code == 0, result.output
+    assert _files_listings(s3_log) - before == 1
