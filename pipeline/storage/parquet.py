@@ -104,7 +104,7 @@ class Store:
         return self
 
     def open(self) -> Store:
-        """An initialised store, for a sweep task: no marker or schema reads (7 requests per model on S3).
+        """An initialised store, for a sweep task: no marker, folder or schema requests (48 per model on S3).
 
         A local folder may be node-local on a multi-node cluster, so its table folders are created.
         """

@@ -24,7 +24,7 @@ STORAGE_ENV_PREFIXES = ("AWS_", "GOOGLE_", "GCS_", "STORAGE_EMULATOR_HOST")
 GCS_ENDPOINT_ENV = "STORAGE_EMULATOR_HOST"
 # pyarrow's GCS client retries for 15 minutes by default, so a machine without credentials waited that
 # long on the GCE metadata server before failing; 15 s outlasts a burst of 5xx answers (measured: the
-# no-credentials error then comes after ~10 s).
+# no-credentials error then comes after 25 s off GCP).
 GCS_RETRY_S = 15
 # One PUT per small file instead of a multipart upload: fewer requests, and S3-compatible servers
 # that get multipart wrong (moto 5.2 answers CompleteMultipartUpload with an error pyarrow rejects)

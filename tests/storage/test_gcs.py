@@ -102,3 +102,14 @@ def test_unreadable_gcs_credentials_are_one_line_and_exit_1(gcs_env, tmp_path):
     assert result.stderr.count("\n") == 1
     assert result.stderr.startswith(f"hubscan: {STORE}: ")
     assert "Cannot open credentials file" in result.stderr
+
+
+def test_no_gcs_credentials_is_one_line_and_exit_1(gcs_env, tmp_path):
+    # off GCP with nothing configured the client asks the metadata server until its retry limit (~25 s)
+    none = {"STORAGE_EMULATOR_HOST": None, "GOOGLE_APPLICATION_CREDENTIALS": None, "HOME": str(tmp_path)}
+    with environment(none):
+        result = CliRunner().invoke(app, ["sql", "SELECT 1", "--store", STORE])
+    assert result.exit_code == 1
+    assert result.stderr.count("\n") == 1
+    assert result.stderr.startswith(f"hubscan: {STORE}: ")
+    assert "Could not create a OAuth2 access token" in result.stderr
