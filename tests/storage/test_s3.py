@@ -67,7 +67,7 @@ def s3_env(s3_log):
 
 @pytest.fixture(scope="module")
 def locked_s3():
-    """A moto server enforcing IAM: a bucket, and the keys of a user with no permission at all."""
+    """A moto server enforcing IAM, with a bucket: the environment of a user with no permission at all."""
     port = free_port()
     # three unchecked requests: create the bucket, the user and its access key
     server = _moto(port, no_auth_actions=3)
@@ -79,13 +79,12 @@ def locked_s3():
             iam = boto3.client("iam")
             iam.create_user(UserName="nobody")
             key = iam.create_access_key(UserName="nobody")["AccessKey"]
-            env = {
-                **env,
-                "AWS_ACCESS_KEY_ID": key["AccessKeyId"],
-                "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"],
-            }
-            with environment(env):
-                yield env
+        # applied by each test, so the module's other tests keep the s3_env server
+        yield {
+            **env,
+            "AWS_ACCESS_KEY_ID": key["AccessKeyId"],
+            "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"],
+        }
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -153,7 +152,8 @@ def test_a_missing_bucket_is_one_line_and_exit_1(s3_env):
 
 def test_access_denied_is_one_line_and_exit_1(locked_s3):
     store = f"s3://{LOCKED}/store"
-    result = CliRunner().invoke(app, ["sql", "SELECT 1", "--store", store])
+    with environment(locked_s3):
+        result = CliRunner().invoke(app, ["sql", "SELECT 1", "--store", store])
     assert result.exit_code == 1
     assert result.stderr.count("\n") == 1
     assert result.stderr.startswith(f"hubscan: {store}: ")
@@ -164,7 +164,7 @@ def test_no_credentials_is_one_line_and_exit_1(locked_s3, tmp_path):
     # nothing in the environment, no credentials file, no instance metadata: the requests go unsigned
     none = str(tmp_path / "absent")
     unset = {"AWS_ACCESS_KEY_ID": None, "AWS_SECRET_ACCESS_KEY": None}
-    with environment({**unset, "AWS_SHARED_CREDENTIALS_FILE": none, "AWS_CONFIG_FILE": none}):
+    with environment({**locked_s3, **unset, "AWS_SHARED_CREDENTIALS_FILE": none, "AWS_CONFIG_FILE": none}):
         result = CliRunner().invoke(app, ["sql", "SELECT 1", "--store", f"s3://{LOCKED}/store"])
     assert result.exit_code == 1
     assert result.stderr.count("\n") == 1
