@@ -15,6 +15,7 @@ from rich.console import Console
 
 from jobs import flag, layer_maps, licence_edges, permutation, spectra
 from jobs.fingerprint import record, resolve_target
+from jobs.known_files import StoreKnownFiles
 from jobs.model_task import fingerprint_model
 from jobs.output import format_p
 from jobs.summary import RunSummary
@@ -142,7 +143,8 @@ def run(
     """
     store = Store(settings.store).init()
     summary = RunSummary()
-    ka, kb = (_ensure(store, settings, t, revision, summary) for t in (a, b))
+    known = StoreKnownFiles(store)  # loaded once for both targets, and only if one needs fingerprinting
+    ka, kb = (_ensure(store, settings, t, revision, summary, known) for t in (a, b))
     if ka == kb:
         raise QueryError(ka[0], ka[1], None, "compare needs two different models")
     con = flag.flag_connection(store)
@@ -192,7 +194,9 @@ def evidence_table(row: dict[str, Any]) -> pa.Table:
     return pa.Table.from_pylist(out, _EVIDENCE)
 
 
-def _ensure(store: Store, settings: Settings, target: str, revision: str, summary: RunSummary) -> Key:
+def _ensure(
+    store: Store, settings: Settings, target: str, revision: str, summary: RunSummary, known: StoreKnownFiles
+) -> Key:
     """The stored (repo_id, revision) of a target, fingerprinting it first when it is not stored."""
     stored = _stored(store, target)
     if stored is not None:
@@ -200,7 +204,8 @@ def _ensure(store: Store, settings: Settings, target: str, revision: str, summar
     http = HubHttp(settings)
     ref = resolve_target(target, http, revision)
     if not store.has_model(ref.repo_id, ref.revision):
-        record(store, fingerprint_model(ref, settings, http, known=store), summary, Console(stderr=True))
+        outcome = fingerprint_model(ref, settings, http, known=known)
+        record(store, outcome, summary, Console(stderr=True), known)
         if summary.failed:
             raise QueryError(
                 ref.repo_id, ref.revision, None, f"could not fingerprint: {summary.messages[-1]}"

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from jobs.known_files import StoreKnownFiles
 from jobs.model_task import ModelOutcome, fingerprint_model
 from jobs.summary import RunSummary
 from pipeline.config import Settings
@@ -23,6 +24,7 @@ def run(settings: Settings, targets: list[str], revision: str = "main", force: b
     http = HubHttp(settings)
     summary = RunSummary()
     err = Console(stderr=True, soft_wrap=True)
+    known = StoreKnownFiles(store)  # one scan of the files table per run, not one per model
     for target in targets:
         try:
             ref = resolve_target(target, http, revision)
@@ -34,7 +36,7 @@ def run(settings: Settings, targets: list[str], revision: str = "main", force: b
             summary.skipped += 1
             err.print(f"skip {ref.repo_id}@{ref.revision[:7]}: already in the store")
             continue
-        record(store, fingerprint_model(ref, settings, http, known=store), summary, err)
+        record(store, fingerprint_model(ref, settings, http, known=known), summary, err, known)
     return summary
 
 
@@ -55,10 +57,19 @@ def resolve_target(target: str, http: HubHttp, revision: str) -> ModelRef:
     return hf.resolve(http, target, revision)
 
 
-def record(store: Store, outcome: ModelOutcome, summary: RunSummary, err: Console) -> None:
-    """Write an outcome to the store and count it."""
+def record(
+    store: Store,
+    outcome: ModelOutcome,
+    summary: RunSummary,
+    err: Console,
+    known: StoreKnownFiles | None = None,
+) -> None:
+    """Write an outcome to the store and count it; a committed model's files become known to the run."""
     if outcome.ok and outcome.model_row is not None:
         store.write_model(outcome.model_row, outcome.tensor_rows, outcome.file_rows)
+        if known is not None:
+            hashes = [str(f["sha256"]) for f in outcome.file_rows if f.get("sha256")]
+            known.add((outcome.repo_id, outcome.revision), hashes)
         summary.done += 1
         summary.bytes_read += int(outcome.model_row["bytes_read"])
         summary.requests += int(outcome.model_row["requests"])

@@ -1,6 +1,7 @@
-"""The owners of stored weight files, held once per sweep by one Ray actor that tasks ask.
+"""The owners of stored weight files, loaded once per run: in-process for `hubscan fingerprint` and
+`compare`, in one Ray actor that a sweep's tasks ask.
 
-A task learns its files' content hashes only after resolving the revision, so the driver cannot hand
+A sweep task learns its files' content hashes only after resolving the revision, so the driver cannot hand
 it the owners up front; asking the actor costs one message, where opening the store's `files` table
 costs a scan of every per-model file.
 """
@@ -14,6 +15,31 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from pipeline.storage.index import Key, load_owners, pick
 from pipeline.storage.parquet import Store
+
+
+class StoreKnownFiles:
+    """The `jobs.model_task.KnownFiles` protocol in one process: owners loaded on first use, once per run."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.known: dict[str, Key] | None = None
+
+    def owners(self, hashes: list[str]) -> dict[str, Key]:
+        """sha256 → (repo_id, revision) for hashes already fingerprinted."""
+        if self.known is None:
+            self.known = load_owners(self.store)
+        return pick(self.known, hashes)
+
+    def rows(self, repo_id: str, revision: str, sha256: str) -> list[dict[str, Any]]:
+        """Stored tensors rows of that file in its owner (one model's files, not a table scan)."""
+        return list(self.store.rows(repo_id, revision, sha256))
+
+    def add(self, owner: Key, hashes: list[str]) -> None:
+        """A model committed in this run: its files are owned by it unless an earlier model owns them."""
+        if self.known is not None:
+            for h in hashes:
+                self.known.setdefault(h, owner)
+
 
 # An owners answer slower than this is skipped: the task reads its files itself instead.
 ACTOR_TIMEOUT_S = 30.0

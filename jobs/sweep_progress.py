@@ -72,6 +72,17 @@ class SweepProgress:
             "requests per model",
             f"{per['api']:.2f} API + {per['resolvers']:.1f} resolvers (quota) + {per['cdn']:.1f} CDN (no quota)",
         )
+        if per["api"] + per["resolvers"] > 0:
+            self._projection_rows(table, projection)
+        self.console.print(table)
+        for message in s.failures[:10]:
+            self.console.print(f"fail {message}", markup=False, highlight=False)
+        if len(s.failures) > 10:
+            self.console.print(f"… and {len(s.failures) - 10} more in the failures table", markup=False)
+
+    @staticmethod
+    def _projection_rows(table: Table, projection: dict[str, Any]) -> None:
+        """Whole-hub hours: only from a sweep that made quota-counted requests (a local one projects 0 h)."""
         quota = ", ".join(f"{b} {q}/{w}s" for b, (q, w) in projection["quota"].items())
         table.add_row("whole-hub sweep", f"{projection['hours']:,.0f} h under quota {quota}")
         tiers = projection["tiers"]
@@ -80,8 +91,3 @@ class SweepProgress:
             f"anonymous {tiers['anonymous']:,.0f} h, free {tiers['free']:,.0f} h, PRO {tiers['pro']:,.0f} h"
             f" (CDN {projection['cdn_per_s_pro']:,.0f} requests/s at the PRO pace)",
         )
-        self.console.print(table)
-        for message in s.failures[:10]:
-            self.console.print(f"fail {message}", markup=False, highlight=False)
-        if len(s.failures) > 10:
-            self.console.print(f"… and {len(s.failures) - 10} more in the failures table", markup=False)

@@ -66,7 +66,7 @@ def process(
     http = HubHttp(settings, log=RequestLog(), budget=budget)
     revision = candidate.revision or "unresolved"
     try:
-        store = Store(settings.store).init()
+        store = Store(settings.store).open()
         with model_budget(settings.max_model_seconds, settings.max_model_memory_bytes):
             ref = candidate.ref or _resolve_pinned(http, candidate)
             revision = ref.revision
@@ -118,7 +118,7 @@ def _failed(
     """Record the failures row; if even that write fails (a full disk), the result still says why."""
     note = ""
     try:
-        Store(settings.store).init().write_failures(repo_id, revision, errors)
+        Store(settings.store).open().write_failures(repo_id, revision, errors)
     except Exception as exc:  # the model stays unstored, so the next sweep retries it
         note = f" (failures row not written: {as_failure(exc, repo_id, revision, None).reason})"
     result = _result(repo_id, revision, "failed", http, error=errors[0])

@@ -1,5 +1,11 @@
-"""Stores the flag tests share: testbed repos fingerprinted locally into a fresh store."""
+"""Stores the tests share: testbed repos fingerprinted into a fresh store, and object-storage servers' plumbing."""
 
+import os
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -24,3 +30,37 @@ def pair_row(result, a: str, b: str) -> dict:
     found = [r for r in result.rows if {r["a_repo_id"], r["b_repo_id"]} == {a, b}]
     assert len(found) == 1, f"{a} / {b}: {len(found)} rows"
     return found[0]
+
+
+def free_port() -> int:
+    """A port nothing listens on now (for a server the test session starts)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_port(port: int, server: subprocess.Popen, seconds: float) -> None:
+    """Return once the server accepts connections; fail if it exits or takes longer."""
+    deadline = time.monotonic() + seconds
+    while socket.socket().connect_ex(("127.0.0.1", port)) != 0:
+        assert time.monotonic() < deadline and server.poll() is None, f"server on {port} did not start"
+        time.sleep(0.2)
+
+
+@contextmanager
+def environment(env: dict[str, str | None]) -> Iterator[None]:
+    """These variables set (a None value unsets one) while the block runs, restored afterwards."""
+    saved = {k: os.environ.get(k) for k in env}
+    try:
+        for k, v in env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        yield
+    finally:
+        for k, old in saved.items():
+            if old is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = old

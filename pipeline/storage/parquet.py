@@ -13,7 +13,7 @@ import hashlib
 import json
 import os
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -74,10 +74,14 @@ class Store:
         """
         try:
             return self._init()
-        except OSError as exc:
+        except (OSError, pa.ArrowException) as exc:  # GCS raises ArrowException for unreadable credentials
             raise StoreError(self.uri, None, None, one_line(exc)) from None
 
     def _init(self) -> Store:
+        bucket = self.base.split("/", 1)[0]
+        # GCS's create_dir makes a missing bucket (S3's refuses): a mistyped bucket must be an error
+        if not self.local and self.fs.get_file_info(bucket).type == pafs.FileType.NotFound:
+            raise StoreError(self.uri, None, None, f"bucket {bucket} does not exist")
         self.fs.create_dir(self.base, recursive=True)
         marker = self._path(MARKER)
         if self._exists(marker):
@@ -97,6 +101,16 @@ class Store:
             # a store written before a column was added gets the new empty file, so views bind to it
             if not self._exists(empty) or pq.read_schema(empty, filesystem=self.fs).names != schema.names:
                 self.write(f"{name}/_empty.parquet", schema.empty_table())
+        return self
+
+    def open(self) -> Store:
+        """An initialised store, for a sweep task: no marker, folder or schema requests (48 per model on S3).
+
+        A local folder may be node-local on a multi-node cluster, so its table folders are created.
+        """
+        if self.local:
+            for name in TABLES:
+                os.makedirs(self._path(name), exist_ok=True)
         return self
 
     def has_model(self, repo_id: str, revision: str) -> bool:
@@ -150,18 +164,6 @@ class Store:
         return set(
             pq.read_table(path, filesystem=self.fs, columns=["category"]).column("category").to_pylist()
         )
-
-    def owners(self, hashes: Iterable[str]) -> dict[str, tuple[str, str]]:
-        """For content hashes already fingerprinted: sha256 → (repo_id, revision) of a committed model."""
-        wanted = sorted(set(hashes))
-        if not wanted:
-            return {}
-        files = self.dataset("files").to_table(filter=ds.field("sha256").isin(wanted))
-        owners: dict[str, tuple[str, str]] = {}
-        for row in files.to_pylist():
-            if row["sha256"] not in owners and self.has_model(row["repo_id"], row["revision"]):
-                owners[row["sha256"]] = (row["repo_id"], row["revision"])
-        return owners
 
     def rows(self, repo_id: str, revision: str, sha256: str) -> list[dict[str, object]]:
         """The stored tensors rows of the file with that content hash in one model revision."""
