@@ -23,6 +23,7 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from pipeline.storage.lock import compaction_lock
 from pipeline.storage.manifest import COMPACT_TABLES, COMPACTED, MANIFEST, Manifest
 from pipeline.storage.parquet import Store, model_key
 from pipeline.storage.schema import TABLES
@@ -58,7 +59,18 @@ class CompactResult:
 
 
 def compact(store: Store, group_models: int = GROUP_MODELS, merge_parts: int = MERGE_PARTS) -> CompactResult:
-    """Fold every committed loose model into the compacted files (a no-op when there is none)."""
+    """Fold every committed loose model into the compacted files (a no-op when there is none).
+
+    One compaction at a time per local store (it waits for the compaction lock); an object store has
+    no lock, so compact it from one place (the sweep's driver, or `hubscan compact` between sweeps).
+    """
+    if not store.local:
+        return _compact(store, group_models, merge_parts)
+    with compaction_lock(store.root):
+        return _compact(store, group_models, merge_parts)
+
+
+def _compact(store: Store, group_models: int, merge_parts: int) -> CompactResult:
     manifest = store.manifest()
     removed = _drop_unlisted_parts(store, manifest)
     loose = _loose_models(store)

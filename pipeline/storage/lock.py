@@ -1,4 +1,6 @@
-"""One sweep per store at a time: an advisory lock file held for the life of the sweep.
+"""One sweep per store at a time, and one compaction: advisory lock files (``flock``).
+
+The sweep lock is held for the life of the sweep.
 
 Two sweeps on one store would both list, both skip nothing, and fingerprint every model
 twice (writes are idempotent, so nothing is corrupted, but the quota is spent twice). The
@@ -18,6 +20,9 @@ from pathlib import Path
 from pipeline.errors import HubscanError
 
 LOCK_FILE = ".sweep.lock"
+# Held while a compaction runs: two at once would each swap in a manifest naming only their own new
+# parts, and each deletes the loose files it folded in, so the first one's models would be lost.
+COMPACT_LOCK_FILE = ".compact.lock"
 
 
 class StoreLocked(HubscanError):
@@ -48,6 +53,21 @@ def sweep_lock(root: Path, what: str) -> Iterator[None]:
         with contextlib.suppress(OSError):
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"pid {os.getpid()}, {what}".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
+
+
+@contextmanager
+def compaction_lock(root: Path) -> Iterator[None]:
+    """Hold the store's compaction lock, waiting for a compaction that holds it to finish.
+
+    Waiting, not failing: `hubscan compact` run by hand during a sweep's own compaction simply runs
+    after it (and usually finds nothing left to do).
+    """
+    fd = os.open(Path(root) / COMPACT_LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
         os.close(fd)  # closing the descriptor releases the lock

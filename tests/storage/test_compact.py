@@ -159,3 +159,36 @@ def test_a_merge_killed_before_its_swap_is_never_read(store, tmp_path):
 
 def _listed(store, table="tensors"):
     return json.loads((store.root / MANIFEST).read_bytes())["parts"][table]
+
+
+def test_a_second_compaction_waits_for_the_first(store):
+    # two at once would each swap in a manifest naming only their own parts and delete the loose
+    # files they folded in: the first one's models would vanish
+    import threading
+
+    from pipeline.storage.lock import compaction_lock
+
+    before = _counts(store)
+    done = threading.Event()
+    with compaction_lock(store.root):
+        worker = threading.Thread(target=lambda: (compact(store), done.set()))
+        worker.start()
+        assert not done.wait(1.0), "compaction ran while another held the lock"
+    worker.join(60)
+    assert done.is_set()
+    assert _counts(store) == before
+    assert compact(store).models == 0
+
+
+def test_concurrent_compactions_lose_no_model(store):
+    from concurrent.futures import ProcessPoolExecutor
+
+    before = _counts(store)
+    with ProcessPoolExecutor(2) as pool:
+        results = list(pool.map(_compact_at, [store.uri, store.uri]))
+    assert sum(results) == before[0]  # each model folded in by exactly one of them
+    assert _counts(store) == before
+
+
+def _compact_at(uri):
+    return compact(Store(uri)).models
