@@ -23,7 +23,7 @@ case "$where" in
   *) echo "wheel smoke: hubscan imported from $where, not the wheel" >&2; exit 1 ;;
 esac
 
-"$work/venv/bin/python" -m jobs.demohub.small_repos "$work/repos"
+"$work/venv/bin/python" -m testbed.demohub.small_repos "$work/repos"
 hubscan="$work/venv/bin/hubscan"
 "$hubscan" sweep --source "local:$work/repos" --store "$work/store" >/dev/null
 "$hubscan" flag --store "$work/store" >/dev/null

@@ -11,7 +11,7 @@ duplicates of one comparison, so "FPR 1 %" here means "above every negative".
 permuted + drift): per-kind AUROC of each signal, verdicts, and the permutation-recovery test.
 
 ``python -m bench.detection --controls`` trains (once, cached; needs torch) small BERTs with
-independent seeds and real fine-tunes of one (bench/controls) and prints every pair's signals and
+independent seeds and real fine-tunes of one (testbed/controls) and prints every pair's signals and
 p-values, and AUROC / TPR at FPR 1 % / false positives of the fine-tunes against the independent pairs.
 
 ``python -m bench.detection --structural`` prints the layer/expert-map table (with the two-parent
@@ -35,9 +35,9 @@ from pathlib import Path
 from typing import Any
 
 from jobs import fingerprint, flag
-from jobs.demohub.realmodels import default_cache
-from jobs.demohub.testbed import build_testbed
 from pipeline.config import Settings
+from testbed.demohub.realmodels import default_cache
+from testbed.demohub.testbed import build_testbed
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 COUSIN = "sentence-transformers/paraphrase-MiniLM-L3-v2"
@@ -259,7 +259,7 @@ SMOL_PERM = "demohub/SmolLM2-4x135M-4L-MoE-permuted"
 
 
 def _perm_expected(layer: int, expert: int) -> tuple[int, int | None, int | None]:
-    from jobs.demohub.testbed import PERMUTED_EXPERTS
+    from testbed.demohub.testbed import PERMUTED_EXPERTS
 
     return layer, PERMUTED_EXPERTS[layer].index(expert), None
 
@@ -343,14 +343,14 @@ def structural_table(rows: list[dict[str, Any]], maps: list[dict[str, Any]]) -> 
     return lines
 
 
-# --- Trained controls (bench/controls: independent seeds and real fine-tunes, trained with torch) -------
+# --- Trained controls (testbed/controls: independent seeds and real fine-tunes, trained with torch) -------
 CONTROL_METHODS = ("score", "sketch", "gain", "dim_std", "col_norms", "tokens", "sorted", "std_profile")
 
 
 def controls_bench() -> list[str]:
     """Every pair of the trained controls with its signals and p-values, then AUROC / TPR at FPR 1 % /
     false positives of real fine-tunes against the independent same-architecture pairs."""
-    from bench.controls.train import INDEPENDENT, ORG, RUNS, build_controls, relation
+    from testbed.controls.train import INDEPENDENT, ORG, RUNS, build_controls, relation
 
     root = build_controls()
     with tempfile.TemporaryDirectory() as tmp:

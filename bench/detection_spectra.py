@@ -16,12 +16,12 @@ from pathlib import Path
 import numpy as np
 
 from jobs import fingerprint, spectra
-from jobs.demohub.realmodels import default_cache
-from jobs.demohub.testbed import build_testbed
-from jobs.demohub.variants import load_repo_tensors
 from pipeline.comparison import spectra as sp
 from pipeline.config import Settings
 from pipeline.storage.duckdb import connect
+from testbed.demohub.realmodels import default_cache
+from testbed.demohub.testbed import build_testbed
+from testbed.demohub.variants import load_repo_tensors
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 # (other model, what it is) compared with all-MiniLM-L6-v2

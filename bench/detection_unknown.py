@@ -1,4 +1,4 @@
-"""Detection quality on the unknown-architecture families of the testbed (jobs/demohub/unknown_arch.py).
+"""Detection quality on the unknown-architecture families of the testbed (testbed/demohub/unknown_arch.py).
 
 Per family (the real akiki CNN+GRU, the 2-D CNN): each derivation kind against the pairs that involve
 an independently trained model of the same layout, with AUROC and TPR at FPR <= 1 % of the combined
@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from bench.detection import _value, auroc, tpr_at_fpr
-from jobs.demohub.unknown_arch import AKIKI, CNN, NEGATIVE_SEEDS
+from testbed.demohub.unknown_arch import AKIKI, CNN, NEGATIVE_SEEDS
 
 FAMILIES = {
     "akiki CNN+GRU (real)": (AKIKI, {f"indep/vad-seed{s}" for s in NEGATIVE_SEEDS}),

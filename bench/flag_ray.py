@@ -23,11 +23,11 @@ from pathlib import Path
 from bench.detection_synth import build_store
 from bench.store_scale import run_step
 from jobs import fingerprint, flag
-from jobs.demohub.realmodels import default_cache
-from jobs.demohub.testbed import build_testbed
 from pipeline.config import Settings
 from pipeline.storage.compact import compact
 from pipeline.storage.parquet import Store
+from testbed.demohub.realmodels import default_cache
+from testbed.demohub.testbed import build_testbed
 
 SYNTHETIC = (10_000,)  # 100k takes several minutes a run on this shared 2-core machine
 RUNNERS = ("local", "ray")

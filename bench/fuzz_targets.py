@@ -19,19 +19,19 @@ from pathlib import Path
 
 import numpy as np
 
-from jobs.demohub.gptq_pack import gptq_tensors, rtn_quantise
-from jobs.demohub.realmodels import default_cache
-from jobs.demohub.safetensors_write import write_safetensors
-from jobs.demohub.torch_write import TensorEntry, state_dict_pickle, write_torch_zip
 from jobs.model_task import tokens_from_tokenizer_json
 from pipeline.config import Settings
 from pipeline.errors import HubscanError
 from pipeline.readers import checkpoint, pickle_walk
 from pipeline.readers.byte_source import ReadStats
-from pipeline.readers.gguf_write import QType, write_gguf
 from pipeline.sources.cards import parse_card
 from pipeline.sources.hf import model_ref_from_info
 from pipeline.sources.weights import select_weight_files
+from testbed.demohub.realmodels import default_cache
+from testbed.writers.gguf_write import QType, write_gguf
+from testbed.writers.gptq_pack import gptq_tensors, rtn_quantise
+from testbed.writers.safetensors_write import write_safetensors
+from testbed.writers.torch_write import TensorEntry, state_dict_pickle, write_torch_zip
 
 SETTINGS = Settings()
 # Real checkpoint headers are cut to this many bytes: enough for the JSON, small enough to mutate fast.

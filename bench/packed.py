@@ -20,9 +20,6 @@ from pathlib import Path
 
 import numpy as np
 
-from jobs.demohub.realmodels import REPO_BUILDERS, default_cache, fetch_real_model
-from jobs.demohub.testbed import MINILM, QUANT_VARIANTS, TESTBED_VERSION, _run_builder, build_once
-from jobs.fakehub import FakeHub
 from jobs.model_task import fingerprint_model
 from pipeline.config import MERGE_GAP_BYTES, Settings
 from pipeline.fingerprints.tensor import _seeded_columns
@@ -34,6 +31,9 @@ from pipeline.readers.records import PackedLinear
 from pipeline.readers.sampling import plan_rows, row_indices
 from pipeline.roles import classify
 from pipeline.sources.hf import resolve
+from testbed.demohub.realmodels import REPO_BUILDERS, default_cache, fetch_real_model
+from testbed.demohub.testbed import MINILM, QUANT_VARIANTS, TESTBED_VERSION, _run_builder, build_once
+from testbed.fakehub import FakeHub
 
 REPS = 3  # median wall of 3 runs: a run takes a fraction of a second and jitters
 LLAMA7B = {  # one decoder layer of Llama-2-7B: [out, in] per Linear, 32 layers

@@ -25,10 +25,6 @@ from typing import Any
 import ml_dtypes
 import numpy as np
 
-from jobs.demohub.realmodels import default_cache
-from jobs.demohub.safetensors_write import read_safetensors_header, read_safetensors_np, write_safetensors
-from jobs.demohub.testbed import build_once, build_testbed
-from jobs.fakehub import FakeHub, RequestRecord
 from jobs.model_task import ModelOutcome, fingerprint_model
 from pipeline.config import Settings
 from pipeline.http import HubHttp
@@ -37,6 +33,10 @@ from pipeline.readers.byte_source import LocalFile
 from pipeline.sources.hf import resolve
 from pipeline.sources.local import local_model
 from pipeline.sources.weights import select_weight_files
+from testbed.demohub.realmodels import default_cache
+from testbed.demohub.testbed import build_once, build_testbed
+from testbed.fakehub import FakeHub, RequestRecord
+from testbed.writers.safetensors_write import read_safetensors_header, read_safetensors_np, write_safetensors
 
 HUB_ROOT = Path.home() / ".cache" / "hubscan" / "demo-hub"
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"

@@ -14,14 +14,14 @@ import time
 from functools import partial
 from pathlib import Path
 
-from jobs.demohub import variants
-from jobs.demohub.realmodels import REAL_MODELS, REPO_BUILDERS, default_cache, fetch_real_model
-from jobs.demohub.testbed import MINILM, build_once
-from jobs.fakehub import FakeHub
 from jobs.model_task import fingerprint_model
 from pipeline.config import Settings
 from pipeline.http import HubHttp
 from pipeline.sources.hf import resolve
+from testbed.demohub import variants
+from testbed.demohub.realmodels import REAL_MODELS, REPO_BUILDERS, default_cache, fetch_real_model
+from testbed.demohub.testbed import MINILM, build_once
+from testbed.fakehub import FakeHub
 
 BIN = "demohub/all-MiniLM-L6-v2-pytorch"
 BIN_SHARDED = "demohub/minilm-bin-sharded"

@@ -17,12 +17,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from bench.reading import HUB_ROOT, prepare_models
-from jobs.fakehub import FakeHub, RequestRecord
 from jobs.model_task import fingerprint_model
 from jobs.sweep import LISTING_EXPAND, whole_hub_hours
 from pipeline.config import HUB_QUOTA_TIERS, QUOTA_WINDOW_S, TASK_CPUS, Settings
 from pipeline.http import HubHttp
 from pipeline.sources import hf
+from testbed.fakehub import FakeHub, RequestRecord
 
 LATENCY_S = 0.05
 # Ranges per CDN request in the multi-range rows (the fake CDN answers multipart).

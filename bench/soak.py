@@ -27,9 +27,9 @@ from pathlib import Path
 
 from bench.soak_hub import SoakHub, build_hub, script_faults
 from bench.soak_procs import Watch, cmdline, descendants
-from jobs.demohub.badrepos import MALICIOUS_MARKER
-from jobs.fakehub import FakeHub
-from jobs.fakehub.repos import RepoStore
+from testbed.demohub.badrepos import MALICIOUS_MARKER
+from testbed.fakehub import FakeHub
+from testbed.fakehub.repos import RepoStore
 
 # Listing pages of 250: the cursor is saved several times, so the resumed driver starts mid-listing.
 SOAK_PAGE = 250

@@ -18,8 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from jobs.demohub.realmodels import default_cache
-from jobs.demohub.testbed import build_testbed
+from testbed.demohub.realmodels import default_cache
+from testbed.demohub.testbed import build_testbed
 
 CONFIGS = [(1, 0.0), (2, 0.0), (1, 0.05), (2, 0.05)]  # (workers, injected latency in seconds)
 
@@ -45,8 +45,8 @@ def one_config(
     import ray
 
     from jobs import sweep
-    from jobs.fakehub import FakeHub
     from pipeline.config import Settings
+    from testbed.fakehub import FakeHub
 
     ray.init(address="local", num_cpus=workers, include_dashboard=False, log_to_driver=False)
     with FakeHub(root, page_size=1000, latency=latency) as hub:

@@ -6,8 +6,8 @@ from pathlib import Path
 
 from jobs.summary import RunSummary
 from pipeline.config import Settings
+from pipeline.errors import StoreError
 from pipeline.storage.check import find_bad_files, quarantine
-from pipeline.storage.parquet import StoreError
 
 
 def run(settings: Settings, repair: bool = False) -> RunSummary:

@@ -28,10 +28,10 @@ from pipeline.comparison.spectra import SpectraTest
 from pipeline.config import Settings
 from pipeline.errors import QueryError
 from pipeline.http import HubHttp
+from pipeline.keys import ModelKey
 from pipeline.storage.duckdb import load_sql, run_sql
 from pipeline.storage.parquet import Store
 
-Key = tuple[str, str]
 _EVIDENCE = pa.schema(
     [("signal", pa.string()), ("value", pa.float64()), ("n", pa.int64()), ("background_lo", pa.float64()),
      ("background_hi", pa.float64()), ("p", pa.float64()), ("decides", pa.bool_()), ("what", pa.string())]
@@ -170,7 +170,7 @@ def run(
 
 
 def _spectra(
-    con: Any, settings: Settings, ka: Key, kb: Key, row: dict[str, Any], asked: bool | None
+    con: Any, settings: Settings, ka: ModelKey, kb: ModelKey, row: dict[str, Any], asked: bool | None
 ) -> tuple[SpectraTest | None, str | None]:
     """The attention-spectra test when asked, or unasked for a re-parameterised-looking pair."""
     if asked is False or (asked is None and not row.get("obfuscation")):
@@ -196,7 +196,7 @@ def evidence_table(row: dict[str, Any]) -> pa.Table:
 
 def _ensure(
     store: Store, settings: Settings, target: str, revision: str, summary: RunSummary, known: StoreKnownFiles
-) -> Key:
+) -> ModelKey:
     """The stored (repo_id, revision) of a target, fingerprinting it first when it is not stored."""
     stored = _stored(store, target)
     if stored is not None:
@@ -213,7 +213,7 @@ def _ensure(
     return ref.repo_id, ref.revision
 
 
-def _stored(store: Store, target: str) -> Key | None:
+def _stored(store: Store, target: str) -> ModelKey | None:
     """The newest stored revision of a repo id (None when absent or the target is a folder path)."""
     table = store.dataset("models").to_table(columns=["repo_id", "revision", "fingerprinted_at"])
     rows = [r for r in table.to_pylist() if r["repo_id"] == target]
@@ -223,7 +223,7 @@ def _stored(store: Store, target: str) -> Key | None:
     return newest["repo_id"], newest["revision"]
 
 
-def _layout(con: Any, ka: Key, kb: Key) -> str | None:
+def _layout(con: Any, ka: ModelKey, kb: ModelKey) -> str | None:
     """The shared tensor layout when both models are of unknown architecture, else None.
 
     Raises:
@@ -243,7 +243,7 @@ def _layout(con: Any, ka: Key, kb: Key) -> str | None:
     return str(layouts[ka])
 
 
-def _hidden(con: Any, ka: Key, kb: Key) -> int:
+def _hidden(con: Any, ka: ModelKey, kb: ModelKey) -> int:
     sizes = {}
     for key in (ka, kb):
         # con.sql + fetchall: DuckDB 2.0 refuses further work while an execute() result is unfinished

@@ -13,15 +13,15 @@ from pathlib import Path
 from rich.console import Console
 
 from jobs import flag, sql, sweep
-from jobs.demohub.realmodels import default_cache
-from jobs.demohub.testbed import build_testbed
-from jobs.fakehub import FakeHub
 from jobs.families import family_text
 from jobs.summary import RunSummary
 from jobs.sweep import ListingFilters
 from pipeline.config import Settings
 from pipeline.storage.duckdb import CLI_COMPACTED
 from pipeline.storage.parquet import Store
+from testbed.demohub.realmodels import default_cache
+from testbed.demohub.testbed import build_testbed
+from testbed.fakehub import FakeHub
 
 # Deliberately broken repos live under this org; the demo shows them only when asked.
 BAD_ORG = "badhub"

@@ -29,7 +29,7 @@ def run(settings: Settings, targets: list[str], revision: str = "main", force: b
         try:
             ref = resolve_target(target, http, revision)
         except HubscanError as exc:
-            store.write_failures(exc.repo_id, exc.revision or "unresolved", [exc])
+            store.write_failures(exc.repo_id or target, exc.revision or "unresolved", [exc])
             _failed(summary, err, exc)
             continue
         if not force and store.has_model(ref.repo_id, ref.revision):

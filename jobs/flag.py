@@ -19,8 +19,9 @@ import pyarrow as pa
 from jobs import layer_maps, licence_edges
 from pipeline import __version__
 from pipeline.comparison.layout import block_key
-from pipeline.comparison.scoring import DEFAULT_Q, ModelInfo, PairInputs, PairKey, score_pairs
+from pipeline.comparison.scoring import DEFAULT_Q, ModelInfo, PairInputs, score_pairs
 from pipeline.config import Settings
+from pipeline.keys import PairKey
 from pipeline.storage.duckdb import connect, fetch_rows, use_candidates
 from pipeline.storage.parquet import Store
 from pipeline.storage.schema import PAIRS

@@ -13,7 +13,8 @@ from typing import Any
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from pipeline.storage.index import Key, load_owners, pick
+from pipeline.keys import ModelKey
+from pipeline.storage.index import load_owners, pick
 from pipeline.storage.parquet import Store
 
 
@@ -22,9 +23,9 @@ class StoreKnownFiles:
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        self.known: dict[str, Key] | None = None
+        self.known: dict[str, ModelKey] | None = None
 
-    def owners(self, hashes: list[str]) -> dict[str, Key]:
+    def owners(self, hashes: list[str]) -> dict[str, ModelKey]:
         """sha256 → (repo_id, revision) for hashes already fingerprinted."""
         if self.known is None:
             self.known = load_owners(self.store)
@@ -34,7 +35,7 @@ class StoreKnownFiles:
         """Stored tensors rows of that file in its owner (one model's files, not a table scan)."""
         return list(self.store.rows(repo_id, revision, sha256))
 
-    def add(self, owner: Key, hashes: list[str]) -> None:
+    def add(self, owner: ModelKey, hashes: list[str]) -> None:
         """A model committed in this run: its files are owned by it unless an earlier model owns them."""
         if self.known is not None:
             for h in hashes:
@@ -54,11 +55,11 @@ class OwnersActor:
     def __init__(self, store_uri: str) -> None:
         self.owners = load_owners(Store(store_uri))
 
-    def owners_of(self, hashes: list[str]) -> dict[str, Key]:
+    def owners_of(self, hashes: list[str]) -> dict[str, ModelKey]:
         """The owners of just these hashes."""
         return pick(self.owners, hashes)
 
-    def add(self, owner: Key, hashes: list[str]) -> None:
+    def add(self, owner: ModelKey, hashes: list[str]) -> None:
         """A model committed: its files are owned by it unless an earlier model owns them."""
         for h in hashes:
             self.owners.setdefault(h, owner)
@@ -75,7 +76,7 @@ class RayKnownFiles:
         self.actor = actor
         self.store_uri = store_uri
 
-    def owners(self, hashes: list[str]) -> dict[str, Key]:
+    def owners(self, hashes: list[str]) -> dict[str, ModelKey]:
         """sha256 → (repo_id, revision) for hashes already fingerprinted.
 
         While the actor restarts, none are known: the task reads its files (more bytes, never a failure).
@@ -93,7 +94,7 @@ class RayKnownFiles:
         """Stored tensors rows of that file in its owner (one model's files, not a table scan)."""
         return list(Store(self.store_uri).rows(repo_id, revision, sha256))
 
-    def add(self, owner: Key, hashes: list[str]) -> None:
+    def add(self, owner: ModelKey, hashes: list[str]) -> None:
         """Record a committed model's files (fire and forget: the driver calls it in result order)."""
         self.actor.add.remote(owner, hashes)
 

@@ -26,10 +26,11 @@ from pipeline.comparison.expert_map import (
     models_from_rows,
 )
 from pipeline.comparison.layer_align import PARTIAL, LayerMap, Similarity, align, similarity_matrices
-from pipeline.comparison.scoring import PairKey, pair_key
-from pipeline.comparison.stacking import STACKED, ModelKey, Stack, find_stacks, pieces_from_pairs
+from pipeline.comparison.scoring import pair_key
+from pipeline.comparison.stacking import STACKED, Stack, find_stacks, pieces_from_pairs
 from pipeline.comparison.verdicts import refine_structural
 from pipeline.errors import QueryError
+from pipeline.keys import ModelKey, PairKey
 from pipeline.storage.duckdb import fetch_rows, use_candidates
 from pipeline.storage.parquet import Store
 from pipeline.storage.schema import LAYER_MAPS

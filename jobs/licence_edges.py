@@ -16,9 +16,8 @@ import pyarrow as pa
 from pipeline.comparison.licences import edge_finding, normalise
 from pipeline.comparison.parentage import infer_parent
 from pipeline.comparison.scoring import pair_key
+from pipeline.keys import ModelKey
 from pipeline.storage.parquet import Store
-
-Key = tuple[str, str]
 
 
 @dataclass(frozen=True)
@@ -30,7 +29,7 @@ class ModelLicence:
     base_models: tuple[str, ...]
 
 
-def model_licences(store: Store) -> dict[Key, ModelLicence]:
+def model_licences(store: Store) -> dict[ModelKey, ModelLicence]:
     """Normalised licence, creation time and declared bases of every committed model."""
     cols = ["repo_id", "revision", "license", "license_name", "created_at", "base_models"]
     rows = store.dataset("models").to_table(columns=cols).to_pylist()
@@ -72,7 +71,7 @@ def attach_licences(store: Store, rows: Iterable[dict[str, Any]], maps: pa.Table
         row["license_reason"] = found.reason if found else None
 
 
-def code_notices(store: Store, keys: Iterable[Key]) -> dict[str, list[str]]:
+def code_notices(store: Store, keys: Iterable[ModelKey]) -> dict[str, list[str]]:
     """repo_id -> the code header lines a --read-code sweep recorded (models whose code was read only)."""
     wanted = set(keys)
     rows = store.dataset("models").to_table(columns=["repo_id", "revision", "code_notices"]).to_pylist()

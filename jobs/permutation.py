@@ -13,13 +13,13 @@ from jobs.whole_matrices import layer_tensors, read_whole
 from pipeline.comparison.permutation_test import PermutationTest, permutation_test, pick_layers
 from pipeline.config import Settings
 from pipeline.errors import QueryError
+from pipeline.keys import ModelKey
 
-Key = tuple[str, str]
 # The matrix whose rows are neurons and columns hidden units; gate has the same layout.
 ROLE = "mlp_up"
 
 
-def run(con: Any, settings: Settings, ka: Key, kb: Key) -> PermutationTest:
+def run(con: Any, settings: Settings, ka: ModelKey, kb: ModelKey) -> PermutationTest:
     """Recover and test the hidden permutation between two stored models.
 
     Raises:

@@ -13,12 +13,12 @@ from pipeline.comparison.permutation_test import pick_layers
 from pipeline.comparison.spectra import HeadSpectra, SpectraTest, head_spectra, spectra_test
 from pipeline.config import Settings
 from pipeline.errors import QueryError
+from pipeline.keys import ModelKey
 
-Key = tuple[str, str]
 ROLES = ("attn_q", "attn_k", "attn_v", "attn_o")
 
 
-def run(con: Any, settings: Settings, ka: Key, kb: Key) -> SpectraTest:
+def run(con: Any, settings: Settings, ka: ModelKey, kb: ModelKey) -> SpectraTest:
     """Per-head spectra of the tested layers of both models, heads matched, tested against decoys.
 
     Raises:
@@ -36,7 +36,7 @@ def run(con: Any, settings: Settings, ka: Key, kb: Key) -> SpectraTest:
         raise QueryError(
             ka[0], ka[1], None, f"spectra: too few layers with separate Q/K/V/O to test with {kb[0]}"
         )
-    spectra: dict[Key, list[HeadSpectra]] = {}
+    spectra: dict[ModelKey, list[HeadSpectra]] = {}
     for k in (ka, kb):
         mine = [la if k == ka else lb for la, lb in layers]
         wanted = [tensors[k][role][layer] for layer in mine for role in ROLES]
@@ -54,7 +54,7 @@ def run(con: Any, settings: Settings, ka: Key, kb: Key) -> SpectraTest:
         raise QueryError(ka[0], ka[1], None, f"spectra with {kb[0]}: {exc}") from None
 
 
-def _heads(con: Any, key: Key) -> tuple[int, int]:
+def _heads(con: Any, key: ModelKey) -> tuple[int, int]:
     got = con.sql(
         "SELECT heads, kv_heads FROM models WHERE repo_id = $r AND revision = $v",
         params={"r": key[0], "v": key[1]},

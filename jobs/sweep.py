@@ -31,7 +31,7 @@ from jobs.sweep_progress import SweepProgress
 from jobs.sweep_task import Candidate, TaskResult, fingerprint_task
 from pipeline import __version__
 from pipeline.config import HUB_QUOTA_TIERS, QUOTA_WINDOW_S, Settings
-from pipeline.errors import RepoGated, SourceError
+from pipeline.errors import RepoGated, SourceError, permanent_categories
 from pipeline.http import HubHttp
 from pipeline.sources import hf
 from pipeline.sources.hf_cache import cached_models
@@ -44,9 +44,7 @@ from pipeline.storage.remote import storage_env
 from pipeline.storage.schema import SWEEPS
 
 # Failures that the same bytes will always reproduce: a sweep does not fetch such a revision again.
-PERMANENT_FAILURES = frozenset(
-    {"MalformedHeader", "UnsupportedDtype", "UnsafeContent", "FormatError", "FingerprintError", "NoWeights"}
-)
+PERMANENT_FAILURES = permanent_categories()
 # Listing fields that let the driver skip stored revisions, and fingerprint the others, with
 # no model-info call (≤ 0.01 API calls per model: one page per ~1,000 models): the commit,
 # file names, card (lineage, license), config summary and gate.

@@ -78,11 +78,12 @@ class InFlight(Generic[P]):
             error = self._ray_failure(ref, task.candidate, exc)
         self.cancelled.discard(ref)
         revision = error.revision or "unresolved"
+        repo_id = error.repo_id or task.candidate.repo_id
         try:
-            self.store.write_failures(error.repo_id, revision, [error])
+            self.store.write_failures(repo_id, revision, [error])
         except OSError as exc:  # a full disk: the model stays unstored and the next sweep retries it
             error.reason += f" (failures row not written: {exc})"
-        result = TaskResult(error.repo_id, revision, "failed", message=str(error), category=error.category)
+        result = TaskResult(repo_id, revision, "failed", message=str(error), category=error.category)
         return ref, task.page, result
 
     def _ray_failure(self, ref: ray.ObjectRef, c: Candidate, exc: RayError) -> HubscanError:

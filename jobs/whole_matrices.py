@@ -21,11 +21,11 @@ from pipeline.comparison.permutation_test import as_neurons_by_hidden
 from pipeline.config import Settings
 from pipeline.errors import QueryError, RepoMissing
 from pipeline.http import HubHttp
+from pipeline.keys import ModelKey
 from pipeline.readers import checkpoint
 from pipeline.readers.byte_source import ByteSource, LocalFile
 from pipeline.readers.remote import RemoteFile
 
-Key = tuple[str, str]
 # Bytes of whole matrices read per model and test; beyond it the test is refused (three Llama-7B up
 # matrices in BF16 are 270 MB, three layers of Llama-7B Q/K/V/O 400 MB).
 MAX_READ_BYTES = 512 * 1024 * 1024
@@ -33,7 +33,7 @@ MAX_READ_BYTES = 512 * 1024 * 1024
 LOCAL_SOURCES = ("local", "hf-cache")
 
 
-def layer_tensors(con: Any, key: Key, role: str) -> dict[int, dict[str, Any]]:
+def layer_tensors(con: Any, key: ModelKey, role: str) -> dict[int, dict[str, Any]]:
     """Layer -> (name, file, transposed, shape) of the model's dense (non-expert) matrices of one role."""
     rows = con.sql(
         "SELECT layer, name, file, transposed, shape FROM tensors WHERE repo_id = $r AND revision = $v "
@@ -44,7 +44,7 @@ def layer_tensors(con: Any, key: Key, role: str) -> dict[int, dict[str, Any]]:
 
 
 def read_whole(
-    con: Any, settings: Settings, key: Key, wanted: list[dict[str, Any]], what: str
+    con: Any, settings: Settings, key: ModelKey, wanted: list[dict[str, Any]], what: str
 ) -> list[np.ndarray]:
     """Whole matrices, in the order asked, as [out, in] float64 whatever their storage layout.
 
@@ -77,7 +77,7 @@ def read_whole(
     return [as_neurons_by_hidden(out[w["name"]], w["transposed"]) for w in wanted]
 
 
-def _open(origin: dict[str, Any], settings: Settings, key: Key, file: str) -> ByteSource:
+def _open(origin: dict[str, Any], settings: Settings, key: ModelKey, file: str) -> ByteSource:
     """The stored model's file: from its folder on this machine when one was recorded, else by HTTP.
 
     A recorded folder is never bypassed for the endpoint: the demo hub's server is gone once the

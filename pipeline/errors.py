@@ -1,7 +1,9 @@
 """One rooted error hierarchy; every error is one line naming model, revision and file.
 
 Ray ships exceptions between processes by pickling them, so every class keeps its
-constructor arguments in ``args`` order and round-trips through ``pickle``.
+constructor arguments in ``args`` order and round-trips through ``pickle``. Every error class of
+hubscan lives here. ``permanent`` marks failures the same bytes always reproduce: a sweep does not
+fetch such a revision again.
 """
 
 from __future__ import annotations
@@ -10,9 +12,16 @@ import errno
 
 
 class HubscanError(Exception):
-    """Base of every error hubscan records as data instead of crashing on."""
+    """Base of every error hubscan records as data instead of crashing on.
 
-    def __init__(self, repo_id: str, revision: str | None, filename: str | None, reason: str) -> None:
+    ``repo_id`` is None where no model is involved (a store, a query file); ``filename`` then names
+    the store or file instead.
+    """
+
+    # True when the same bytes always fail the same way (the sweep skips the revision from then on)
+    permanent = False
+
+    def __init__(self, repo_id: str | None, revision: str | None, filename: str | None, reason: str) -> None:
         super().__init__(repo_id, revision, filename, reason)
         self.repo_id = repo_id
         self.revision = revision
@@ -28,12 +37,12 @@ class HubscanError(Exception):
         return type(self).__name__
 
     def __str__(self) -> str:
-        where = self.repo_id
+        where = self.repo_id or ""
         if self.revision:
             where += f"@{self.revision[:7]}"
         if self.filename:
-            where += f":{self.filename}"
-        return f"{where}: {self.reason}"
+            where += f":{self.filename}" if where else self.filename
+        return f"{where}: {self.reason}" if where else self.reason
 
 
 class SourceError(HubscanError):
@@ -54,6 +63,8 @@ class RepoGated(SourceError):
 
 class NoWeights(SourceError):
     """The repo has no weight file hubscan can read (e.g. only pickled .bin files)."""
+
+    permanent = True
 
 
 class FetchError(HubscanError):
@@ -84,7 +95,9 @@ class RateLimited(FetchError):
 
 
 class FormatError(HubscanError):
-    """The bytes are not what the format promises."""
+    """The bytes are not what the format promises (every subclass is permanent too)."""
+
+    permanent = True
 
 
 class MalformedHeader(FormatError):
@@ -102,9 +115,24 @@ class UnsafeContent(FormatError):
 class FingerprintError(HubscanError):
     """Values a fingerprint cannot use (NaN/inf rows, unusable shapes)."""
 
+    permanent = True
+
 
 class QueryError(HubscanError):
     """A queries/*.sql file is missing parameters or fails."""
+
+
+class NotComparable(HubscanError):
+    """Two models a command was asked to compare cannot be (the same model, not stored, no shared
+    architecture or layout, no matrices the test needs)."""
+
+
+class StoreError(HubscanError):
+    """The store cannot be used (missing, newer schema, unreachable location, storage refused)."""
+
+
+class StoreLocked(StoreError):
+    """Another sweep holds the store."""
 
 
 class ResourceLimit(HubscanError):
@@ -118,6 +146,18 @@ class InternalError(HubscanError):
     def category(self) -> str:
         """Stored as ``internal`` so bugs are counted apart from bad input."""
         return "internal"
+
+
+def permanent_categories() -> frozenset[str]:
+    """Failure categories (class names) a sweep never retries: every permanent class."""
+    found: set[str] = set()
+    todo: list[type[HubscanError]] = [HubscanError]
+    while todo:
+        cls = todo.pop()
+        todo.extend(cls.__subclasses__())
+        if cls.permanent:
+            found.add(cls.__name__)
+    return frozenset(found)
 
 
 # Exceptions that hostile or corrupt bytes raise inside a decoder (the json, struct, zlib and

@@ -11,9 +11,9 @@ import ray
 from ray.cluster_utils import Cluster
 
 from jobs import sweep
-from jobs.fakehub import FakeHub
 from pipeline.config import Settings
 from pipeline.storage.duckdb import connect
+from testbed.fakehub import FakeHub
 
 # Ray forwards raylet log lines to stdout, before and after ours: the result line carries a prefix.
 RESULT_PREFIX = "cluster-kill-result: "

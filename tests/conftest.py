@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from jobs.demohub.realmodels import ModelUnavailable, default_cache, fetch_real_model
-from jobs.demohub.testbed import build_testbed
-from jobs.fakehub import FakeHub
 from pipeline.config import Settings
+from testbed.demohub.realmodels import ModelUnavailable, default_cache, fetch_real_model
+from testbed.demohub.testbed import build_testbed
+from testbed.fakehub import FakeHub
 
 
 @pytest.fixture(scope="session")

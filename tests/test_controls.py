@@ -1,6 +1,6 @@
 """Trained controls: independent same-architecture models and real fine-tunes, through `hubscan flag`.
 
-The controls are trained here (bench/controls, torch on CPU, cached once); nothing else in the test
+The controls are trained here (testbed/controls, torch on CPU, cached once); nothing else in the test
 suite is really trained. Independent controls share architecture, vocabulary and, for two of them,
 every training batch: only the init seed differs. The fine-tunes continue one control on other text.
 Expectations come from the build (which run continues which) and from exact weight drift measured
@@ -17,10 +17,15 @@ import pytest
 
 torch = pytest.importorskip("torch", reason="torch (test extra) trains the controls")
 
-from bench.controls import corpus  # noqa: E402
-from bench.controls.model import BertMLM  # noqa: E402
-from bench.controls.stats import init_dim_std_cv, trained_stats, weight_drift  # noqa: E402
-from bench.controls.train import (  # noqa: E402
+from jobs import fingerprint, flag  # noqa: E402
+from jobs.model_task import tokens_from_tokenizer_json  # noqa: E402
+from pipeline.comparison import verdicts as v  # noqa: E402
+from pipeline.config import Settings  # noqa: E402
+from pipeline.roles import classify  # noqa: E402
+from testbed.controls import corpus  # noqa: E402
+from testbed.controls.model import BertMLM  # noqa: E402
+from testbed.controls.stats import init_dim_std_cv, trained_stats, weight_drift  # noqa: E402
+from testbed.controls.train import (  # noqa: E402
     INDEPENDENT,
     ORG,
     RUNS,
@@ -36,18 +41,13 @@ from bench.controls.train import (  # noqa: E402
     relation,
     train,
 )
-from jobs import fingerprint, flag  # noqa: E402
-from jobs.demohub.realmodels import (  # noqa: E402
+from testbed.demohub.realmodels import (  # noqa: E402
     ModelUnavailable,
     build_repo_e5_small,
     build_repo_minilm_l6,
     default_cache,
     fetch_real_model,
 )
-from jobs.model_task import tokens_from_tokenizer_json  # noqa: E402
-from pipeline.comparison import verdicts as v  # noqa: E402
-from pipeline.config import Settings  # noqa: E402
-from pipeline.roles import classify  # noqa: E402
 
 MINILM, E5 = "sentence-transformers/all-MiniLM-L6-v2", "intfloat/multilingual-e5-small"
 # ln(4096) = 8.32 is the loss of a uniform guess; a trained control must gain at least this much.

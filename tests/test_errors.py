@@ -92,3 +92,37 @@ def test_a_hubscan_error_from_deep_in_a_stage_gets_model_and_file_filled_in():
         503,
         (0, 8),
     )
+
+
+def test_the_permanent_failures_are_the_format_fingerprint_and_no_weights_classes():
+    # a sweep never fetches these revisions again; a rate limit or a gate must stay retryable
+    assert errors.permanent_categories() == {
+        "FormatError", "MalformedHeader", "UnsupportedDtype", "UnsafeContent", "FingerprintError", "NoWeights",
+    }  # fmt: skip
+    assert not errors.RateLimited.permanent and not errors.RepoGated.permanent
+    assert not errors.ResourceLimit.permanent and not errors.InternalError.permanent
+
+
+def test_an_error_with_no_model_names_its_store_or_file_alone():
+    assert str(errors.StoreError(None, None, "/data/stroe", "no such store")) == "/data/stroe: no such store"
+    assert str(errors.QueryError(None, None, None, "no\nparams")) == "no params"
+    back = pickle.loads(pickle.dumps(errors.NotComparable("a/x", "r1", None, "not in the store")))
+    assert str(back) == "a/x@r1: not in the store"
+
+
+def test_every_hubscan_error_class_is_defined_in_the_errors_module():
+    import importlib
+    import pkgutil
+
+    import jobs
+    import pipeline
+
+    outside = []
+    for package in (pipeline, jobs):
+        for info in pkgutil.walk_packages(package.__path__, f"{package.__name__}."):
+            module = importlib.import_module(info.name)
+            for value in vars(module).values():
+                if isinstance(value, type) and issubclass(value, errors.HubscanError):
+                    if value.__module__ != "pipeline.errors":
+                        outside.append(f"{value.__module__}.{value.__name__}")
+    assert outside == []

@@ -115,10 +115,10 @@ def test_hub_served_only_header_and_planned_rows(settings, hub):
 
 def test_byte_identical_local_folders_are_copies_by_content_hash(settings, tmp_path):
     from jobs import fingerprint
-    from jobs.demohub.safetensors_write import write_safetensors
     from pipeline.sources.content_hash import file_sha256
     from pipeline.storage.duckdb import connect
     from pipeline.storage.parquet import Store
+    from testbed.writers.safetensors_write import write_safetensors
 
     rng = np.random.default_rng(0)
     weights = {"net.0.weight": rng.standard_normal((64, 48)).astype(np.float32)}

@@ -13,13 +13,13 @@ import pytest
 import ray
 
 from jobs import sweep
-from jobs.demohub.safetensors_write import write_safetensors
-from jobs.fakehub import FakeHub
 from jobs.sweep_inflight import InFlight
 from jobs.sweep_task import Candidate
 from pipeline.config import Settings
 from pipeline.storage.duckdb import connect
 from pipeline.storage.parquet import Store
+from testbed.fakehub import FakeHub
+from testbed.writers.safetensors_write import write_safetensors
 
 # Deep enough to overflow CPython's recursion limit inside json.loads (the crash).
 NESTING = 100_000

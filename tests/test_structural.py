@@ -1,6 +1,6 @@
 """`hubscan flag` and `hubscan compare` on the structural testbed variants: kind, map, storage, CLI.
 
-Expectations come from the construction (jobs/demohub/testbed.py STRUCTURAL_VARIANTS); nothing of
+Expectations come from the construction (testbed/demohub/testbed.py STRUCTURAL_VARIANTS); nothing of
 ours is mocked: real files, shipped SQL, real DuckDB, the CLI as a subprocess.
 """
 

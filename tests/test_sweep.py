@@ -12,12 +12,12 @@ import duckdb
 import pytest
 
 from jobs import sweep
-from jobs.demohub.badrepos import BAD_REPOS
-from jobs.fakehub import Fault
 from jobs.sweep_task import Candidate, process
 from pipeline.http import HubHttp
 from pipeline.sources import hf
 from pipeline.storage.duckdb import connect
+from testbed.demohub.badrepos import BAD_REPOS
+from testbed.fakehub import Fault
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 

@@ -4,9 +4,9 @@ from typer.testing import CliRunner
 
 from jobs import sweep
 from jobs.cli import app
-from jobs.demohub.small_repos import main as write_small_repos
 from jobs.sweep_progress import SweepProgress
 from pipeline.config import Settings
+from testbed.demohub.small_repos import main as write_small_repos
 
 
 def test_a_local_sweep_prints_no_whole_hub_projection(ray_session, tmp_path):

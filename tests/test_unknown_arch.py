@@ -1,6 +1,6 @@
 """Models outside the roles table: blocked by tensor layout, scored on roles-free signals, judged.
 
-The testbed's unknown-architecture families (jobs/demohub/unknown_arch.py): the real akiki CNN+GRU
+The testbed's unknown-architecture families (testbed/demohub/unknown_arch.py): the real akiki CNN+GRU
 and a 2-D CNN, each with a re-upload, another file format, casts, a drift and a renamed copy, and
 models of the same layout trained independently from other seeds (the negatives).
 """
@@ -14,10 +14,10 @@ import sys
 import pytest
 
 from jobs import flag
-from jobs.demohub.unknown_arch import AKIKI, CNN, NEGATIVE_SEEDS
 from pipeline.comparison import verdicts as v
 from pipeline.config import Settings
 from pipeline.storage.duckdb import connect
+from testbed.demohub.unknown_arch import AKIKI, CNN, NEGATIVE_SEEDS
 from tests.stores import fingerprinted_store, pair_row
 
 # What each derivative's construction implies against its base (the .pt files hold the same bytes

@@ -29,9 +29,8 @@ from pipeline.comparison.lineage import declared
 from pipeline.comparison.signals import DECISIVE, signal_columns
 from pipeline.comparison.std_profile import std_profile_r_z, zscored
 from pipeline.comparison.verdicts import OBFUSCATION_VERDICTS, verdict
+from pipeline.keys import ModelKey, PairKey
 
-Key = tuple[str, str]  # (repo_id, revision)
-PairKey = tuple[str, str, str, str]
 # The false discovery rate flags are controlled at across one run.
 DEFAULT_Q = 0.01
 # Stored p- and q-values stop here (a double cannot hold a copy's tail probability); the ranking
@@ -63,8 +62,8 @@ class PairInputs:
     dims: list[dict[str, Any]] = field(default_factory=list)
     tokens: list[dict[str, Any]] = field(default_factory=list)
     sorted_vectors: list[dict[str, Any]] = field(default_factory=list)  # compute_sorted_scores.sql
-    profiles: dict[Key, dict[str, list[float]]] = field(default_factory=dict)
-    models: dict[Key, ModelInfo] = field(default_factory=dict)
+    profiles: dict[ModelKey, dict[str, list[float]]] = field(default_factory=dict)
+    models: dict[ModelKey, ModelInfo] = field(default_factory=dict)
     # the signal rows merged per pair as they arrive (`add_signal_rows`), so a run holds one dict per pair
     # instead of one per pair and signal table
     signals: dict[PairKey, dict[str, Any]] = field(default_factory=dict)
@@ -127,8 +126,8 @@ def score_pairs(
 def _merge(inputs: PairInputs) -> list[dict[str, Any]]:
     """Join the signal tables on the pair key; add the byte-identical copies the store recorded."""
     by_key: dict[PairKey, dict[str, Any]] = {}
-    hidden_of: dict[Key, Any] = {}
-    layout_of: dict[Key, Any] = {}
+    hidden_of: dict[ModelKey, Any] = {}
+    layout_of: dict[ModelKey, Any] = {}
     # consumed from the end of the reversed list: each candidate dict is freed once copied (unless the
     # caller still holds it), so a million pairs are not held twice
     inputs.candidates.reverse()
@@ -158,7 +157,7 @@ def _merge(inputs: PairInputs) -> list[dict[str, Any]]:
             by_key[pk].update(values)
     inputs.signals.clear()  # consumed: the rows hold the values now, and a million pairs are ~GBs
     rows = list(by_key.values())
-    profiles: dict[Key, dict[str, Any]] = {}
+    profiles: dict[ModelKey, dict[str, Any]] = {}
     while inputs.profiles:  # consumed one model at a time, so raw and z-scored lists never both whole
         key, roles = inputs.profiles.popitem()
         profiles[key] = zscored(roles)

@@ -22,8 +22,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from itertools import combinations
 
+from pipeline.keys import ModelKey
+
 STACKED = "stacked"
-ModelKey = tuple[str, str]
 
 
 @dataclass(frozen=True)

@@ -11,17 +11,16 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from pipeline.keys import ModelKey
 from pipeline.storage.parquet import Store
-
-Key = tuple[str, str]  # (repo_id, revision)
 
 
 @dataclass
 class StoreIndex:
     """Committed model keys and recorded failure categories of a store."""
 
-    models: set[Key] = field(default_factory=set)
-    failures: dict[Key, set[str]] = field(default_factory=dict)
+    models: set[ModelKey] = field(default_factory=set)
+    failures: dict[ModelKey, set[str]] = field(default_factory=dict)
 
     @classmethod
     def load(cls, store: Store) -> StoreIndex:
@@ -49,17 +48,17 @@ class StoreIndex:
         self.failures[(repo_id, revision)] = {category}
 
 
-def load_owners(store: Store) -> dict[str, Key]:
+def load_owners(store: Store) -> dict[str, ModelKey]:
     """sha256 → (repo_id, revision) of a committed model, for every stored weight file (one scan)."""
     committed = StoreIndex.load(store).models
-    owners: dict[str, Key] = {}
+    owners: dict[str, ModelKey] = {}
     for sha, repo_id, revision in _rows(store, "files", "sha256", "repo_id", "revision"):
         if sha and sha not in owners and (repo_id, revision) in committed:
             owners[sha] = (repo_id, revision)
     return owners
 
 
-def pick(owners: dict[str, Key], hashes: Iterable[str]) -> dict[str, Key]:
+def pick(owners: dict[str, ModelKey], hashes: Iterable[str]) -> dict[str, ModelKey]:
     """The owners of just these hashes."""
     return {h: owners[h] for h in hashes if h in owners}
 

@@ -17,16 +17,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from pipeline.errors import HubscanError
+from pipeline.errors import StoreLocked
 
 LOCK_FILE = ".sweep.lock"
 # Held while a compaction runs: two at once would each swap in a manifest naming only their own new
 # parts, and each deletes the loose files it folded in, so the first one's models would be lost.
 COMPACT_LOCK_FILE = ".compact.lock"
-
-
-class StoreLocked(HubscanError):
-    """Another sweep holds the store."""
 
 
 @contextmanager

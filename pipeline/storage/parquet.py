@@ -23,16 +23,12 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from pipeline import __version__
-from pipeline.errors import HubscanError
+from pipeline.errors import HubscanError, StoreError
 from pipeline.storage.manifest import COMPACT_TABLES, MANIFEST, Manifest
 from pipeline.storage.remote import one_line, open_filesystem
 from pipeline.storage.schema import FAILURES, FILES, MODELS, SCHEMA_VERSION, TABLES, TENSORS
 
 MARKER = "_hubscan.json"
-
-
-class StoreError(HubscanError):
-    """The store cannot be used (newer schema, unreachable location)."""
 
 
 def model_key(repo_id: str, revision: str) -> str:

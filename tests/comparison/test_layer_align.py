@@ -1,6 +1,6 @@
 """Layer and expert maps on real fingerprints: the structural testbed variants against their sources.
 
-Every expected map is the construction in jobs/demohub/testbed.py (STRUCTURAL_VARIANTS); the
+Every expected map is the construction in testbed/demohub/testbed.py (STRUCTURAL_VARIANTS); the
 fingerprints are read from the testbed's real files, the matrices come from the shipped SQL.
 """
 
@@ -9,12 +9,12 @@ from __future__ import annotations
 import pytest
 
 from jobs import fingerprint, flag
-from jobs.demohub.testbed import PERMUTED_EXPERTS
 from pipeline.comparison import expert_map as em
 from pipeline.comparison import layer_align as la
 from pipeline.config import Settings
 from pipeline.storage.duckdb import load_sql, run_sql
 from pipeline.storage.parquet import Store
+from testbed.demohub.testbed import PERMUTED_EXPERTS
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 COUSIN = "sentence-transformers/paraphrase-MiniLM-L3-v2"

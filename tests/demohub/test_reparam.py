@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from jobs.demohub import reparam
-from jobs.demohub.realmodels import ModelUnavailable, default_cache, fetch_real_model
-from jobs.demohub.safetensors_write import read_safetensors_np
+from testbed.demohub import reparam
+from testbed.demohub.realmodels import ModelUnavailable, default_cache, fetch_real_model
+from testbed.writers.safetensors_write import read_safetensors_np
 
 HEADS = 12  # all-MiniLM-L6-v2
 TOKENS = np.array([101, 2023, 2003, 1037, 3231, 6251, 2055, 17953, 1012, 102])

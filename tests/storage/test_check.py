@@ -9,9 +9,9 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from jobs import fingerprint
-from jobs.demohub.safetensors_write import write_safetensors
 from pipeline.config import Settings
 from pipeline.storage.parquet import Store
+from testbed.writers.safetensors_write import write_safetensors
 
 
 def _hubscan(*args):

@@ -8,12 +8,12 @@ import shutil
 import pytest
 
 from jobs import fingerprint, flag
-from jobs.demohub.small_repos import main as write_small_repos
 from pipeline.config import Settings
 from pipeline.storage.compact import compact
 from pipeline.storage.duckdb import connect
 from pipeline.storage.manifest import MANIFEST
 from pipeline.storage.parquet import Store
+from testbed.demohub.small_repos import main as write_small_repos
 
 COUNTS = "SELECT (SELECT count(*) FROM models), (SELECT count(*) FROM tensors)"
 

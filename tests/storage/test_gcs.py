@@ -10,8 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from jobs.cli import app
-from jobs.demohub.small_repos import main as write_small_repos
 from pipeline.storage.remote import gcs_filesystem
+from testbed.demohub.small_repos import main as write_small_repos
 from tests.stores import environment, free_port, wait_for_port
 
 BUCKET = "hubscan-gcs-test"

@@ -5,11 +5,11 @@ import os
 from dataclasses import replace
 
 from jobs import sweep
-from jobs.demohub.small_repos import main as write_small_repos
 from pipeline.errors import MalformedHeader
 from pipeline.storage.duckdb import connect
 from pipeline.storage.index import StoreIndex, load_owners
 from pipeline.storage.parquet import Store
+from testbed.demohub.small_repos import main as write_small_repos
 
 
 def _model(repo_id: str, revision: str) -> dict[str, object]:

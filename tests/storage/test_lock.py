@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 
 from jobs import sweep
-from jobs.demohub.safetensors_write import write_safetensors
 from pipeline.config import Settings
+from pipeline.errors import StoreLocked
 from pipeline.storage.duckdb import connect
-from pipeline.storage.lock import LOCK_FILE, StoreLocked, sweep_lock
+from pipeline.storage.lock import LOCK_FILE, sweep_lock
+from testbed.writers.safetensors_write import write_safetensors
 
 
 def test_a_second_sweep_on_a_busy_store_stops_with_a_clear_message(tmp_path):

@@ -1,6 +1,6 @@
 """Build the demo hub's folder of repos: real checkpoints, derived variants and bad inputs.
 
-``root/<org>/<name>/`` is repo ``org/name``, the layout ``jobs/fakehub`` serves. Each repo is built
+``root/<org>/<name>/`` is repo ``org/name``, the layout ``testbed/fakehub`` serves. Each repo is built
 in ``root/.building/`` and renamed into place when complete, so a repo folder that exists is whole
 and a second run skips it (the fake hub ignores ``.building``: its name is not a valid org).
 """
@@ -14,11 +14,12 @@ from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
-from jobs.demohub import gptq_pack, reparam, structural, variants
-from jobs.demohub.badrepos import BAD_REPOS, write_bad_repo
-from jobs.demohub.licence_variants import build_licence_variants
-from jobs.demohub.realmodels import REAL_MODELS, REPO_BUILDERS, fetch_real_models_report
-from jobs.demohub.unknown_arch import build_unknown_arch
+from testbed.demohub import reparam, structural, variants
+from testbed.demohub.badrepos import BAD_REPOS, write_bad_repo
+from testbed.demohub.licence_variants import build_licence_variants
+from testbed.demohub.realmodels import REAL_MODELS, REPO_BUILDERS, fetch_real_models_report
+from testbed.demohub.unknown_arch import build_unknown_arch
+from testbed.writers import gptq_pack
 
 # Bump when a builder's output changes, so a cached testbed from older code is not reused.
 TESTBED_VERSION = 42
@@ -90,7 +91,7 @@ QUANT_VARIANTS: list[tuple[str, str, Callable[[Path, Path], object]]] = [
         lambda s, d: gptq_pack.quantised_repo(s, d, "AWQ", 4, 64, declare_config=False),
     ),
 ]
-# Function-preserving re-parameterisations of all-MiniLM-L6-v2 (jobs/demohub/reparam.py): what a
+# Function-preserving re-parameterisations of all-MiniLM-L6-v2 (testbed/demohub/reparam.py): what a
 # copier does to defeat element-aligned and per-dimension comparisons.
 REPARAM_VARIANTS: list[tuple[str, str, Callable[[Path, Path], object]]] = [
     (
@@ -251,7 +252,7 @@ def build_testbed(root: Path, cache: Path) -> dict[str, str]:
             continue
         try:
             build_once(root, repo_id, partial(make, src))
-        except ImportError as e:  # pipeline.readers.gguf_write not there yet
+        except ImportError as e:  # testbed.writers.gguf_write not there yet
             skipped[repo_id] = f"GGUF writer unavailable: {e}"
             continue
         manifest[repo_id] = description
@@ -287,12 +288,12 @@ def build_structural(root: Path, manifest: dict[str, str], skipped: dict[str, st
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m jobs.demohub.testbed ROOT [CACHE]``: build the demo hub folder."""
-    from jobs.demohub.realmodels import default_cache
+    """``python -m testbed.demohub.testbed ROOT [CACHE]``: build the demo hub folder."""
+    from testbed.demohub.realmodels import default_cache
 
     args = sys.argv[1:] if argv is None else argv
     if not args:
-        print("usage: python -m jobs.demohub.testbed ROOT [CACHE]", file=sys.stderr)
+        print("usage: python -m testbed.demohub.testbed ROOT [CACHE]", file=sys.stderr)
         return 2
     cache = Path(args[1]) if len(args) > 1 else default_cache()
     manifest = build_testbed(Path(args[0]), cache)

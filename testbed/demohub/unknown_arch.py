@@ -8,7 +8,7 @@ the fixed STFT ``basis`` buffer every model of the architecture carries.
 
 Family 2 is a 2-D CNN (4-D conv kernels) trained here from several seeds; seed 0 gets the same
 derivatives, the other seeds are its independent negatives. Every repo is a few hundred kB and
-the whole set builds in a few seconds (jobs/demohub/numpy_train.py).
+the whole set builds in a few seconds (testbed/demohub/numpy_train.py).
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from jobs.demohub import cards, variants
-from jobs.demohub.numpy_train import ConvNet, train
-from jobs.demohub.safetensors_write import read_safetensors_np, write_safetensors
+from testbed.demohub import cards, variants
+from testbed.demohub.numpy_train import ConvNet, train
+from testbed.writers.safetensors_write import read_safetensors_np, write_safetensors
 
 AKIKI = "akiki/akiki-vad"
 CNN = "vision-lab/tiny-cnn-s0"
@@ -149,7 +149,7 @@ def build_unknown_arch(
     root: Path, cache: Path, build_once: Callable[[Path, str, Builder], bool]
 ) -> tuple[dict[str, str], dict[str, str]]:
     """Build both families under ``root``: (repo id -> description, what was skipped -> why)."""
-    from jobs.demohub.realmodels import ModelUnavailable, fetch_real_model
+    from testbed.demohub.realmodels import ModelUnavailable, fetch_real_model
 
     skipped: dict[str, str] = {}
     try:

