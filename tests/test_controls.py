@@ -41,13 +41,8 @@ from testbed.controls.train import (  # noqa: E402
     relation,
     train,
 )
-from testbed.demohub.realmodels import (  # noqa: E402
-    ModelUnavailable,
-    build_repo_e5_small,
-    build_repo_minilm_l6,
-    default_cache,
-    fetch_real_model,
-)
+from testbed.demohub.realmodels import build_repo_e5_small, build_repo_minilm_l6  # noqa: E402
+from tests.real_checkpoints import real_model  # noqa: E402
 
 MINILM, E5 = "sentence-transformers/all-MiniLM-L6-v2", "intfloat/multilingual-e5-small"
 # ln(4096) = 8.32 is the loss of a uniform guess; a trained control must gain at least this much.
@@ -75,12 +70,8 @@ def texts():
 def result(controls, tmp_path_factory):
     """One store of every control plus two real same-family BERTs of another width, flagged."""
     tmp = tmp_path_factory.mktemp("controls")
-    cache = default_cache()
-    try:
-        build_repo_minilm_l6(fetch_real_model(cache, "minilm-l6"), tmp / MINILM)
-        build_repo_e5_small(fetch_real_model(cache, "e5-small"), tmp / E5)
-    except ModelUnavailable as exc:
-        pytest.skip(f"real checkpoints unavailable: {exc}")
+    build_repo_minilm_l6(real_model("minilm-l6"), tmp / MINILM)
+    build_repo_e5_small(real_model("e5-small"), tmp / E5)
     repos = [controls / ORG / r.name for r in RUNS] + [tmp / MINILM, tmp / E5]
     settings = Settings(store=tmp / "store")
     summary = fingerprint.run(settings, [str(p) for p in repos])
