@@ -2,23 +2,22 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from jobs.summary import RunSummary
 from pipeline.config import Settings
 from pipeline.errors import StoreError
 from pipeline.storage.check import find_bad_files, quarantine
+from pipeline.storage.parquet import Store
 
 
 def run(settings: Settings, repair: bool = False) -> RunSummary:
     """One line per bad file on stdout; exit 3 when any were found (and moved, with ``repair``).
 
     Raises:
-        StoreError: the store is not a local folder.
+        StoreError: the store is not a local folder, or no store exists there.
     """
-    root = Path(str(settings.store))
-    if "://" in str(settings.store) or not root.is_dir():
-        raise StoreError(str(settings.store), None, None, "check needs an existing local store folder")
+    if "://" in str(settings.store):
+        raise StoreError(str(settings.store), None, None, "check needs a local store folder")
+    root = Store(settings.store).open_existing().root
     bad = find_bad_files(root)
     for item in bad:
         print(f"{item.path}: {item.reason}")

@@ -11,7 +11,7 @@ import typer
 
 from jobs.output import FORMATS, emit, json_safe
 from jobs.summary import EXIT_FATAL, EXIT_USAGE, RunSummary
-from pipeline.config import settings_from_env
+from pipeline.config import Settings, settings_from_env
 from pipeline.errors import HubscanError
 
 app = typer.Typer(
@@ -145,7 +145,7 @@ def sql(
     if fmt not in FORMATS:
         _usage(f"--format must be one of {', '.join(FORMATS)}")
     params = dict(_split_param(p) for p in param or [])
-    settings = settings_from_env(store=store)
+    settings = _existing(settings_from_env(store=store))
     table = _guard(lambda: job.run(settings, text, params))
     emit(table, fmt)
 
@@ -174,7 +174,7 @@ def flag(
     if runner not in job.RUNNERS:
         _usage(f"--runner must be one of {', '.join(job.RUNNERS)}")
     unrelated = job.read_known_unrelated(known_unrelated) if known_unrelated else []
-    settings = settings_from_env(store=store)
+    settings = _existing(settings_from_env(store=store))
     result = _guard(lambda: job.run(settings, q_level=q, known_unrelated=unrelated, runner=runner))
     if fmt == "table":  # people read families; csv and json stay one row per flagged pair
         from jobs.families import family_text
@@ -260,7 +260,7 @@ def export(
 
     if fmt not in job.EXPORT_FORMATS:
         _usage(f"--format must be one of {', '.join(job.EXPORT_FORMATS)}")
-    settings = settings_from_env(store=store)
+    settings = _existing(settings_from_env(store=store))
     n = _guard(lambda: job.run(settings, fmt, output, include_all, undeclared_only, min_score))
     typer.echo(f"{n} pairs written to {output}", err=True)
 
@@ -273,7 +273,7 @@ def report(
     """Write a self-contained HTML report of the last flag run: families, pair pages, figures."""
     from jobs import report as job
 
-    settings = settings_from_env(store=store)
+    settings = _existing(settings_from_env(store=store))
     n = _guard(lambda: job.run(settings, output))
     typer.echo(f"report written to {output / 'index.html'} ({n} pair pages)", err=True)
 
@@ -324,8 +324,16 @@ def check(
     """List Parquet files in the store that cannot be read (truncated, corrupt); exit 3 if any."""
     from jobs import check as job
 
-    summary = _guard(lambda: job.run(settings_from_env(store=store), repair=repair))
+    summary = _guard(lambda: job.run(_existing(settings_from_env(store=store)), repair=repair))
     raise typer.Exit(summary.exit_code)
+
+
+def _existing(settings: Settings) -> Settings:
+    """The settings, once their store is known to exist: commands that only read never create one."""
+    from pipeline.storage.parquet import Store
+
+    _guard(lambda: Store(settings.store).open_existing())
+    return settings
 
 
 def _split_param(raw: str) -> tuple[str, str]:

@@ -1,5 +1,6 @@
 """Stores the tests share: testbed repos fingerprinted into a fresh store, and object-storage servers' plumbing."""
 
+import csv
 import os
 import socket
 import subprocess
@@ -9,8 +10,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
 from jobs import fingerprint
+from jobs.cli import app
 from pipeline.config import Settings
 
 
@@ -25,11 +28,18 @@ def fingerprinted_store(testbed: Path, repos, tmp_path_factory, name: str) -> Pa
     return root
 
 
-def pair_row(result, a: str, b: str) -> dict:
-    """The one scored row of the pair {a, b} in a flag result."""
-    found = [r for r in result.rows if {r["a_repo_id"], r["b_repo_id"]} == {a, b}]
+def pair_row(rows, a: str, b: str) -> dict:
+    """The one scored row of the pair {a, b} among a flag run's rows (either order)."""
+    found = [r for r in rows if {r["a_repo_id"], r["b_repo_id"]} == {a, b}]
     assert len(found) == 1, f"{a} / {b}: {len(found)} rows"
     return found[0]
+
+
+def cli_sql(store: str, query: str) -> list[dict[str, str]]:
+    """Rows of `hubscan sql QUERY --format csv` on a store, as the CLI prints them (strings)."""
+    result = CliRunner().invoke(app, ["sql", query, "--store", store, "--format", "csv"])
+    assert result.exit_code == 0, result.output
+    return list(csv.DictReader(result.stdout.splitlines()))
 
 
 def free_port() -> int:

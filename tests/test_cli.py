@@ -9,6 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from jobs.cli import app
+from pipeline.storage.parquet import Store
 from tests.demo_install import demo_install
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
@@ -21,10 +22,44 @@ def test_commands_are_registered():
 
 @pytest.mark.parametrize("command", COMMANDS)
 def test_every_command_has_help_and_is_in_the_readme(command):
-    result = CliRunner().invoke(app, [command, "--help"])
+    (callback,) = [c.callback for c in app.registered_commands if (c.name or c.callback.__name__) == command]
+    summary = " ".join(callback.__doc__.split())
+    result = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "400"})  # no wrapping
     assert result.exit_code == 0
-    assert len(result.output.strip().splitlines()) > 3
+    assert summary in " ".join(result.output.split())
+    assert "--store" in result.output
     assert f"hubscan {command}" in README
+
+
+# Commands that only read the store (flag writes pairs into an existing one): a missing store is an error.
+READ_ONLY = {
+    "sql": ["sql", "SELECT 1"],
+    "export": ["export", "-o", "out.csv"],
+    "report": ["report", "-o", "site"],
+    "flag": ["flag"],
+    "check": ["check"],
+}
+
+
+@pytest.mark.parametrize("command", sorted(READ_ONLY))
+def test_a_missing_store_is_one_line_and_exit_1_and_is_not_created(command, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    typo = tmp_path / "hubscan-stroe"
+    result = CliRunner().invoke(app, [*READ_ONLY[command], "--store", str(typo)])
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    assert result.stderr == f"hubscan: {typo}: no hubscan store here (no _hubscan.json)\n"
+    assert list(tmp_path.iterdir()) == []  # neither the store nor the command's output
+
+
+@pytest.mark.parametrize("command", sorted(READ_ONLY))
+def test_a_folder_that_is_not_a_store_is_refused_and_left_untouched(command, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "notes.txt").write_text("not a store")
+    result = CliRunner().invoke(app, [*READ_ONLY[command], "--store", str(tmp_path)])
+    assert result.exit_code == 1
+    assert result.stderr == f"hubscan: {tmp_path}: no hubscan store here (no _hubscan.json)\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
 
 
 def _hubscan(*args, cwd=None):
@@ -80,6 +115,7 @@ def test_sql_without_a_query_is_a_usage_error():
 
 
 def test_a_failing_query_is_one_line_and_exit_1(tmp_path):
+    Store(tmp_path / "s").init()
     result = _hubscan("sql", "SELECT * FROM no_such_table", "--store", str(tmp_path / "s"))
     assert result.returncode == 1
     assert len(result.stderr.strip().splitlines()) == 1

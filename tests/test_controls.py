@@ -41,13 +41,9 @@ from testbed.controls.train import (  # noqa: E402
     relation,
     train,
 )
-from testbed.demohub.realmodels import (  # noqa: E402
-    ModelUnavailable,
-    build_repo_e5_small,
-    build_repo_minilm_l6,
-    default_cache,
-    fetch_real_model,
-)
+from testbed.demohub.realmodels import build_repo_e5_small, build_repo_minilm_l6  # noqa: E402
+from tests.real_checkpoints import real_model  # noqa: E402
+from tests.stores import pair_row  # noqa: E402
 
 MINILM, E5 = "sentence-transformers/all-MiniLM-L6-v2", "intfloat/multilingual-e5-small"
 # ln(4096) = 8.32 is the loss of a uniform guess; a trained control must gain at least this much.
@@ -75,12 +71,8 @@ def texts():
 def result(controls, tmp_path_factory):
     """One store of every control plus two real same-family BERTs of another width, flagged."""
     tmp = tmp_path_factory.mktemp("controls")
-    cache = default_cache()
-    try:
-        build_repo_minilm_l6(fetch_real_model(cache, "minilm-l6"), tmp / MINILM)
-        build_repo_e5_small(fetch_real_model(cache, "e5-small"), tmp / E5)
-    except ModelUnavailable as exc:
-        pytest.skip(f"real checkpoints unavailable: {exc}")
+    build_repo_minilm_l6(real_model("minilm-l6"), tmp / MINILM)
+    build_repo_e5_small(real_model("e5-small"), tmp / E5)
     repos = [controls / ORG / r.name for r in RUNS] + [tmp / MINILM, tmp / E5]
     settings = Settings(store=tmp / "store")
     summary = fingerprint.run(settings, [str(p) for p in repos])
@@ -90,12 +82,6 @@ def result(controls, tmp_path_factory):
 
 def _rows(result, kind: str) -> list[dict]:
     return [r for r in result.rows if (relation(r["a_repo_id"], r["b_repo_id"]) or "").startswith(kind)]
-
-
-def _pair(result, a: str, b: str) -> dict:
-    found = [r for r in result.rows if {r["a_repo_id"], r["b_repo_id"]} == {a, b}]
-    assert len(found) == 1, f"{a} / {b}: {len(found)} rows"
-    return found[0]
 
 
 def _model(controls, run: Run) -> BertMLM:
@@ -168,7 +154,7 @@ def test_real_fine_tunes_get_the_verdict_their_exact_drift_implies(controls, res
     base_run = RUNS_BY_ID[f"{ORG}/ctl-a-seed1"]
     base = load_state(controls / ORG / base_run.name / "model.safetensors")
     for run in (r for r in RUNS if r.base):
-        row = _pair(result, base_run.repo_id, run.repo_id)
+        row = pair_row(result.rows, base_run.repo_id, run.repo_id)
         drift = weight_drift(base, load_state(controls / ORG / run.name / "model.safetensors"))
         moved = drift["matrix_r_median"] >= v.THRESHOLDS["fine_tune_min"].value
         assert row["flagged"] and row["q"] <= 0.01, run.name
@@ -179,8 +165,8 @@ def test_real_fine_tunes_get_the_verdict_their_exact_drift_implies(controls, res
 
 
 def test_declared_follows_the_cards_of_the_fine_tunes(result):
-    light = _pair(result, f"{ORG}/ctl-a-seed1", f"{ORG}/ctl-a-ft-light")
-    heavy = _pair(result, f"{ORG}/ctl-a-seed1", f"{ORG}/ctl-a-ft-heavy")
+    light = pair_row(result.rows, f"{ORG}/ctl-a-seed1", f"{ORG}/ctl-a-ft-light")
+    heavy = pair_row(result.rows, f"{ORG}/ctl-a-seed1", f"{ORG}/ctl-a-ft-heavy")
     assert light["declared"] is True and heavy["declared"] is False
     (siblings,) = _rows(result, SIBLINGS)
     assert siblings["flagged"] and siblings["declared"] is False  # only one of them names the base
@@ -199,7 +185,7 @@ def test_controls_and_the_wider_real_berts_stay_apart(result):
     for row in result.rows:
         pair = {row["a_repo_id"], row["b_repo_id"]}
         assert not (pair & controls and pair - controls)  # other hidden size: never a candidate pair
-    assert not _pair(result, MINILM, E5)["flagged"]
+    assert not pair_row(result.rows, MINILM, E5)["flagged"]
 
 
 def test_every_pair_of_controls_is_scored(result):

@@ -122,7 +122,7 @@ def test_every_hubscan_error_class_is_defined_in_the_errors_module():
         for info in pkgutil.walk_packages(package.__path__, f"{package.__name__}."):
             module = importlib.import_module(info.name)
             for value in vars(module).values():
-                if isinstance(value, type) and issubclass(value, errors.HubscanError):
-                    if value.__module__ != "pipeline.errors":
-                        outside.append(f"{value.__module__}.{value.__name__}")
+                ours = isinstance(value, type) and issubclass(value, errors.HubscanError)
+                if ours and value.__module__ != "pipeline.errors":
+                    outside.append(f"{value.__module__}.{value.__name__}")
     assert outside == []

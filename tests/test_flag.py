@@ -21,7 +21,7 @@ from pipeline.comparison import verdicts as v
 from pipeline.config import Settings
 from pipeline.storage.duckdb import connect, load_sql, run_sql
 from pipeline.storage.parquet import Store
-from tests.stores import fingerprinted_store
+from tests.stores import fingerprinted_store, pair_row
 
 # columns that stamp the run rather than score the pairs
 RUN_STAMP = ("flag_id", "flagged_at")
@@ -71,25 +71,19 @@ def result(store):
     return flag.run(Settings(store=store))
 
 
-def _pair(result, a: str, b: str) -> dict:
-    found = [r for r in result.rows if {r["a_repo_id"], r["b_repo_id"]} == {a, b}]
-    assert len(found) == 1, f"{a} / {b}: {len(found)} rows"
-    return found[0]
-
-
 @pytest.mark.parametrize("variant", sorted(VARIANT_VERDICTS))
 def test_each_variant_of_minilm_is_flagged_with_the_verdict_its_construction_implies(
     result, manifest, variant
 ):
     if variant not in manifest:
         pytest.skip(f"{variant} not in this testbed")
-    row = _pair(result, MINILM, variant)
+    row = pair_row(result.rows, MINILM, variant)
     assert row["flagged"] and row["q"] <= 0.01
     assert row["verdict"] == VARIANT_VERDICTS[variant], row["reason"]
 
 
 def test_the_vocabulary_pruned_e5_is_named_a_copy_with_its_vocabulary_pruned(result):
-    row = _pair(result, E5, E5_PRUNED)
+    row = pair_row(result.rows, E5, E5_PRUNED)
     assert row["verdict"] == v.VOCAB_COPY and row["sketch_identical"] == 1.0, row["reason"]
     assert "250,037" in row["reason"] and "47,284" in row["reason"]
     # the embeddings differ in rows, so only token alignment shows they are the same table
@@ -109,10 +103,10 @@ SIBLING_CASTS = [
 
 @pytest.mark.parametrize(("a", "b"), SIBLING_CASTS)
 def test_sibling_casts_and_quantisations_are_casts_not_fine_tunes(result, a, b):
-    row = _pair(result, a, b)
+    row = pair_row(result.rows, a, b)
     assert row["flagged"] and row["verdict"] == v.CAST_COPY, row["reason"]
     # while the fine-tune-like drift stays a fine-tune against each of them
-    drifted = _pair(result, a, "demohub/minilm-l6-finetuned")
+    drifted = pair_row(result.rows, a, "demohub/minilm-l6-finetuned")
     assert drifted["verdict"] in (v.FINE_TUNE, v.CAST_COPY), drifted["reason"]
     if v.cast_bands(drifted)[0] < 1e-3:  # a Q4-level band hides a 1 % drift; finer ones do not
         assert drifted["verdict"] == v.FINE_TUNE, drifted["reason"]
@@ -120,9 +114,9 @@ def test_sibling_casts_and_quantisations_are_casts_not_fine_tunes(result, a, b):
 
 def test_scores_rank_beyond_the_smallest_double(result):
     # -log10 p is computed in log space: copies, permuted copies and cousins no longer all read 300
-    copy = _pair(result, MINILM, "demohub/minilm-reupload")["score"]
-    quantised = _pair(result, MINILM, "demohub/minilm-embed-Q4_0-GGUF")["score"]
-    cousin = _pair(result, MINILM, COUSIN)["score"]
+    copy = pair_row(result.rows, MINILM, "demohub/minilm-reupload")["score"]
+    quantised = pair_row(result.rows, MINILM, "demohub/minilm-embed-Q4_0-GGUF")["score"]
+    cousin = pair_row(result.rows, MINILM, COUSIN)["score"]
     assert copy > quantised > cousin > 20 and quantised > 300
     flagged = [r for r in result.rows if r["flagged"]]
     # they rank, not saturate (byte-identical copies score inf: p is exactly 0)
@@ -131,7 +125,7 @@ def test_scores_rank_beyond_the_smallest_double(result):
 
 
 def test_cousins_are_related_although_their_layer_matrices_are_at_chance(result):
-    row = _pair(result, MINILM, COUSIN)
+    row = pair_row(result.rows, MINILM, COUSIN)
     assert row["flagged"] and row["verdict"] == v.SAME_LINEAGE, row["reason"]
     assert abs(row["sketch"]) < 0.05 and row["sketch_p"] > 0.01  # element-aligned: nothing there
     for s in ("gain", "dim_std", "tokens"):  # per-dimension and token-aligned: decisive
@@ -141,7 +135,7 @@ def test_cousins_are_related_although_their_layer_matrices_are_at_chance(result)
 
 
 def test_same_shape_unrelated_models_are_not_flagged_despite_their_std_profile(result):
-    row = _pair(result, MINILM, E5)
+    row = pair_row(result.rows, MINILM, E5)
     assert not row["flagged"] and row["verdict"] == v.UNRELATED
     assert row["std_profile"] is not None  # reported next to the decisive signals, never decisive
     family = {MINILM, COUSIN, *VARIANT_VERDICTS}
@@ -193,10 +187,10 @@ def test_declared_follows_the_model_cards(result, manifest):
     for variant in VARIANT_VERDICTS:
         if variant in manifest:
             says_declared = "declares base_model" in manifest[variant]
-            assert _pair(result, MINILM, variant)["declared"] is says_declared, variant
-    assert _pair(result, E5, E5_PRUNED)["declared"] is False
+            assert pair_row(result.rows, MINILM, variant)["declared"] is says_declared, variant
+    assert pair_row(result.rows, E5, E5_PRUNED)["declared"] is False
     # siblings declaring the same base are declared through the shared ancestor
-    sib = _pair(result, "demohub/all-MiniLM-L6-v2-bf16", "demohub/all-MiniLM-L6-v2-sharded")
+    sib = pair_row(result.rows, "demohub/all-MiniLM-L6-v2-bf16", "demohub/all-MiniLM-L6-v2-sharded")
     assert sib["declared"] and "shared declared ancestor" in sib["declared_how"]
 
 
@@ -300,8 +294,10 @@ def test_cli_errors_are_one_line_with_the_documented_exit_codes(store, tmp_path)
         and len(bad.stderr.strip().splitlines()) == 1
         and "hidden size 384 vs 576" in bad.stderr
     )
-    empty = _hubscan("export", "--store", str(tmp_path / "empty"), "-o", str(tmp_path / "x.csv"))
-    assert empty.returncode == 1 and "run `hubscan flag` first" in empty.stderr
+    empty = Store(tmp_path / "empty").init()  # a store, but never flagged
+    unflagged = _hubscan("export", "--store", str(empty.root), "-o", str(tmp_path / "x.csv"))
+    assert unflagged.returncode == 1
+    assert unflagged.stderr == f"hubscan: {empty.root}:pairs: no scored pairs: run `hubscan flag` first\n"
     assert _hubscan("flag", "--store", str(store), "--q", "2").returncode == 2
     assert _hubscan("export", "--store", str(store), "-o", "x", "--format", "xml").returncode == 2
 

@@ -25,7 +25,7 @@ from pipeline.storage.schema import MODELS
 from testbed.demohub.licence_variants import CODE_FILE, LLAMA_PARENT, NC_PARENT, ROOT
 from testbed.fakehub import FakeHub
 from testbed.fakehub.repos import OVERRIDES_FILE
-from tests.stores import fingerprinted_store
+from tests.stores import fingerprinted_store, pair_row
 
 OPEN = "licbed/minilm-l3-open"  # apache-2.0, declares the cc-by-nc parent
 NC_FT = "licbed/minilm-l3-nc-ft"  # cc-by-nc-4.0, declares the cc-by-nc parent
@@ -45,7 +45,7 @@ def result(store):
 
 
 def _pair(result, a, b):
-    (row,) = [r for r in result.rows if {r["a_repo_id"], r["b_repo_id"]} == {a, b}]
+    row = pair_row(result.rows, a, b)
     assert row["flagged"], (a, b, row["verdict"])
     return row
 

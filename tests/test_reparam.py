@@ -25,7 +25,7 @@ from pipeline.storage.duckdb import connect
 from testbed.demohub import reparam
 from testbed.demohub.testbed import REPARAM_VARIANTS
 from testbed.demohub.variants import load_repo_tensors
-from tests.stores import fingerprinted_store
+from tests.stores import fingerprinted_store, pair_row
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 COUSIN = "sentence-transformers/paraphrase-MiniLM-L3-v2"
@@ -47,14 +47,9 @@ def rows(store):
     return flag.run(Settings(store=store)).rows
 
 
-def _pair(rows, a, b):
-    (row,) = [r for r in rows if {r["a_repo_id"], r["b_repo_id"]} == {a, b}]
-    return row
-
-
 @pytest.mark.parametrize(("variant", "verdict"), [(PERMUTED, v.REPARAM), (PERMUTED_FT, v.REPARAM_FINE_TUNE)])
 def test_permuted_copies_are_flagged_by_the_invariant_signal_alone(rows, variant, verdict):
-    row = _pair(rows, MINILM, variant)
+    row = pair_row(rows, MINILM, variant)
     assert row["flagged"] and row["verdict"] == verdict and row["obfuscation"], row["reason"]
     assert "permuted" in row["reason"]
     for s in v.ALIGNED_SIGNALS:  # the direct evidence is gone
@@ -63,17 +58,17 @@ def test_permuted_copies_are_flagged_by_the_invariant_signal_alone(rows, variant
 
 
 def test_the_rescaled_copy_is_flagged_and_its_std_profile_is_bent(rows):
-    row = _pair(rows, MINILM, RESCALED)
+    row = pair_row(rows, MINILM, RESCALED)
     assert row["flagged"] and row["verdict"] == v.REPARAM and row["obfuscation"], row["reason"]
     assert row["sketch_same"] > 0.9999  # Pearson ignores the per-layer scale
     # the statistic of the original Pangu/Qwen claim says "unrelated": below the unrelated e5 pair
-    assert row["std_profile"] < 0.3 < _pair(rows, MINILM, E5)["std_profile"]
+    assert row["std_profile"] < 0.3 < pair_row(rows, MINILM, E5)["std_profile"]
     assert "std profile is bent" in row["reason"]
 
 
 def test_ordinary_relations_are_not_called_obfuscation(rows):
     for other, verdict in (("demohub/minilm-l6-finetuned", v.FINE_TUNE), (COUSIN, v.SAME_LINEAGE)):
-        row = _pair(rows, MINILM, other)
+        row = pair_row(rows, MINILM, other)
         assert row["verdict"] == verdict and not row["obfuscation"], other
 
 

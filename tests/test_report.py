@@ -17,6 +17,7 @@ from jobs.families import load_families
 from pipeline.comparison import verdicts as v
 from pipeline.config import Settings
 from pipeline.storage.duckdb import connect
+from pipeline.storage.parquet import Store
 from tests.stores import fingerprinted_store
 
 CHROMIUM = shutil.which("chromium")
@@ -140,7 +141,8 @@ def test_compare_writes_the_pair_page_alone(store, tmp_path):
 
 
 def test_report_of_a_store_without_pairs_is_one_line(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "jobs.cli", "report", "--store", str(tmp_path / "empty"), "-o",
+    empty = Store(tmp_path / "empty").init()  # a store, but never flagged
+    out = subprocess.run([sys.executable, "-m", "jobs.cli", "report", "--store", str(empty.root), "-o",
                           str(tmp_path / "site")], capture_output=True, text=True, timeout=120)  # fmt: skip
-    assert out.returncode == 1 and len(out.stderr.strip().splitlines()) == 1
-    assert "run `hubscan flag` first" in out.stderr
+    assert out.returncode == 1
+    assert out.stderr == f"hubscan: {empty.root}:pairs: no scored pairs: run `hubscan flag` first\n"

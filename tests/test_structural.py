@@ -17,7 +17,7 @@ from jobs import flag
 from pipeline.comparison import verdicts as v
 from pipeline.config import Settings
 from pipeline.storage.duckdb import connect, load_sql, run_sql
-from tests.stores import fingerprinted_store
+from tests.stores import fingerprinted_store, pair_row
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 COUSIN = "sentence-transformers/paraphrase-MiniLM-L3-v2"
@@ -57,11 +57,6 @@ def result(store):
     return flag.run(Settings(store=store))
 
 
-def _pair(result, a: str, b: str) -> dict:
-    (row,) = [r for r in result.rows if {r["a_repo_id"], r["b_repo_id"]} == {a, b}]
-    return row
-
-
 def _map(store, a: str, b: str) -> list[dict]:
     rel = run_sql(connect(store), load_sql("show_layer_map"), {"a_repo_id": a, "b_repo_id": b})
     return rel.to_arrow_table().to_pylist()
@@ -69,7 +64,7 @@ def _map(store, a: str, b: str) -> list[dict]:
 
 @pytest.mark.parametrize(("source", "derived"), sorted(KINDS))
 def test_each_structural_variant_is_flagged_with_its_kind(result, source, derived):
-    row = _pair(result, source, derived)
+    row = pair_row(result.rows, source, derived)
     assert row["flagged"] and row["verdict"] == v.STRUCTURAL, row["reason"]
     assert row["structure"] == KINDS[(source, derived)] and row["reason"].startswith(row["structure"])
 
@@ -102,9 +97,9 @@ def test_the_stored_expert_map_names_each_slice(store, result):
 
 
 def test_unrelated_and_cousin_pairs_get_no_map(store, result):
-    unrelated = _pair(result, MINILM, E5)
+    unrelated = pair_row(result.rows, MINILM, E5)
     assert not unrelated["flagged"] and unrelated.get("structure") is None and _map(store, MINILM, E5) == []
-    cousin = _pair(result, MINILM, COUSIN)
+    cousin = pair_row(result.rows, MINILM, COUSIN)
     assert cousin["flagged"] and cousin["verdict"] == v.SAME_LINEAGE and cousin.get("structure") is None
     # flagged with different depths, so it was mapped: every layer stored as unmatched, no structure
     lines = _map(store, MINILM, COUSIN)
@@ -151,8 +146,8 @@ def test_only_pairs_with_the_stack_are_called_stacked(result):
     assert stacked and all(STACK in (r["a_repo_id"], r["b_repo_id"]) for r in stacked)
     # models holding only a few of its layers stay partial: 3 of e5's layers pruned to 6, MiniLM's 1,3,5
     for other in (E5_6L, L3):
-        assert _pair(result, other, STACK)["structure"] == "partial", other
-    assert _pair(result, COUSIN, STACK).get("structure") is None
+        assert pair_row(result.rows, other, STACK)["structure"] == "partial", other
+    assert pair_row(result.rows, COUSIN, STACK).get("structure") is None
 
 
 def test_cli_compare_of_the_stack_and_one_parent_names_the_other(store, result):

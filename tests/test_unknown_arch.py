@@ -68,7 +68,7 @@ def test_unknown_architectures_have_no_roles_and_share_a_layout_block(store, res
 @pytest.mark.parametrize("base", [AKIKI, CNN])
 @pytest.mark.parametrize("kind", sorted(EXPECTED))
 def test_each_derivative_is_flagged_with_the_verdict_its_construction_implies(result, base, kind):
-    row = pair_row(result, base, _derived(base, kind))
+    row = pair_row(result.rows, base, _derived(base, kind))
     assert row["flagged"] and row["verdict"] == EXPECTED[kind], (row["verdict"], row["reason"])
     assert "architecture: unknown" in row["reason"]
     by_shape_only = "(0 by name and shape" in row["compared"]

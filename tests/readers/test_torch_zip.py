@@ -23,9 +23,9 @@ from pipeline.roles import classify_all
 from pipeline.sources import hf
 from pipeline.sources.local import local_model
 from testbed.demohub.badrepos import system_payload
-from testbed.demohub.realmodels import ModelUnavailable, default_cache, fetch_real_model
 from testbed.writers.safetensors_write import read_safetensors_np
 from testbed.writers.torch_write import TensorEntry, state_dict_pickle, write_records, write_torch_zip
+from tests.real_checkpoints import real_model
 
 SETTINGS = Settings()
 EXACT = SETTINGS.with_(exact=True)
@@ -36,10 +36,7 @@ MINILM_BIN_SHARDED = "demohub/minilm-bin-sharded"
 
 @pytest.fixture(scope="module")
 def akiki():
-    try:
-        return fetch_real_model(default_cache(), "akiki")
-    except ModelUnavailable as exc:
-        pytest.skip(f"akiki unavailable: {exc}")
+    return real_model("akiki")
 
 
 def _read(path, settings=EXACT):

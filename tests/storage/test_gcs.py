@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from jobs.cli import app
 from pipeline.storage.remote import gcs_filesystem
 from testbed.demohub.small_repos import main as write_small_repos
-from tests.stores import environment, free_port, wait_for_port
+from tests.stores import cli_sql, environment, free_port, wait_for_port
 
 BUCKET = "hubscan-gcs-test"
 STORE = f"gs://{BUCKET}/store"
@@ -49,12 +49,6 @@ def gcs_store(gcs_env, ray_session, tmp_path_factory):
     return repos
 
 
-def _sql(query: str) -> list[dict[str, str]]:
-    result = CliRunner().invoke(app, ["sql", query, "--store", STORE, "--format", "csv"])
-    assert result.exit_code == 0, result.output
-    return list(csv.DictReader(result.stdout.splitlines()))
-
-
 def _objects(prefix: str) -> list[str]:
     infos = gcs_filesystem().get_file_info(pafs.FileSelector(f"{BUCKET}/store/{prefix}", recursive=True))
     return [i.path for i in infos if i.type == pafs.FileType.File]
@@ -62,14 +56,14 @@ def _objects(prefix: str) -> list[str]:
 
 def test_ray_workers_write_the_store_on_gcs(gcs_store):
     assert _objects("compacted/models/")
-    assert _sql("SELECT count(*) AS n FROM models") == [{"n": "7"}]
+    assert cli_sql(STORE, "SELECT count(*) AS n FROM models") == [{"n": "7"}]
 
 
 def test_flag_and_export_read_the_gcs_store_back(gcs_store, tmp_path):
     runner = CliRunner()
     result = runner.invoke(app, ["flag", "--store", STORE])
     assert result.exit_code == 0, result.output
-    flagged = _sql("SELECT a_repo_id, b_repo_id FROM pairs WHERE flagged ORDER BY ALL")
+    flagged = cli_sql(STORE, "SELECT a_repo_id, b_repo_id FROM pairs WHERE flagged ORDER BY ALL")
     assert [(r["a_repo_id"], r["b_repo_id"]) for r in flagged] == [
         ("smoke/base", "smoke/base-finetune-0"),
         ("smoke/base", "smoke/base-finetune-1"),
@@ -83,7 +77,7 @@ def test_flag_and_export_read_the_gcs_store_back(gcs_store, tmp_path):
 def test_fingerprint_writes_to_the_gcs_store(gcs_store):
     result = CliRunner().invoke(app, ["fingerprint", str(gcs_store / "smoke" / "base"), "--store", STORE])
     assert result.exit_code == 0, result.output
-    assert _sql("SELECT count(*) AS n FROM models WHERE repo_id = 'smoke/base'") == [{"n": "1"}]
+    assert cli_sql(STORE, "SELECT count(*) AS n FROM models WHERE repo_id = 'smoke/base'") == [{"n": "1"}]
 
 
 def test_a_missing_gcs_bucket_is_one_line_and_exit_1(gcs_env):

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from jobs.cli import app
 from testbed.demohub.small_repos import main as write_small_repos
-from tests.stores import environment, free_port, wait_for_port
+from tests.stores import cli_sql, environment, free_port, wait_for_port
 
 BUCKET = "hubscan-test"
 STORE = f"s3://{BUCKET}/store"
@@ -105,24 +105,18 @@ def _objects(prefix: str) -> list[str]:
     return [o["Key"] for o in listing.get("Contents", [])]
 
 
-def _sql(query: str) -> list[dict[str, str]]:
-    result = CliRunner().invoke(app, ["sql", query, "--store", STORE, "--format", "csv"])
-    assert result.exit_code == 0, result.output
-    return list(csv.DictReader(result.stdout.splitlines()))
-
-
 def test_ray_workers_write_the_store_on_s3(s3_store):
     # the sweep compacted its 7 models at its end: one file per block, named by the manifest, on the server
     assert [k for k in _objects("models/") if k.endswith(".parquet")] == ["store/models/_empty.parquet"]
     assert len([k for k in _objects("compacted/models/block-128/") if k.endswith(".parquet")]) == 1
     assert _objects("compacted/manifest.json")
-    assert _sql("SELECT count(*) AS n FROM models") == [{"n": "7"}]
+    assert cli_sql(STORE, "SELECT count(*) AS n FROM models") == [{"n": "7"}]
 
 
 def test_flag_export_and_compare_read_the_s3_store_back(s3_store, tmp_path):
     runner = CliRunner()
     assert runner.invoke(app, ["flag", "--store", STORE]).exit_code == 0
-    flagged = _sql("SELECT a_repo_id, b_repo_id FROM pairs WHERE flagged ORDER BY ALL")
+    flagged = cli_sql(STORE, "SELECT a_repo_id, b_repo_id FROM pairs WHERE flagged ORDER BY ALL")
     assert flagged == [
         {"a_repo_id": "smoke/base", "b_repo_id": "smoke/base-finetune-0"},
         {"a_repo_id": "smoke/base", "b_repo_id": "smoke/base-finetune-1"},
@@ -139,7 +133,7 @@ def test_flag_export_and_compare_read_the_s3_store_back(s3_store, tmp_path):
 def test_fingerprint_writes_to_the_s3_store(s3_store):
     result = CliRunner().invoke(app, ["fingerprint", str(s3_store / "smoke" / "base"), "--store", STORE])
     assert result.exit_code == 0, result.output
-    assert _sql("SELECT count(*) AS n FROM models WHERE repo_id = 'smoke/base'") == [{"n": "1"}]
+    assert cli_sql(STORE, "SELECT count(*) AS n FROM models WHERE repo_id = 'smoke/base'") == [{"n": "1"}]
 
 
 def test_a_missing_bucket_is_one_line_and_exit_1(s3_env):
