@@ -95,8 +95,8 @@ class KnownFiles(Protocol):
         """sha256 → (repo_id, revision) for hashes already fingerprinted."""
         ...
 
-    def rows(self, repo_id: str, revision: str, sha256: str) -> list[dict[str, Any]]:
-        """Stored tensors rows of the file with that hash in that model."""
+    def rows(self, repo_id: str, revision: str, sha256: str) -> list[TensorFingerprint]:
+        """Stored fingerprints of the file with that hash in that model."""
         ...
 
 
@@ -205,8 +205,8 @@ def _reuse(known: KnownFiles | None, owner: ModelKey, f: FileRef, ref: ModelRef)
     """Another repo's stored fingerprints of a byte-identical file, relabelled as this model's."""
     assert known is not None
     return [
-        TensorFingerprint.from_row({**r, "repo_id": ref.repo_id, "revision": ref.revision, "file": f.name})
-        for r in known.rows(owner[0], owner[1], str(f.sha256))
+        replace(t, repo_id=ref.repo_id, revision=ref.revision, file=f.name)
+        for t in known.rows(owner[0], owner[1], str(f.sha256))
     ]
 
 
