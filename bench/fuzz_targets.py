@@ -19,13 +19,13 @@ from pathlib import Path
 
 import numpy as np
 
-from jobs.model_task import tokens_from_tokenizer_json
 from pipeline.config import Settings
 from pipeline.errors import HubscanError
 from pipeline.readers import checkpoint, pickle_walk
 from pipeline.readers.byte_source import ReadStats
 from pipeline.sources.cards import parse_card
 from pipeline.sources.hf import model_ref_from_info
+from pipeline.sources.tokenizer import tokens_from_tokenizer_json
 from pipeline.sources.weights import select_weight_files
 from testbed.demohub.realmodels import default_cache
 from testbed.writers.gguf_write import QType, write_gguf

@@ -65,18 +65,18 @@ def record(
     known: StoreKnownFiles | None = None,
 ) -> None:
     """Write an outcome to the store and count it; a committed model's files become known to the run."""
-    if outcome.ok and outcome.model_row is not None:
-        store.write_model(outcome.model_row, outcome.tensor_rows, outcome.file_rows)
+    model = outcome.model
+    if model is not None:
+        store.write_model(model.as_row(), outcome.tensor_rows, outcome.file_rows)
         if known is not None:
             hashes = [str(f["sha256"]) for f in outcome.file_rows if f.get("sha256")]
             known.add((outcome.repo_id, outcome.revision), hashes)
         summary.done += 1
-        summary.bytes_read += int(outcome.model_row["bytes_read"])
-        summary.requests += int(outcome.model_row["requests"])
+        summary.bytes_read += model.bytes_read
+        summary.requests += model.requests
         err.print(
-            f"done {outcome.repo_id}@{outcome.revision[:7]}: {len(outcome.tensor_rows)} tensors, "
-            f"{outcome.model_row['bytes_read']:,} of {outcome.model_row['checkpoint_bytes']:,} bytes read "
-            f"in {outcome.model_row['requests']} requests"
+            f"done {outcome.repo_id}@{outcome.revision[:7]}: {len(outcome.tensors)} tensors, "
+            f"{model.bytes_read:,} of {model.checkpoint_bytes:,} bytes read in {model.requests} requests"
         )
         return
     store.write_failures(outcome.repo_id, outcome.revision, outcome.errors)

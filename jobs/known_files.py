@@ -13,6 +13,7 @@ from typing import Any
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+from pipeline.fingerprints.tensor import TensorFingerprint
 from pipeline.keys import ModelKey
 from pipeline.storage.index import load_owners, pick
 from pipeline.storage.parquet import Store
@@ -31,8 +32,8 @@ class StoreKnownFiles:
             self.known = load_owners(self.store)
         return pick(self.known, hashes)
 
-    def rows(self, repo_id: str, revision: str, sha256: str) -> list[dict[str, Any]]:
-        """Stored tensors rows of that file in its owner (one model's files, not a table scan)."""
+    def rows(self, repo_id: str, revision: str, sha256: str) -> list[TensorFingerprint]:
+        """Stored fingerprints of that file in its owner (one model's files, not a table scan)."""
         return list(self.store.rows(repo_id, revision, sha256))
 
     def add(self, owner: ModelKey, hashes: list[str]) -> None:
@@ -90,8 +91,8 @@ class RayKnownFiles:
         ):
             return {}
 
-    def rows(self, repo_id: str, revision: str, sha256: str) -> list[dict[str, Any]]:
-        """Stored tensors rows of that file in its owner (one model's files, not a table scan)."""
+    def rows(self, repo_id: str, revision: str, sha256: str) -> list[TensorFingerprint]:
+        """Stored fingerprints of that file in its owner (one model's files, not a table scan)."""
         return list(Store(self.store_uri).rows(repo_id, revision, sha256))
 
     def add(self, owner: ModelKey, hashes: list[str]) -> None:

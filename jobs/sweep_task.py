@@ -8,7 +8,7 @@ model twice.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import ray
 
@@ -81,21 +81,20 @@ def process(
                 if store.has_model(ref.repo_id, ref.revision):
                     return _result(ref.repo_id, ref.revision, "skipped", http)
                 outcome = fingerprint_model(ref, settings, http, known=known)
-        if not outcome.ok or outcome.model_row is None:
+        if outcome.model is None:
             return _failed(settings, candidate.repo_id, revision, outcome.errors, http)
-        outcome.model_row["sweep_id"] = sweep_id
+        model = replace(outcome.model, sweep_id=sweep_id)
         # Outside the budget: the time alarm must never interrupt a write half-way.
-        store.write_model(outcome.model_row, outcome.tensor_rows, outcome.file_rows)
+        store.write_model(model.as_row(), outcome.tensor_rows, outcome.file_rows)
     except (Exception, ModelTimeout) as exc:
         error = as_failure(exc, candidate.repo_id, revision, None)
         return _failed(settings, candidate.repo_id, revision, [error], http)
-    row = outcome.model_row
-    result = _result(ref.repo_id, ref.revision, "copy" if row["copy_of"] else "done", http)
-    result.bytes_read = int(row["bytes_read"])
-    result.requests += int(row["requests"])
-    result.api_requests += int(row["api_requests"])
-    result.resolver_requests += int(row["resolver_requests"])
-    result.cdn_requests += int(row["cdn_requests"])
+    result = _result(ref.repo_id, ref.revision, "copy" if model.copy_of else "done", http)
+    result.bytes_read = model.bytes_read
+    result.requests += model.requests
+    result.api_requests += model.api_requests
+    result.resolver_requests += model.resolver_requests
+    result.cdn_requests += model.cdn_requests
     result.file_hashes = sorted({str(f["sha256"]) for f in outcome.file_rows if f.get("sha256")})
     return result
 

@@ -18,10 +18,10 @@ import pytest
 torch = pytest.importorskip("torch", reason="torch (test extra) trains the controls")
 
 from jobs import fingerprint, flag  # noqa: E402
-from jobs.model_task import tokens_from_tokenizer_json  # noqa: E402
 from pipeline.comparison import verdicts as v  # noqa: E402
 from pipeline.config import Settings  # noqa: E402
 from pipeline.roles import classify  # noqa: E402
+from pipeline.sources.tokenizer import tokens_from_tokenizer_json  # noqa: E402
 from testbed.controls import corpus  # noqa: E402
 from testbed.controls.model import BertMLM  # noqa: E402
 from testbed.controls.stats import init_dim_std_cv, trained_stats, weight_drift  # noqa: E402

@@ -9,13 +9,17 @@ cousins whose layer matrices are at chance.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
+from typing import Annotated
 
 import numpy as np
+import pyarrow as pa
 
 from pipeline.config import Settings
 from pipeline.errors import FingerprintError
+from pipeline.fingerprints.arrow_record import ArrowRecord
 from pipeline.fingerprints.stats import moments, nonfinite_count
+from pipeline.keys import ModelKey
 from pipeline.readers.records import TensorRows
 from pipeline.readers.sampling import EMBED_ROLES, plan_rows, row_indices, token_rows
 from pipeline.roles import TensorRole
@@ -24,43 +28,45 @@ from pipeline.roles import TensorRole
 TOKEN_VECTOR_COLS = 256
 
 
-@dataclass(frozen=True)
-class TensorFingerprint:
-    """A row of the ``tensors`` table."""
+_f32_list = pa.list_(pa.float32())
+_i64_list = pa.list_(pa.int64())
 
-    name: str
-    file: str
-    role: str
-    layer: int | None
-    expert: int | None
-    kind: str
-    transposed: bool
-    dtype: str
-    shape: list[int]
-    numel: int
-    sampled: bool
-    rows_read: int
-    mean: float
-    std: float
-    rms: float
-    absmax: float
-    kurtosis: float
-    sketch: list[float]
-    row_idx: list[int]
-    row_norms: list[float]
-    col_norms: list[float]
-    dim_std: list[float]
-    values: list[float]
-    tokens: list[str]
-    token_vectors: list[float]
 
-    def as_row(self) -> dict[str, object]:
-        """Plain dict for the Parquet writer (shallow: asdict deep-copies every list element)."""
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+@dataclass(frozen=True, kw_only=True)
+class TensorFingerprint(ArrowRecord):
+    """A row of the ``tensors`` table; its fields, in order, are the table's columns."""
+
+    repo_id: Annotated[str, pa.string()]
+    revision: Annotated[str, pa.string()]
+    file: Annotated[str, pa.string()]
+    name: Annotated[str, pa.string()]
+    role: Annotated[str, pa.string()]
+    layer: Annotated[int | None, pa.int64()]
+    expert: Annotated[int | None, pa.int64()]
+    kind: Annotated[str, pa.string()]
+    transposed: Annotated[bool, pa.bool_()]
+    dtype: Annotated[str, pa.string()]
+    shape: Annotated[list[int], _i64_list]
+    numel: Annotated[int, pa.int64()]
+    sampled: Annotated[bool, pa.bool_()]
+    rows_read: Annotated[int, pa.int64()]
+    mean: Annotated[float, pa.float64()]
+    std: Annotated[float, pa.float64()]
+    rms: Annotated[float, pa.float64()]
+    absmax: Annotated[float, pa.float64()]
+    kurtosis: Annotated[float, pa.float64()]
+    sketch: Annotated[list[float], _f32_list]
+    row_idx: Annotated[list[int], _i64_list]
+    row_norms: Annotated[list[float], _f32_list]
+    col_norms: Annotated[list[float], _f32_list]
+    dim_std: Annotated[list[float], _f32_list]
+    values: Annotated[list[float], _f32_list]
+    tokens: Annotated[list[str], pa.list_(pa.string())]
+    token_vectors: Annotated[list[float], _f32_list]
 
 
 def fingerprint_tensor(
-    rows: TensorRows, role: TensorRole, settings: Settings, tokens: list[str] | None = None
+    key: ModelKey, rows: TensorRows, role: TensorRole, settings: Settings, tokens: list[str] | None = None
 ) -> TensorFingerprint:
     """Fingerprint the rows read from one tensor; pure numpy, no I/O.
 
@@ -76,8 +82,10 @@ def fingerprint_tensor(
     positional = _positional(rows, role.role, settings)
     token_names, token_vectors = _token_rows(rows, role.role, settings, tokens)
     return TensorFingerprint(
-        name=h.name,
+        repo_id=key[0],
+        revision=key[1],
         file=h.file,
+        name=h.name,
         role=role.role,
         layer=role.layer,
         expert=role.expert,

@@ -38,6 +38,11 @@ class ModelRef:
         """The file of that name, if the repo has it."""
         return next((f for f in self.files if f.name == name), None)
 
+    def quantization_config(self) -> dict[str, Any] | None:
+        """The ``quantization_config`` the listing's config summary (or a local config.json) carried."""
+        quant = self.config.get("quantization_config") if self.config else None
+        return quant if isinstance(quant, dict) else None
+
 
 def base_models_from_card(card: dict[str, Any] | None) -> tuple[str, ...]:
     """Declared lineage from card metadata: ``base_model`` as a string or a list (relation kept apart)."""

@@ -24,6 +24,7 @@ import pyarrow.parquet as pq
 
 from pipeline import __version__
 from pipeline.errors import HubscanError, StoreError
+from pipeline.fingerprints.tensor import TensorFingerprint
 from pipeline.storage.manifest import COMPACT_TABLES, MANIFEST, Manifest
 from pipeline.storage.remote import one_line, open_filesystem
 from pipeline.storage.schema import FAILURES, FILES, MODELS, SCHEMA_VERSION, TABLES, TENSORS
@@ -161,8 +162,8 @@ class Store:
             pq.read_table(path, filesystem=self.fs, columns=["category"]).column("category").to_pylist()
         )
 
-    def rows(self, repo_id: str, revision: str, sha256: str) -> list[dict[str, object]]:
-        """The stored tensors rows of the file with that content hash in one model revision."""
+    def rows(self, repo_id: str, revision: str, sha256: str) -> list[TensorFingerprint]:
+        """The stored tensor fingerprints of the file with that content hash in one model revision."""
         key = model_key(repo_id, revision)
         if self._exists(self._path("models", f"{key}.parquet")):
             files = pq.read_table(self._path("files", f"{key}.parquet"), filesystem=self.fs)
@@ -171,7 +172,7 @@ class Store:
             files = self._compacted("files", repo_id, revision)
             tensors = self._compacted("tensors", repo_id, revision)
         names = {f["file"] for f in files.to_pylist() if f["sha256"] == sha256}
-        return [r for r in tensors.to_pylist() if r["file"] in names]
+        return [t for t in TensorFingerprint.from_arrow(tensors) if t.file in names]
 
     def dataset(self, table: str) -> ds.Dataset:
         """A pyarrow dataset over one table: its loose files plus its compacted files.

@@ -5,92 +5,14 @@ from __future__ import annotations
 import pyarrow as pa
 
 from pipeline.comparison.signals import SIGNALS, signal_columns
+from pipeline.fingerprints.model import ModelRecord
+from pipeline.fingerprints.tensor import TensorFingerprint
 
 SCHEMA_VERSION = 1
 
-_f32_list = pa.list_(pa.float32())
-_i64_list = pa.list_(pa.int64())
-_str_list = pa.list_(pa.string())
-
-MODELS = pa.schema(
-    [
-        ("repo_id", pa.string()),
-        ("revision", pa.string()),
-        ("source", pa.string()),  # "hub", "local"
-        ("endpoint", pa.string()),
-        ("format", pa.string()),  # "safetensors", "gguf", "pytorch"
-        ("files", _str_list),
-        ("architecture", pa.string()),
-        ("model_type", pa.string()),
-        ("layers", pa.int64()),
-        ("hidden", pa.int64()),
-        ("heads", pa.int64()),
-        ("kv_heads", pa.int64()),
-        ("intermediate", pa.int64()),
-        ("experts", pa.int64()),
-        ("vocab", pa.int64()),
-        ("params", pa.int64()),
-        ("dtype", pa.string()),  # the dtype holding most parameters
-        ("base_models", _str_list),  # declared lineage from the model card
-        ("copy_of", pa.string()),  # "repo@sha" whose weight files are byte-identical (nothing read)
-        ("sweep_id", pa.string()),
-        ("license", pa.string()),
-        ("checkpoint_bytes", pa.int64()),
-        ("bytes_read", pa.int64()),
-        ("requests", pa.int64()),
-        ("api_requests", pa.int64()),  # counted by the Hub's API quota
-        ("resolver_requests", pa.int64()),  # counted by its resolvers quota (/resolve/ on the Hub host)
-        ("cdn_requests", pa.int64()),  # ranges read from the signed CDN URL: in no quota
-        ("tensors", pa.int64()),
-        ("has_tokens", pa.bool_()),
-        ("exact", pa.bool_()),
-        ("seed", pa.int64()),
-        ("seconds", pa.float64()),
-        ("fingerprinted_at", pa.timestamp("us", tz="UTC")),
-        ("hubscan_version", pa.string()),
-        ("schema_version", pa.int32()),
-        # The repo's folder on this machine (a local source, or the folder the demo hub served):
-        # compare reads whole matrices from it. Last and nullable, so older stores still read.
-        ("local_dir", pa.string()),
-        ("license_name", pa.string()),  # the card's name for an ``other`` licence
-        ("created_at", pa.timestamp("us", tz="UTC")),  # the Hub's createdAt (null for local folders)
-        # "file:line: text" copyright / licence header lines of model code naming another organisation
-        # (sweep --read-code; null when the code was not read)
-        ("code_notices", _str_list),
-    ]
-)
-
-TENSORS = pa.schema(
-    [
-        ("repo_id", pa.string()),
-        ("revision", pa.string()),
-        ("file", pa.string()),
-        ("name", pa.string()),
-        ("role", pa.string()),
-        ("layer", pa.int64()),
-        ("expert", pa.int64()),
-        ("kind", pa.string()),
-        ("transposed", pa.bool_()),
-        ("dtype", pa.string()),
-        ("shape", _i64_list),
-        ("numel", pa.int64()),
-        ("sampled", pa.bool_()),
-        ("rows_read", pa.int64()),
-        ("mean", pa.float64()),
-        ("std", pa.float64()),
-        ("rms", pa.float64()),
-        ("absmax", pa.float64()),
-        ("kurtosis", pa.float64()),
-        ("sketch", _f32_list),
-        ("row_idx", _i64_list),
-        ("row_norms", _f32_list),
-        ("col_norms", _f32_list),
-        ("dim_std", _f32_list),
-        ("values", _f32_list),
-        ("tokens", _str_list),
-        ("token_vectors", _f32_list),
-    ]
-)
+# The models and tensors tables take their columns from the records the fingerprint stage builds.
+MODELS = ModelRecord.arrow_schema()
+TENSORS = TensorFingerprint.arrow_schema()
 
 FAILURES = pa.schema(
     [

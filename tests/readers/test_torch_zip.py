@@ -9,7 +9,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from jobs.model_task import fingerprint_model, tokens_from_tokenizer_json
+from jobs.model_task import fingerprint_model
 from pipeline.config import Settings
 from pipeline.errors import FormatError, UnsafeContent
 from pipeline.http import HubHttp
@@ -22,6 +22,7 @@ from pipeline.readers.zip_directory import LOCAL_LEN
 from pipeline.roles import classify_all
 from pipeline.sources import hf
 from pipeline.sources.local import local_model
+from pipeline.sources.tokenizer import tokens_from_tokenizer_json
 from testbed.demohub.badrepos import system_payload
 from testbed.writers.safetensors_write import read_safetensors_np
 from testbed.writers.torch_write import TensorEntry, state_dict_pickle, write_records, write_torch_zip
