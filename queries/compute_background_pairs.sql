@@ -1,6 +1,6 @@
--- purpose: $background_pairs pairs drawn at random from each block larger than $exhaustive_max ('background'):
---          the unbiased sample each signal's background is fitted on. Step of candidate_pairs()
---          (pipeline/storage/duckdb.py): temp table background_pairs.
+-- purpose: $background_pairs pairs drawn at random from each block larger than $exhaustive_max
+--          ('background'): the unbiased sample each signal's background is fitted on. Step of
+--          candidate_pairs() (pipeline/storage/duckdb.py): temp table background_pairs.
 -- params:  $exhaustive_max INTEGER = 300, $background_pairs INTEGER = 2000
 -- reads:   candidate_blocks   (compute_candidate_blocks.sql)
 WITH blocks AS (

@@ -1,8 +1,9 @@
 -- purpose: the comparability block of every model of known architecture (its hidden size), the block's
 --          size, and the model's position in the block in hash order (the random background draws pick
 --          positions). Models none of whose tensors has a known role are blocked by layout instead
---          (compute_layout_candidate_pairs.sql), even when their config names a hidden size. First step of
---          candidate_pairs() (pipeline/storage/duckdb.py), which keeps the rows as temp table candidate_blocks.
+--          (compute_layout_candidate_pairs.sql), even when their config names a hidden size. First step
+--          of candidate_pairs() (pipeline/storage/duckdb.py), which keeps the rows as temp table
+--          candidate_blocks.
 -- params:  (none)
 -- reads:   models, tensors   (views.sql)
 WITH known AS (

@@ -9,7 +9,8 @@ WITH mats AS MATERIALIZED (
     -- centred once (Pearson is the cosine of centred lists); col-norms only where the role reads hidden dims
     SELECT row_number() OVER () AS tid, mid, role, layer, expert, shape, transposed,
            list_transform(sketch, lambda x: x - mu)::FLOAT[] AS c,
-           CASE WHEN role IN ('attn_q', 'attn_k', 'attn_v', 'mlp_up', 'mlp_gate') AND len(col_norms) >= $min_dims::INTEGER
+           CASE WHEN role IN ('attn_q', 'attn_k', 'attn_v', 'mlp_up', 'mlp_gate')
+                     AND len(col_norms) >= $min_dims::INTEGER
                 THEN list_transform(col_norms, lambda x: x - cmu)::FLOAT[] END AS cn
     FROM (
         SELECT k.mid, t.role, t.layer, coalesce(t.expert, -1) AS expert, t.shape, t.transposed, t.sketch,

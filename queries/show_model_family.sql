@@ -1,6 +1,6 @@
 -- purpose: the family of a model: every model flagged pairs link it to, directly or through flagged
---          relatives (up to $max_hops hops), with the verdict and declared flag of the link that reaches it, each
---          model's licence as its card states it, and the licence finding of that link
+--          relatives (up to $max_hops hops), with the verdict and declared flag of the link that reaches it,
+--          each model's licence as its card states it, and the licence finding of that link
 -- params:  $repo_id VARCHAR, $max_hops INTEGER = 3
 --          (the walk's bound: every hop joins every flagged edge again, so each one multiplies its rows)
 -- reads:   pairs, models   (views.sql)
