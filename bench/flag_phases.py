@@ -25,6 +25,7 @@ from pipeline.config import Settings
 MB = 1024 * 1024
 # (module, function name, phase): the functions flag.run calls, in the order it calls them
 PHASES = (
+    (flag, "candidate_pairs", "candidate SQL"),
     (flag, "fetch_rows", "candidate SQL"),
     (flag, "add_signals", "signal SQL"),
     (flag, "score_pairs", "scoring"),

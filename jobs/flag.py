@@ -22,7 +22,7 @@ from pipeline.comparison.layout import block_key
 from pipeline.comparison.scoring import DEFAULT_Q, ModelInfo, PairInputs, score_pairs
 from pipeline.config import Settings
 from pipeline.keys import PairKey
-from pipeline.storage.duckdb import connect, fetch_rows, use_candidates
+from pipeline.storage.duckdb import candidate_pairs, connect, fetch_rows, use_candidates
 from pipeline.storage.parquet import Store
 from pipeline.storage.schema import PAIRS
 
@@ -128,7 +128,7 @@ def score_store(
     ``runner`` is where the signal SQL runs: "local" in this process, "ray" as one Ray task per block
     batch (jobs/flag_blocks.py), "auto" on Ray when `ray_pays` says so; Ray needs ``settings``.
     """
-    cand = fetch_rows(con, "compute_candidate_pairs", {"exhaustive_max": exhaustive_max})
+    cand = candidate_pairs(con, {"exhaustive_max": exhaustive_max})
     by_layout = fetch_rows(con, "compute_layout_candidate_pairs", {"exhaustive_max": exhaustive_max})
     if hidden is not None or layout is not None:
         cand = [c for c in cand if hidden is not None and c["hidden"] == hidden]

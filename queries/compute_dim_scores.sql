@@ -1,47 +1,32 @@
 -- purpose: per-hidden-dimension signals of every candidate pair, as Pearson (raw cosine of two positive
 --          vectors is ~0.99 by construction): embedding LayerNorm gain, word-embedding per-dimension std,
 --          and input-column norms of q/k/v/up/gate (best layer pair per role, median over roles)
--- params:  (none)
--- reads:   candidates, tensors   (views.sql)
-WITH pairs_ AS MATERIALIZED (
-    -- integer ids: the per-pair steps below carry ids, not four repo/revision strings per row
-    SELECT row_number() OVER () AS pid, a_repo_id, a_revision, b_repo_id, b_revision FROM candidates
-),
-keys AS MATERIALIZED (
-    SELECT row_number() OVER () AS mid, repo_id, revision
-    FROM (SELECT a_repo_id AS repo_id, a_revision AS revision FROM pairs_
-          UNION
-          SELECT b_repo_id, b_revision FROM pairs_)
-),
-cand AS MATERIALIZED (
-    SELECT p.pid, ka.mid AS a_mid, kb.mid AS b_mid
-    FROM pairs_ AS p
-    JOIN keys AS ka ON ka.repo_id = p.a_repo_id AND ka.revision = p.a_revision
-    JOIN keys AS kb ON kb.repo_id = p.b_repo_id AND kb.revision = p.b_revision
-),
-raw AS (
+-- params:  $min_dims INTEGER = 8
+--          (a Pearson over fewer dimensions than 8 is mostly chance: its sd is ~1/sqrt(n - 3))
+-- reads:   candidate_ids, candidate_models (number_candidates.sql), tensors   (views.sql)
+WITH raw AS (
     SELECT k.mid, 'gain' AS signal, t.role, -1 AS layer, false AS transposed, t."values" AS v
-    FROM keys AS k JOIN tensors AS t USING (repo_id, revision)
+    FROM candidate_models AS k JOIN tensors AS t USING (repo_id, revision)
     WHERE t.kind = 'weight' AND t.role = 'embed_norm'
     UNION ALL
     SELECT k.mid, 'dim_std', t.role, -1, false, t.dim_std
-    FROM keys AS k JOIN tensors AS t USING (repo_id, revision)
+    FROM candidate_models AS k JOIN tensors AS t USING (repo_id, revision)
     WHERE t.kind = 'weight' AND t.role = 'embed'
     UNION ALL
     SELECT k.mid, 'col_norms', t.role, t.layer, t.transposed, t.col_norms
-    FROM keys AS k JOIN tensors AS t USING (repo_id, revision)
+    FROM candidate_models AS k JOIN tensors AS t USING (repo_id, revision)
     WHERE t.kind = 'weight' AND t.role IN ('attn_q', 'attn_k', 'attn_v', 'mlp_up', 'mlp_gate')
       AND t.layer IS NOT NULL
 ),
 vecs AS MATERIALIZED (
     -- centred once (Pearson is the cosine of centred lists); FLOAT halves what the joins carry
     SELECT mid, signal, role, layer, transposed, list_transform(v, lambda x: x - mu)::FLOAT[] AS c
-    FROM (SELECT *, list_avg(v) AS mu FROM raw WHERE len(v) >= 8)
+    FROM (SELECT *, list_avg(v) AS mu FROM raw WHERE len(v) >= $min_dims::INTEGER)
 ),
 r AS (
     SELECT p.pid, a.signal, a.role, a.layer AS la, b.layer AS lb, len(a.c) AS n,
            nullif(list_cosine_similarity(a.c, b.c), 'NaN'::DOUBLE) AS r
-    FROM cand AS p
+    FROM candidate_ids AS p
     JOIN vecs AS a ON a.mid = p.a_mid
     JOIN vecs AS b ON b.mid = p.b_mid
         AND b.signal = a.signal AND b.role = a.role AND b.transposed = a.transposed AND len(b.c) = len(a.c)
@@ -70,5 +55,5 @@ per_pair AS (
 )
 SELECT q.a_repo_id, q.a_revision, q.b_repo_id, q.b_revision, d.* EXCLUDE (pid)
 FROM per_pair AS d
-JOIN pairs_ AS q USING (pid)
+JOIN candidate_ids AS q USING (pid)
 ORDER BY q.a_repo_id, q.a_revision, q.b_repo_id, q.b_revision;

@@ -5,40 +5,25 @@
 --          invariant: whole 1-D tensors of the same name and length, sorted, Pearson, median (sorted signal).
 --          `compared` says what was matched; `matches` lists each matrix pair for `hubscan compare`.
 -- params:  $min_values INTEGER = 16, $min_vector INTEGER = 8
--- reads:   candidates, tensors   (views.sql)
-WITH pairs_ AS MATERIALIZED (
-    SELECT row_number() OVER () AS pid, a_repo_id, a_revision, b_repo_id, b_revision FROM candidates
-),
-keys AS MATERIALIZED (
-    SELECT row_number() OVER () AS mid, repo_id, revision
-    FROM (SELECT a_repo_id AS repo_id, a_revision AS revision FROM pairs_
-          UNION
-          SELECT b_repo_id, b_revision FROM pairs_)
-),
-cand AS MATERIALIZED (
-    SELECT p.pid, ka.mid AS a_mid, kb.mid AS b_mid
-    FROM pairs_ AS p
-    JOIN keys AS ka ON ka.repo_id = p.a_repo_id AND ka.revision = p.a_revision
-    JOIN keys AS kb ON kb.repo_id = p.b_repo_id AND kb.revision = p.b_revision
-),
-mats AS MATERIALIZED (
+-- reads:   candidate_ids, candidate_models (number_candidates.sql), tensors   (views.sql)
+WITH mats AS MATERIALIZED (
     -- sketch positions are a function of (seed, role, shape): same-shape matrices are element-aligned
     SELECT row_number() OVER () AS tid, mid, name, shape, len(sketch) AS n, hash(sketch) AS digest,
            list_transform(sketch, lambda x: x - mu)::DOUBLE[] AS c
     FROM (SELECT k.mid, t.*, list_avg(t.sketch) AS mu
-          FROM keys AS k JOIN tensors AS t USING (repo_id, revision)
+          FROM candidate_models AS k JOIN tensors AS t USING (repo_id, revision)
           WHERE len(t.shape) >= 2 AND len(t.sketch) >= $min_values::INTEGER)
 ),
 named AS MATERIALIZED (
     SELECT p.pid, a.tid AS a_tid, b.tid AS b_tid, true AS by_name
-    FROM cand AS p
+    FROM candidate_ids AS p
     JOIN mats AS a ON a.mid = p.a_mid
     JOIN mats AS b ON b.mid = p.b_mid AND b.name = a.name AND b.shape = a.shape AND b.n = a.n
 ),
 by_shape AS (
     -- matrices whose name B lacks: every B matrix of that shape is a try
     SELECT p.pid, a.tid AS a_tid, b.tid AS b_tid, false AS by_name
-    FROM cand AS p
+    FROM candidate_ids AS p
     JOIN mats AS a ON a.mid = p.a_mid
     JOIN mats AS b ON b.mid = p.b_mid AND b.shape = a.shape AND b.n = a.n
     ANTI JOIN named AS x ON x.pid = p.pid AND x.a_tid = a.tid
@@ -68,12 +53,12 @@ summary AS (
 vecs AS MATERIALIZED (
     SELECT mid, name, len(v) AS n, v, list_transform(list_sort(v), lambda x: x - mu)::DOUBLE[] AS c
     FROM (SELECT k.mid, t.name, t."values" AS v, list_avg(t."values") AS mu
-          FROM keys AS k JOIN tensors AS t USING (repo_id, revision)
+          FROM candidate_models AS k JOIN tensors AS t USING (repo_id, revision)
           WHERE len(t."values") >= $min_vector::INTEGER)
 ),
 vector_pairs AS (
     SELECT p.pid, nullif(list_cosine_similarity(a.c, b.c), 'NaN'::DOUBLE) AS r, a.n, a.v = b.v AS identical
-    FROM cand AS p
+    FROM candidate_ids AS p
     JOIN vecs AS a ON a.mid = p.a_mid
     JOIN vecs AS b ON b.mid = p.b_mid AND b.name = a.name AND b.n = a.n
 ),
@@ -90,7 +75,7 @@ SELECT q.a_repo_id, q.a_revision, q.b_repo_id, q.b_revision,
            || ' by name and shape, ' || coalesce(s.sketch_n - s.by_name, 0) || ' by shape only), '
            || coalesce(v.sorted_vectors, 0) || ' same-named 1-D tensors sorted' AS compared,
        s.matches
-FROM pairs_ AS q
+FROM candidate_ids AS q
 LEFT JOIN summary AS s USING (pid)
 LEFT JOIN vectors AS v USING (pid)
 ORDER BY q.a_repo_id, q.a_revision, q.b_repo_id, q.b_revision;

@@ -1,19 +1,10 @@
 -- purpose: element-aligned signal of every candidate pair: Pearson of the sampled values of same-role,
 --          same-shape weight matrices; the best deep layer for each layer of the shallower model (a layer
---          map, searched on 128 values, scored on all), and how many same-index tensors are bit-identical
--- params:  $min_values INTEGER = 64
--- reads:   candidates, tensors   (views.sql)
-WITH pairs_ AS MATERIALIZED (
-    -- integer ids: the heavy steps below carry ids, not four repo/revision strings per row
-    SELECT row_number() OVER () AS pid, a_repo_id, a_revision, b_repo_id, b_revision FROM candidates
-),
-keys AS MATERIALIZED (
-    SELECT row_number() OVER () AS mid, repo_id, revision
-    FROM (SELECT a_repo_id AS repo_id, a_revision AS revision FROM pairs_
-          UNION
-          SELECT b_repo_id, b_revision FROM pairs_)
-),
-mats AS MATERIALIZED (
+--          map, searched on the first $search_values values, scored on all), and how many same-index
+--          tensors are bit-identical
+-- params:  $min_values INTEGER = 64, $search_values INTEGER = 128
+-- reads:   candidate_ids, candidate_models (number_candidates.sql), tensors   (views.sql)
+WITH mats AS MATERIALIZED (
     -- Centred once here: a lambda that calls list_avg(sketch) itself recomputes it per element (O(n²)).
     -- Centred values as FLOAT and a hash of the raw values: these lists ride through two hash joins below,
     -- and their size was most of the query's time (20k pairs: 9.2 s with the raw DOUBLE lists, 4.4 s).
@@ -22,7 +13,7 @@ mats AS MATERIALIZED (
            hash(sketch) AS digest, list_transform(sketch, lambda x: x - mu)::FLOAT[] AS c
     FROM (
         SELECT k.mid, t.*, list_avg(t.sketch) AS mu
-        FROM keys AS k JOIN tensors AS t USING (repo_id, revision)
+        FROM candidate_models AS k JOIN tensors AS t USING (repo_id, revision)
         WHERE t.kind = 'weight' AND t.layer IS NOT NULL AND len(t.shape) = 2
           AND len(t.sketch) >= $min_values::INTEGER
     )
@@ -31,22 +22,20 @@ slots AS MATERIALIZED (
     SELECT tid, mid, role, layer, expert, shape, transposed, len(c) AS n FROM mats
 ),
 heads AS MATERIALIZED (
-    -- The layer search compares every layer with every layer: on the first 128 values only, because
+    -- The layer search compares every layer with every layer: on the first $search_values only, because
     -- a join carries its lists along (all 2048 doubles of 32 x 32 layers is 230 MB per Llama pair).
     -- Chance sd 0.09 at 128 values still puts a copied or trained-on layer far ahead of the rest.
-    SELECT mid, role, layer, expert, shape, transposed, c[1:128]::FLOAT[] AS h FROM mats
+    SELECT mid, role, layer, expert, shape, transposed, c[1:$search_values::INTEGER]::FLOAT[] AS h FROM mats
 ),
 depth AS (
     SELECT mid, count(DISTINCT layer) AS layers FROM mats GROUP BY mid
 ),
 cand AS MATERIALIZED (
-    SELECT p.pid, ka.mid AS a_mid, kb.mid AS b_mid,
+    SELECT p.pid, p.a_mid, p.b_mid,
            da.layers AS a_layers, db.layers AS b_layers, da.layers <= db.layers AS a_shallow
-    FROM pairs_ AS p
-    JOIN keys AS ka ON ka.repo_id = p.a_repo_id AND ka.revision = p.a_revision
-    JOIN keys AS kb ON kb.repo_id = p.b_repo_id AND kb.revision = p.b_revision
-    JOIN depth AS da ON da.mid = ka.mid
-    JOIN depth AS db ON db.mid = kb.mid
+    FROM candidate_ids AS p
+    JOIN depth AS da ON da.mid = p.a_mid
+    JOIN depth AS db ON db.mid = p.b_mid
 ),
 search AS MATERIALIZED (
     SELECT p.pid, p.a_shallow,
@@ -114,7 +103,7 @@ same AS (
 ),
 vectors AS MATERIALIZED (
     SELECT k.mid, t.role, coalesce(t.layer, -1) AS layer, t.kind, t."values"
-    FROM keys AS k JOIN tensors AS t USING (repo_id, revision)
+    FROM candidate_models AS k JOIN tensors AS t USING (repo_id, revision)
     WHERE len(t."values") > 0
 ),
 same_vectors AS (
@@ -131,7 +120,7 @@ SELECT q.a_repo_id, q.a_revision, q.b_repo_id, q.b_revision,
        p.a_layers, p.b_layers, s.sketch_same, s.sketch_identical, s.sketch_n,
        v.values_identical, v.values_n
 FROM summary AS m
-JOIN pairs_ AS q USING (pid)
+JOIN candidate_ids AS q USING (pid)
 JOIN cand AS p USING (pid)
 LEFT JOIN same AS s USING (pid)
 LEFT JOIN same_vectors AS v USING (pid)

@@ -3,29 +3,14 @@
 --          same-named vector of the other model by Pearson; a permutation of hidden units, neurons or
 --          heads (and any rescaling) leaves a sorted vector's shape unchanged. Median over vectors.
 -- params:  $min_values INTEGER = 8
--- reads:   candidates, tensors   (views.sql)
-WITH pairs_ AS MATERIALIZED (
-    SELECT row_number() OVER () AS pid, a_repo_id, a_revision, b_repo_id, b_revision FROM candidates
-),
-keys AS MATERIALIZED (
-    SELECT row_number() OVER () AS mid, repo_id, revision
-    FROM (SELECT a_repo_id AS repo_id, a_revision AS revision FROM pairs_
-          UNION
-          SELECT b_repo_id, b_revision FROM pairs_)
-),
-cand AS MATERIALIZED (
-    SELECT p.pid, ka.mid AS a_mid, kb.mid AS b_mid
-    FROM pairs_ AS p
-    JOIN keys AS ka ON ka.repo_id = p.a_repo_id AND ka.revision = p.a_revision
-    JOIN keys AS kb ON kb.repo_id = p.b_repo_id AND kb.revision = p.b_revision
-),
-raw AS (
+-- reads:   candidate_ids, candidate_models (number_candidates.sql), tensors   (views.sql)
+WITH raw AS (
     SELECT k.mid, t.role, coalesce(t.layer, -1) AS layer, t.kind, t."values" AS v
-    FROM keys AS k JOIN tensors AS t USING (repo_id, revision)
+    FROM candidate_models AS k JOIN tensors AS t USING (repo_id, revision)
     WHERE len(t."values") >= $min_values::INTEGER
     UNION ALL
     SELECT k.mid, t.role, -1, 'dim_std', t.dim_std
-    FROM keys AS k JOIN tensors AS t USING (repo_id, revision)
+    FROM candidate_models AS k JOIN tensors AS t USING (repo_id, revision)
     WHERE t.kind = 'weight' AND t.role = 'embed' AND len(t.dim_std) >= $min_values::INTEGER
 ),
 vecs AS MATERIALIZED (
@@ -35,7 +20,7 @@ vecs AS MATERIALIZED (
 ),
 r AS (
     SELECT p.pid, a.n, nullif(list_cosine_similarity(a.c, b.c), 'NaN'::DOUBLE) AS r
-    FROM cand AS p
+    FROM candidate_ids AS p
     JOIN vecs AS a ON a.mid = p.a_mid
     JOIN vecs AS b ON b.mid = p.b_mid
         AND b.role = a.role AND b.layer = a.layer AND b.kind = a.kind AND b.n = a.n
@@ -43,7 +28,7 @@ r AS (
 SELECT q.a_repo_id, q.a_revision, q.b_repo_id, q.b_revision,
        median(r.r) AS sorted, count(r.r) AS sorted_vectors, median(r.n) AS sorted_width
 FROM r
-JOIN pairs_ AS q USING (pid)
+JOIN candidate_ids AS q USING (pid)
 WHERE r.r IS NOT NULL
 GROUP BY ALL
 ORDER BY q.a_repo_id, q.a_revision, q.b_repo_id, q.b_revision;

@@ -1,17 +1,12 @@
 -- purpose: embedding rows aligned by token string for every candidate pair (vocabularies may differ):
 --          Pearson over all values of the shared tokens' rows at the same seeded columns
 -- params:  $min_tokens INTEGER = 2
--- reads:   candidates, tensors   (views.sql)
-WITH keys AS (
-    SELECT a_repo_id AS repo_id, a_revision AS revision FROM candidates
-    UNION
-    SELECT b_repo_id, b_revision FROM candidates
-),
-embeds AS MATERIALIZED (
+-- reads:   candidates, tensors   (views.sql), candidate_models (number_candidates.sql)
+WITH embeds AS MATERIALIZED (
     -- token_vectors is row-major: len(tokens) rows of `cols` seeded columns each
     SELECT repo_id, revision, tokens, token_vectors, len(token_vectors) // len(tokens) AS cols,
            hash(tokens) AS vocab, len(list_distinct(tokens)) = len(tokens) AS distinct_tokens
-    FROM tensors SEMI JOIN keys USING (repo_id, revision)
+    FROM tensors SEMI JOIN candidate_models USING (repo_id, revision)
     WHERE kind = 'weight' AND role = 'embed' AND len(tokens) > 0
       AND len(token_vectors) % len(tokens) = 0
 ),

@@ -1,7 +1,8 @@
 -- purpose: the family of a model: every model flagged pairs link it to, directly or through flagged
---          relatives (up to 3 hops), with the verdict and declared flag of the link that reaches it, each
---          model's licence as its card states it, and the licence finding of that link
--- params:  $repo_id VARCHAR
+--          relatives (up to $max_hops hops), with the verdict and declared flag of the link that reaches it,
+--          each model's licence as its card states it, and the licence finding of that link
+-- params:  $repo_id VARCHAR, $max_hops INTEGER = 3
+--          (the walk's bound: every hop joins every flagged edge again, so each one multiplies its rows)
 -- reads:   pairs, models   (views.sql)
 WITH RECURSIVE edges AS (
     SELECT a_repo_id AS x, b_repo_id AS y, verdict, declared, score, license_finding FROM pairs WHERE flagged
@@ -13,7 +14,7 @@ walk(repo_id, hops, linked_through, verdict, declared, score, license_finding) A
     UNION
     SELECT e.y, w.hops + 1, w.repo_id, e.verdict, e.declared, e.score, e.license_finding
     FROM walk AS w JOIN edges AS e ON e.x = w.repo_id
-    WHERE w.hops < 3 AND e.y <> $repo_id::VARCHAR
+    WHERE w.hops < $max_hops::INTEGER AND e.y <> $repo_id::VARCHAR
 )
 SELECT w.repo_id,
        min(w.hops) AS hops,

@@ -19,7 +19,7 @@ import pytest
 from jobs import flag, layer_maps
 from pipeline.comparison import verdicts as v
 from pipeline.config import Settings
-from pipeline.storage.duckdb import connect, load_sql, run_sql
+from pipeline.storage.duckdb import candidate_pairs, connect, load_sql, run_sql
 from pipeline.storage.parquet import Store
 from tests.stores import fingerprinted_store, pair_row
 
@@ -226,7 +226,7 @@ def test_the_pairs_table_is_written_and_the_shipped_queries_read_it(store, resul
 def test_lsh_candidates_keep_every_pair_the_exhaustive_run_flags(store, result):
     con = connect(store)
     params = {"exhaustive_max": 0, "background_pairs": 0}
-    lsh = run_sql(con, load_sql("compute_candidate_pairs"), params).to_arrow_table().to_pylist()
+    lsh = candidate_pairs(con, params)
     assert {r["via"] for r in lsh} == {"lsh"}
     found = {(r["a_repo_id"], r["b_repo_id"]) for r in lsh}
 

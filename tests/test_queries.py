@@ -10,7 +10,15 @@ import subprocess
 import pytest
 
 from jobs import fingerprint, flag
-from pipeline.storage.duckdb import QUERIES, connect, load_sql, run_sql, shipped_sql
+from pipeline.storage.duckdb import (
+    CANDIDATE_STEPS,
+    QUERIES,
+    connect,
+    create_temp_table,
+    load_sql,
+    run_sql,
+    shipped_sql,
+)
 from tests.expected_queries import EXPECTED
 
 SQL_FILES = sorted(p.name for p in QUERIES.iterdir() if p.name.endswith(".sql"))
@@ -41,7 +49,22 @@ PARAMS = {
     "b_repo_id": "demohub/minilm-l6-finetuned",
 }
 # Layout blocks have no LSH path: below the default exhaustive_max they give all their pairs.
-PER_FILE = {"compute_layout_candidate_pairs.sql": {"exhaustive_max": 300}}
+PER_FILE = {
+    "compute_layout_candidate_pairs.sql": {"exhaustive_max": 300},
+    # the candidate steps whose rows the LSH path above leaves empty
+    "compute_exhaustive_pairs.sql": {"exhaustive_max": 300},
+    "compute_background_pairs.sql": {"background_pairs": 10},
+}
+# Files of statements that define views rather than return rows (connect() runs both).
+DDL_FILES = ("views.sql", "number_candidates.sql")
+
+
+def _earlier_steps(name: str) -> tuple[str, ...]:
+    """The temp tables of candidate_pairs() a candidate step file reads, in the order they are built."""
+    files = [f"compute_{t}.sql" for t in CANDIDATE_STEPS]
+    if name == "compute_candidate_pairs.sql":
+        return CANDIDATE_STEPS
+    return CANDIDATE_STEPS[: files.index(name)] if name in files else ()
 
 
 @pytest.fixture(scope="module")
@@ -76,11 +99,15 @@ def test_header_declares_exactly_the_parameters_used(name):
         assert sql.params.keys() == sql.used_params(), name
 
 
-@pytest.mark.parametrize("name", [n for n in SQL_FILES if n != "views.sql"])
+@pytest.mark.parametrize("name", [n for n in SQL_FILES if n not in DDL_FILES])
 def test_runs_on_a_real_store(store, name):
     sql = load_sql(name)
     params = {**PARAMS, **PER_FILE.get(name, {})}
-    rel = run_sql(connect(store), sql, {k: v for k, v in params.items() if k in sql.params})
+    con = connect(store)
+    for table in _earlier_steps(name):
+        step = load_sql(f"compute_{table}")
+        create_temp_table(con, table, step, {k: v for k, v in params.items() if k in step.params})
+    rel = run_sql(con, sql, {k: v for k, v in params.items() if k in sql.params})
     assert name in EXPECTED, f"{name}: add what it returns on this store to tests/expected_queries.py"
     count, columns, keys = EXPECTED[name]
     assert rel is not None
@@ -112,14 +139,23 @@ def test_fine_tune_std_profile_correlates_with_its_base(store):
 @pytest.mark.skipif(
     shutil.which("duckdb") is None, reason="duckdb CLI not installed (pip install duckdb-cli)"
 )
-@pytest.mark.parametrize("name", [n for n in SQL_FILES if n != "views.sql"])
+@pytest.mark.parametrize("name", [n for n in SQL_FILES if n not in DDL_FILES])
 def test_duckdb_cli_runs_it_after_views(store, name):
     sql = load_sql(name)
     params = {**PARAMS, **PER_FILE.get(name, {})}
-    sets = [f"SET VARIABLE {k} = '{params[k]}';" for k in sql.params]
-    # The CLI has no named parameters; getvariable() stands in for $name.
-    body = re.sub(r"\$(\w+)", r"getvariable('\1')", sql.text)
-    script = "\n".join([f".read {shipped_sql('views')}", *sets, body])
+    steps = {table: load_sql(f"compute_{table}") for table in _earlier_steps(name)}
+    values = {k: v for s in (*steps.values(), sql) for k, v in s.defaults.items()}
+    values.update({k: v for k, v in params.items() if k in values or k in sql.params})
+    sets = [f"SET VARIABLE {k} = '{v}';" for k, v in sorted(values.items())]
+
+    def body(text: str) -> str:
+        # The CLI has no named parameters; getvariable() stands in for $name.
+        return re.sub(r"\$(\w+)", r"getvariable('\1')", text)
+
+    # the earlier candidate steps as candidate_pairs() keeps them: temp tables
+    temps = [f"CREATE OR REPLACE TEMP TABLE {t} AS\n{body(s.text)}" for t, s in steps.items()]
+    reads = [f".read {shipped_sql(n)}" for n in DDL_FILES]
+    script = "\n".join([*reads, *sets, *temps, body(sql.text)])
     out = subprocess.run(
         ["duckdb", "-csv"], input=script, text=True, capture_output=True, cwd=store, timeout=60
     )

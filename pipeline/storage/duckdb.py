@@ -25,6 +25,17 @@ QUERIES: Traversable = files("queries")
 CLI_COMPACTED = (
     "SET VARIABLE compacted_models = (SELECT parts.models FROM read_json('compacted/manifest.json'))"
 )
+# The steps of candidate_pairs(), in order: compute_<table>.sql, kept as temp table <table> for the
+# steps after it (one job per file: blocks, small blocks whole, LSH signatures, codes, screened
+# collisions, the random background); compute_candidate_pairs.sql then joins them.
+CANDIDATE_STEPS = (
+    "candidate_blocks",
+    "exhaustive_pairs",
+    "lsh_signatures",
+    "lsh_codes",
+    "lsh_pairs",
+    "background_pairs",
+)
 _PARAM_DECL = re.compile(r"\$(\w+)\s+([A-Za-z]+(?:\[\])?)(?:\s*=\s*([^,]+))?")
 _PARAM_USE = re.compile(r"\$(\w+)")
 _CASTS = {"DOUBLE": float, "FLOAT": float, "INTEGER": int, "BIGINT": int, "VARCHAR": str, "BOOLEAN": None}
@@ -100,15 +111,16 @@ def connect(
         con.execute("SET file_search_path = $p", {"p": store.location})
     else:
         register(con, store.fs, store.scheme)
-    try:
-        con.execute(load_sql("views").text)
-    except duckdb.Error as exc:
-        raise QueryError("queries", None, "views.sql", f"{store.uri}: {_one_line(exc)}") from None
+    for name in ("views", "number_candidates"):
+        try:
+            con.execute(load_sql(name).text)
+        except duckdb.Error as exc:
+            raise QueryError("queries", None, f"{name}.sql", f"{store.uri}: {_one_line(exc)}") from None
     return con
 
 
 def use_candidates(con: duckdb.DuckDBPyConnection, candidates: list[dict[str, Any]]) -> None:
-    """Point the `candidates` view of this connection at the given pairs (the SQL files read it)."""
+    """Point the `candidates` view of this connection at the given pairs, numbered (the SQL files read them)."""
     schema = pa.schema(
         [("a_repo_id", pa.string()), ("a_revision", pa.string()), ("b_repo_id", pa.string()),
          ("b_revision", pa.string()), ("hidden", pa.int64()), ("via", pa.string())]
@@ -118,6 +130,57 @@ def use_candidates(con: duckdb.DuckDBPyConnection, candidates: list[dict[str, An
     con.execute("CREATE OR REPLACE TEMP TABLE _candidate_pairs AS SELECT * FROM _candidate_arrow")
     con.unregister("_candidate_arrow")
     con.execute("CREATE OR REPLACE VIEW candidates AS SELECT * FROM _candidate_pairs")
+    number_candidates(con)
+
+
+def number_candidates(con: duckdb.DuckDBPyConnection) -> None:
+    """Give the current candidates and their models integer ids once, for every compute_*.sql of the batch."""
+    # number_candidates.sql defines them as views over `candidates`; each view is then swapped for a
+    # temp table of its rows, so the ids are computed once per batch rather than in every query.
+    con.execute(load_sql("number_candidates").text)
+    for view in ("candidate_models", "candidate_ids"):
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _{view} AS SELECT * FROM {view}")
+        con.execute(f"CREATE OR REPLACE VIEW {view} AS SELECT * FROM _{view}")
+
+
+def candidate_pairs(
+    con: duckdb.DuckDBPyConnection, params: dict[str, Any] | None = None
+) -> list[dict[str, Any]]:
+    """Candidate pairs of the hidden-size blocks: each step file's rows kept as the temp table it names,
+    then compute_candidate_pairs.sql joins them. ``params`` go to the steps that declare them.
+
+    Raises:
+        QueryError: a step failed, or a parameter is declared by no step.
+    """
+    params = params or {}
+    steps = {table: load_sql(f"compute_{table}") for table in CANDIDATE_STEPS}
+    unknown = params.keys() - {name for sql in steps.values() for name in sql.params}
+    if unknown:
+        raise QueryError(
+            "queries",
+            None,
+            "compute_candidate_pairs.sql",
+            f"unknown parameters: {', '.join(sorted(unknown))}",
+        )
+    for table, sql in steps.items():
+        create_temp_table(con, table, sql, {k: v for k, v in params.items() if k in sql.params})
+    return fetch_rows(con, "compute_candidate_pairs")
+
+
+def create_temp_table(
+    con: duckdb.DuckDBPyConnection, table: str, sql: SqlFile, params: dict[str, Any] | None = None
+) -> None:
+    """Keep a query file's rows as a temp table of this connection, for the next file to read.
+
+    Raises:
+        QueryError: as run_sql.
+    """
+    bound = _bind(sql, params)
+    try:
+        # the name is one of our own constants; the values stay named parameters
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS\n{sql.text}", bound or None)
+    except duckdb.Error as exc:
+        raise QueryError("queries", None, sql.name, _one_line(exc)) from None
 
 
 def run_sql(
@@ -128,16 +191,9 @@ def run_sql(
     Raises:
         QueryError: a parameter is missing or unknown, or DuckDB rejects the statement.
     """
-    given = {**sql.defaults, **(params or {})}
-    used = sql.used_params()
-    missing = used - given.keys()
-    if missing:
-        raise QueryError("queries", None, sql.name, f"missing parameters: {', '.join(sorted(missing))}")
-    unknown = (params or {}).keys() - used
-    if unknown:
-        raise QueryError("queries", None, sql.name, f"unknown parameters: {', '.join(sorted(unknown))}")
+    bound = _bind(sql, params)
     try:
-        return con.sql(sql.text, params={k: v for k, v in given.items() if k in used} or None)
+        return con.sql(sql.text, params=bound or None)
     except duckdb.Error as exc:
         raise QueryError("queries", None, sql.name, _one_line(exc)) from None
 
@@ -159,6 +215,23 @@ def fetch_rows(
     except duckdb.Error as exc:
         raise QueryError("queries", None, f"{name}.sql", _one_line(exc)) from None
     return list(table.to_pylist())
+
+
+def _bind(sql: SqlFile, params: dict[str, Any] | None) -> dict[str, Any]:
+    """The values of the $names a file uses, defaults filled in.
+
+    Raises:
+        QueryError: a parameter is missing or unknown.
+    """
+    given = {**sql.defaults, **(params or {})}
+    used = sql.used_params()
+    missing = used - given.keys()
+    if missing:
+        raise QueryError("queries", None, sql.name, f"missing parameters: {', '.join(sorted(missing))}")
+    unknown = (params or {}).keys() - used
+    if unknown:
+        raise QueryError("queries", None, sql.name, f"unknown parameters: {', '.join(sorted(unknown))}")
+    return {k: v for k, v in given.items() if k in used}
 
 
 def coerce_param(sql: SqlFile, name: str, raw: str) -> Any:
