@@ -1,7 +1,7 @@
 """Score candidate pairs: merge the SQL signals, calibrate each against its block, combine, flag.
 
-Pure python over working rows (the DuckDB side lives in jobs/flag.py; the verdict in judge.py), so the same code scores a
-whole sweep and the single pair of ``hubscan compare``.
+Pure python over working rows (the DuckDB side lives in jobs/flag.py, the verdict in judge.py), so the
+same code scores a whole sweep and the single pair of ``hubscan compare``.
 """
 
 from __future__ import annotations
