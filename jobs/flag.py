@@ -9,7 +9,7 @@ calibration (pipeline.comparison.scoring) -> layer/expert maps of the pairs that
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -137,23 +137,10 @@ def score_store(
     ``runner`` is where the signal SQL runs: "local" in this process, "ray" as one Ray task per block
     batch (jobs/flag_blocks.py), "auto" on Ray when `ray_pays` says so; Ray needs ``settings``.
     ``map_only``: the pairs mapped, whatever their flag (compare's pair), instead of the flagged pairs
-    that need a map; ``known_maps``: stored partial maps that may hold a stack's other parent. Returns the pairs and the layer_maps rows (``source``).
+    that need a map; ``known_maps``: stored partial maps that may hold a stack's other parent.
+    Returns the judged pairs and their layer_maps rows (stamped with ``source``).
     """
-    cand = fetch_rows(con, "compute_candidate_pairs", {"exhaustive_max": exhaustive_max})
-    by_layout = fetch_rows(con, "compute_layout_candidate_pairs", {"exhaustive_max": exhaustive_max})
-    if hidden is not None or layout is not None:
-        cand = [c for c in cand if hidden is not None and c["hidden"] == hidden]
-        by_layout = [c for c in by_layout if layout is not None and c["layout"] == layout]
-    have = {(c["a_repo_id"], c["a_revision"], c["b_repo_id"], c["b_revision"]) for c in cand + by_layout}
-    hidden_of = _hidden_sizes(store) if extra_pairs and hidden is None else {}
-    extra = [
-        {"a_repo_id": k[0], "a_revision": k[1], "b_repo_id": k[2], "b_revision": k[3],
-         "hidden": hidden if hidden is not None else hidden_of.get((k[0], k[1])), "layout": layout,
-         "via": "requested"}
-        for k in extra_pairs if k not in have
-    ]  # fmt: skip
-    cand += [c for c in extra if c["layout"] is None]
-    by_layout += [c for c in extra if c["layout"] is not None]
+    cand, by_layout = candidates(con, store, exhaustive_max, hidden, layout, extra_pairs)
     inputs = PairInputs(candidates=cand + by_layout, models=model_infos(store))
     if (
         settings is None
@@ -165,27 +152,62 @@ def score_store(
         from jobs import flag_blocks  # imports Ray, which an in-process run never needs
 
         flag_blocks.add_signals_on_ray(settings, store, inputs, cand, by_layout, _hidden_sizes(store))
-    # backgrounds and the false discovery rate are fitted over every batch together, the rate over
-    # every comparable pair (those LSH did not propose count as unflagged)
-    block_pairs: dict[Any, int] = {}
-    for c in inputs.candidates:
-        block = block_key(c)
-        block_pairs[block] = max(block_pairs.get(block, 0), c.get("block_pairs") or 0)
-    tests = sum(block_pairs.values())
-    del cand, by_layout, extra, have  # inputs holds them; score_pairs frees each as it becomes a row
+    tests = comparable_pairs(inputs.candidates)
+    del cand, by_layout  # inputs holds them; score_pairs frees each as it becomes a row
     rows = score_pairs(inputs, q_level=q_level, known_unrelated=known_unrelated, tests=tests)
     # structural derivatives: layer / expert maps of the flagged pairs whose structure differs
     moe = layer_maps.moe_models(store)
-    if map_only is None:
-        todo = [r for r in rows if layer_maps.needs_map(r, moe)]
-    else:
-        todo = [r for r in rows if pair_key(r) in map_only]
+    todo = [
+        r for r in rows if (layer_maps.needs_map(r, moe) if map_only is None else pair_key(r) in map_only)
+    ]
     structures, maps = layer_maps.map_pairs(con, todo, moe, source, known_maps)
     del todo
     derived = derived_sides(
         maps.select(["a_repo_id", "a_revision", "b_repo_id", "b_revision", "derived"]).to_pylist()
     )
     return judge_pairs(rows, structures, derived, licence_edges.model_licences(store)), maps
+
+
+def candidates(
+    con: duckdb.DuckDBPyConnection,
+    store: Store,
+    exhaustive_max: int,
+    hidden: int | None = None,
+    layout: str | None = None,
+    extra_pairs: Sequence[PairKey] = (),
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Candidate pairs blocked by hidden size and, for unknown architectures, by layout (optionally one
+    block only), plus the given pairs.
+
+    Raises:
+        QueryError: a shipped query failed (e.g. the folder is not a store).
+    """
+    cand = fetch_rows(con, "compute_candidate_pairs", {"exhaustive_max": exhaustive_max})
+    by_layout = fetch_rows(con, "compute_layout_candidate_pairs", {"exhaustive_max": exhaustive_max})
+    if hidden is not None or layout is not None:
+        cand = [c for c in cand if hidden is not None and c["hidden"] == hidden]
+        by_layout = [c for c in by_layout if layout is not None and c["layout"] == layout]
+    have = {pair_key(c) for c in cand + by_layout}
+    hidden_of = _hidden_sizes(store) if extra_pairs and hidden is None else {}
+    extra = [
+        {"a_repo_id": k[0], "a_revision": k[1], "b_repo_id": k[2], "b_revision": k[3],
+         "hidden": hidden if hidden is not None else hidden_of.get((k[0], k[1])), "layout": layout,
+         "via": "requested"}
+        for k in extra_pairs if k not in have
+    ]  # fmt: skip
+    cand += [c for c in extra if c["layout"] is None]
+    by_layout += [c for c in extra if c["layout"] is not None]
+    return cand, by_layout
+
+
+def comparable_pairs(cand: Iterable[Mapping[str, Any]]) -> int:
+    """Every comparable pair of the candidates' blocks: the false discovery rate is controlled over all of
+    them (pairs LSH did not propose count as unflagged)."""
+    block_pairs: dict[int | str, int] = {}
+    for c in cand:
+        block = block_key(c)
+        block_pairs[block] = max(block_pairs.get(block, 0), c.get("block_pairs") or 0)
+    return sum(block_pairs.values())
 
 
 def add_signals(
