@@ -29,7 +29,8 @@ PHASES = (
     (flag, "fetch_rows", "candidate SQL"),
     (flag, "add_signals", "signal SQL"),
     (flag, "score_pairs", "scoring"),
-    (layer_maps, "attach_maps", "layer maps"),
+    (layer_maps, "map_pairs", "layer maps"),
+    (flag, "judge_pairs", "verdicts"),
     (flag, "pairs_table", "pairs table"),
 )
 TIMES: dict[str, float] = {}

@@ -7,6 +7,7 @@ of its comparability block, so its backgrounds are the block's and its q-value i
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,7 +43,7 @@ _EVIDENCE = pa.schema(
 class Comparison:
     """The scored pair row and its evidence table (one row per signal)."""
 
-    row: dict[str, Any]
+    row: Mapping[str, Any]
     evidence: pa.Table
     fingerprinted: RunSummary
     permutation: PermutationTest | None = None  # run for re-parameterised-looking or requested pairs
@@ -151,17 +152,15 @@ def run(
     layout = _layout(con, ka, kb)
     hidden = None if layout else _hidden(con, ka, kb)
     pair = (*ka, *kb) if ka < kb else (*kb, *ka)
-    rows = flag.score_store(con, store, q_level, hidden=hidden, extra_pairs=[pair], layout=layout)
-    row = next(r for r in rows if (r["a_repo_id"], r["a_revision"], r["b_repo_id"], r["b_revision"]) == pair)
+    # the requested pair is always mapped (flag maps only flagged pairs whose structure differs)
+    rows, pair_maps = flag.score_store(con, store, q_level, hidden=hidden, extra_pairs=[pair], layout=layout,
+                                       source="compare", map_only=[pair],
+                                       known_maps=layer_maps.known_partial_maps(con, [ka, kb]))  # fmt: skip
+    row = next(r for r in rows if r.key == pair)
     ran = row.get("obfuscation") if permutation_test is None else permutation_test
     perm = permutation.run(con, settings, ka, kb) if ran else None
     spec, spec_error = _spectra(con, settings, ka, kb, row, spectra_test)
-    # the requested pair is always mapped (flag maps only flagged pairs whose structure differs)
-    pair_maps = layer_maps.attach_maps(
-        con, [row], layer_maps.moe_models(store), "compare", layer_maps.known_partial_maps(con, [ka, kb])
-    )
     store.write(layer_maps.compare_file(pair), pair_maps)
-    licence_edges.attach_licences(store, [row], pair_maps)
     # the layer_maps view re-reads its files per query, so it sees the file just written
     maps = run_sql(con, load_sql("show_layer_map"), {"a_repo_id": pair[0], "b_repo_id": pair[2]})
     return Comparison(row=row, evidence=evidence_table(row), fingerprinted=summary, permutation=perm,
@@ -170,7 +169,7 @@ def run(
 
 
 def _spectra(
-    con: Any, settings: Settings, ka: ModelKey, kb: ModelKey, row: dict[str, Any], asked: bool | None
+    con: Any, settings: Settings, ka: ModelKey, kb: ModelKey, row: Mapping[str, Any], asked: bool | None
 ) -> tuple[SpectraTest | None, str | None]:
     """The attention-spectra test when asked, or unasked for a re-parameterised-looking pair."""
     if asked is False or (asked is None and not row.get("obfuscation")):
@@ -183,7 +182,7 @@ def _spectra(
         return None, exc.reason
 
 
-def evidence_table(row: dict[str, Any]) -> pa.Table:
+def evidence_table(row: Mapping[str, Any]) -> pa.Table:
     """One line per signal: value, what it counts, the block's background range, its p-value."""
     out = []
     for s in SIGNAL_TABLE:

@@ -21,6 +21,7 @@ from pipeline.comparison.layout import block_key
 from pipeline.comparison.scoring import PairInputs
 from pipeline.config import Settings
 from pipeline.errors import HubscanError
+from pipeline.keys import ModelKey
 from pipeline.storage.parquet import Store
 from pipeline.storage.remote import storage_env
 
@@ -50,7 +51,7 @@ def add_signals_on_ray(
     inputs: PairInputs,
     cand: list[dict[str, Any]],
     by_layout: list[dict[str, Any]],
-    hidden_of: dict[tuple[str, str], int | None],
+    hidden_of: dict[ModelKey, int | None],
 ) -> None:
     """Score the signals of every batch as a Ray task (local Ray, or RAY_ADDRESS), into ``inputs``."""
     ray_init(settings)
@@ -82,7 +83,7 @@ def _results(refs: list[ray.ObjectRef]) -> list[PairInputs]:
 def batches(
     cand: list[dict[str, Any]],
     by_layout: list[dict[str, Any]],
-    hidden_of: dict[tuple[str, str], int | None],
+    hidden_of: dict[ModelKey, int | None],
     size: int,
 ) -> Iterator[Batch]:
     """The candidates cut into per-block batches of at most ``size`` pairs."""
@@ -97,7 +98,7 @@ def batches(
                 yield Batch(blocks, by_layout=chunk) if layout else Batch(blocks, by_hidden=chunk)
 
 
-def _folders(chunk: list[dict[str, Any]], hidden_of: dict[tuple[str, str], int | None]) -> frozenset[str]:
+def _folders(chunk: list[dict[str, Any]], hidden_of: dict[ModelKey, int | None]) -> frozenset[str]:
     """The compacted folders (storage/compact.py names them block-<hidden>) the models of a batch live in."""
     keys = [(r["a_repo_id"], r["a_revision"]) for r in chunk] + [
         (r["b_repo_id"], r["b_revision"]) for r in chunk

@@ -23,6 +23,7 @@ from scipy.optimize import linear_sum_assignment
 
 from pipeline.comparison import chance
 from pipeline.comparison.std_profile import pearson
+from pipeline.keys import ModelKey
 
 # Family-wise chance level over all experts of a pair for calling an expert matched.
 EXPERT_ALPHA = 1e-3
@@ -67,9 +68,9 @@ class ExpertMap:
     how: str = ""  # UPCYCLED: "expert copies" or "fine-grained slices"
 
 
-def models_from_rows(rows: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str], Model]:
+def models_from_rows(rows: Iterable[Mapping[str, Any]]) -> dict[ModelKey, Model]:
     """list_mlp_tensors.sql rows as {(repo_id, revision): {(layer, expert): {role: row}}}."""
-    out: dict[tuple[str, str], Model] = {}
+    out: dict[ModelKey, Model] = {}
     for r in rows:
         key = (r["repo_id"], r["revision"])
         slot = (int(r["layer"]), -1 if r["expert"] is None else int(r["expert"]))

@@ -26,6 +26,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from pipeline.comparison import chance
+from pipeline.keys import PairKey
 
 # Family-wise chance level of one cell being called a match among all cells of the matrix.
 CELL_ALPHA = 1e-3
@@ -82,9 +83,9 @@ class LayerMap:
         return out
 
 
-def similarity_matrices(rows: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str, str, str], Similarity]:
+def similarity_matrices(rows: Iterable[Mapping[str, Any]]) -> dict[PairKey, Similarity]:
     """compute_layer_similarity.sql rows grouped into one Similarity per pair."""
-    grouped: dict[tuple[str, str, str, str], list[Mapping[str, Any]]] = {}
+    grouped: dict[PairKey, list[Mapping[str, Any]]] = {}
     for r in rows:
         grouped.setdefault((r["a_repo_id"], r["a_revision"], r["b_repo_id"], r["b_revision"]), []).append(r)
     out = {}

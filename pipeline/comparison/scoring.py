@@ -1,7 +1,7 @@
-"""Score candidate pairs: merge the SQL signals, calibrate each against its block, combine, flag, judge.
+"""Score candidate pairs: merge the SQL signals, calibrate each against its block, combine, flag.
 
-Pure python over plain rows (the DuckDB side lives in jobs/flag.py), so the same code scores a
-whole sweep and the single pair of ``hubscan compare``.
+Pure python over working rows (the DuckDB side lives in jobs/flag.py, the verdict in judge.py), so the
+same code scores a whole sweep and the single pair of ``hubscan compare``.
 """
 
 from __future__ import annotations
@@ -24,11 +24,10 @@ from pipeline.comparison.calibrate import (
     log_tail,
     with_range,
 )
-from pipeline.comparison.layout import block_key, with_compared
+from pipeline.comparison.layout import block_key
 from pipeline.comparison.lineage import declared
 from pipeline.comparison.signals import DECISIVE, signal_columns
 from pipeline.comparison.std_profile import std_profile_r_z, zscored
-from pipeline.comparison.verdicts import OBFUSCATION_VERDICTS, verdict
 from pipeline.keys import ModelKey, PairKey
 
 # The false discovery rate flags are controlled at across one run.
@@ -93,7 +92,10 @@ def score_pairs(
     known_unrelated: Iterable[frozenset[str]] = (),
     tests: int | None = None,
 ) -> list[dict[str, Any]]:
-    """One row per candidate pair with every signal, its background and p-value, q-value and verdict.
+    """One working row per candidate pair with every signal, its background and p-value, q-value and flag.
+
+    The verdict is not decided here: it waits for the layer/expert maps of the flagged pairs
+    (pipeline.comparison.judge decides it once, from the row and the map).
 
     ``known_unrelated`` holds {repo_a, repo_b} sets always counted in the background; ``tests`` is
     how many pairs the false discovery rate is controlled over (every comparable pair, when only
@@ -102,23 +104,18 @@ def score_pairs(
     """
     rows = _merge(inputs)
     known = set(known_unrelated)
-    for row in rows:
-        _chance_z(row)
-    fitted = _fit_backgrounds(rows, known)
-    for row in rows:
-        _calibrate(row, fitted)
-    qs = [_p_of(lq) for lq in log_benjamini_hochberg([row["_log_p"] for row in rows], tests)]
+    # scoring's own working values, beside the rows and never in them: ~1 kB a pair at a million pairs
+    zcs = [_chance_z(row) for row in rows]
+    fitted = _fit_backgrounds(rows, zcs, known)
+    log_ps = [_calibrate(row, zc, fitted) for row, zc in zip(rows, zcs, strict=True)]
+    del zcs
+    qs = [_p_of(lq) for lq in log_benjamini_hochberg(log_ps, tests)]
+    del log_ps
     bases = {k[0]: m.base_models for k, m in inputs.models.items()}
     for row, q in zip(rows, qs, strict=True):
-        # scoring's own working values, never written: ~1 kB a pair at a million pairs
-        for private in ("_zc", "_backgrounds", "_log_p"):
-            del row[private]
         row["q"] = q
         row["q_level"] = q_level
         row["flagged"] = bool(row["copy_link"] or q <= q_level)
-        row["verdict"], row["reason"] = verdict(row)
-        row["reason"] = with_compared(row, row["reason"])
-        row["obfuscation"] = row["verdict"] in OBFUSCATION_VERDICTS
         row["declared"], row["declared_how"] = declared(row["a_repo_id"], row["b_repo_id"], bases)
     return rows
 
@@ -177,15 +174,16 @@ def _merge(inputs: PairInputs) -> list[dict[str, Any]]:
     return rows
 
 
-def _chance_z(row: dict[str, Any]) -> None:
-    """Each decisive signal's chance-level log tail and z (the prior), before any data background."""
-    row["_zc"] = {}
+def _chance_z(row: dict[str, Any]) -> dict[str, float]:
+    """Each decisive signal's chance-level z (the prior), before any data background; counts them in the row."""
+    zc = {}
     for s in DECISIVE:
         params = _prior_params(s, row)
         if row.get(s) is None or params is None:
             continue
-        row["_zc"][s] = chance.z_from_log_p(chance.prior_log_p(s, float(row[s]), *params))
-    row["signals"] = len(row["_zc"])
+        zc[s] = chance.z_from_log_p(chance.prior_log_p(s, float(row[s]), *params))
+    row["signals"] = len(zc)
+    return zc
 
 
 def _prior_params(signal: str, row: Mapping[str, Any]) -> tuple[float, int, int, int] | None:
@@ -214,42 +212,43 @@ def _maybe(n: Any, tries: int | None, roles: int | None) -> tuple[float, int, in
 
 
 def _fit_backgrounds(
-    rows: list[dict[str, Any]], known: set[frozenset[str]]
+    rows: list[dict[str, Any]], zcs: list[dict[str, float]], known: set[frozenset[str]]
 ) -> dict[tuple[int | str, str], Background]:
     """Per block and signal, the empirical null from pairs no signal puts beyond RELATED_Z."""
-    blocks: dict[int | str, list[dict[str, Any]]] = defaultdict(list)
-    for row in rows:
-        blocks[block_key(row)].append(row)
+    blocks: dict[int | str, list[tuple[dict[str, Any], dict[str, float]]]] = defaultdict(list)
+    for row, zc in zip(rows, zcs, strict=True):
+        blocks[block_key(row)].append((row, zc))
     fitted: dict[tuple[int | str, str], Background] = {}
     for hidden, members in blocks.items():
         unselected = [
-            r for r in members
+            (r, zc) for r, zc in members
             if r.get("via") in UNSELECTED_VIA or frozenset((r["a_repo_id"], r["b_repo_id"])) in known
         ]  # fmt: skip
         if len(unselected) >= MIN_UNSELECTED:
             members = unselected
         unrelated = [
-            r for r in members
+            (r, zc) for r, zc in members
             if not r["copy_link"] and (
                 frozenset((r["a_repo_id"], r["b_repo_id"])) in known
-                or all(z < RELATED_Z for z in r["_zc"].values())
+                or all(z < RELATED_Z for z in zc.values())
             )
         ]  # fmt: skip
         for s in DECISIVE:
-            bg = fit_shrunk([r["_zc"][s] for r in unrelated if s in r["_zc"]])
-            fitted[(hidden, s)] = with_range(bg, [r[s] for r in unrelated if s in r["_zc"]])
-        profiles = [r["std_profile"] for r in unrelated if r["std_profile"] is not None]
+            bg = fit_shrunk([zc[s] for _, zc in unrelated if s in zc])
+            fitted[(hidden, s)] = with_range(bg, [r[s] for r, zc in unrelated if s in zc])
+        profiles = [r["std_profile"] for r, _ in unrelated if r["std_profile"] is not None]
         data = fit_data_only([chance.fisher_z(v) for v in profiles])
         if data is not None:
             fitted[(hidden, "std_profile")] = with_range(data, profiles)
     return fitted
 
 
-def _calibrate(row: dict[str, Any], fitted: Mapping[tuple[int | str, str], Background]) -> None:
-    """Per-signal p-values and background ranges against the block's null; combined score and p."""
+def _calibrate(
+    row: dict[str, Any], zc: Mapping[str, float], fitted: Mapping[tuple[int | str, str], Background]
+) -> float:
+    """Per-signal p-values and background ranges against the block's null; combined score and p (its log returned)."""
     hidden = block_key(row)
     log_ps: list[float] = []
-    row["_backgrounds"] = {}
     row["background_pairs"] = 0
     for s in DECISIVE:
         _, _, lo, hi, p = signal_columns(s)
@@ -257,20 +256,18 @@ def _calibrate(row: dict[str, Any], fitted: Mapping[tuple[int | str, str], Backg
         params = _prior_params(s, row)
         if bg is None or params is None:
             continue
-        row["_backgrounds"][(hidden, s)] = bg
         row["background_pairs"] = max(row["background_pairs"], bg.pairs)
         if bg.lo is not None and bg.hi is not None:
             row[lo], row[hi] = bg.lo, bg.hi
         else:
             row[lo] = chance.value_at_z(s, bg.delta - BACKGROUND_Z * bg.sigma, *params)
             row[hi] = chance.value_at_z(s, bg.delta + BACKGROUND_Z * bg.sigma, *params)
-        if s in row["_zc"]:
-            lp = log_tail(row["_zc"][s], bg)
+        if s in zc:
+            lp = log_tail(zc[s], bg)
             row[p] = _p_of(lp)
             log_ps.append(lp)
     std_bg = fitted.get((hidden, "std_profile"))
     if std_bg is not None:
-        row["_backgrounds"][(hidden, "std_profile")] = std_bg
         row["std_profile_bg_lo"] = std_bg.lo
         row["std_profile_bg_hi"] = std_bg.hi
         if row["std_profile"] is not None:
@@ -278,9 +275,9 @@ def _calibrate(row: dict[str, Any], fitted: Mapping[tuple[int | str, str], Backg
             row["std_profile_p"] = _p_of(lp)
     # byte-identical files (copy_of) have p = 0 exactly: score inf
     log_p = -math.inf if row["copy_link"] else acat(log_ps)
-    row["_log_p"] = log_p
     row["p"] = _p_of(log_p)
     row["score"] = -log_p / math.log(10.0) if log_p < 0.0 else 0.0
+    return log_p
 
 
 def _p_of(log_p: float) -> float:

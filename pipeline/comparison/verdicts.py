@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from pipeline.comparison.layout import with_compared
+
 EXACT_COPY = "exact copy"
 VOCAB_COPY = "copy with vocabulary pruned/extended"
 CAST_COPY = "cast/quantised copy"
@@ -16,8 +18,6 @@ REPARAM = "re-parameterised copy"
 REPARAM_FINE_TUNE = "re-parameterised fine-tune"
 UNRELATED = "unrelated"
 INSUFFICIENT = "insufficient evidence"
-VERDICTS = (EXACT_COPY, VOCAB_COPY, CAST_COPY, FINE_TUNE, SAME_LINEAGE, STRUCTURAL, REPARAM, REPARAM_FINE_TUNE,
-            UNRELATED, INSUFFICIENT)  # fmt: skip
 # Verdicts that mean someone re-parameterised the weights to hide the relation.
 OBFUSCATION_VERDICTS = frozenset({REPARAM, REPARAM_FINE_TUNE})
 
@@ -241,8 +241,14 @@ STRUCTURAL_KINDS = (
 )
 
 
-def refine_structural(row: Mapping[str, Any], structure: str | None, summary: str) -> tuple[str, str]:
-    """(verdict, reason) of a flagged pair once its layer/expert map is known."""
-    if row.get("flagged") and structure in STRUCTURAL_KINDS:
-        return STRUCTURAL, summary if summary.startswith(structure) else f"{structure}: {summary}"
-    return row["verdict"], row["reason"]
+def decide(row: Mapping[str, Any], structure: str | None, summary: str) -> tuple[str, str, bool]:
+    """(verdict, reason, obfuscation) of one scored pair, with its layer/expert map's structure when mapped.
+
+    The one place a pair's verdict is decided. ``obfuscation`` follows the signals alone: a
+    re-parameterised copy that is also structurally derived keeps the flag.
+    """
+    name, reason = verdict(row)
+    obfuscated = name in OBFUSCATION_VERDICTS
+    if row.get("flagged") and structure is not None and structure in STRUCTURAL_KINDS:
+        return STRUCTURAL, summary if summary.startswith(structure) else f"{structure}: {summary}", obfuscated
+    return name, with_compared(row, reason), obfuscated

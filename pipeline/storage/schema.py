@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from pipeline.comparison.signals import SIGNALS, signal_columns
+from pipeline.comparison.records import PAIRS_SCHEMA
 from pipeline.fingerprints.model import ModelRecord
 from pipeline.fingerprints.tensor import TensorFingerprint
 
@@ -68,69 +68,9 @@ SWEEPS = pa.schema(
     ]
 )
 
-_layer_match = pa.struct([("a_layer", pa.int64()), ("b_layer", pa.int64()), ("r", pa.float64())])
-_role_match = pa.struct(
-    [("role", pa.string()), ("a_layer", pa.int64()), ("b_layer", pa.int64()), ("r", pa.float64())]
-)
-
-
-def _signal_fields(name: str) -> list[tuple[str, pa.DataType]]:
-    value, n, lo, hi, p = signal_columns(name)
-    return [(value, pa.float64()), (n, pa.int64()), (lo, pa.float64()), (hi, pa.float64()), (p, pa.float64())]
-
-
-# Scored model pairs written by `hubscan flag`, one file replaced per run: every signal with the
-# 5-95 % range unrelated pairs of its block give and its tail probability, the combined p/q-value,
-# the verdict and whether a model card declared the relation.
-PAIRS = pa.schema(
-    [
-        ("a_repo_id", pa.string()),
-        ("a_revision", pa.string()),
-        ("b_repo_id", pa.string()),
-        ("b_revision", pa.string()),
-        ("hidden", pa.int64()),  # the comparability block
-        ("via", pa.string()),  # how the pair became a candidate: exhaustive, lsh, copy_of
-        # unknown architecture: the block is the matrices' shapes instead of a hidden size (null otherwise)
-        ("layout", pa.string()),
-        ("compared", pa.string()),  # unknown architecture: which tensors were matched, by name or by shape
-        ("a_layers", pa.int64()),
-        ("b_layers", pa.int64()),
-        ("a_dtype", pa.string()),
-        ("b_dtype", pa.string()),
-        *[f for s in SIGNALS for f in _signal_fields(s)],
-        ("sketch_same", pa.float64()),  # median r of same-index tensors (1 - it is the cast/drift level)
-        ("sketch_identical", pa.float64()),  # fraction of same-index matrices bit-identical
-        ("values_identical", pa.float64()),  # fraction of 1-D tensors (norms, biases) bit-identical
-        ("layer_map", pa.list_(_layer_match)),  # best sketch match per layer of the shallower model
-        ("col_norms_map", pa.list_(_role_match)),  # best col-norm layer pair per role
-        ("signals", pa.int64()),  # decisive signals available
-        ("score", pa.float64()),  # -log10 of the combined p-value
-        ("p", pa.float64()),
-        ("q", pa.float64()),  # Benjamini-Hochberg across the run
-        ("flagged", pa.bool_()),
-        ("verdict", pa.string()),
-        ("reason", pa.string()),
-        # direct signals low while invariant ones are high (permuted), or the std profile bent while
-        # the scale-free element-aligned signal is not (rescaled): a sign of deliberate obfuscation
-        ("obfuscation", pa.bool_()),
-        ("structure", pa.string()),  # structural kind from the layer/expert map (layer_maps), else null
-        ("declared", pa.bool_()),
-        ("declared_how", pa.string()),
-        ("background_pairs", pa.int64()),  # presumed-unrelated pairs of the block behind the backgrounds
-        ("flag_id", pa.string()),
-        ("q_level", pa.float64()),
-        ("flagged_at", pa.timestamp("us", tz="UTC")),
-        ("hubscan_version", pa.string()),
-        # licences along the edge (pipeline.comparison.licences): both cards' licences normalised to
-        # the Hub's tags, the inferred parent side ("a", "b", "neither") and the licence finding
-        ("a_license", pa.string()),
-        ("b_license", pa.string()),
-        ("parent", pa.string()),
-        ("parent_how", pa.string()),
-        ("license_finding", pa.string()),  # relicensed, attribution-missing, licence-unknown, or null
-        ("license_reason", pa.string()),
-    ]
-)
+# Scored model pairs written by `hubscan flag`, one file replaced per run: the field list of the pair
+# record (pipeline.comparison.records), every signal of the signal table included.
+PAIRS = PAIRS_SCHEMA
 
 # Layer and expert maps of structurally derived pairs: written by `hubscan flag` for flagged pairs whose
 # depth, layer order or MLP structure differ, and by `hubscan compare` for the pair it compares. One row

@@ -1,10 +1,11 @@
-"""score_pairs on hand-made signal rows: copy_of links, missing evidence, known-unrelated backgrounds."""
+"""score_pairs (and judge_pairs) on hand-made signal rows: copy_of links, missing evidence, known-unrelated backgrounds."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from pipeline.comparison import verdicts as v
+from pipeline.comparison.judge import judge_pairs
 from pipeline.comparison.scoring import MIN_P, ModelInfo, PairInputs, score_pairs
 
 A, B, C = ("org/a", "r1"), ("org/b", "r2"), ("org/c", "r3")
@@ -26,7 +27,7 @@ def test_a_copy_of_link_is_an_exact_copy_even_without_signals():
         candidates=[_cand(A, C)],
         models={A: ModelInfo("F32"), B: ModelInfo("F32", copy_of="org/a@r1"), C: ModelInfo()},
     )
-    rows = {(r["a_repo_id"], r["b_repo_id"]): r for r in score_pairs(inputs)}
+    rows = {(r["a_repo_id"], r["b_repo_id"]): r for r in judge_pairs(score_pairs(inputs))}
     copy = rows[("org/a", "org/b")]
     assert (
         copy["verdict"] == v.EXACT_COPY
@@ -45,7 +46,7 @@ def test_per_dimension_evidence_flags_and_chance_does_not():
         dims=[related, unrelated],
         models={A: ModelInfo(), B: ModelInfo(), C: ModelInfo()},
     )
-    rows = {r["b_repo_id"]: r for r in score_pairs(inputs)}
+    rows = {r["b_repo_id"]: r for r in judge_pairs(score_pairs(inputs))}
     assert rows["org/b"]["flagged"] and rows["org/b"]["verdict"] == v.SAME_LINEAGE
     assert not rows["org/c"]["flagged"] and rows["org/c"]["verdict"] == v.UNRELATED
     assert rows["org/b"]["gain_bg_lo"] < rows["org/b"]["gain_bg_hi"] < 0.9

@@ -1,0 +1,89 @@
+"""A calibrated pair judged once: its verdict (signals and layer/expert map together) and its licence edge.
+
+The last pure step of `hubscan flag` and `hubscan compare`: the scorer's working rows, the
+structures the maps found and the models' licences become the frozen ``ScoredPair`` records.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from pipeline.comparison.licences import edge_finding
+from pipeline.comparison.parentage import infer_parent
+from pipeline.comparison.records import ScoredPair, signal_values, stored_fields
+from pipeline.comparison.structure import PairStructure
+from pipeline.comparison.verdicts import decide
+from pipeline.keys import ModelKey, PairKey
+
+# The columns judging sets; every other stored column comes from the scorer's working row.
+_JUDGED = ("verdict", "reason", "obfuscation", "structure", "a_license", "b_license", "parent", "parent_how",
+           "license_finding", "license_reason")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ModelLicence:
+    """What the licence of one stored model revision and its place in time say."""
+
+    license: str | None
+    created_at: datetime | None
+    base_models: tuple[str, ...]
+
+
+_NO_LICENCE = ModelLicence(None, None, ())
+
+
+def judge_pairs(
+    rows: list[dict[str, Any]],
+    structures: Mapping[PairKey, PairStructure] | None = None,
+    derived: Mapping[PairKey, str] | None = None,
+    licences: Mapping[ModelKey, ModelLicence] | None = None,
+) -> list[ScoredPair]:
+    """The records of scored rows: ``rows`` is consumed, each row freed once its record is made.
+
+    ``structures``: what the layer/expert map showed of the pairs that were mapped; ``derived``: the
+    side each map explains; ``licences``: each model's (none given: pairs judged on their signals alone).
+    """
+    structures, derived, licences = structures or {}, derived or {}, licences or {}
+    bases = {k[0]: m.base_models for k, m in licences.items()}
+    out = []
+    # from the end of the reversed list, so a million pairs are not held as both rows and records
+    rows.reverse()
+    while rows:
+        out.append(judge(rows.pop(), structures, derived, licences, bases))
+    return out
+
+
+def judge(
+    row: Mapping[str, Any],
+    structures: Mapping[PairKey, PairStructure],
+    derived: Mapping[PairKey, str],
+    licences: Mapping[ModelKey, ModelLicence],
+    bases: Mapping[str, tuple[str, ...]],
+) -> ScoredPair:
+    """One scored row's record, its verdict decided here and nowhere else."""
+    key: PairKey = (row["a_repo_id"], row["a_revision"], row["b_repo_id"], row["b_revision"])
+    mapped = structures.get(key)
+    structure = mapped.structure if mapped else None
+    name, reason, obfuscated = decide(row, structure, mapped.summary if mapped else "")
+    a, b = licences.get(key[:2], _NO_LICENCE), licences.get(key[2:], _NO_LICENCE)
+    edge: dict[str, Any] = {"a_license": a.license, "b_license": b.license}
+    if row.get("flagged"):
+        parent, how = infer_parent(
+            key[0], key[2], bases, structure, derived.get(key), (a.created_at, b.created_at)
+        )
+        found = edge_finding(key[0], a.license, key[2], b.license, parent, bool(row.get("declared")))
+        edge |= {"parent": parent, "parent_how": how, "license_finding": found.kind if found else None,
+                 "license_reason": found.reason if found else None}  # fmt: skip
+    return ScoredPair(
+        **stored_fields(row, _JUDGED),
+        **edge,
+        by_signal=signal_values(row),
+        verdict=name,
+        reason=reason,
+        obfuscation=obfuscated,
+        structure=structure,
+        matches=row.get("matches"),
+    )
