@@ -230,7 +230,8 @@ def _commit(store: Store, outcome: ModelOutcome, summary: RunSummary, known: Sto
     summary.requests += int(outcome.model_row["requests"])
     Console(stderr=True).print(
         f"done {outcome.repo_id}@{outcome.revision[:7]}: {len(outcome.tensor_rows)} tensors, "
-        f"{outcome.model_row['bytes_read']:,} bytes read"
+        f"{outcome.model_row['bytes_read']:,} of {outcome.model_row['checkpoint_bytes']:,} bytes read "
+        f"in {outcome.model_row['requests']} requests"
     )
 
 

@@ -12,11 +12,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from jobs import export, flag
+from jobs import compare, export, flag
 from pipeline.comparison import verdicts as v
 from pipeline.comparison.signals import SIGNAL_TABLE, signal_columns
 from pipeline.config import Settings
-from pipeline.errors import StoreError
+from pipeline.errors import NotComparable, StoreError
 from pipeline.storage.duckdb import connect, fetch_rows
 from pipeline.storage.parquet import Store
 from pipeline.storage.schema import FILES, SWEEPS
@@ -79,6 +79,13 @@ def test_find_nearest_models_carries_every_signal(store, rows):
     flagged = _pair(rows, MINILM, PERMUTED)
     assert (permuted["sorted"], permuted["sorted_p"]) == (flagged["sorted"], flagged["sorted_p"])
     assert permuted["verdict"] == v.REPARAM
+
+
+def test_compare_of_a_model_with_itself_is_not_comparable(store):
+    with pytest.raises(NotComparable) as err:
+        compare.run(Settings(store=store), MINILM, MINILM)
+    revision = err.value.revision
+    assert str(err.value) == f"{MINILM}@{revision[:7]}: compare needs two different models"
 
 
 def test_export_of_a_store_without_pairs_names_the_store(tmp_path):
