@@ -15,9 +15,8 @@ import pyarrow as pa
 from rich.console import Console
 
 from jobs import flag, layer_maps, licence_edges, permutation, spectra
-from jobs.fingerprint import record, resolve_target
 from jobs.known_files import StoreKnownFiles
-from jobs.model_task import fingerprint_model
+from jobs.model_task import ModelOutcome, fingerprint_model
 from jobs.output import format_p
 from jobs.summary import RunSummary
 from pipeline.comparison.layout import match_lines
@@ -27,10 +26,11 @@ from pipeline.comparison.scoring import DEFAULT_Q
 from pipeline.comparison.signals import SIGNAL_TABLE, signal_columns
 from pipeline.comparison.spectra import SpectraTest
 from pipeline.config import Settings
-from pipeline.errors import QueryError
+from pipeline.errors import FormatError, NotComparable, ResourceLimit
 from pipeline.http import HubHttp
 from pipeline.keys import ModelKey
-from pipeline.storage.duckdb import load_sql, run_sql
+from pipeline.sources.targets import resolve_target
+from pipeline.storage.duckdb import load_sql, model_layout, model_row, run_sql
 from pipeline.storage.parquet import Store
 
 _EVIDENCE = pa.schema(
@@ -140,14 +140,15 @@ def run(
 
     Raises:
         SourceError: a target is neither stored, a folder, nor a resolvable Hub repo.
-        QueryError: the two models are not comparable (different hidden sizes) or could not be read.
+        HubscanError: a target could not be fingerprinted (the error that stopped it).
+        NotComparable: the same model twice, or models of different hidden sizes or tensor layouts.
     """
     store = Store(settings.store).init()
     summary = RunSummary()
     known = StoreKnownFiles(store)  # loaded once for both targets, and only if one needs fingerprinting
     ka, kb = (_ensure(store, settings, t, revision, summary, known) for t in (a, b))
     if ka == kb:
-        raise QueryError(ka[0], ka[1], None, "compare needs two different models")
+        raise NotComparable(ka[0], ka[1], None, "compare needs two different models")
     con = flag.flag_connection(store)
     layout = _layout(con, ka, kb)
     hidden = None if layout else _hidden(con, ka, kb)
@@ -176,7 +177,7 @@ def _spectra(
         return None, None
     try:
         return spectra.run(con, settings, ka, kb), None
-    except QueryError as exc:
+    except (NotComparable, ResourceLimit, FormatError) as exc:
         if asked:
             raise
         return None, exc.reason
@@ -203,13 +204,32 @@ def _ensure(
     http = HubHttp(settings)
     ref = resolve_target(target, http, revision)
     if not store.has_model(ref.repo_id, ref.revision):
-        outcome = fingerprint_model(ref, settings, http, known=known)
-        record(store, outcome, summary, Console(stderr=True), known)
-        if summary.failed:
-            raise QueryError(
-                ref.repo_id, ref.revision, None, f"could not fingerprint: {summary.messages[-1]}"
-            )
+        _commit(store, fingerprint_model(ref, settings, http, known=known), summary, known)
     return ref.repo_id, ref.revision
+
+
+def _commit(store: Store, outcome: ModelOutcome, summary: RunSummary, known: StoreKnownFiles) -> None:
+    """Write a fingerprinted target to the store (its files become known to the other target).
+
+    Raises:
+        HubscanError: the error that stopped the fingerprint (also recorded in failures).
+    """
+    if outcome.model_row is None:
+        store.write_failures(outcome.repo_id, outcome.revision, outcome.errors)
+        summary.failed += 1
+        raise outcome.errors[-1]
+    store.write_model(outcome.model_row, outcome.tensor_rows, outcome.file_rows)
+    known.add(
+        (outcome.repo_id, outcome.revision), [str(f["sha256"]) for f in outcome.file_rows if f.get("sha256")]
+    )
+    summary.done += 1
+    summary.bytes_read += int(outcome.model_row["bytes_read"])
+    summary.requests += int(outcome.model_row["requests"])
+    Console(stderr=True).print(
+        f"done {outcome.repo_id}@{outcome.revision[:7]}: {len(outcome.tensor_rows)} tensors, "
+        f"{outcome.model_row['bytes_read']:,} of {outcome.model_row['checkpoint_bytes']:,} bytes read "
+        f"in {outcome.model_row['requests']} requests"
+    )
 
 
 def _stored(store: Store, target: str) -> ModelKey | None:
@@ -226,33 +246,32 @@ def _layout(con: Any, ka: ModelKey, kb: ModelKey) -> str | None:
     """The shared tensor layout when both models are of unknown architecture, else None.
 
     Raises:
-        QueryError: both are of unknown architecture but their matrices' shapes differ.
+        NotComparable: both are of unknown architecture but their matrices' shapes differ.
     """
-    layouts = {}
-    for key in (ka, kb):
-        got = con.sql("SELECT layout FROM layouts WHERE repo_id = $r AND revision = $v",
-                      params={"r": key[0], "v": key[1]}).fetchall()  # fmt: skip
-        layouts[key] = got[0][0] if got else None
+    layouts = {key: model_layout(con, key) for key in (ka, kb)}
     if layouts[ka] is None or layouts[kb] is None:
         return None
     if layouts[ka] != layouts[kb]:
         count = [len(str(layouts[k]).split(",")) for k in (ka, kb)]
-        raise QueryError(ka[0], ka[1], None, f"not comparable with {kb[0]}: architecture unknown and tensor "
+        raise NotComparable(ka[0], ka[1], None, f"not comparable with {kb[0]}: architecture unknown and tensor "
                          f"layouts differ ({count[0]} vs {count[1]} matrices, other shapes)")  # fmt: skip
     return str(layouts[ka])
 
 
 def _hidden(con: Any, ka: ModelKey, kb: ModelKey) -> int:
+    """The shared hidden size of two stored models.
+
+    Raises:
+        NotComparable: a model is not stored, or their hidden sizes differ or are unknown.
+    """
     sizes = {}
     for key in (ka, kb):
-        # con.sql + fetchall: DuckDB 2.0 refuses further work while an execute() result is unfinished
-        got = con.sql("SELECT hidden FROM models WHERE repo_id = $r AND revision = $v",
-                      params={"r": key[0], "v": key[1]}).fetchall()  # fmt: skip
-        if not got:
-            raise QueryError(key[0], key[1], None, "not in the store")
-        sizes[key] = got[0][0]
+        row = model_row(con, key)
+        if row is None:
+            raise NotComparable(key[0], key[1], None, "not in the store")
+        sizes[key] = row["hidden"]
     if sizes[ka] != sizes[kb] or sizes[ka] is None:
-        raise QueryError(
+        raise NotComparable(
             ka[0], ka[1], None, f"not comparable with {kb[0]}: hidden size {sizes[ka]} vs {sizes[kb]}"
         )
     return int(sizes[ka])

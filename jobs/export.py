@@ -15,8 +15,8 @@ from jobs.families import family_of, load_families
 from jobs.output import json_safe
 from pipeline import __version__
 from pipeline.config import Settings
-from pipeline.errors import QueryError
-from pipeline.storage.duckdb import connect, load_sql, run_sql, use_candidates
+from pipeline.errors import StoreError
+from pipeline.storage.duckdb import connect, load_sql, run_sql, scored_pair_keys, use_candidates
 from pipeline.storage.parquet import Store, write_table
 
 EXPORT_FORMATS = ("csv", "json", "parquet")
@@ -33,16 +33,16 @@ def run(
     """Write the export to ``output``; returns the number of pairs written.
 
     Raises:
-        QueryError: the store has no scored pairs (run `hubscan flag` first) or the query failed.
+        StoreError: the store has no scored pairs (run `hubscan flag` first).
+        QueryError: the query failed.
     """
     store = Store(settings.store).init()
     con = connect(store)
-    # con.sql + fetchall: DuckDB 2.0 refuses further work while an execute() result is unfinished
-    if con.sql("SELECT count(*) FROM pairs").fetchall()[0][0] == 0:
-        raise QueryError(str(settings.store), None, "pairs", "no scored pairs: run `hubscan flag` first")
+    keys = scored_pair_keys(con)
+    if not keys:
+        raise StoreError(None, None, store.uri, "no scored pairs: run `hubscan flag` first")
     # Export what the last flag run scored: the default candidates view would list every same-size pair.
-    keys = con.sql("SELECT a_repo_id, a_revision, b_repo_id, b_revision, hidden, via FROM pairs")
-    use_candidates(con, keys.to_arrow_table().to_pylist())
+    use_candidates(con, keys)
     params = {"include_all": include_all, "undeclared_only": undeclared_only, "min_score": float(min_score)}
     rel = run_sql(con, load_sql("export_suspicious_pairs"), params)
     assert rel is not None

@@ -14,10 +14,8 @@ from typing import Any
 
 import duckdb
 
-from pipeline.storage.duckdb import connect, fetch_rows
+from pipeline.storage.duckdb import connect, fetch_rows, flagged_pairs
 
-# Flagged pairs as the trees need them (the pairs view is the last flag run).
-_FLAGGED_SQL = "SELECT a_repo_id, b_repo_id, verdict, reason, declared, score FROM pairs WHERE flagged ORDER BY score DESC"
 # A parent whose link scores at least this share of a model's strongest link is as good a parent;
 # the one nearest the root is drawn (-log10 p of sibling copies differ by rounding only).
 TIE_FACTOR = 0.9
@@ -91,8 +89,8 @@ def load_families(con: duckdb.DuckDBPyConnection) -> list[Family]:
     by_family: dict[int, list[dict[str, Any]]] = defaultdict(list)
     for r in rows:
         by_family[int(r["family"])].append(r)
-    pairs = [dict(zip(("a", "b", "verdict", "reason", "declared", "score"), p, strict=True))
-             for p in con.sql(_FLAGGED_SQL).fetchall()]  # fmt: skip
+    pairs = [{"a": p["a_repo_id"], "b": p["b_repo_id"], "verdict": p["verdict"], "reason": p["reason"],
+              "declared": p["declared"], "score": p["score"]} for p in flagged_pairs(con)]  # fmt: skip
     out = []
     for number in sorted(by_family):
         members = by_family[number]

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from rich.console import Console
 
 from jobs.known_files import StoreKnownFiles
@@ -12,9 +10,7 @@ from jobs.summary import RunSummary
 from pipeline.config import Settings
 from pipeline.errors import HubscanError
 from pipeline.http import HubHttp
-from pipeline.sources import hf
-from pipeline.sources.local import local_file, local_model
-from pipeline.sources.refs import ModelRef
+from pipeline.sources.targets import resolve_target
 from pipeline.storage.parquet import Store
 
 
@@ -38,23 +34,6 @@ def run(settings: Settings, targets: list[str], revision: str = "main", force: b
             continue
         record(store, fingerprint_model(ref, settings, http, known=known), summary, err, known)
     return summary
-
-
-def resolve_target(target: str, http: HubHttp, revision: str) -> ModelRef:
-    """A local folder or file when the path exists, else a Hub repo id pinned to a commit.
-
-    An existing file is a one-file repo: `hubscan fingerprint ./model.gguf` must never be taken for
-    a Hub id (which would be retried against DNS).
-
-    Raises:
-        SourceError: the Hub does not know the repo or revision.
-    """
-    path = Path(target)
-    if path.is_dir():
-        return local_model(path)
-    if path.is_file():
-        return local_file(path)
-    return hf.resolve(http, target, revision)
 
 
 def record(

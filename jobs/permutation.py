@@ -12,7 +12,7 @@ from typing import Any
 from jobs.whole_matrices import layer_tensors, read_whole
 from pipeline.comparison.permutation_test import PermutationTest, permutation_test, pick_layers
 from pipeline.config import Settings
-from pipeline.errors import QueryError
+from pipeline.errors import NotComparable
 from pipeline.keys import ModelKey
 
 # The matrix whose rows are neurons and columns hidden units; gate has the same layout.
@@ -23,13 +23,14 @@ def run(con: Any, settings: Settings, ka: ModelKey, kb: ModelKey) -> Permutation
     """Recover and test the hidden permutation between two stored models.
 
     Raises:
-        QueryError: the models lack same-shape MLP matrices, or they are too large to read whole.
+        NotComparable: the models lack same-shape MLP matrices.
+        ResourceLimit: the matrices are too large to read whole.
         FetchError: a range could not be had.
     """
     tensors = {k: layer_tensors(con, k, ROLE) for k in (ka, kb)}
     layers = pick_layers(list(tensors[ka]), list(tensors[kb]))
     if not layers:
-        raise QueryError(ka[0], ka[1], None, f"no {ROLE} matrices to compare with {kb[0]}")
+        raise NotComparable(ka[0], ka[1], None, f"no {ROLE} matrices to compare with {kb[0]}")
     mats = {
         k: read_whole(con, settings, k, [tensors[k][la if k == ka else lb] for la, lb in layers], ROLE)
         for k in (ka, kb)
@@ -37,4 +38,4 @@ def run(con: Any, settings: Settings, ka: ModelKey, kb: ModelKey) -> Permutation
     try:
         return permutation_test(mats[ka], mats[kb], layers)
     except ValueError as exc:
-        raise QueryError(ka[0], ka[1], None, f"permutation test with {kb[0]}: {exc}") from None
+        raise NotComparable(ka[0], ka[1], None, f"permutation test with {kb[0]}: {exc}") from None

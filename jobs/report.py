@@ -24,8 +24,8 @@ from jobs.output import format_p
 from pipeline import __version__
 from pipeline.comparison.signals import SIGNAL_TABLE, signal_columns
 from pipeline.config import Settings
-from pipeline.errors import QueryError
-from pipeline.storage.duckdb import connect
+from pipeline.errors import StoreError
+from pipeline.storage.duckdb import connect, failure_count, q_profile, scored_pairs, stored_models
 from pipeline.storage.parquet import Store
 
 # One stylesheet, inline in every page: the report must open from disk with no network.
@@ -59,11 +59,7 @@ class StoreView:
     def q_profile(self, repo_id: str) -> list[tuple[float, float]]:
         """(layer, std of Q) of one model, read once per report."""
         if repo_id not in self._profiles:
-            rows = self.con.execute(
-                "SELECT layer, avg(std) FROM std_profiles WHERE repo_id = $r AND role = 'attn_q' GROUP BY layer "
-                "ORDER BY layer", {"r": repo_id}
-            ).fetchall()  # fmt: skip
-            self._profiles[repo_id] = [(float(x), float(y)) for x, y in rows]
+            self._profiles[repo_id] = q_profile(self.con, repo_id)
         return self._profiles[repo_id]
 
     def layer_band(self, hidden: Any) -> list[tuple[float, float, float]]:
@@ -88,7 +84,7 @@ def run(settings: Settings, out_dir: Path) -> int:
     """Write the site into ``out_dir``; returns how many pair pages were written.
 
     Raises:
-        QueryError: the store has no scored pairs (run `hubscan flag` first).
+        StoreError: the store has no scored pairs (run `hubscan flag` first).
     """
     view = load_view(settings.store)
     flagged = [p for p in view.pairs if p["flagged"]]
@@ -103,19 +99,19 @@ def load_view(store_root: Path | str, require_pairs: bool = True) -> StoreView:
     """The pairs, models, files, failures and families of a store.
 
     Raises:
-        QueryError: no pairs table yet (when ``require_pairs``).
+        StoreError: no scored pairs yet (when ``require_pairs``).
     """
     store = Store(store_root).init()
     con = connect(store.root)
-    pairs = con.sql("FROM pairs").to_arrow_table().to_pylist()
+    pairs = scored_pairs(con)
     if not pairs and require_pairs:
-        raise QueryError(str(store.root), None, "pairs", "no scored pairs: run `hubscan flag` first")
-    models = {m["repo_id"]: m for m in con.sql("FROM models").to_arrow_table().to_pylist()}
+        raise StoreError(None, None, store.uri, "no scored pairs: run `hubscan flag` first")
+    models = {m["repo_id"]: m for m in stored_models(con)}
     files: dict[str, list[dict[str, Any]]] = {}
     for f in sorted(store.dataset("files").to_table(columns=["repo_id", "file", "sha256", "size"]).to_pylist(),
                     key=lambda f: f["file"]):  # fmt: skip
         files.setdefault(f["repo_id"], []).append(f)
-    failures = con.sql("SELECT count(*) FROM failures").fetchall()[0][0]
+    failures = failure_count(con)
     sweeps = sorted({m["sweep_id"] for m in models.values() if m.get("sweep_id")})
     families = load_families(con) if pairs else []
     return StoreView(Path(store.root), pairs, models, files, failures, sweeps, families, con)

@@ -12,8 +12,9 @@ from jobs.whole_matrices import layer_tensors, read_whole
 from pipeline.comparison.permutation_test import pick_layers
 from pipeline.comparison.spectra import HeadSpectra, SpectraTest, head_spectra, spectra_test
 from pipeline.config import Settings
-from pipeline.errors import QueryError
+from pipeline.errors import NotComparable
 from pipeline.keys import ModelKey
+from pipeline.storage.duckdb import model_row
 
 ROLES = ("attn_q", "attn_k", "attn_v", "attn_o")
 
@@ -22,18 +23,18 @@ def run(con: Any, settings: Settings, ka: ModelKey, kb: ModelKey) -> SpectraTest
     """Per-head spectra of the tested layers of both models, heads matched, tested against decoys.
 
     Raises:
-        QueryError: no separate Q/K/V/O (fused QKV, MLA), unknown or unequal head counts, too few
-            layers, or matrices too large to read whole.
+        NotComparable: no separate Q/K/V/O (fused QKV, MLA), unknown or unequal head counts, too few layers.
+        ResourceLimit: the matrices are too large to read whole.
         FetchError: a range could not be had.
     """
     heads = {k: _heads(con, k) for k in (ka, kb)}
     if heads[ka] != heads[kb]:
-        raise QueryError(ka[0], ka[1], None, f"spectra: heads {heads[ka]} vs {heads[kb]} of {kb[0]}")
+        raise NotComparable(ka[0], ka[1], None, f"spectra: heads {heads[ka]} vs {heads[kb]} of {kb[0]}")
     tensors = {k: {role: layer_tensors(con, k, role) for role in ROLES} for k in (ka, kb)}
     usable = {k: sorted(set.intersection(*(set(t) for t in tensors[k].values()))) for k in (ka, kb)}
     layers = pick_layers(usable[ka], usable[kb])
     if len(layers) < 2:
-        raise QueryError(
+        raise NotComparable(
             ka[0], ka[1], None, f"spectra: too few layers with separate Q/K/V/O to test with {kb[0]}"
         )
     spectra: dict[ModelKey, list[HeadSpectra]] = {}
@@ -47,19 +48,15 @@ def run(con: Any, settings: Settings, ka: ModelKey, kb: ModelKey) -> SpectraTest
                 for i in range(len(mine))
             ]
         except ValueError as exc:
-            raise QueryError(k[0], k[1], None, f"spectra: {exc}") from None
+            raise NotComparable(k[0], k[1], None, f"spectra: {exc}") from None
     try:
         return spectra_test(spectra[ka], spectra[kb], layers, *heads[ka])
     except ValueError as exc:
-        raise QueryError(ka[0], ka[1], None, f"spectra with {kb[0]}: {exc}") from None
+        raise NotComparable(ka[0], ka[1], None, f"spectra with {kb[0]}: {exc}") from None
 
 
 def _heads(con: Any, key: ModelKey) -> tuple[int, int]:
-    got = con.sql(
-        "SELECT heads, kv_heads FROM models WHERE repo_id = $r AND revision = $v",
-        params={"r": key[0], "v": key[1]},
-    ).fetchall()
-    if not got or not got[0][0]:
-        raise QueryError(key[0], key[1], None, "spectra: the attention head count is not known")
-    heads, kv = int(got[0][0]), int(got[0][1] or got[0][0])
-    return heads, kv
+    row = model_row(con, key)
+    if row is None or not row["heads"]:
+        raise NotComparable(key[0], key[1], None, "spectra: the attention head count is not known")
+    return int(row["heads"]), int(row["kv_heads"] or row["heads"])

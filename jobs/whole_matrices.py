@@ -19,12 +19,13 @@ import numpy as np
 
 from pipeline.comparison.permutation_test import as_neurons_by_hidden
 from pipeline.config import Settings
-from pipeline.errors import QueryError, RepoMissing
+from pipeline.errors import FormatError, NotComparable, RepoMissing, ResourceLimit
 from pipeline.http import HubHttp
 from pipeline.keys import ModelKey
 from pipeline.readers import checkpoint
 from pipeline.readers.byte_source import ByteSource, LocalFile
 from pipeline.readers.remote import RemoteFile
+from pipeline.storage.duckdb import model_row, role_matrices
 
 # Bytes of whole matrices read per model and test; beyond it the test is refused (three Llama-7B up
 # matrices in BF16 are 270 MB, three layers of Llama-7B Q/K/V/O 400 MB).
@@ -35,12 +36,15 @@ LOCAL_SOURCES = ("local", "hf-cache")
 
 def layer_tensors(con: Any, key: ModelKey, role: str) -> dict[int, dict[str, Any]]:
     """Layer -> (name, file, transposed, shape) of the model's dense (non-expert) matrices of one role."""
-    rows = con.sql(
-        "SELECT layer, name, file, transposed, shape FROM tensors WHERE repo_id = $r AND revision = $v "
-        "AND role = $role AND kind = 'weight' AND expert IS NULL AND layer IS NOT NULL ORDER BY layer",
-        params={"r": key[0], "v": key[1], "role": role},
-    ).fetchall()
-    return {int(r[0]): {"name": r[1], "file": r[2], "transposed": bool(r[3]), "shape": r[4]} for r in rows}
+    return {
+        int(r["layer"]): {
+            "name": r["name"],
+            "file": r["file"],
+            "transposed": bool(r["transposed"]),
+            "shape": r["shape"],
+        }
+        for r in role_matrices(con, key, role)
+    }
 
 
 def read_whole(
@@ -49,15 +53,15 @@ def read_whole(
     """Whole matrices, in the order asked, as [out, in] float64 whatever their storage layout.
 
     Raises:
-        QueryError: the matrices exceed MAX_READ_BYTES or are not in the files.
+        NotComparable: the model is not stored.
+        ResourceLimit: the matrices exceed MAX_READ_BYTES.
+        FormatError: the matrices are not in the files.
         RepoMissing: the model's recorded folder no longer holds its files.
         FetchError: a range could not be had.
     """
-    # SELECT *: a store written before models.local_dir existed has no such column at all
-    rel = con.sql(
-        "SELECT * FROM models WHERE repo_id = $r AND revision = $v", params={"r": key[0], "v": key[1]}
-    )
-    origin = dict(zip(rel.columns, rel.fetchall()[0], strict=True))
+    origin = model_row(con, key)
+    if origin is None:
+        raise NotComparable(key[0], key[1], None, "not in the store")
     exact = replace(settings, exact=True)
     out: dict[str, np.ndarray] = {}
     total = 0
@@ -68,12 +72,12 @@ def read_whole(
             picked = tuple(t for t in header.tensors if t.name in names)
             total += sum(t.nbytes for t in picked)
             if total > MAX_READ_BYTES:
-                raise QueryError(key[0], key[1], file, f"{what} matrices exceed {MAX_READ_BYTES:,} bytes")
+                raise ResourceLimit(key[0], key[1], file, f"{what} matrices exceed {MAX_READ_BYTES:,} bytes")
             for rows in checkpoint.read_rows(src, replace(header, tensors=picked), exact, lambda _: what):
                 out[rows.header.name] = rows.values
     missing = [w["name"] for w in wanted if w["name"] not in out]
     if missing:
-        raise QueryError(key[0], key[1], None, f"tensors not found for the {what} test: {missing[:3]}")
+        raise FormatError(key[0], key[1], None, f"tensors not found for the {what} test: {missing[:3]}")
     return [as_neurons_by_hidden(out[w["name"]], w["transposed"]) for w in wanted]
 
 

@@ -1,5 +1,6 @@
 -- purpose: the suspicious-pair export: flagged pairs, undeclared first, with ids, revisions, score, p/q-value,
---          verdict, declared flag, every signal with the 5-95 % range unrelated pairs of its block give, and
+--          verdict, declared flag, every signal of pipeline/comparison/signals.py (value, the 5-95 % range
+--          unrelated pairs of its block give, p-value; tests/test_export_signals.py checks none is missing), and
 --          both licences with the inferred parent and licence finding;
 --          $include_all adds every scored pair, and candidate pairs `hubscan flag` has not scored yet
 --          (verdict 'not scored': the store changed since the last flag run)
@@ -25,6 +26,7 @@ SELECT a_repo_id, a_revision, b_repo_id, b_revision, hidden, verdict, declared, 
        dim_std, dim_std_bg_lo, dim_std_bg_hi, dim_std_p,
        col_norms, col_norms_bg_lo, col_norms_bg_hi, col_norms_p,
        tokens, tokens_n AS tokens_shared, tokens_bg_lo, tokens_bg_hi, tokens_p,
+       sorted, sorted_bg_lo, sorted_bg_hi, sorted_p,
        std_profile, std_profile_bg_lo, std_profile_bg_hi, std_profile_p,
        sketch_same, sketch_identical, values_identical, layer_map,
        a_license, b_license, parent, parent_how, license_finding, license_reason,

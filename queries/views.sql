@@ -1,6 +1,6 @@
 -- purpose: views over the Parquet store; every other query reads only these
 -- params:  (none)
--- reads:   models/*.parquet, tensors/*.parquet, failures/*.parquet, under the store: getvariable('store')
+-- reads:   models/, tensors/, failures/, files/, sweeps/, pairs/, layer_maps/ (*.parquet), under the store: getvariable('store')
 --          (hubscan sets it to the folder or s3:// / gs:// prefix; in the duckdb CLI, leave it unset and
 --          start the CLI inside the store folder)
 CREATE OR REPLACE MACRO store_files(tbl) AS coalesce(getvariable('store'), '.') || '/' || tbl || '/*.parquet';
@@ -34,6 +34,20 @@ ANTI JOIN loose_models AS m ON t.repo_id = m.repo_id AND t.revision = m.revision
 
 CREATE OR REPLACE VIEW failures AS
 SELECT * FROM read_parquet(store_files('failures'), union_by_name = true);
+
+-- Weight files by content hash, of committed models only (written, like tensors, before the models row).
+CREATE OR REPLACE VIEW files AS
+SELECT f.*
+FROM read_parquet(store_files('files'), union_by_name = true) AS f
+SEMI JOIN loose_models AS m ON f.repo_id = m.repo_id AND f.revision = m.revision
+UNION ALL BY NAME
+SELECT f.*
+FROM read_parquet(compacted_files('files'), union_by_name = true) AS f
+ANTI JOIN loose_models AS m ON f.repo_id = m.repo_id AND f.revision = m.revision;
+
+-- One row per sweep run: its listing filters, counts and requests (the cursor files beside them are JSON).
+CREATE OR REPLACE VIEW sweeps AS
+SELECT * FROM read_parquet(store_files('sweeps'), union_by_name = true);
 
 -- The per-layer std profile of the attention projections: the statistic of the original
 -- Pangu/Qwen claim. Kept for comparison, never trusted alone.

@@ -249,3 +249,74 @@ def _parse_default(raw: str, sql_type: str) -> Any:
 
 def _one_line(exc: Exception) -> str:
     return " ".join(str(exc).split())
+
+
+# Look-ups the commands share (compare, export, report, families, the whole-matrix tests), so no
+# job writes SQL text of its own. Each reads only the views of views.sql.
+
+
+def model_row(con: duckdb.DuckDBPyConnection, key: tuple[str, str]) -> dict[str, Any] | None:
+    """The stored models row of one revision (every column the store has), or None."""
+    # SELECT *: a store written before a column was added (models.local_dir) has no such column
+    rel = con.sql(
+        "SELECT * FROM models WHERE repo_id = $r AND revision = $v", params={"r": key[0], "v": key[1]}
+    )
+    rows = rel.to_arrow_table().to_pylist()
+    return rows[0] if rows else None
+
+
+def model_layout(con: duckdb.DuckDBPyConnection, key: tuple[str, str]) -> str | None:
+    """The tensor layout of a model of unknown architecture (the layouts view), None for a known one."""
+    got = con.sql(
+        "SELECT layout FROM layouts WHERE repo_id = $r AND revision = $v", params={"r": key[0], "v": key[1]}
+    ).fetchall()
+    return str(got[0][0]) if got else None
+
+
+def role_matrices(con: duckdb.DuckDBPyConnection, key: tuple[str, str], role: str) -> list[dict[str, Any]]:
+    """The dense (non-expert) per-layer weight matrices of one role, by layer: name, file, layout, shape."""
+    rel = con.sql(
+        "SELECT layer, name, file, transposed, shape FROM tensors WHERE repo_id = $r AND revision = $v "
+        "AND role = $role AND kind = 'weight' AND expert IS NULL AND layer IS NOT NULL ORDER BY layer",
+        params={"r": key[0], "v": key[1], "role": role},
+    )
+    return list(rel.to_arrow_table().to_pylist())
+
+
+def q_profile(con: duckdb.DuckDBPyConnection, repo_id: str) -> list[tuple[float, float]]:
+    """(layer, std of the attention Q projection) of one model, shallowest layer first."""
+    rows = con.sql(
+        "SELECT layer, avg(std) FROM std_profiles WHERE repo_id = $r AND role = 'attn_q' GROUP BY layer "
+        "ORDER BY layer",
+        params={"r": repo_id},
+    ).fetchall()
+    return [(float(x), float(y)) for x, y in rows]
+
+
+def scored_pairs(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
+    """Every row of the last flag run's `pairs` table."""
+    return list(con.sql("FROM pairs").to_arrow_table().to_pylist())
+
+
+def scored_pair_keys(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
+    """The candidate rows (keys, hidden size, how proposed) of the pairs the last flag run scored."""
+    rel = con.sql("SELECT a_repo_id, a_revision, b_repo_id, b_revision, hidden, via FROM pairs")
+    return list(rel.to_arrow_table().to_pylist())
+
+
+def flagged_pairs(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
+    """The flagged pairs of the last flag run, most significant first (the family trees' links)."""
+    rel = con.sql(
+        "SELECT a_repo_id, b_repo_id, verdict, reason, declared, score FROM pairs WHERE flagged ORDER BY score DESC"
+    )
+    return list(rel.to_arrow_table().to_pylist())
+
+
+def stored_models(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
+    """Every committed models row."""
+    return list(con.sql("FROM models").to_arrow_table().to_pylist())
+
+
+def failure_count(con: duckdb.DuckDBPyConnection) -> int:
+    """How many model revisions have a recorded failure."""
+    return sum(int(r["models"]) for r in fetch_rows(con, "count_failures"))
