@@ -205,4 +205,59 @@ EXPECTED = {
         ("layer", "q"),
         [(0, 0.09), (1, 0.09), (2, 0.08), (3, 0.08), (4, 0.08), (5, 0.08)],
     ),
+    # the candidate steps of candidate_pairs(), each read after the temp tables before it
+    "compute_background_pairs.sql": (
+        3,
+        ("a_repo_id", "b_repo_id"),
+        [
+            ("demohub/minilm-l6-finetuned", "licbed/minilm-l3-nolicence"),
+            ("demohub/minilm-l6-finetuned", "sentence-transformers/all-MiniLM-L6-v2"),
+            ("licbed/minilm-l3-nolicence", "sentence-transformers/all-MiniLM-L6-v2"),
+        ],
+    ),
+    "compute_candidate_blocks.sql": (
+        3,
+        ("repo_id", "hidden"),
+        [
+            ("demohub/minilm-l6-finetuned", 384),
+            ("licbed/minilm-l3-nolicence", 384),
+            ("sentence-transformers/all-MiniLM-L6-v2", 384),
+        ],
+    ),
+    "compute_exhaustive_pairs.sql": (
+        3,
+        ("a_repo_id", "b_repo_id"),
+        [
+            ("demohub/minilm-l6-finetuned", "licbed/minilm-l3-nolicence"),
+            ("demohub/minilm-l6-finetuned", "sentence-transformers/all-MiniLM-L6-v2"),
+            ("licbed/minilm-l3-nolicence", "sentence-transformers/all-MiniLM-L6-v2"),
+        ],
+    ),
+    "compute_lsh_codes.sql": (
+        144,
+        ("repo_id", "hidden"),
+        [
+            ("demohub/minilm-l6-finetuned", 384),
+            ("licbed/minilm-l3-nolicence", 384),
+            ("sentence-transformers/all-MiniLM-L6-v2", 384),
+        ],
+    ),
+    "compute_lsh_pairs.sql": (
+        3,
+        ("a_repo_id", "b_repo_id"),
+        [
+            ("demohub/minilm-l6-finetuned", "licbed/minilm-l3-nolicence"),
+            ("demohub/minilm-l6-finetuned", "sentence-transformers/all-MiniLM-L6-v2"),
+            ("licbed/minilm-l3-nolicence", "sentence-transformers/all-MiniLM-L6-v2"),
+        ],
+    ),
+    "compute_lsh_signatures.sql": (
+        6,
+        ("repo_id", "hidden"),
+        [
+            ("demohub/minilm-l6-finetuned", 384),
+            ("licbed/minilm-l3-nolicence", 384),
+            ("sentence-transformers/all-MiniLM-L6-v2", 384),
+        ],
+    ),
 }
