@@ -131,12 +131,13 @@ def test_the_readme_demo_command_installs_every_module_the_demo_imports():
     # distribution names whose import name differs
     names |= {"yaml"} if "pyyaml" in names else set()
     names |= {"huggingface_hub"}
-    jobs = Path(__file__).resolve().parents[1] / "jobs"
+    root = Path(__file__).resolve().parents[1]
     stdlib = set(sys.stdlib_module_names)
     for path in [
-        jobs / "demo.py",
-        *jobs.joinpath("demohub").glob("*.py"),
-        *jobs.joinpath("fakehub").glob("*.py"),
+        root / "jobs" / "demo.py",
+        *root.joinpath("testbed", "demohub").glob("*.py"),
+        *root.joinpath("testbed", "fakehub").glob("*.py"),
+        *root.joinpath("testbed", "writers").glob("*.py"),
     ]:
         for node in ast.walk(ast.parse(path.read_text())):
             mods = [a.name for a in node.names] if isinstance(node, ast.Import) else []
@@ -144,6 +145,6 @@ def test_the_readme_demo_command_installs_every_module_the_demo_imports():
                 mods = [node.module]
             for mod in mods:
                 top = mod.split(".")[0]
-                assert top in stdlib or top in names or top in {"jobs", "pipeline"}, (
+                assert top in stdlib or top in names or top in {"jobs", "pipeline", "testbed"}, (
                     f"{path.name} imports {top}"
                 )
