@@ -297,7 +297,7 @@ def test_cli_errors_are_one_line_with_the_documented_exit_codes(store, tmp_path)
     empty = Store(tmp_path / "empty").init()  # a store, but never flagged
     unflagged = _hubscan("export", "--store", str(empty.root), "-o", str(tmp_path / "x.csv"))
     assert unflagged.returncode == 1
-    assert unflagged.stderr == f"hubscan: {empty.root}:pairs: no scored pairs: run `hubscan flag` first\n"
+    assert unflagged.stderr == f"hubscan: {empty.root}: no scored pairs: run `hubscan flag` first\n"
     assert _hubscan("flag", "--store", str(store), "--q", "2").returncode == 2
     assert _hubscan("export", "--store", str(store), "-o", "x", "--format", "xml").returncode == 2
 

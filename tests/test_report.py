@@ -145,4 +145,4 @@ def test_report_of_a_store_without_pairs_is_one_line(tmp_path):
     out = subprocess.run([sys.executable, "-m", "jobs.cli", "report", "--store", str(empty.root), "-o",
                           str(tmp_path / "site")], capture_output=True, text=True, timeout=120)  # fmt: skip
     assert out.returncode == 1
-    assert out.stderr == f"hubscan: {empty.root}:pairs: no scored pairs: run `hubscan flag` first\n"
+    assert out.stderr == f"hubscan: {empty.root}: no scored pairs: run `hubscan flag` first\n"
