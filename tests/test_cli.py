@@ -119,7 +119,7 @@ def test_a_failing_query_is_one_line_and_exit_1(tmp_path):
     result = _hubscan("sql", "SELECT * FROM no_such_table", "--store", str(tmp_path / "s"))
     assert result.returncode == 1
     assert len(result.stderr.strip().splitlines()) == 1
-    assert result.stderr.startswith("hubscan: queries:<command line>: Catalog Error")
+    assert result.stderr.startswith("hubscan: <command line>: Catalog Error")
 
 
 def test_the_readme_demo_command_installs_every_module_the_demo_imports():

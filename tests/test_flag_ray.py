@@ -123,7 +123,7 @@ def test_a_failed_block_task_is_one_line_from_the_cli(store, ray_session, tmp_pa
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     # DuckDB's thrift reader names the page-header byte it cannot parse (0xff read as a varint, then 0x0f)
-    assert lines == ["hubscan: queries:compute_sketch_scores.sql: don't know what type: \x0f"]
+    assert lines == ["hubscan: compute_sketch_scores.sql: don't know what type: \x0f"]
 
 
 def _corrupt_column(root: Path, column: str) -> Path:

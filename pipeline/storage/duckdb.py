@@ -66,7 +66,7 @@ def load_sql(name_or_path: str | Path) -> SqlFile:
     if not path.is_file():
         path = shipped_sql(str(name_or_path))
     if not path.is_file():
-        raise QueryError("queries", None, str(name_or_path), "no such query file")
+        raise QueryError(None, None, str(name_or_path), "no such query file")
     text = path.read_text()
     params: dict[str, str] = {}
     defaults: dict[str, Any] = {}
@@ -115,7 +115,7 @@ def connect(
         try:
             con.execute(load_sql(name).text)
         except duckdb.Error as exc:
-            raise QueryError("queries", None, f"{name}.sql", f"{store.uri}: {_one_line(exc)}") from None
+            raise QueryError(None, None, f"{name}.sql", f"{store.uri}: {_one_line(exc)}") from None
     return con
 
 
@@ -157,7 +157,7 @@ def candidate_pairs(
     unknown = params.keys() - {name for sql in steps.values() for name in sql.params}
     if unknown:
         raise QueryError(
-            "queries",
+            None,
             None,
             "compute_candidate_pairs.sql",
             f"unknown parameters: {', '.join(sorted(unknown))}",
@@ -180,7 +180,7 @@ def create_temp_table(
         # the name is one of our own constants; the values stay named parameters
         con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS\n{sql.text}", bound or None)
     except duckdb.Error as exc:
-        raise QueryError("queries", None, sql.name, _one_line(exc)) from None
+        raise QueryError(None, None, sql.name, _one_line(exc)) from None
 
 
 def run_sql(
@@ -195,7 +195,7 @@ def run_sql(
     try:
         return con.sql(sql.text, params=bound or None)
     except duckdb.Error as exc:
-        raise QueryError("queries", None, sql.name, _one_line(exc)) from None
+        raise QueryError(None, None, sql.name, _one_line(exc)) from None
 
 
 def fetch_rows(
@@ -208,12 +208,12 @@ def fetch_rows(
     """
     rel = run_sql(con, load_sql(name), params)
     if rel is None:
-        raise QueryError("queries", None, f"{name}.sql", "returned no result set")
+        raise QueryError(None, None, f"{name}.sql", "returned no result set")
     try:
         # con.sql only plans a SELECT: errors reading the files (a corrupt part) surface here
         table = rel.to_arrow_table()
     except duckdb.Error as exc:
-        raise QueryError("queries", None, f"{name}.sql", _one_line(exc)) from None
+        raise QueryError(None, None, f"{name}.sql", _one_line(exc)) from None
     return list(table.to_pylist())
 
 
@@ -227,10 +227,10 @@ def _bind(sql: SqlFile, params: dict[str, Any] | None) -> dict[str, Any]:
     used = sql.used_params()
     missing = used - given.keys()
     if missing:
-        raise QueryError("queries", None, sql.name, f"missing parameters: {', '.join(sorted(missing))}")
+        raise QueryError(None, None, sql.name, f"missing parameters: {', '.join(sorted(missing))}")
     unknown = (params or {}).keys() - used
     if unknown:
-        raise QueryError("queries", None, sql.name, f"unknown parameters: {', '.join(sorted(unknown))}")
+        raise QueryError(None, None, sql.name, f"unknown parameters: {', '.join(sorted(unknown))}")
     return {k: v for k, v in given.items() if k in used}
 
 
