@@ -75,10 +75,8 @@ class Store:
             raise StoreError(self.uri, None, None, one_line(exc)) from None
 
     def _init(self) -> Store:
-        bucket = self.base.split("/", 1)[0]
         # GCS's create_dir makes a missing bucket (S3's refuses): a mistyped bucket must be an error
-        if not self.local and self.fs.get_file_info(bucket).type == pafs.FileType.NotFound:
-            raise StoreError(self.uri, None, None, f"bucket {bucket} does not exist")
+        self._check_bucket()
         self.fs.create_dir(self.base, recursive=True)
         marker = self._path(MARKER)
         if self._exists(marker):
@@ -242,6 +240,12 @@ class Store:
     def _exists(self, path: str) -> bool:
         return bool(self.fs.get_file_info(path).type != pafs.FileType.NotFound)
 
+    def _check_bucket(self) -> None:
+        """Raises StoreError when an object store's bucket does not exist (a local folder has none)."""
+        bucket = self.base.split("/", 1)[0]
+        if not self.local and not self._exists(bucket):
+            raise StoreError(self.uri, None, None, f"bucket {bucket} does not exist")
+
     def open_existing(self) -> Store:
         """This store, if one was created here; writes nothing, so a mistyped location stays absent.
 
@@ -250,14 +254,12 @@ class Store:
         Raises:
             StoreError: no schema marker at the location (not a hubscan store), or storage refused.
         """
-        bucket = self.base.split("/", 1)[0]
         try:
             found = self._exists(self._path(MARKER))
-            missing_bucket = not found and not self.local and not self._exists(bucket)
+            if not found:
+                self._check_bucket()  # the more useful of the two messages for a mistyped bucket
         except (OSError, pa.ArrowException) as exc:
             raise StoreError(self.uri, None, None, one_line(exc)) from None
-        if missing_bucket:  # the more useful of the two messages for a mistyped bucket
-            raise StoreError(self.uri, None, None, f"bucket {bucket} does not exist")
         if not found:
             raise StoreError(self.uri, None, None, "no hubscan store here (no _hubscan.json)")
         return self

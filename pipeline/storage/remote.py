@@ -18,10 +18,10 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 from fsspec.implementations.arrow import ArrowFSWrapper
 
-# Environment names that configure object storage; a sweep forwards them to its Ray workers.
-STORAGE_ENV_PREFIXES = ("AWS_", "GOOGLE_", "GCS_", "STORAGE_EMULATOR_HOST")
 # A GCS endpoint other than Google's (an emulator): "http://host:port"; it takes no credentials.
 GCS_ENDPOINT_ENV = "STORAGE_EMULATOR_HOST"
+# Environment names that configure object storage; a sweep forwards them to its Ray workers.
+STORAGE_ENV_PREFIXES = ("AWS_", "GOOGLE_", "GCS_", GCS_ENDPOINT_ENV)
 # pyarrow's GCS client retries for 15 minutes by default, so a machine without credentials waited that
 # long on the GCE metadata server before failing; 15 s outlasts a burst of 5xx answers (measured: the
 # no-credentials error then comes after 25 s off GCP).
