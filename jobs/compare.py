@@ -15,6 +15,7 @@ import pyarrow as pa
 from rich.console import Console
 
 from jobs import flag, layer_maps, licence_edges, permutation, spectra
+from jobs.commit import commit
 from jobs.known_files import StoreKnownFiles
 from jobs.model_task import ModelOutcome, fingerprint_model
 from jobs.output import format_p
@@ -214,22 +215,9 @@ def _commit(store: Store, outcome: ModelOutcome, summary: RunSummary, known: Sto
     Raises:
         HubscanError: the error that stopped the fingerprint (also recorded in failures).
     """
-    if outcome.model_row is None:
-        store.write_failures(outcome.repo_id, outcome.revision, outcome.errors)
+    if not commit(store, outcome, summary, Console(stderr=True), known):
         summary.failed += 1
         raise outcome.errors[-1]
-    store.write_model(outcome.model_row, outcome.tensor_rows, outcome.file_rows)
-    known.add(
-        (outcome.repo_id, outcome.revision), [str(f["sha256"]) for f in outcome.file_rows if f.get("sha256")]
-    )
-    summary.done += 1
-    summary.bytes_read += int(outcome.model_row["bytes_read"])
-    summary.requests += int(outcome.model_row["requests"])
-    Console(stderr=True).print(
-        f"done {outcome.repo_id}@{outcome.revision[:7]}: {len(outcome.tensor_rows)} tensors, "
-        f"{outcome.model_row['bytes_read']:,} of {outcome.model_row['checkpoint_bytes']:,} bytes read "
-        f"in {outcome.model_row['requests']} requests"
-    )
 
 
 def _stored(store: Store, target: str) -> ModelKey | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from rich.console import Console
 
+from jobs.commit import commit
 from jobs.known_files import StoreKnownFiles
 from jobs.model_task import ModelOutcome, fingerprint_model
 from jobs.summary import RunSummary
@@ -43,24 +44,10 @@ def record(
     err: Console,
     known: StoreKnownFiles | None = None,
 ) -> None:
-    """Write an outcome to the store and count it; a committed model's files become known to the run."""
-    model = outcome.model
-    if model is not None:
-        store.write_model(model.as_row(), outcome.tensor_rows, outcome.file_rows)
-        if known is not None:
-            hashes = [str(f["sha256"]) for f in outcome.file_rows if f.get("sha256")]
-            known.add((outcome.repo_id, outcome.revision), hashes)
-        summary.done += 1
-        summary.bytes_read += model.bytes_read
-        summary.requests += model.requests
-        err.print(
-            f"done {outcome.repo_id}@{outcome.revision[:7]}: {len(outcome.tensors)} tensors, "
-            f"{model.bytes_read:,} of {model.checkpoint_bytes:,} bytes read in {model.requests} requests"
-        )
-        return
-    store.write_failures(outcome.repo_id, outcome.revision, outcome.errors)
-    for exc in outcome.errors:
-        _failed(summary, err, exc)
+    """Write an outcome to the store and count it; a failed model's errors are a line each."""
+    if not commit(store, outcome, summary, err, known):
+        for exc in outcome.errors:
+            _failed(summary, err, exc)
 
 
 def _failed(summary: RunSummary, err: Console, exc: HubscanError) -> None:
