@@ -3,9 +3,9 @@
     python -m bench.flag_phases STORE            # a store built by bench.detection_synth.build_store
     python -m bench.flag_phases --build 100000 STORE
 
-Each phase is timed where flag calls it (candidate SQL, signal SQL, scoring, layer maps, the
-`pairs` table and its write); after each, the process's current RSS (what the driver still holds)
-and its peak so far. Run it in its own process: the peak is the whole process's.
+Each phase is timed where flag calls it (candidate SQL, homes, signal SQL, scoring, reading the row
+files back, layer maps, verdicts, the `pairs` table), with the largest resident set seen after one of
+its calls (what the driver holds then). Run it in its own process: the peak is the whole process's.
 """
 
 from __future__ import annotations
@@ -19,21 +19,32 @@ from pathlib import Path
 from typing import Any
 
 from bench.detection_synth import build_store
-from jobs import flag, layer_maps
+from jobs import flag, flag_rows, layer_maps
 from pipeline.config import Settings
+from pipeline.storage import homes
 
 MB = 1024 * 1024
-# (module, function name, phase): the functions flag.run calls, in the order it calls them
+# (module, function name, phase): the functions flag.run calls, in the order it calls them. Scoring's
+# functions run once per row, so no phase prints per call: each keeps its seconds and the largest
+# resident set seen when one of its calls returned.
 PHASES = (
     (flag, "candidate_pairs", "candidate SQL"),
     (flag, "fetch_rows", "candidate SQL"),
+    (homes, "write_homes", "homes"),
     (flag, "add_signals", "signal SQL"),
-    (flag, "score_pairs", "scoring"),
+    (flag, "merge_rows", "scoring"),
+    (flag_rows, "chance_z", "scoring"),
+    (flag_rows, "fit_backgrounds", "scoring"),
+    (flag_rows, "calibrate", "scoring"),
+    (flag_rows, "log_benjamini_hochberg", "scoring"),
+    (flag_rows, "set_flags", "scoring"),
+    (flag_rows, "_load", "row files"),
     (layer_maps, "map_pairs", "layer maps"),
     (flag, "judge_pairs", "verdicts"),
     (flag, "pairs_table", "pairs table"),
 )
 TIMES: dict[str, float] = {}
+RSS: dict[str, float] = {}
 
 
 def _rss_mb() -> float:
@@ -51,10 +62,8 @@ def _timed(phase: str, fn: Callable[..., Any]) -> Callable[..., Any]:
         t0 = time.perf_counter()
         out = fn(*args, **kwargs)
         TIMES[phase] = TIMES.get(phase, 0.0) + time.perf_counter() - t0
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        print(
-            f"  {phase}: {TIMES[phase]:.1f} s so far, rss {_rss_mb():.0f} MB, peak {peak:.0f} MB", flush=True
-        )
+        if phase != "scoring":  # per row: reading /proc each time would be the cost measured
+            RSS[phase] = max(RSS.get(phase, 0.0), _rss_mb())
         return out
 
     return wrapper
@@ -79,8 +88,10 @@ def main() -> None:
     print(
         f"flag: {total:.1f} s, peak RSS {peak:.0f} MB, {result.candidates:,} pairs, {result.flagged:,} flagged"
     )
+    print("| phase | seconds | largest RSS after a call (MB) |")
     for phase, seconds in TIMES.items():
-        print(f"| {phase} | {seconds:.1f} s |")
+        print(f"| {phase} | {seconds:.1f} | {RSS.get(phase, float('nan')):.0f} |")
+    print(f"| other (spill writes, model tables, Parquet writes) | {total - sum(TIMES.values()):.1f} | |")
 
 
 if __name__ == "__main__":

@@ -1,35 +1,51 @@
 """`hubscan flag`: score candidate pairs in DuckDB, calibrate and judge them, and write the `pairs` table.
 
-candidates (compute_*candidate_pairs.sql) -> signals (compute_*_scores.sql, list_std_profiles.sql) ->
-calibration (pipeline.comparison.scoring) -> layer/expert maps of the pairs that need one
-(compute_layer_similarity.sql, pipeline.comparison.structure) -> the verdict, decided once
+candidates (compute_*candidate_pairs.sql) -> homes (pipeline/storage/homes.py: the candidates' tensors
+rewritten by family, so each unit of pairs reads its own) -> signals (compute_*_scores.sql,
+list_std_profiles.sql) per batch -> calibration in three passes over the batches kept on disk
+(jobs/flag_rows.py; pipeline.comparison.scoring) -> unit by unit, layer/expert maps of the pairs that
+need one (compute_layer_similarity.sql, pipeline.comparison.structure) and the verdict, decided once
 (pipeline.comparison.judge) -> one atomic write of layer_maps and of pairs/pairs.parquet.
 """
 
 from __future__ import annotations
 
+import functools
 import uuid
-from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from jobs import layer_maps, licence_edges
+from jobs.flag_rows import RowSpill
 from pipeline import __version__
 from pipeline.comparison.judge import judge_pairs
 from pipeline.comparison.layout import block_key
-from pipeline.comparison.records import PAIRS_SCHEMA, ScoredPair, pairs_table
-from pipeline.comparison.scoring import DEFAULT_Q, ModelInfo, PairInputs, pair_key, score_pairs
+from pipeline.comparison.records import ScoredPair, pairs_from_table, pairs_table
+from pipeline.comparison.scoring import (
+    DEFAULT_Q,
+    ModelInfo,
+    PairInputs,
+    copy_links,
+    copy_pairs,
+    declared_bases,
+    merge_rows,
+    pair_key,
+)
 from pipeline.comparison.signals import SIGNALS
 from pipeline.comparison.structure import PartialPair, derived_sides
 from pipeline.config import Settings
 from pipeline.keys import ModelKey, PairKey
 from pipeline.storage.duckdb import candidate_pairs, connect, fetch_rows, use_candidates
+from pipeline.storage.homes import Homes, pair_homes, read_homes
 from pipeline.storage.parquet import Store
+from pipeline.storage.schema import LAYER_MAPS
 
 # Blocks up to this many models are scored pair by pair; larger ones through LSH buckets. 1000
 # synthetic models in one block (500k pairs) took 179 s and 5.7 GB exhaustively, 3.8 s through LSH
@@ -60,16 +76,22 @@ class FlagResult:
     candidates: int = 0
     flagged: int = 0
     undeclared: int = 0
-    rows: list[ScoredPair] = field(default_factory=list)
+
+    @functools.cached_property
+    def rows(self) -> list[ScoredPair]:
+        """The written pairs as records (built on first use: a hub's run need not hold them all)."""
+        return pairs_from_table(self.pairs)
 
     def flagged_table(self) -> pa.Table:
         """The flagged pairs, most significant first: verdict and score, then every signal's value."""
         cols = [*FLAGGED_LEAD, *SIGNALS, "license_finding"]
-        rows = sorted((r for r in self.rows if r.flagged), key=lambda r: (r.declared, -(r.score or 0.0)))
-        schema = pa.schema([PAIRS_SCHEMA.field(c) for c in cols])
-        return pa.Table.from_arrays(
-            [pa.array([r[c] for r in rows], f.type) for c, f in zip(cols, schema, strict=True)], schema=schema
+        flagged = self.pairs.filter(pc.field("flagged"))
+        rank = pc.negate(pc.fill_null(flagged["score"], 0.0))
+        order = pc.sort_indices(
+            pa.table({"declared": flagged["declared"], "rank": rank}),
+            sort_keys=[("declared", "ascending"), ("rank", "ascending")],
         )
+        return flagged.take(order).select(cols)
 
 
 def run(
@@ -81,26 +103,34 @@ def run(
 ) -> FlagResult:
     """Score every candidate pair of the store and replace its `pairs` table.
 
+    Each unit's judged pairs become Arrow columns as they come, so the records of a hub's pairs are
+    never held at once.
+
     Raises:
         QueryError: a shipped query failed (e.g. the folder is not a store).
     """
     store = Store(settings.store).init()
     con = flag_connection(store)
-    pairs, maps = score_store(
-        con, store, q_level, exhaustive_max, known_unrelated=known_unrelated, runner=runner, settings=settings
-    )
-    store.write(layer_maps.FLAG_FILE, maps)
     flag_id = f"flag-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
     stamp = {"flag_id": flag_id, "flagged_at": datetime.now(timezone.utc), "hubscan_version": __version__}
-    table = pairs_table(pairs, stamp)
+    tables = [pairs_table([], stamp)]
+    maps = [LAYER_MAPS.empty_table()]
+    for records, unit_maps in score_units(
+        con, store, q_level, exhaustive_max, known_unrelated=known_unrelated, runner=runner, settings=settings
+    ):
+        tables.append(pairs_table(records, stamp))
+        maps.append(unit_maps)
+        del records
+    store.write(layer_maps.FLAG_FILE, pa.concat_tables(maps))
+    table = pa.concat_tables(tables).combine_chunks()
     store.write(PAIRS_FILE, table)
+    flagged = pc.fill_null(table["flagged"], False)
     return FlagResult(
         flag_id=flag_id,
         pairs=table,
-        candidates=len(pairs),
-        flagged=sum(bool(r.flagged) for r in pairs),
-        undeclared=sum(bool(r.flagged and not r.declared) for r in pairs),
-        rows=pairs,
+        candidates=table.num_rows,
+        flagged=pc.sum(flagged).as_py() or 0,
+        undeclared=pc.sum(pc.and_(flagged, pc.invert(pc.fill_null(table["declared"], False)))).as_py() or 0,
     )
 
 
@@ -131,41 +161,114 @@ def score_store(
     map_only: Collection[PairKey] | None = None,
     known_maps: Iterable[PartialPair] = (),
 ) -> tuple[list[ScoredPair], pa.Table]:
-    """Candidates (optionally one block: a hidden size or an unknown architecture's layout, plus given
-    pairs), their signals, calibration, the maps of the pairs that need one, and the judged pairs.
+    """Every unit of `score_units` at once: the judged pairs and their layer_maps rows (``compare``'s block)."""
+    records: list[ScoredPair] = []
+    maps: list[pa.Table] = []
+    for unit_records, unit_maps in score_units(
+        con, store, q_level, exhaustive_max, hidden, extra_pairs, known_unrelated, layout, runner, settings,
+        source, map_only, known_maps,
+    ):  # fmt: skip
+        records += unit_records
+        maps.append(unit_maps)
+    return records, pa.concat_tables(maps) if maps else LAYER_MAPS.empty_table()
 
-    ``runner`` is where the signal SQL runs: "local" in this process, "ray" as one Ray task per block
+
+def score_units(
+    con: duckdb.DuckDBPyConnection,
+    store: Store,
+    q_level: float = DEFAULT_Q,
+    exhaustive_max: int = EXHAUSTIVE_MAX,
+    hidden: int | None = None,
+    extra_pairs: Sequence[PairKey] = (),
+    known_unrelated: Iterable[frozenset[str]] = (),
+    layout: str | None = None,
+    runner: str = "local",
+    settings: Settings | None = None,
+    source: str = "flag",
+    map_only: Collection[PairKey] | None = None,
+    known_maps: Iterable[PartialPair] = (),
+) -> Iterator[tuple[list[ScoredPair], pa.Table]]:
+    """Candidates (optionally one block: a hidden size or an unknown architecture's layout, plus given
+    pairs), their signals, calibration, the maps of the pairs that need one, and the judged pairs,
+    yielded unit by unit (storage/homes.py) so no process holds every pair's working row.
+
+    ``runner`` is where the signal SQL runs: "local" in this process, "ray" as one Ray task per unit
     batch (jobs/flag_blocks.py), "auto" on Ray when `ray_pays` says so; Ray needs ``settings``.
     ``map_only``: the pairs mapped, whatever their flag (compare's pair), instead of the flagged pairs
     that need a map; ``known_maps``: stored partial maps that may hold a stack's other parent.
-    Returns the judged pairs and their layer_maps rows (stamped with ``source``).
+    Yields each unit's judged pairs and their layer_maps rows (stamped with ``source``).
     """
     cand, by_layout = candidates(con, store, exhaustive_max, hidden, layout, extra_pairs)
-    inputs = PairInputs(candidates=cand + by_layout, models=model_infos(store))
-    if (
-        settings is None
-        or runner == "local"
-        or (runner == "auto" and not ray_pays(settings, len(inputs.candidates)))
-    ):
-        add_signals(con, inputs, cand, by_layout)
-    else:
+    models = model_infos(store)
+    # byte-identical copies no candidate query proposed are scored as pairs of their block too
+    for extra in copy_pairs(cand + by_layout, models):
+        (cand if extra["layout"] is None else by_layout).append(extra)
+    tests = comparable_pairs(cand + by_layout)
+    links = copy_links(models)
+    spill = RowSpill.open(set(known_unrelated))
+    try:
+        with pair_homes(con, store, cand + by_layout) as homes:
+            on_ray = settings is not None and (
+                runner == "ray" or (runner == "auto" and ray_pays(settings, len(cand) + len(by_layout)))
+            )
+            for unit, batch, inputs in signal_batches(
+                con, store, homes, cand, by_layout, settings if on_ray else None
+            ):
+                inputs.candidates, inputs.models = list(batch), models
+                spill.add(unit, merge_rows(inputs, links))
+            del cand, by_layout
+            spill.rank(tests)
+            moe = layer_maps.moe_models(store)
+            licences = licence_edges.model_licences(store)
+            for _, rows in spill.units(q_level, declared_bases(models)):
+                # structural derivatives: layer / expert maps of the flagged pairs whose structure differs
+                todo = [
+                    r for r in rows
+                    if (layer_maps.needs_map(r, moe) if map_only is None else pair_key(r) in map_only)
+                ]  # fmt: skip
+                structures, maps = layer_maps.map_pairs(
+                    con,
+                    todo,
+                    moe,
+                    source,
+                    known_maps,
+                    lambda pairs: unit_connections(con, store, homes, pairs),
+                )
+                del todo
+                derived = derived_sides(
+                    maps.select(["a_repo_id", "a_revision", "b_repo_id", "b_revision", "derived"]).to_pylist()
+                )
+                yield judge_pairs(rows, structures, derived, licences), maps
+    finally:
+        spill.close()
+
+
+def signal_batches(
+    con: duckdb.DuckDBPyConnection,
+    store: Store,
+    homes: Homes | None,
+    cand: list[dict[str, Any]],
+    by_layout: list[dict[str, Any]],
+    ray_settings: Settings | None = None,
+) -> Iterator[tuple[int, list[dict[str, Any]], PairInputs]]:
+    """(unit, pairs, their signal rows) batch by batch, the batches of a unit together: in this process,
+    or as Ray tasks when ``ray_settings`` is given."""
+    if ray_settings is not None:
         from jobs import flag_blocks  # imports Ray, which an in-process run never needs
 
-        flag_blocks.add_signals_on_ray(settings, store, inputs, cand, by_layout, _hidden_sizes(store))
-    tests = comparable_pairs(inputs.candidates)
-    del cand, by_layout  # inputs holds them; score_pairs frees each as it becomes a row
-    rows = score_pairs(inputs, q_level=q_level, known_unrelated=known_unrelated, tests=tests)
-    # structural derivatives: layer / expert maps of the flagged pairs whose structure differs
-    moe = layer_maps.moe_models(store)
-    todo = [
-        r for r in rows if (layer_maps.needs_map(r, moe) if map_only is None else pair_key(r) in map_only)
-    ]
-    structures, maps = layer_maps.map_pairs(con, todo, moe, source, known_maps)
-    del todo
-    derived = derived_sides(
-        maps.select(["a_repo_id", "a_revision", "b_repo_id", "b_revision", "derived"]).to_pylist()
-    )
-    return judge_pairs(rows, structures, derived, licence_edges.model_licences(store)), maps
+        yield from flag_blocks.signals_on_ray(
+            ray_settings, store, cand, by_layout, _hidden_sizes(store), homes
+        )
+        return
+    unit = 0
+    for pairs, layout in ((cand, False), (by_layout, True)):
+        for part_con, part in unit_connections(con, store, homes, pairs):
+            for start in range(0, len(part), PAIRS_PER_BATCH):
+                batch = part[start : start + PAIRS_PER_BATCH]
+                inputs = PairInputs(candidates=[])
+                add_signals(part_con, inputs, [] if layout else batch, batch if layout else [])
+                yield unit, batch, inputs
+            unit += 1
 
 
 def candidates(
@@ -198,6 +301,24 @@ def candidates(
     cand += [c for c in extra if c["layout"] is None]
     by_layout += [c for c in extra if c["layout"] is not None]
     return cand, by_layout
+
+
+def unit_connections(
+    con: duckdb.DuckDBPyConnection, store: Store, homes: Homes | None, pairs: list[dict[str, Any]]
+) -> Iterator[tuple[duckdb.DuckDBPyConnection, list[dict[str, Any]]]]:
+    """The pairs unit by unit, each with a connection whose `tensors` are its unit's homes only (or all
+    the pairs with ``con`` over the store's own files, when flag wrote no homes)."""
+    if homes is None:
+        if pairs:
+            yield con, pairs
+        return
+    for unit in homes.units(pairs):
+        unit_con = flag_connection(store)
+        try:
+            read_homes(unit_con, homes.files(unit))
+            yield unit_con, unit.pairs
+        finally:
+            unit_con.close()
 
 
 def comparable_pairs(cand: Iterable[Mapping[str, Any]]) -> int:

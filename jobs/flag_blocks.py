@@ -1,10 +1,11 @@
-"""`hubscan flag` past one machine: the signal SQL of each comparability block as Ray tasks.
+"""`hubscan flag` past one machine: the signal SQL of each unit of candidate pairs as Ray tasks.
 
-The driver computes the candidate pairs (compute_*candidate_pairs.sql) and cuts them into batches,
-one block per batch and a large block into several; each Ray task opens its own DuckDB over its
-block's compacted files plus the loose files, runs the signal SQL on its batch, and returns the
-signal rows. The driver then calibrates and controls the false discovery rate over all of them with
-`score_pairs`, exactly as the in-process run does, so both write the same pairs.
+The driver computes the candidate pairs (compute_*candidate_pairs.sql), writes their homes
+(pipeline/storage/homes.py) and cuts each unit into batches; each Ray task opens its own DuckDB whose
+`tensors` are its unit's home only, runs the signal SQL on its batch, and returns the signal rows. An
+object store gets no homes: its batches are cut per comparability block and read that block's compacted
+files plus the loose files. The driver calibrates and controls the false discovery rate over every
+batch exactly as the in-process run does (jobs/flag_rows.py), so both write the same pairs.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pipeline.comparison.scoring import PairInputs
 from pipeline.config import Settings
 from pipeline.errors import HubscanError
 from pipeline.keys import ModelKey
+from pipeline.storage.homes import Homes, read_homes
 from pipeline.storage.parquet import Store
 from pipeline.storage.remote import storage_env
 
@@ -43,36 +45,44 @@ class Batch:
     blocks: frozenset[str]  # compacted block folders its models live in (block-<hidden>)
     by_hidden: list[dict[str, Any]] = field(default_factory=list)
     by_layout: list[dict[str, Any]] = field(default_factory=list)
+    files: tuple[str, ...] = ()  # its unit's homes (storage/homes.py), read instead of the store's tensors
 
 
-def add_signals_on_ray(
+def signals_on_ray(
     settings: Settings,
     store: Store,
-    inputs: PairInputs,
     cand: list[dict[str, Any]],
     by_layout: list[dict[str, Any]],
     hidden_of: dict[ModelKey, int | None],
-) -> None:
-    """Score the signals of every batch as a Ray task (local Ray, or RAY_ADDRESS), into ``inputs``."""
+    homes: Homes | None = None,
+) -> Iterator[tuple[int, list[dict[str, Any]], PairInputs]]:
+    """(unit, pairs, their signal rows) of every batch, scored as Ray tasks (local Ray, or RAY_ADDRESS).
+
+    With ``homes`` a batch is a unit's pairs (or a slice of them) and its task reads that unit's homes;
+    without, every batch is one unit. Results come in submission order (a unit's batches together),
+    each fetched only when the driver takes it.
+    """
     ray_init(settings)
     env = storage_env()
     task = _signals_task.options(runtime_env=None if store.local or not env else {"env_vars": env})
-    refs = [
-        task.remote(store.location, batch) for batch in batches(cand, by_layout, hidden_of, PAIRS_PER_TASK)
-    ]
-    # in submission order, so the rows arrive in the same order whatever finished first
-    for part in _results(refs):
-        inputs.add_signals_of(part)
+    todo = (
+        [(0, b) for b in batches(cand, by_layout, hidden_of, PAIRS_PER_TASK)]
+        if homes is None
+        else list(home_batches(cand, by_layout, hidden_of, PAIRS_PER_TASK, homes))
+    )
+    refs = [task.remote(store.location, batch) for _, batch in todo]
+    for (unit, batch), ref in zip(todo, refs, strict=True):
+        yield unit, batch.by_hidden or batch.by_layout, _result(ref)
 
 
-def _results(refs: list[ray.ObjectRef]) -> list[PairInputs]:
-    """The tasks' rows; a task's HubscanError re-raised as itself, so the CLI prints its one line.
+def _result(ref: ray.ObjectRef) -> PairInputs:
+    """A task's rows; its HubscanError re-raised as itself, so the CLI prints its one line.
 
     Raises:
-        HubscanError: the first failed task's own error (e.g. QueryError on an unreadable part).
+        HubscanError: the task's own error (e.g. QueryError on an unreadable part).
     """
     try:
-        return list(ray.get(refs))
+        return ray.get(ref)
     except ray.exceptions.RayTaskError as exc:
         # Ray wraps it in a multi-line RayTaskError carrying the remote traceback; the error is its cause
         if isinstance(exc.cause, HubscanError):
@@ -98,6 +108,33 @@ def batches(
                 yield Batch(blocks, by_layout=chunk) if layout else Batch(blocks, by_hidden=chunk)
 
 
+def home_batches(
+    cand: list[dict[str, Any]],
+    by_layout: list[dict[str, Any]],
+    hidden_of: dict[ModelKey, int | None],
+    size: int,
+    homes: Homes,
+) -> Iterator[tuple[int, Batch]]:
+    """(unit, batch): the candidates cut unit by unit into batches of at most ``size`` pairs, each naming
+    its unit's homes."""
+    unit = 0
+    for rows, layout in ((cand, False), (by_layout, True)):
+        for home_unit in homes.units(rows):
+            files = tuple(homes.files(home_unit))
+            for start in range(0, len(home_unit.pairs), size):
+                chunk = home_unit.pairs[start : start + size]
+                blocks = _folders(chunk, hidden_of)
+                yield (
+                    unit,
+                    (
+                        Batch(blocks, by_layout=chunk, files=files)
+                        if layout
+                        else Batch(blocks, by_hidden=chunk, files=files)
+                    ),
+                )
+            unit += 1
+
+
 def _folders(chunk: list[dict[str, Any]], hidden_of: dict[ModelKey, int | None]) -> frozenset[str]:
     """The compacted folders (storage/compact.py names them block-<hidden>) the models of a batch live in."""
     keys = [(r["a_repo_id"], r["a_revision"]) for r in chunk] + [
@@ -115,6 +152,8 @@ def _signals_task(store_uri: str, batch: Batch) -> PairInputs:
     """One batch's signal rows, from a DuckDB over its block's files only."""
     con = flag_connection(Store(store_uri), blocks=batch.blocks)
     con.execute(f"SET threads = {TASK_CPUS}")
+    if batch.files:
+        read_homes(con, batch.files)
     out = PairInputs(candidates=[])
     add_signals(con, out, batch.by_hidden, batch.by_layout)
     con.close()

@@ -9,7 +9,7 @@ or where either model has routed experts; `hubscan compare` maps its pair always
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timezone
 from typing import Any
 
@@ -59,10 +59,14 @@ def map_pairs(
     moe: set[ModelKey],
     source: str,
     known: Iterable[PartialPair] = (),
+    units: Callable[[list[dict[str, Any]]], Iterable[tuple[duckdb.DuckDBPyConnection, list[dict[str, Any]]]]]
+    | None = None,
 ) -> tuple[dict[PairKey, PairStructure], pa.Table]:
     """Map the given pairs: each one's structure (its verdict is decided with it later) and the layer_maps rows.
 
     ``known``: partial maps of other pairs (from the store) that may hold a stack's other parent.
+    ``units``: the pairs cut into groups, each with the connection to query it on (flag's homes);
+    by default all of them on ``con``.
 
     Raises:
         QueryError: a shipped query failed.
@@ -75,12 +79,13 @@ def map_pairs(
     any_moe = any(k[:2] in moe or k[2:] in moe for k in keys)
     sims: dict[PairKey, Similarity] = {}
     mlps: dict[ModelKey, Model] = {}
-    for start in range(0, len(cand), PAIRS_PER_BATCH):
-        # each pair's matrix comes from its own tensors, so batches give the maps one query gives
-        use_candidates(con, cand[start : start + PAIRS_PER_BATCH])
-        sims.update(similarity_matrices(fetch_rows(con, "compute_layer_similarity")))
-        if any_moe:
-            mlps.update(models_from_rows(fetch_rows(con, "list_mlp_tensors")))
+    for unit_con, part in units(cand) if units is not None else [(con, cand)]:
+        for start in range(0, len(part), PAIRS_PER_BATCH):
+            # each pair's matrix comes from its own tensors, so batches give the maps one query gives
+            use_candidates(unit_con, part[start : start + PAIRS_PER_BATCH])
+            sims.update(similarity_matrices(fetch_rows(unit_con, "compute_layer_similarity")))
+            if any_moe:
+                mlps.update(models_from_rows(fetch_rows(unit_con, "list_mlp_tensors")))
     stamp = {"source": source, "written_at": datetime.now(timezone.utc), "hubscan_version": __version__}
     structures, out = structure.map_pairs(keys, sims, mlps, _depths(con), stamp, known)
     return structures, pa.Table.from_pylist(out, LAYER_MAPS)

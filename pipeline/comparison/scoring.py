@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -100,51 +100,83 @@ def score_pairs(
     ``known_unrelated`` holds {repo_a, repo_b} sets always counted in the background; ``tests`` is
     how many pairs the false discovery rate is controlled over (every comparable pair, when only
     candidates were scored). ``inputs`` is consumed: its candidates, signals and profiles are emptied
-    into the rows.
+    into the rows. `hubscan flag` runs the same steps batch by batch (jobs/flag_units.py).
     """
-    rows = _merge(inputs)
+    inputs.candidates += copy_pairs(inputs.candidates, inputs.models)
+    rows = merge_rows(inputs, copy_links(inputs.models))
     known = set(known_unrelated)
-    # scoring's own working values, beside the rows and never in them: ~1 kB a pair at a million pairs
-    zcs = [_chance_z(row) for row in rows]
-    fitted = _fit_backgrounds(rows, zcs, known)
-    log_ps = [_calibrate(row, zc, fitted) for row, zc in zip(rows, zcs, strict=True)]
+    # scoring's own working values, beside the rows and never in them
+    zcs = [chance_z(row) for row in rows]
+    fitted = fit_backgrounds([fit_sample(row, zc, known) for row, zc in zip(rows, zcs, strict=True)])
+    log_ps = [calibrate(row, zc, fitted) for row, zc in zip(rows, zcs, strict=True)]
     del zcs
-    qs = [_p_of(lq) for lq in log_benjamini_hochberg(log_ps, tests)]
-    del log_ps
-    bases = {k[0]: m.base_models for k, m in inputs.models.items()}
-    for row, q in zip(rows, qs, strict=True):
+    set_flags(rows, log_benjamini_hochberg(log_ps, tests), q_level, declared_bases(inputs.models))
+    return rows
+
+
+def declared_bases(models: Mapping[ModelKey, ModelInfo]) -> dict[str, tuple[str, ...]]:
+    """Each repo's declared base models (its card's base_model), for `set_flags`."""
+    return {k[0]: m.base_models for k, m in models.items()}
+
+
+def set_flags(
+    rows: Iterable[dict[str, Any]],
+    log_qs: Iterable[float],
+    q_level: float,
+    bases: Mapping[str, tuple[str, ...]],
+) -> None:
+    """Each row's q-value (from its BH-adjusted log q), flag, and whether a model card declares the link."""
+    for row, log_q in zip(rows, log_qs, strict=True):
+        q = _p_of(log_q)
         row["q"] = q
         row["q_level"] = q_level
         row["flagged"] = bool(row["copy_link"] or q <= q_level)
         row["declared"], row["declared_how"] = declared(row["a_repo_id"], row["b_repo_id"], bases)
-    return rows
 
 
-def _merge(inputs: PairInputs) -> list[dict[str, Any]]:
-    """Join the signal tables on the pair key; add the byte-identical copies the store recorded."""
-    by_key: dict[PairKey, dict[str, Any]] = {}
+def copy_links(models: Mapping[ModelKey, ModelInfo]) -> set[PairKey]:
+    """The pairs of stored models whose files are byte-identical (a model's copy_of names the other)."""
+    links = set()
+    for key, info in models.items():
+        if info.copy_of and "@" in info.copy_of:
+            repo, rev = info.copy_of.rsplit("@", 1)
+            other = (repo, rev)
+            if other in models:
+                a, b = sorted([key, other])
+                links.add((a[0], a[1], b[0], b[1]))
+    return links
+
+
+def copy_pairs(
+    cand: Iterable[Mapping[str, Any]], models: Mapping[ModelKey, ModelInfo]
+) -> list[dict[str, Any]]:
+    """Candidate rows for the byte-identical copies no candidate query proposed, in the block of their model."""
+    have = set()
     hidden_of: dict[ModelKey, Any] = {}
     layout_of: dict[ModelKey, Any] = {}
+    for c in cand:
+        k = pair_key(c)
+        have.add(k)
+        hidden_of[k[:2]] = hidden_of[k[2:]] = c.get("hidden")
+        layout_of[k[:2]] = layout_of[k[2:]] = c.get("layout")
+    out = []
+    for pk in sorted(copy_links(models) - have):
+        a = pk[:2] if pk[:2] in hidden_of or pk[:2] in layout_of else pk[2:]
+        out.append({"a_repo_id": pk[0], "a_revision": pk[1], "b_repo_id": pk[2], "b_revision": pk[3],
+                    "hidden": hidden_of.get(a), "layout": layout_of.get(a), "via": "copy_of"})  # fmt: skip
+    return out
+
+
+def merge_rows(inputs: PairInputs, links: Collection[PairKey]) -> list[dict[str, Any]]:
+    """Join the signal tables on the candidates' pair keys; mark the byte-identical copies among them."""
+    by_key: dict[PairKey, dict[str, Any]] = {}
     # consumed from the end of the reversed list: each candidate dict is freed once copied (unless the
     # caller still holds it), so a million pairs are not held twice
     inputs.candidates.reverse()
     while inputs.candidates:
         cand = inputs.candidates.pop()
         k = pair_key(cand)
-        by_key.setdefault(k, {**cand, "copy_link": False})
-        hidden_of[k[:2]] = hidden_of[k[2:]] = cand.get("hidden")
-        layout_of[k[:2]] = layout_of[k[2:]] = cand.get("layout")
-    for key, info in inputs.models.items():
-        if info.copy_of and "@" in info.copy_of:
-            repo, rev = info.copy_of.rsplit("@", 1)
-            other = (repo, rev)
-            a, b = sorted([key, other])
-            pk = (a[0], a[1], b[0], b[1])
-            if pk not in by_key and other in inputs.models:
-                by_key[pk] = {"a_repo_id": a[0], "a_revision": a[1], "b_repo_id": b[0], "b_revision": b[1],
-                              "hidden": hidden_of.get(key), "layout": layout_of.get(key),
-                              "via": "copy_of"}  # fmt: skip
-            by_key[pk]["copy_link"] = True
+        by_key.setdefault(k, {**cand, "copy_link": k in links})
     for table in (inputs.sketch, inputs.dims, inputs.tokens, inputs.sorted_vectors):
         for r in table:
             if pair_key(r) in by_key:
@@ -174,7 +206,7 @@ def _merge(inputs: PairInputs) -> list[dict[str, Any]]:
     return rows
 
 
-def _chance_z(row: dict[str, Any]) -> dict[str, float]:
+def chance_z(row: dict[str, Any]) -> dict[str, float]:
     """Each decisive signal's chance-level z (the prior), before any data background; counts them in the row."""
     zc = {}
     for s in DECISIVE:
@@ -211,39 +243,67 @@ def _maybe(n: Any, tries: int | None, roles: int | None) -> tuple[float, int, in
     return float(n), tries or 1, roles or 1, 1
 
 
-def _fit_backgrounds(
-    rows: list[dict[str, Any]], zcs: list[dict[str, float]], known: set[frozenset[str]]
-) -> dict[tuple[int | str, str], Background]:
-    """Per block and signal, the empirical null from pairs no signal puts beyond RELATED_Z."""
-    blocks: dict[int | str, list[tuple[dict[str, Any], dict[str, float]]]] = defaultdict(list)
-    for row, zc in zip(rows, zcs, strict=True):
-        blocks[block_key(row)].append((row, zc))
+@dataclass(frozen=True, slots=True)
+class FitSample:
+    """What fitting a block's backgrounds needs of one pair: ~0.3 kB instead of its ~6 kB working row, so
+    `hubscan flag` keeps every pair's sample while the rows themselves wait on disk."""
+
+    key: PairKey
+    block: int | str
+    unselected: bool  # a random sample of its block (not chosen for similarity), or known unrelated
+    known: bool  # given as unrelated by the user
+    copy_link: bool
+    z: tuple[float | None, ...]  # chance z of each DECISIVE signal, None where not computed
+    values: tuple[Any, ...]  # each DECISIVE signal's value, for the background ranges
+    std_profile: float | None
+
+
+def fit_sample(
+    row: Mapping[str, Any], zc: Mapping[str, float], known: Collection[frozenset[str]]
+) -> FitSample:
+    """A scored row's sample for `fit_backgrounds`."""
+    is_known = frozenset((row["a_repo_id"], row["b_repo_id"])) in known
+    return FitSample(
+        key=pair_key(row),
+        block=block_key(row),
+        unselected=row.get("via") in UNSELECTED_VIA or is_known,
+        known=is_known,
+        copy_link=bool(row["copy_link"]),
+        z=tuple(zc.get(s) for s in DECISIVE),
+        values=tuple(row.get(s) for s in DECISIVE),
+        std_profile=row.get("std_profile"),
+    )
+
+
+def fit_backgrounds(samples: Sequence[FitSample]) -> dict[tuple[int | str, str], Background]:
+    """Per block and signal, the empirical null from pairs no signal puts beyond RELATED_Z.
+
+    The samples are taken in pair-key order, so a fit does not depend on the order pairs were scored in
+    (a flag run scores them unit by unit).
+    """
+    blocks: dict[int | str, list[FitSample]] = defaultdict(list)
+    for sample in sorted(samples, key=lambda x: x.key):
+        blocks[sample.block].append(sample)
     fitted: dict[tuple[int | str, str], Background] = {}
     for hidden, members in blocks.items():
-        unselected = [
-            (r, zc) for r, zc in members
-            if r.get("via") in UNSELECTED_VIA or frozenset((r["a_repo_id"], r["b_repo_id"])) in known
-        ]  # fmt: skip
+        unselected = [m for m in members if m.unselected]
         if len(unselected) >= MIN_UNSELECTED:
             members = unselected
         unrelated = [
-            (r, zc) for r, zc in members
-            if not r["copy_link"] and (
-                frozenset((r["a_repo_id"], r["b_repo_id"])) in known
-                or all(z < RELATED_Z for z in zc.values())
-            )
+            m for m in members
+            if not m.copy_link and (m.known or all(z < RELATED_Z for z in m.z if z is not None))
         ]  # fmt: skip
-        for s in DECISIVE:
-            bg = fit_shrunk([zc[s] for _, zc in unrelated if s in zc])
-            fitted[(hidden, s)] = with_range(bg, [r[s] for r, zc in unrelated if s in zc])
-        profiles = [r["std_profile"] for r, _ in unrelated if r["std_profile"] is not None]
+        for i, s in enumerate(DECISIVE):
+            seen = [(z, m.values[i]) for m in unrelated if (z := m.z[i]) is not None]
+            fitted[(hidden, s)] = with_range(fit_shrunk([z for z, _ in seen]), [v for _, v in seen])
+        profiles = [m.std_profile for m in unrelated if m.std_profile is not None]
         data = fit_data_only([chance.fisher_z(v) for v in profiles])
         if data is not None:
             fitted[(hidden, "std_profile")] = with_range(data, profiles)
     return fitted
 
 
-def _calibrate(
+def calibrate(
     row: dict[str, Any], zc: Mapping[str, float], fitted: Mapping[tuple[int | str, str], Background]
 ) -> float:
     """Per-signal p-values and background ranges against the block's null; combined score and p (its log returned)."""

@@ -115,7 +115,7 @@ def connect(
         try:
             con.execute(load_sql(name).text)
         except duckdb.Error as exc:
-            raise QueryError(None, None, f"{name}.sql", f"{store.uri}: {_one_line(exc)}") from None
+            raise QueryError(None, None, f"{name}.sql", f"{store.uri}: {one_line(exc)}") from None
     return con
 
 
@@ -180,7 +180,7 @@ def create_temp_table(
         # the name is one of our own constants; the values stay named parameters
         con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS\n{sql.text}", bound or None)
     except duckdb.Error as exc:
-        raise QueryError(None, None, sql.name, _one_line(exc)) from None
+        raise QueryError(None, None, sql.name, one_line(exc)) from None
 
 
 def run_sql(
@@ -195,7 +195,7 @@ def run_sql(
     try:
         return con.sql(sql.text, params=bound or None)
     except duckdb.Error as exc:
-        raise QueryError(None, None, sql.name, _one_line(exc)) from None
+        raise QueryError(None, None, sql.name, one_line(exc)) from None
 
 
 def fetch_rows(
@@ -213,7 +213,7 @@ def fetch_rows(
         # con.sql only plans a SELECT: errors reading the files (a corrupt part) surface here
         table = rel.to_arrow_table()
     except duckdb.Error as exc:
-        raise QueryError(None, None, f"{name}.sql", _one_line(exc)) from None
+        raise QueryError(None, None, f"{name}.sql", one_line(exc)) from None
     return list(table.to_pylist())
 
 
@@ -247,7 +247,8 @@ def _parse_default(raw: str, sql_type: str) -> Any:
     return cast(raw) if cast else raw
 
 
-def _one_line(exc: Exception) -> str:
+def one_line(exc: Exception) -> str:
+    """A DuckDB error on one line (its messages span several), for a HubscanError's reason."""
     return " ".join(str(exc).split())
 
 

@@ -69,7 +69,7 @@ def test_every_signal_has_its_columns_in_the_schema_the_record_and_the_printout(
     assert {value, n, lo, hi, p} <= set(PAIRS.names)
     record = _record(1)
     assert record[value] == record.signal(signal).value and record[p] == record.signal(signal).p
-    printed = FlagResult(flag_id="flag-x", pairs=pairs_table([record]), rows=[record]).flagged_table()
+    printed = FlagResult(flag_id="flag-x", pairs=pairs_table([record])).flagged_table()
     assert signal in printed.column_names
     assert printed.column(signal).to_pylist() == [record.signal(signal).value]
 
@@ -82,6 +82,6 @@ def test_a_record_without_one_value_per_signal_is_refused():
 
 def test_the_printout_lists_flagged_pairs_only_undeclared_and_strongest_first():
     records = [_record(0, flagged=False), _record(1), _record(2), _record(4)]
-    printed = FlagResult(flag_id="f", pairs=pairs_table(records), rows=records).flagged_table()
+    printed = FlagResult(flag_id="f", pairs=pairs_table(records)).flagged_table()
     # _record(i) is declared for odd i; among the undeclared, the higher score first
     assert printed.column("b_repo_id").to_pylist() == ["org/b4", "org/b2", "org/b1"]

@@ -1,0 +1,102 @@
+"""Flag's working rows kept on disk between its three passes, so the driver holds a unit's rows, not a hub's.
+
+A pair's working row (every signal, its chance z, background, p) is ~6 kB in Python: 1.4M pairs of a
+1M-model hub would be ~9 GB in the driver. Calibration needs every pair of a block before any p-value
+(the background is fitted on them) and the false discovery rate needs every p-value before any flag, so
+flag scores in three passes over batches written here:
+1. each batch's merged rows and chance z go to a file; a small `FitSample` per pair stays in memory;
+2. backgrounds are fitted on the samples; each batch is read back and calibrated for its log p only
+   (8 bytes a pair kept); BH over all of them gives every pair's q;
+3. unit by unit, its batches are read back and calibrated again, and get their q and flag, for the maps
+   and verdicts of that unit.
+The files are this run's own, written and read by this process in its temporary folder (never a file
+from a hub), so Python's pickle is the fastest faithful format for rows of mixed, nested values.
+"""
+
+from __future__ import annotations
+
+import pickle
+import shutil
+import tempfile
+from collections.abc import Collection, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pipeline.comparison.calibrate import Background, log_benjamini_hochberg
+from pipeline.comparison.scoring import (
+    FitSample,
+    calibrate,
+    chance_z,
+    fit_backgrounds,
+    fit_sample,
+    set_flags,
+)
+
+Rows = list[dict[str, Any]]
+
+
+@dataclass
+class RowSpill:
+    """Batches of working rows on disk, in the order they were scored, each tagged with its unit."""
+
+    folder: Path
+    known: Collection[frozenset[str]] = ()
+    batches: list[tuple[int, Path, int]] = field(default_factory=list)  # (unit, file, rows)
+    samples: list[FitSample] = field(default_factory=list)
+    fitted: dict[tuple[int | str, str], Background] = field(default_factory=dict)
+    log_qs: list[float] = field(default_factory=list)
+
+    @classmethod
+    def open(cls, known: Collection[frozenset[str]] = ()) -> RowSpill:
+        """A spill in a fresh temporary folder (`close` removes it)."""
+        return cls(Path(tempfile.mkdtemp(prefix="hubscan-rows-")), known)
+
+    def close(self) -> None:
+        """Remove the folder and its files."""
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    def add(self, unit: int, rows: Rows) -> None:
+        """Pass 1: a batch's merged rows, their chance z computed here, written to disk (``rows`` freed)."""
+        zcs = [chance_z(row) for row in rows]
+        self.samples += [fit_sample(row, zc, self.known) for row, zc in zip(rows, zcs, strict=True)]
+        path = self.folder / f"batch-{len(self.batches):06d}.pickle"
+        with path.open("wb") as fh:
+            pickle.dump((rows, zcs), fh, protocol=pickle.HIGHEST_PROTOCOL)
+        self.batches.append((unit, path, len(rows)))
+        rows.clear()
+
+    def rank(self, tests: int | None) -> None:
+        """Pass 2: fit the backgrounds, calibrate every batch for its log p, and BH over all of them."""
+        self.fitted = fit_backgrounds(self.samples)
+        self.samples = []
+        log_ps: list[float] = []
+        for _, path, _ in self.batches:
+            rows, zcs = _load(path)
+            log_ps += [calibrate(row, zc, self.fitted) for row, zc in zip(rows, zcs, strict=True)]
+        self.log_qs = log_benjamini_hochberg(log_ps, tests)
+
+    def units(self, q_level: float, bases: Mapping[str, tuple[str, ...]]) -> Iterator[tuple[int, Rows]]:
+        """Pass 3: each unit's rows calibrated, with their q-value and flag (after `rank`)."""
+        start = 0
+        current: int | None = None
+        rows: Rows = []
+        for unit, path, _ in self.batches:
+            if current is not None and unit != current:
+                yield current, rows
+                rows = []
+            current = unit
+            batch, zcs = _load(path)
+            for row, zc in zip(batch, zcs, strict=True):
+                calibrate(row, zc, self.fitted)
+            set_flags(batch, self.log_qs[start : start + len(batch)], q_level, bases)
+            start += len(batch)
+            rows += batch
+        if current is not None:
+            yield current, rows
+
+
+def _load(path: Path) -> tuple[Rows, list[dict[str, float]]]:
+    with path.open("rb") as fh:
+        rows, zcs = pickle.load(fh)  # this run's own file (see the module docstring), never a hub's
+    return rows, zcs

@@ -1,0 +1,193 @@
+"""Homes: the tensors rows of flag's candidate models, rewritten once so each batch of pairs reads only its own.
+
+Every signal query joins its batch of candidate pairs to `tensors`. Over the store's own files that is a
+scan of the whole table per batch: at 100k synthetic models each sketch query paid ~5 s of scan whatever
+its batch held, and at 1M models (36 batches of a 42 GB table) the scans alone would grow with the
+square of the store. Candidate pairs are local, though: those chosen for similarity join models of one
+family. So flag groups the candidate models by connected component of those pairs, packs whole
+components into homes of at most HOME_MODELS models (a larger component is cut), and writes each home's
+tensors rows to its own Parquet folder in one pass over the store. A unit is the pairs whose two models
+share a home, and reads that folder only; the pairs whose models live apart (the random background
+sample, a cut component) read the CROSS home, where their models are written a second time. The work
+per pair no longer depends on the store's size.
+
+Only local stores get homes (DuckDB writes them to a local temporary folder; its network extensions may
+not be installed for an object store, whose batches read the store's files as before).
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from pipeline.errors import QueryError
+from pipeline.keys import ModelKey
+from pipeline.storage.duckdb import one_line
+from pipeline.storage.parquet import Store
+
+# Models per home: 10,000 synthetic 2-6-layer models are ~0.4 GB of tensors rows on disk, well inside a
+# task's memory; larger homes cut fewer components.
+HOME_MODELS = 10_000
+# The folders DuckDB's partitioned COPY writes: <folder>/home=<n>/data_*.parquet
+HOME_COLUMN = "home"
+# The home of the pairs whose two models live in different homes: the background sample (random pairs
+# of a block, ~2,000 per block) and the pairs of a component too large for one home. Their models are
+# written there a second time, so such a pair reads one home like any other rather than two.
+CROSS = -1
+# Pairs that do not join their models' components: a random sample would tie a whole block into one.
+UNJOINED_VIA = frozenset({"background"})
+
+
+@dataclass(frozen=True)
+class Unit:
+    """The candidate pairs whose two models both live in ``home`` (CROSS: in different homes)."""
+
+    home: int
+    pairs: list[dict[str, Any]] = field(default_factory=list)
+
+
+def plan_homes(pairs: Iterable[Mapping[str, Any]], size: int = HOME_MODELS) -> dict[ModelKey, int]:
+    """Each candidate model's home: the connected components of the pairs chosen for similarity, packed
+    whole in order (a component larger than a home is cut into pieces)."""
+    parent: dict[ModelKey, ModelKey] = {}
+
+    def root(key: ModelKey) -> ModelKey:
+        while parent.setdefault(key, key) != key:
+            parent[key] = parent[parent[key]]  # path halving keeps the trees flat
+            key = parent[key]
+        return key
+
+    for p in pairs:
+        a, b = root((p["a_repo_id"], p["a_revision"])), root((p["b_repo_id"], p["b_revision"]))
+        if a != b and p.get("via") not in UNJOINED_VIA:
+            parent[a] = b
+    components: dict[ModelKey, list[ModelKey]] = {}
+    for key in sorted(parent):
+        components.setdefault(root(key), []).append(key)
+    home_of: dict[ModelKey, int] = {}
+    home, used = 0, 0
+    for members in components.values():
+        if used and used + len(members) > size:
+            home, used = home + 1, 0
+        for key in members:
+            if used == size:  # only a component larger than a home gets here
+                home, used = home + 1, 0
+            home_of[key] = home
+            used += 1
+    return home_of
+
+
+def home_of_pair(pair: Mapping[str, Any], home_of: Mapping[ModelKey, int]) -> int:
+    """The home a pair is scored from: its models' own, or CROSS when they live apart."""
+    ha, hb = (
+        home_of[(pair["a_repo_id"], pair["a_revision"])],
+        home_of[(pair["b_repo_id"], pair["b_revision"])],
+    )
+    return ha if ha == hb else CROSS
+
+
+def units(pairs: Iterable[dict[str, Any]], home_of: Mapping[ModelKey, int]) -> list[Unit]:
+    """The pairs grouped by the home they are scored from, in the order the homes first appear."""
+    by_home: dict[int, Unit] = {}
+    for p in pairs:
+        home = home_of_pair(p, home_of)
+        by_home.setdefault(home, Unit(home)).pairs.append(p)
+    return list(by_home.values())
+
+
+def write_homes(
+    con: duckdb.DuckDBPyConnection, home_of: Mapping[ModelKey, int], cross: Iterable[ModelKey], folder: Path
+) -> None:
+    """Every home's tensors rows (committed models only, through the `tensors` view) in one pass; the
+    ``cross`` models' rows a second time, in the CROSS home.
+
+    Raises:
+        QueryError: the store's tensors could not be read or the folder written.
+    """
+    keys = [*home_of, *cross]
+    table = pa.table(
+        {
+            "repo_id": pa.array([k[0] for k in keys], pa.string()),
+            "revision": pa.array([k[1] for k in keys], pa.string()),
+            HOME_COLUMN: pa.array([*home_of.values(), *[CROSS] * (len(keys) - len(home_of))], pa.int32()),
+        }
+    )
+    con.register("_home_of", table)
+    try:
+        # the folder is ours (a fresh temporary one); COPY takes no parameter for its target
+        con.execute(
+            "COPY (SELECT t.*, h.home FROM tensors AS t JOIN _home_of AS h USING (repo_id, revision)) "
+            f"TO '{_quoted(folder)}' (FORMAT parquet, PARTITION_BY (home), COMPRESSION zstd)"
+        )
+    except duckdb.Error as exc:
+        raise QueryError(None, None, "tensors", f"writing flag's homes: {one_line(exc)}") from None
+    finally:
+        con.unregister("_home_of")
+
+
+@dataclass(frozen=True)
+class Homes:
+    """One flag run's written homes: where each candidate model lives, and the files a unit reads."""
+
+    folder: Path
+    home_of: Mapping[ModelKey, int]
+    empty: str  # the store's empty tensors file: read beside the homes, so every unit binds the full schema
+
+    def units(self, pairs: Iterable[dict[str, Any]]) -> list[Unit]:
+        """These pairs grouped by the home they are scored from."""
+        return units(pairs, self.home_of)
+
+    def files(self, unit: Unit) -> list[str]:
+        """The files a unit's queries read (a home with no tensors row has no folder and is skipped)."""
+        found = self.folder / f"{HOME_COLUMN}={unit.home}"
+        return [self.empty, f"{found}/*.parquet"] if found.is_dir() else [self.empty]
+
+
+@contextmanager
+def pair_homes(
+    con: duckdb.DuckDBPyConnection, store: Store, pairs: Sequence[dict[str, Any]], size: int | None = None
+) -> Iterator[Homes | None]:
+    """The homes of these candidate pairs, written from ``con``'s `tensors` view into a temporary folder
+    removed however the run ends; None for an object store (its batches read the store's own files).
+
+    Raises:
+        QueryError: the store's tensors could not be read or the homes written.
+    """
+    if not store.local or not pairs:
+        yield None
+        return
+    folder = Path(tempfile.mkdtemp(prefix="hubscan-homes-"))
+    try:
+        home_of = plan_homes(pairs, size or HOME_MODELS)
+        cross = {
+            k
+            for p in pairs
+            if home_of_pair(p, home_of) == CROSS
+            for k in ((p["a_repo_id"], p["a_revision"]), (p["b_repo_id"], p["b_revision"]))
+        }
+        write_homes(con, home_of, sorted(cross), folder / "homes")
+        yield Homes(folder / "homes", home_of, f"{store.location}/tensors/_empty.parquet")
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def read_homes(con: duckdb.DuckDBPyConnection, files: Sequence[str]) -> None:
+    """Point this connection's `tensors` view at these files: every query it runs then reads only them."""
+    listed = ", ".join(f"'{_quoted(p)}'" for p in files)
+    # a view body takes no parameters; the paths are the store's and the temporary folder's own
+    con.execute(
+        f"CREATE OR REPLACE VIEW tensors AS SELECT * FROM read_parquet([{listed}], "
+        "hive_partitioning = false, union_by_name = true)"
+    )
+
+
+def _quoted(path: Path | str) -> str:
+    return str(path).replace("'", "''")
