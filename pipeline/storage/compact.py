@@ -220,14 +220,19 @@ class _BlockWriters:
         # a block's share of the group's bytes: `nbytes` of each slice walked the list offsets of
         # DuckDB's 2,000 chunks a group (0.5 s of a 10k compaction), and the size is only a threshold
         per_row = rows.get_total_buffer_size() / max(rows.num_rows, 1)
-        start = 0
-        for value, end in zip(blocks.values.to_pylist(), blocks.run_ends.to_pylist(), strict=True):
+        ends = blocks.run_ends.to_pylist()
+        runs = list(zip(blocks.values.to_pylist(), [0, *ends][:-1], ends, strict=True))
+        # blocks start their parts in the order of their first model, as when each block was filtered
+        # out of the model-sorted rows, so the manifest lists parts in the same order as before
+        first = {
+            start: (rows["repo_id"][start].as_py(), rows["revision"][start].as_py()) for _, start, _ in runs
+        }
+        for value, start, end in sorted(runs, key=lambda run: first[run[1]]):
             part = rows.slice(start, end - start).select(TABLES[table].names)
             if not part.schema.equals(TABLES[table]):  # rows built by hand (bench/); compaction's are exact
                 part = part.cast(TABLES[table])
             block = f"block-{value if value is not None else 'none'}"
             self.append(table, block, part, int(per_row * part.num_rows))
-            start = end
 
     def append(self, table: str, block: str, rows: pa.Table, nbytes: int | None = None) -> None:
         """Rows of one block (``nbytes`` in memory, when known); the part is closed once it holds PART_MAX_BYTES."""
@@ -251,20 +256,10 @@ class _BlockWriters:
         self.store.fs.create_dir(self.store._path(rel.rsplit("/", 1)[0]), recursive=True)
         # written in place: a part no manifest names is never read, so a half-written one is harmless
         writer = pq.ParquetWriter(
-            self.store._path(rel),
-            TABLES[table],
-            filesystem=self.store.fs,
-            compression="zstd",
-            use_dictionary=_dictionary_columns(TABLES[table]),
+            self.store._path(rel), TABLES[table], filesystem=self.store.fs, compression="zstd"
         )
         self.done.setdefault(table, []).append(rel)
         return rel, writer, 0
-
-
-def _dictionary_columns(schema: pa.Schema) -> list[str]:
-    """String columns: the only ones whose values repeat (float lists never do, and trying a
-    dictionary on them cost 10% of the write, with files 3% larger)."""
-    return [f.name for f in schema if f.type in (pa.string(), pa.list_(pa.string()))]
 
 
 def merge_small_parts(store: Store, parts: list[str], generation: int, most: int = MERGE_PARTS) -> list[str]:

@@ -242,3 +242,12 @@ def test_an_unreadable_loose_file_stops_compaction_with_one_line_naming_it(store
     assert not (store.root / MANIFEST).exists() and len(list((store.root / "models").glob("[!_]*"))) == 7
     quarantine(store.root, find_bad_files(store.root))  # what `hubscan check --repair` does
     assert compact(store).models == 6 and _counts(store) == (6, before[1] - 49)
+
+
+def test_models_whose_files_tables_are_empty_compact(store):
+    # a model whose weights no other repo shares has no files rows; the synthetic 10k store is all such
+    before = _counts(store)
+    for path in (store.root / "files").glob("[!_]*.parquet"):
+        pq.write_table(TABLES["files"].empty_table(), path)
+    assert compact(store).models == 7 and _counts(store) == before
+    assert not list((store.root / "compacted" / "files").rglob("*.parquet"))
