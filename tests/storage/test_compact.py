@@ -5,14 +5,22 @@ no-op."""
 import json
 import shutil
 
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
 import pytest
 
 from jobs import fingerprint, flag
 from pipeline.config import Settings
+from pipeline.errors import StoreError
+from pipeline.storage.check import find_bad_files, quarantine
 from pipeline.storage.compact import compact
 from pipeline.storage.duckdb import connect
 from pipeline.storage.manifest import MANIFEST
 from pipeline.storage.parquet import Store
+from pipeline.storage.schema import TABLES
+from pipeline.storage.small_files import read_with_duckdb, read_with_threads
 from testbed.demohub.small_repos import main as write_small_repos
 
 COUNTS = "SELECT (SELECT count(*) FROM models), (SELECT count(*) FROM tensors)"
@@ -192,3 +200,54 @@ def test_concurrent_compactions_lose_no_model(store):
 
 def _compact_at(uri):
     return compact(Store(uri)).models
+
+
+def _with_null_lists(rows):
+    """Every other row with null in each list column (a model with no sketch, no tokens...)."""
+    holes = pa.array([i % 2 == 0 for i in range(rows.num_rows)])
+    for i, f in enumerate(rows.schema):
+        if pa.types.is_list(f.type):
+            rows = rows.set_column(i, f, pc.if_else(holes, pa.nulls(rows.num_rows, f.type), rows[f.name]))
+    return rows
+
+
+@pytest.mark.parametrize(("table", "newer"), [("tensors", "token_vectors"), ("models", "code_notices")])
+def test_duckdb_reads_loose_files_exactly_as_the_pyarrow_pool(loose_store, tmp_path, table, newer):
+    files = sorted(str(p) for p in (loose_store / table).glob("[!_]*.parquet"))
+    old, holes = str(tmp_path / "old.parquet"), str(tmp_path / "holes.parquet")
+    pq.write_table(pq.read_table(files[0]).drop_columns([newer]), old)  # written before `newer` existed
+    pq.write_table(_with_null_lists(pq.read_table(files[1])), holes)
+    # the older file first, in the middle, and alone (then no file has the column)
+    for paths in ([old, *files[2:], holes], [*files[2:], old, holes], [old]):
+        by_duckdb = read_with_duckdb(paths, TABLES[table])
+        by_pool = read_with_threads(pafs.LocalFileSystem(), paths, TABLES[table])
+        assert by_duckdb.schema == TABLES[table]
+        assert by_duckdb.equals(by_pool)
+    assert by_duckdb[newer].null_count == by_duckdb.num_rows > 0
+
+
+def test_an_unreadable_loose_file_stops_compaction_with_one_line_naming_it(store):
+    before = _counts(store)
+    bad = sorted((store.root / "tensors").glob("[!_]*.parquet"))[3]
+    bad.write_bytes(bad.read_bytes()[:100])  # a disk that filled up mid-copy
+    with pytest.raises(StoreError) as caught:
+        compact(store)
+    assert str(caught.value) == (
+        f"{store._path('tensors', bad.name)}: unreadable loose file: Parquet magic bytes not found in footer. "
+        "Either the file is corrupted or this is not a parquet file."
+    )
+    with pytest.raises(StoreError) as pool:  # an object store's reader names it the same way
+        read_with_threads(store.fs, [store._path("tensors", bad.name)], TABLES["tensors"])
+    assert str(pool.value) == str(caught.value)
+    assert not (store.root / MANIFEST).exists() and len(list((store.root / "models").glob("[!_]*"))) == 7
+    quarantine(store.root, find_bad_files(store.root))  # what `hubscan check --repair` does
+    assert compact(store).models == 6 and _counts(store) == (6, before[1] - 49)
+
+
+def test_models_whose_files_tables_are_empty_compact(store):
+    # a model whose weights no other repo shares has no files rows; the synthetic 10k store is all such
+    before = _counts(store)
+    for path in (store.root / "files").glob("[!_]*.parquet"):
+        pq.write_table(TABLES["files"].empty_table(), path)
+    assert compact(store).models == 7 and _counts(store) == before
+    assert not list((store.root / "compacted" / "files").rglob("*.parquet"))
