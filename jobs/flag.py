@@ -219,6 +219,7 @@ def score_units(
             del cand, by_layout
             spill.rank(tests)
             moe = layer_maps.moe_models(store)
+            depths = layer_maps.model_depths(store)
             licences = licence_edges.model_licences(store)
             for _, rows in spill.units(q_level, declared_bases(models)):
                 # structural derivatives: layer / expert maps of the flagged pairs whose structure differs
@@ -230,6 +231,7 @@ def score_units(
                     con,
                     todo,
                     moe,
+                    depths,
                     source,
                     known_maps,
                     lambda pairs: unit_connections(con, store, homes, pairs),
@@ -313,7 +315,7 @@ def unit_connections(
             yield con, pairs
         return
     for unit in homes.units(pairs):
-        unit_con = flag_connection(store)
+        unit_con = flag_connection(homes.empty_store)
         try:
             read_homes(unit_con, homes.files(unit))
             yield unit_con, unit.pairs

@@ -46,6 +46,9 @@ class Batch:
     by_hidden: list[dict[str, Any]] = field(default_factory=list)
     by_layout: list[dict[str, Any]] = field(default_factory=list)
     files: tuple[str, ...] = ()  # its unit's homes (storage/homes.py), read instead of the store's tensors
+    home_store: str | None = (
+        None  # the empty store a homes batch opens instead of the store (Homes.empty_store)
+    )
 
 
 def signals_on_ray(
@@ -121,15 +124,16 @@ def home_batches(
     for rows, layout in ((cand, False), (by_layout, True)):
         for home_unit in homes.units(rows):
             files = tuple(homes.files(home_unit))
+            empty = homes.empty_store.location
             for start in range(0, len(home_unit.pairs), size):
                 chunk = home_unit.pairs[start : start + size]
                 blocks = _folders(chunk, hidden_of)
                 yield (
                     unit,
                     (
-                        Batch(blocks, by_layout=chunk, files=files)
+                        Batch(blocks, by_layout=chunk, files=files, home_store=empty)
                         if layout
-                        else Batch(blocks, by_hidden=chunk, files=files)
+                        else Batch(blocks, by_hidden=chunk, files=files, home_store=empty)
                     ),
                 )
             unit += 1
@@ -150,10 +154,12 @@ def _folder(hidden: int | None) -> str:
 @ray.remote(num_cpus=TASK_CPUS, memory=TASK_MEMORY_BYTES)
 def _signals_task(store_uri: str, batch: Batch) -> PairInputs:
     """One batch's signal rows, from a DuckDB over its block's files only."""
-    con = flag_connection(Store(store_uri), blocks=batch.blocks)
-    con.execute(f"SET threads = {TASK_CPUS}")
-    if batch.files:
+    if batch.home_store is not None:
+        con = flag_connection(Store(batch.home_store))
         read_homes(con, batch.files)
+    else:
+        con = flag_connection(Store(store_uri), blocks=batch.blocks)
+    con.execute(f"SET threads = {TASK_CPUS}")
     out = PairInputs(candidates=[])
     add_signals(con, out, batch.by_hidden, batch.by_layout)
     con.close()

@@ -57,6 +57,7 @@ def map_pairs(
     con: duckdb.DuckDBPyConnection,
     rows: Iterable[Mapping[str, Any]],
     moe: set[ModelKey],
+    depths: Mapping[ModelKey, int],
     source: str,
     known: Iterable[PartialPair] = (),
     units: Callable[[list[dict[str, Any]]], Iterable[tuple[duckdb.DuckDBPyConnection, list[dict[str, Any]]]]]
@@ -64,6 +65,8 @@ def map_pairs(
 ) -> tuple[dict[PairKey, PairStructure], pa.Table]:
     """Map the given pairs: each one's structure (its verdict is decided with it later) and the layer_maps rows.
 
+    ``depths``: every model's layer count (`model_depths`, loaded once per run: the models view
+    over many loose files cost DuckDB 5 s and 15 GB at 10k models, per call).
     ``known``: partial maps of other pairs (from the store) that may hold a stack's other parent.
     ``units``: the pairs cut into groups, each with the connection to query it on (flag's homes);
     by default all of them on ``con``.
@@ -87,7 +90,7 @@ def map_pairs(
             if any_moe:
                 mlps.update(models_from_rows(fetch_rows(unit_con, "list_mlp_tensors")))
     stamp = {"source": source, "written_at": datetime.now(timezone.utc), "hubscan_version": __version__}
-    structures, out = structure.map_pairs(keys, sims, mlps, _depths(con), stamp, known)
+    structures, out = structure.map_pairs(keys, sims, mlps, depths, stamp, known)
     return structures, pa.Table.from_pylist(out, LAYER_MAPS)
 
 
@@ -115,9 +118,12 @@ def known_partial_maps(con: duckdb.DuckDBPyConnection, models: Iterable[ModelKey
     return [(a, b, entries) for (a, b), entries in pairs.items()]
 
 
-def _depths(con: duckdb.DuckDBPyConnection) -> dict[ModelKey, int]:
-    rows = con.sql("SELECT repo_id, revision, layers FROM models WHERE layers IS NOT NULL").fetchall()
-    return {(r[0], r[1]): int(r[2]) for r in rows}
+def model_depths(store: Store) -> dict[ModelKey, int]:
+    """(repo_id, revision) → layers of every stored model that has them (a stack's depth check)."""
+    table = store.dataset("models").to_table(columns=["repo_id", "revision", "layers"])
+    return {
+        (r["repo_id"], r["revision"]): int(r["layers"]) for r in table.to_pylist() if r["layers"] is not None
+    }
 
 
 def compare_file(key: PairKey) -> str:

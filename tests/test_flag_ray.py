@@ -135,7 +135,7 @@ def test_a_failed_task_raises_its_own_one_line_error(store, ray_session, tmp_pat
     cand = con.sql("SELECT * FROM candidates LIMIT 20").to_arrow_table().to_pylist()
     # a task whose unit reads the corrupt part: its signal SQL fails in the worker
     task = flag_blocks._signals_task.remote(
-        str(copy), flag_blocks.Batch(frozenset(), cand, files=(str(part),))
+        str(copy), flag_blocks.Batch(frozenset(), cand, files=(str(part),), home_store=str(copy))
     )
     with pytest.raises(QueryError) as failed:
         flag_blocks._result(task)

@@ -98,6 +98,10 @@ def connect(
     """
     store = store if isinstance(store, Store) else Store(store)
     con = duckdb.connect(database)
+    # views.sql binds each loose table's read_parquet (union_by_name: every file's footer) once per view
+    # that reads it, ~45 times; cached, a footer is parsed once: over 10k loose models 17 s and a 4.1 GB
+    # peak instead of 39 s and 15 GB (DuckDB checks a cached file's modification time before reuse)
+    con.execute("SET parquet_metadata_cache = true")
     # views.sql finds the tables under getvariable('store'); ad hoc SQL may use relative local paths
     con.execute("SET VARIABLE store = $p", {"p": store.location})
     manifest = store.manifest()

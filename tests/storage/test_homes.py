@@ -128,7 +128,7 @@ def test_a_unit_connection_reads_only_its_homes(synth):
     with pair_homes(con, store, cand, size=50) as written:
         assert written is not None
         unit = next(u for u in written.units(cand) if u.home != CROSS)
-        unit_con = flag.flag_connection(store)
+        unit_con = flag.flag_connection(written.empty_store)  # as flag opens a unit: no store to bind
         read_homes(unit_con, written.files(unit))
         seen = {tuple(r) for r in unit_con.sql("SELECT DISTINCT repo_id, revision FROM tensors").fetchall()}
         in_homes = {k for k, h in written.home_of.items() if h == unit.home}
