@@ -1,4 +1,4 @@
-"""`hubscan flag` in one process vs its signal SQL as Ray tasks per block batch (jobs/flag_blocks.py),
+"""`hubscan flag` in one process vs its signal SQL as Ray tasks per batch of a unit (jobs/flag_blocks.py),
 on the testbed store and on compacted synthetic stores. Each run is its own process (the Ray one
 includes starting and stopping local Ray, as `hubscan flag` pays it); a digest of the pairs table
 (run stamps dropped) shows both wrote the same pairs.

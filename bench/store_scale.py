@@ -31,10 +31,10 @@ from pipeline.storage.parquet import Store, model_key
 from pipeline.storage.schema import FILES, MODELS
 
 SIZES = (1000, 3000, 10000)
-# Flag on loose files opens every per-model file on each of its scans (20.3 s / 1.5 GB at 1,000 models,
-# quiet machine); at 10,000 it had not finished after 6.5 min with 6.3 GB in the driver and 7.8 GB in a
-# Ray task (load ~9), so the loose-store flag cell is run up to 3,000 models only.
-FLAG_LOOSE_MAX = 3_000
+# Flag on loose files binds its views over every per-model file: at 10,000 models it did not finish in
+# 6.5 min before flag read by homes (README, The store at hub scale). A sweep compacts every 5,000
+# models, so the loose-store cell is run up to 10,000 models only.
+FLAG_LOOSE_MAX = 10_000
 WRITERS = 2  # processes splitting chunks into per-model files: one per core here  # 100k+ models do not fit in one run on this shared 2-core machine
 
 

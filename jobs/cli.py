@@ -161,8 +161,8 @@ def flag(
     runner: Annotated[
         str,
         typer.Option(
-            help="Where the signal SQL runs: ray (a task per block batch; RAY_ADDRESS or local Ray), "
-            "local (this process), auto (Ray on a cluster or from 20,000 candidate pairs)."
+            help="Where the signal SQL runs: ray (a task per batch of a unit of pairs; RAY_ADDRESS or local Ray), "
+            "local (this process), auto (Ray on the cluster in RAY_ADDRESS, else this process)."
         ),
     ] = "auto",
 ) -> None:
