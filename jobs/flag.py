@@ -204,8 +204,9 @@ def score_units(
     links = copy_links(models)
     spill = RowSpill.open(set(known_unrelated))
     try:
-        with pair_homes(con, store, cand + by_layout) as homes:
-            on_ray = settings is not None and (runner == "ray" or (runner == "auto" and ray_pays(settings)))
+        on_ray = settings is not None and (runner == "ray" or (runner == "auto" and ray_pays(settings)))
+        on_cluster = on_ray and settings is not None and settings.ray_address is not None
+        with pair_homes(con, store, cand + by_layout, shared=on_cluster) as homes:
             for unit, batch, inputs in signal_batches(
                 con, store, homes, cand, by_layout, settings if on_ray else None
             ):

@@ -15,6 +15,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipeline.storage.homes import SHARED_FOLDER
+
 QUARANTINE = "quarantine"
 # A model's rows live in these tables under the same file name as its models row (the commit).
 PER_MODEL_TABLES = ("tensors", "files")
@@ -29,11 +31,11 @@ class BadFile:
 
 
 def find_bad_files(root: Path) -> list[BadFile]:
-    """Every Parquet file under the store (quarantine excepted) that does not read back whole."""
+    """Every Parquet file under the store (quarantine and flag's homes excepted) that does not read back whole."""
     bad = []
     for path in sorted(Path(root).rglob("*.parquet")):
         relative = path.relative_to(root)
-        if relative.parts[0] == QUARANTINE:
+        if relative.parts[0] in (QUARANTINE, SHARED_FOLDER):  # set aside, or a running flag's homes
             continue
         try:
             pq.read_table(path)

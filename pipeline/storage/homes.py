@@ -11,8 +11,9 @@ share a home, and reads that file only; the pairs whose models live apart (the r
 sample, a cut component) read the CROSS home, where their models are written a second time. The work
 per pair no longer depends on the store's size.
 
-Only local stores get homes (DuckDB writes them to a local temporary folder; its network extensions may
-not be installed for an object store, whose batches read the store's files as before).
+Homes go to a local temporary folder, for a local store or an object store alike; on a Ray cluster
+they go under the store so that every node reads them, which an object store cannot take from DuckDB
+(its network extension may not be installed): there its batches read the store's own files as before.
 """
 
 from __future__ import annotations
@@ -46,6 +47,9 @@ BATCH_ROWS = 100_000
 # of a block, ~2,000 per block) and the pairs of a component too large for one home. Their models are
 # written there a second time, so such a pair reads one home like any other rather than two.
 CROSS = -1
+# Where a cluster's flag writes its homes: under the store, which every node of a cluster reads (a local
+# path there is shared storage); `hubscan check` does not read it. Elsewhere homes go to TMPDIR.
+SHARED_FOLDER = ".flag-homes"
 # Pairs that do not join their models' components: a random sample would tie a whole block into one.
 UNJOINED_VIA = frozenset({"background"})
 
@@ -185,18 +189,28 @@ class Homes:
 
 @contextmanager
 def pair_homes(
-    con: duckdb.DuckDBPyConnection, store: Store, pairs: Sequence[dict[str, Any]], size: int | None = None
+    con: duckdb.DuckDBPyConnection,
+    store: Store,
+    pairs: Sequence[dict[str, Any]],
+    size: int | None = None,
+    shared: bool = False,
 ) -> Iterator[Homes | None]:
-    """The homes of these candidate pairs, written from ``con``'s `tensors` view into a temporary folder
-    removed however the run ends; None for an object store (its batches read the store's own files).
+    """The homes of these candidate pairs, written from ``con``'s `tensors` view into a folder removed
+    however the run ends: a local temporary one, or with ``shared`` (Ray tasks on a cluster's other
+    nodes read them) one under the store. None for an object store on a cluster: DuckDB cannot write
+    there without its network extension, so its batches read the store's own files.
 
     Raises:
         QueryError: the store's tensors could not be read or the homes written.
     """
-    if not store.local or not pairs:
+    if not pairs or (shared and not store.local):
         yield None
         return
-    folder = Path(tempfile.mkdtemp(prefix="hubscan-homes-"))
+    if shared:
+        (store.root / SHARED_FOLDER).mkdir(exist_ok=True)
+        folder = Path(tempfile.mkdtemp(prefix="run-", dir=store.root / SHARED_FOLDER))
+    else:
+        folder = Path(tempfile.mkdtemp(prefix="hubscan-homes-"))
     try:
         home_of = plan_homes(pairs, size or HOME_MODELS)
         cross = {

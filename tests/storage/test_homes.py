@@ -20,7 +20,8 @@ from jobs import flag
 from pipeline.config import Settings
 from pipeline.errors import QueryError
 from pipeline.storage import homes
-from pipeline.storage.homes import CROSS, pair_homes, plan_homes, read_homes, units
+from pipeline.storage.check import find_bad_files
+from pipeline.storage.homes import CROSS, SHARED_FOLDER, pair_homes, plan_homes, read_homes, units
 from pipeline.storage.parquet import Store
 from tests.stores import corrupt_column
 
@@ -157,3 +158,19 @@ def test_flag_leaves_no_temporary_folder_even_when_it_fails(synth, tmp_path, mon
     with pytest.raises(QueryError, match="writing flag's homes"):
         flag.run(Settings(store=copy), exhaustive_max=0, runner="local")
     assert os.listdir(temp) == []
+
+
+def test_a_clusters_homes_live_under_the_store_unread_by_check_and_are_removed(synth, tmp_path):
+    copy = tmp_path / "store"
+    shutil.copytree(synth, copy)
+    store = Store(copy)
+    con = flag.flag_connection(store)
+    cand, _ = flag.candidates(con, store, 0)
+    with pair_homes(con, store, cand, shared=True) as written:
+        assert written is not None
+        assert written.folder.is_relative_to(copy / SHARED_FOLDER)
+        assert any(written.folder.glob("*.parquet"))
+        # a home being written looks like a broken file: check must not report it (nor --repair move it)
+        (written.folder / "half-written.parquet").write_bytes(b"PAR1 cut")
+        assert find_bad_files(copy) == []
+    assert list((copy / SHARED_FOLDER).iterdir()) == []
