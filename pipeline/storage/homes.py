@@ -11,9 +11,9 @@ share a home, and reads that file only; the pairs whose models live apart (the r
 sample, a cut component) read the CROSS home, where their models are written a second time. The work
 per pair no longer depends on the store's size.
 
-Homes go to a local temporary folder, for a local store or an object store alike; on a Ray cluster
-they go under the store so that every node reads them, which an object store cannot take from DuckDB
-(its network extension may not be installed): there its batches read the store's own files as before.
+Homes go to a local temporary folder, for a local store or an object store. On a Ray cluster they go
+under a local store, so that every node can read them; an object store on a cluster gets none, since
+DuckDB cannot write there without its network extension, and its batches read the store's own files.
 """
 
 from __future__ import annotations
