@@ -205,7 +205,9 @@ def _one(store: str, mode: str, extra_path: str) -> None:
     elif mode == "strata":
         extra = [tuple(k) for k in json.loads(Path(extra_path).read_text())]
         st = Store(Path(store)).init()
-        rows, _ = flag.score_store(flag.flag_connection(st), st, exhaustive_max=0, extra_pairs=extra)
+        rows, _ = flag.all_units(
+            flag.score_units(flag.flag_connection(st), st, exhaustive_max=0, extra_pairs=extra)
+        )
     else:
         rows = flag.run(Settings(store=store), exhaustive_max=0).rows
     seconds = time.perf_counter() - t0

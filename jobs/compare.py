@@ -155,9 +155,10 @@ def run(
     hidden = None if layout else _hidden(con, ka, kb)
     pair = (*ka, *kb) if ka < kb else (*kb, *ka)
     # the requested pair is always mapped (flag maps only flagged pairs whose structure differs)
-    rows, pair_maps = flag.score_store(con, store, q_level, hidden=hidden, extra_pairs=[pair], layout=layout,
-                                       source="compare", map_only=[pair],
-                                       known_maps=layer_maps.known_partial_maps(con, [ka, kb]))  # fmt: skip
+    rows, pair_maps = flag.all_units(
+        flag.score_units(con, store, q_level, hidden=hidden, extra_pairs=[pair], layout=layout, source="compare",
+                         map_only=[pair], known_maps=layer_maps.known_partial_maps(con, [ka, kb]))
+    )  # fmt: skip
     row = next(r for r in rows if r.key == pair)
     ran = row.get("obfuscation") if permutation_test is None else permutation_test
     perm = permutation.run(con, settings, ka, kb) if ran else None

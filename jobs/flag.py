@@ -143,31 +143,14 @@ def flag_connection(store: Store, blocks: Collection[str] | None = None) -> duck
     return con
 
 
-def score_store(
-    con: duckdb.DuckDBPyConnection,
-    store: Store,
-    q_level: float = DEFAULT_Q,
-    exhaustive_max: int = EXHAUSTIVE_MAX,
-    hidden: int | None = None,
-    extra_pairs: Sequence[PairKey] = (),
-    known_unrelated: Iterable[frozenset[str]] = (),
-    layout: str | None = None,
-    runner: str = "local",
-    settings: Settings | None = None,
-    source: str = "flag",
-    map_only: Collection[PairKey] | None = None,
-    known_maps: Iterable[PartialPair] = (),
-) -> tuple[list[ScoredPair], pa.Table]:
+def all_units(units: Iterable[tuple[list[ScoredPair], pa.Table]]) -> tuple[list[ScoredPair], pa.Table]:
     """Every unit of `score_units` at once: the judged pairs and their layer_maps rows (``compare``'s block)."""
     records: list[ScoredPair] = []
-    maps: list[pa.Table] = []
-    for unit_records, unit_maps in score_units(
-        con, store, q_level, exhaustive_max, hidden, extra_pairs, known_unrelated, layout, runner, settings,
-        source, map_only, known_maps,
-    ):  # fmt: skip
+    maps: list[pa.Table] = [LAYER_MAPS.empty_table()]
+    for unit_records, unit_maps in units:
         records += unit_records
         maps.append(unit_maps)
-    return records, pa.concat_tables(maps) if maps else LAYER_MAPS.empty_table()
+    return records, pa.concat_tables(maps)
 
 
 def score_units(
@@ -197,11 +180,11 @@ def score_units(
     """
     cand, by_layout = candidates(con, store, exhaustive_max, hidden, layout, extra_pairs)
     models = model_infos(store)
+    links = copy_links(models)
     # byte-identical copies no candidate query proposed are scored as pairs of their block too
-    for extra in copy_pairs(cand + by_layout, models):
+    for extra in copy_pairs(cand + by_layout, links):
         (cand if extra["layout"] is None else by_layout).append(extra)
     tests = comparable_pairs(cand + by_layout)
-    links = copy_links(models)
     spill = RowSpill.open(set(known_unrelated))
     try:
         on_ray = settings is not None and (runner == "ray" or (runner == "auto" and ray_pays(settings)))
@@ -214,8 +197,7 @@ def score_units(
                 spill.add(unit, merge_rows(inputs, links))
             del cand, by_layout
             spill.rank(tests)
-            moe = layer_maps.moe_models(store)
-            depths = layer_maps.model_depths(store)
+            moe, depths = layer_maps.model_structure(store)
             licences = licence_edges.model_licences(store)
             for _, rows in spill.units(q_level, declared_bases(models)):
                 # structural derivatives: layer / expert maps of the flagged pairs whose structure differs
@@ -264,7 +246,7 @@ def signal_batches(
             for start in range(0, len(part), PAIRS_PER_BATCH):
                 batch = part[start : start + PAIRS_PER_BATCH]
                 inputs = PairInputs(candidates=[])
-                add_signals(part_con, inputs, [] if layout else batch, batch if layout else [])
+                add_signals(part_con, inputs, batch, layout)
                 yield unit, batch, inputs
             unit += 1
 
@@ -330,27 +312,25 @@ def comparable_pairs(cand: Iterable[Mapping[str, Any]]) -> int:
 
 
 def add_signals(
-    con: duckdb.DuckDBPyConnection,
-    inputs: PairInputs,
-    cand: list[dict[str, Any]],
-    by_layout: list[dict[str, Any]],
+    con: duckdb.DuckDBPyConnection, inputs: PairInputs, batch: list[dict[str, Any]], layout: bool
 ) -> None:
-    """Run the signal SQL over these candidates (hidden-size and layout blocks) in batches, into ``inputs``."""
-    for start in range(0, len(cand), PAIRS_PER_BATCH):
-        use_candidates(con, cand[start : start + PAIRS_PER_BATCH])
-        for name in (
-            "compute_sketch_scores",
-            "compute_dim_scores",
-            "compute_token_scores",
-            "compute_sorted_scores",
-        ):
-            inputs.add_signal_rows(fetch_rows(con, name))
-        for key, roles in _profiles(fetch_rows(con, "list_std_profiles")).items():
-            inputs.profiles.setdefault(key, roles)
-    # unknown architectures: the roles-free signals, in the sketch and sorted columns
-    for start in range(0, len(by_layout), PAIRS_PER_BATCH):
-        use_candidates(con, by_layout[start : start + PAIRS_PER_BATCH])
+    """Run the signal SQL over one batch (at most PAIRS_PER_BATCH pairs: its callers cut them) of a
+    hidden-size block or, with ``layout``, of unknown architectures, into ``inputs``."""
+    if not batch:
+        return
+    use_candidates(con, batch)
+    if layout:  # unknown architectures: the roles-free signals, in the sketch and sorted columns
         inputs.add_signal_rows(fetch_rows(con, "compute_layout_scores"))
+        return
+    for name in (
+        "compute_sketch_scores",
+        "compute_dim_scores",
+        "compute_token_scores",
+        "compute_sorted_scores",
+    ):
+        inputs.add_signal_rows(fetch_rows(con, name))
+    for key, roles in _profiles(fetch_rows(con, "list_std_profiles")).items():
+        inputs.profiles.setdefault(key, roles)
 
 
 def ray_pays(settings: Settings) -> bool:

@@ -153,7 +153,7 @@ def _folder(hidden: int | None) -> str:
 
 @ray.remote(num_cpus=TASK_CPUS, memory=TASK_MEMORY_BYTES)
 def _signals_task(store_uri: str, batch: Batch) -> PairInputs:
-    """One batch's signal rows, from a DuckDB over its block's files only."""
+    """One batch's signal rows, from a DuckDB over its unit's home (or, with no homes, its block's files)."""
     if batch.home_store is not None:
         con = flag_connection(Store(batch.home_store))
         read_homes(con, batch.files)
@@ -161,6 +161,6 @@ def _signals_task(store_uri: str, batch: Batch) -> PairInputs:
         con = flag_connection(Store(store_uri), blocks=batch.blocks)
     con.execute(f"SET threads = {TASK_CPUS}")
     out = PairInputs(candidates=[])
-    add_signals(con, out, batch.by_hidden, batch.by_layout)
+    add_signals(con, out, batch.by_layout or batch.by_hidden, layout=bool(batch.by_layout))
     con.close()
     return out

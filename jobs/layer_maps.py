@@ -34,10 +34,20 @@ FLAG_FILE = "layer_maps/layer_maps.parquet"
 PAIRS_PER_BATCH = 10_000
 
 
-def moe_models(store: Store) -> set[ModelKey]:
-    """(repo_id, revision) of every stored model with routed experts."""
-    table = store.dataset("models").to_table(columns=["repo_id", "revision", "experts"])
-    return {(r["repo_id"], r["revision"]) for r in table.to_pylist() if (r["experts"] or 0) > 0}
+def model_structure(store: Store) -> tuple[set[ModelKey], dict[ModelKey, int]]:
+    """The stored models with routed experts, and every model's layer count (a stack's depth check): one
+    read of `models` per run (over many loose files the models view cost DuckDB 5 s and 15 GB at 10k
+    models, per call)."""
+    table = store.dataset("models").to_table(columns=["repo_id", "revision", "experts", "layers"])
+    moe: set[ModelKey] = set()
+    depths: dict[ModelKey, int] = {}
+    for r in table.to_pylist():
+        key = (r["repo_id"], r["revision"])
+        if (r["experts"] or 0) > 0:
+            moe.add(key)
+        if r["layers"] is not None:
+            depths[key] = int(r["layers"])
+    return moe, depths
 
 
 def needs_map(row: Mapping[str, Any], moe: set[ModelKey]) -> bool:
@@ -65,8 +75,7 @@ def map_pairs(
 ) -> tuple[dict[PairKey, PairStructure], pa.Table]:
     """Map the given pairs: each one's structure (its verdict is decided with it later) and the layer_maps rows.
 
-    ``depths``: every model's layer count (`model_depths`, loaded once per run: the models view
-    over many loose files cost DuckDB 5 s and 15 GB at 10k models, per call).
+    ``depths``: every model's layer count (`model_structure`, loaded once per run).
     ``known``: partial maps of other pairs (from the store) that may hold a stack's other parent.
     ``units``: the pairs cut into groups, each with the connection to query it on (flag's homes);
     by default all of them on ``con``.
@@ -116,14 +125,6 @@ def known_partial_maps(con: duckdb.DuckDBPyConnection, models: Iterable[ModelKey
         if (ar, av) in wanted or (br, bv) in wanted:
             pairs.setdefault(((ar, av), (br, bv)), []).append((int(la), int(lb), float(r)))
     return [(a, b, entries) for (a, b), entries in pairs.items()]
-
-
-def model_depths(store: Store) -> dict[ModelKey, int]:
-    """(repo_id, revision) → layers of every stored model that has them (a stack's depth check)."""
-    table = store.dataset("models").to_table(columns=["repo_id", "revision", "layers"])
-    return {
-        (r["repo_id"], r["revision"]): int(r["layers"]) for r in table.to_pylist() if r["layers"] is not None
-    }
 
 
 def compare_file(key: PairKey) -> str:

@@ -242,7 +242,7 @@ def test_lsh_candidates_keep_every_pair_the_exhaustive_run_flags(store, result):
     assert len(found) < len(result.rows)  # and it does not simply enumerate the block
     # scored through LSH with a background sample, the false discovery rate over every same-size pair
     st = Store(store).init()
-    rows, _ = flag.score_store(flag.flag_connection(st), st, exhaustive_max=0)
+    rows, _ = flag.all_units(flag.score_units(flag.flag_connection(st), st, exhaustive_max=0))
     assert {r["via"] for r in rows} <= {"lsh", "background", "copy_of"}
     assert {(r["a_repo_id"], r["b_repo_id"]) for r in rows if r["flagged"] and not lsh_blind(r)} == flagged
 

@@ -102,8 +102,9 @@ def score_pairs(
     candidates were scored). ``inputs`` is consumed: its candidates, signals and profiles are emptied
     into the rows. `hubscan flag` runs the same steps batch by batch (jobs/flag_units.py).
     """
-    inputs.candidates += copy_pairs(inputs.candidates, inputs.models)
-    rows = merge_rows(inputs, copy_links(inputs.models))
+    links = copy_links(inputs.models)
+    inputs.candidates += copy_pairs(inputs.candidates, links)
+    rows = merge_rows(inputs, links)
     known = set(known_unrelated)
     # scoring's own working values, beside the rows and never in them
     zcs = [chance_z(row) for row in rows]
@@ -147,23 +148,20 @@ def copy_links(models: Mapping[ModelKey, ModelInfo]) -> set[PairKey]:
     return links
 
 
-def copy_pairs(
-    cand: Iterable[Mapping[str, Any]], models: Mapping[ModelKey, ModelInfo]
-) -> list[dict[str, Any]]:
-    """Candidate rows for the byte-identical copies no candidate query proposed, in the block of their model."""
+def copy_pairs(cand: Iterable[Mapping[str, Any]], links: Collection[PairKey]) -> list[dict[str, Any]]:
+    """Candidate rows for the byte-identical copies (``links``, from `copy_links`) no candidate query
+    proposed, in the block of their model."""
     have = set()
-    hidden_of: dict[ModelKey, Any] = {}
-    layout_of: dict[ModelKey, Any] = {}
+    block_of: dict[ModelKey, tuple[Any, Any]] = {}  # (hidden, layout) of every candidate model
     for c in cand:
         k = pair_key(c)
         have.add(k)
-        hidden_of[k[:2]] = hidden_of[k[2:]] = c.get("hidden")
-        layout_of[k[:2]] = layout_of[k[2:]] = c.get("layout")
+        block_of[k[:2]] = block_of[k[2:]] = (c.get("hidden"), c.get("layout"))
     out = []
-    for pk in sorted(copy_links(models) - have):
-        a = pk[:2] if pk[:2] in hidden_of or pk[:2] in layout_of else pk[2:]
+    for pk in sorted(set(links) - have):
+        hidden, layout = block_of.get(pk[:2]) or block_of.get(pk[2:]) or (None, None)
         out.append({"a_repo_id": pk[0], "a_revision": pk[1], "b_repo_id": pk[2], "b_revision": pk[3],
-                    "hidden": hidden_of.get(a), "layout": layout_of.get(a), "via": "copy_of"})  # fmt: skip
+                    "hidden": hidden, "layout": layout, "via": "copy_of"})  # fmt: skip
     return out
 
 

@@ -18,6 +18,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from pipeline.errors import StoreError
+from pipeline.storage.duckdb import one_line
 
 # Parallel reads of small files on an object store: each costs a GET more than its bytes.
 READ_THREADS = 8
@@ -95,9 +96,7 @@ def read_with_threads(fs: pafs.FileSystem, paths: list[str], schema: pa.Schema) 
         try:
             return pq.read_table(path, filesystem=fs, schema=schema)
         except (pa.ArrowException, OSError) as exc:
-            reason = " ".join(str(exc).split()).removeprefix(
-                f"Could not open Parquet input source '{path}': "
-            )
+            reason = one_line(exc).removeprefix(f"Could not open Parquet input source '{path}': ")
             raise StoreError(None, None, path, f"unreadable loose file: {reason}") from None
 
     with ThreadPoolExecutor(READ_THREADS) as pool:
