@@ -54,13 +54,14 @@ class BudgetActor:
         self.spacings[bucket] = window_s * WINDOW_MARGIN
         self.sent[bucket] = deque(self.sent[bucket], maxlen=quota)  # keeps the latest sends
 
-    def reserve(self, bucket: str) -> float:
+    def reserve(self, bucket: str, now: float | None = None) -> float:
         """Take one request from ``bucket``; returns seconds to wait before sending it (0 = go).
 
         The request goes at the earliest time at which the last ``quota`` sends, itself
-        included, span at least one window.
+        included, span at least one window. ``now`` is the actor's clock unless given: tests
+        pass their own, so the schedule they check does not depend on the machine's load.
         """
-        now = time.time()
+        now = time.time() if now is None else now
         at = max(now, self.paused_until)
         sent = self.sent.get(bucket)
         if sent is not None:
@@ -69,13 +70,14 @@ class BudgetActor:
             sent.append(at)
         return at - now
 
-    def defer(self, seconds: float) -> None:
+    def defer(self, seconds: float, now: float | None = None) -> None:
         """Hold every worker back until now + seconds."""
-        self.paused_until = max(self.paused_until, time.time() + seconds)
+        now = time.time() if now is None else now
+        self.paused_until = max(self.paused_until, now + seconds)
 
-    def usage(self) -> dict[str, int]:
+    def usage(self, now: float | None = None) -> dict[str, int]:
         """Requests granted in the last window, by bucket."""
-        since = time.time() - self.spacing
+        since = (time.time() if now is None else now) - self.spacing
         return {b: sum(t > since for t in sent) for b, sent in self.sent.items()}
 
 
