@@ -39,6 +39,7 @@ DTYPES = {
     "w4a16": "INT4-g128",
     "w4a16-asym": "INT4-g64",
     "w8a16": "INT8-channel",
+    "w8a8-int8": "INT8-channel",
     "fp8-tensor": "FP8-E4M3-tensor",
     "fp8-channel": "FP8-E4M3-channel",
     "fp8-block": "FP8-E4M3-block128",

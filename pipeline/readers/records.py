@@ -116,7 +116,7 @@ class ScaledLinear:
     """
 
     logical: TensorHeader
-    codec: str  # "int" | "fp8" | "nvfp4" | "mxfp4"
+    codec: str  # "int" (packed) | "dense" (FP8/int8 codes) | "nvfp4" | "mxfp4"
     parts: tuple[tuple[str, TensorHeader], ...]
     whole: frozenset[str] = frozenset()
     bits: int = 8

@@ -6,7 +6,7 @@ shape and rows, so roles, sampling and fingerprints treat the copy like its base
 auxiliary is ever a tensor of its own. The layout is read from the header's names, dtypes and
 shapes; a ``quantization_config`` the listing carried only picks between readings the shapes
 leave open (bits, block size) and is cross-checked. The format modules hold each layout's facts:
-compressed_int.py, fp8_scaled.py, fp4.py; exllama.py refuses EXL2/EXL3.
+compressed_int.py, dense_scaled.py, fp4.py; exllama.py refuses EXL2/EXL3.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import numpy as np
 
 from pipeline.config import Settings
 from pipeline.errors import FormatError
-from pipeline.readers import compressed_int, exllama, fp4, fp8_scaled
+from pipeline.readers import compressed_int, dense_scaled, exllama, fp4
 from pipeline.readers.byte_source import ByteSource
 from pipeline.readers.dtypes import SAFETENSORS_DTYPES
 from pipeline.readers.ranges import Span, fetch, plan_requests
@@ -31,16 +31,16 @@ from pipeline.roles import SCALED_PARTS
 SCALED_SCHEMES = ("INT2-", "INT3-", "INT4-", "INT5-", "INT6-", "INT8-", "FP8-", "NVFP4", "MXFP4")
 DECODERS: dict[str, Callable[[ScaledLinear, Mapping[str, np.ndarray], np.ndarray], np.ndarray]] = {
     "int": compressed_int.decode,
-    "fp8": fp8_scaled.decode,
+    "dense": dense_scaled.decode,
     "nvfp4": fp4.decode,
     "mxfp4": fp4.decode,
 }
-# compressed-tensors' format name for what each codec reads (a config naming another is refused).
+# compressed-tensors' format names for what each codec reads (a config naming another is refused).
 CT_FORMATS = {
-    "int": "pack-quantized",
-    "fp8": "float-quantized",
-    "nvfp4": "nvfp4-pack-quantized",
-    "mxfp4": "mxfp4-pack-quantized",
+    "int": ("pack-quantized",),
+    "dense": ("float-quantized", "int-quantized", "naive-quantized"),
+    "nvfp4": ("nvfp4-pack-quantized",),
+    "mxfp4": ("mxfp4-pack-quantized",),
 }
 # Quantisation state that sits beside the Linears of a scaled checkpoint: the KV-cache scales of
 # an attention module (one float each), never a fingerprint either.
@@ -73,8 +73,9 @@ def group_scaled(
         found[s.logical.name] = s
     for suffix in ("weight_scale_inv", "weight_scale"):
         for prefix in _prefixes(by_name, f".{suffix}"):
-            if f"{prefix}.weight" in by_name and f"{prefix}.weight_packed" not in by_name:
-                s = fp8_scaled.find(prefix, suffix, by_name, _declared_block(quant), bad)
+            weight = by_name.get(f"{prefix}.weight")
+            if weight is not None and weight.dtype in dense_scaled.CODE_DTYPES and prefix not in packed:
+                s = dense_scaled.find(prefix, suffix, by_name, _declared_block(quant), bad)
                 found[s.logical.name] = s
     if not found:
         return header
@@ -173,7 +174,7 @@ def _refuse_orphans(
     for name, t in by_name.items():
         last = name.rpartition(".")[2]
         orphan_part = last in SCALED_PARTS and name not in used
-        unscaled = last == "weight" and t.dtype in fp8_scaled.FP8_DTYPES and name not in used
+        unscaled = last == "weight" and t.dtype in dense_scaled.FP8_DTYPES and name not in used
         if orphan_part or unscaled:
             raise bad(
                 f"tensor {name}: a scaled part with no partner in this file (parts split across files are not read)"
@@ -219,8 +220,8 @@ def _cross_check(
     if not named or "mixed-precision" in named:
         return
     for s in found:
-        if CT_FORMATS[s.codec] not in named:
+        if not named.intersection(CT_FORMATS[s.codec]):
             raise bad(
                 f"tensor {s.logical.name}: quantization_config says {'/'.join(sorted(named))} "
-                f"but the parts are {CT_FORMATS[s.codec]}"
+                f"but the parts are {'/'.join(CT_FORMATS[s.codec])}"
             )

@@ -4,7 +4,7 @@ From each format's specification (compressed-tensors' compressors, DeepSeek-V3's
 NVIDIA NVFP4 and OCP MX definitions), numpy + ml_dtypes only:
 - ``pack-quantized`` int (W4A16 / W8A16): round-to-nearest per group or channel, symmetric or
   asymmetric; codes shifted to unsigned and packed along the input, zero points packed down the
-  output; ``weight_shape`` I64 [2];
+  output; ``weight_shape`` I64 [2]; ``int-quantized`` W8A8: the int8 codes unpacked;
 - ``float-quantized`` FP8 E4M3 per tensor (with a static ``input_scale``), per channel or per
   128x128 block (``weight_scale``), and block FP8 with ``weight_scale_inv`` (quant_method fp8);
 - ``nvfp4-pack-quantized``: E2M1 codes two a byte, FP8 scales per 16 inputs over a global scale;
@@ -51,8 +51,10 @@ Quantised = tuple[dict[str, np.ndarray], np.ndarray]  # (stored tensors by suffi
 # ---------------------------------------------------------------- compressed-tensors int
 
 
-def int_quantise(w: np.ndarray, bits: int, group_size: int, symmetric: bool) -> Quantised:
-    """pack-quantized: group_size 0 means one scale per output channel."""
+def int_quantise(
+    w: np.ndarray, bits: int, group_size: int, symmetric: bool, packed: bool = True
+) -> Quantised:
+    """pack-quantized (``packed``) or int-quantized int8: group_size 0 means one scale per output channel."""
     out, n_in = w.shape
     w = w.astype(np.float32)
     gs = group_size or n_in
@@ -72,6 +74,11 @@ def int_quantise(w: np.ndarray, bits: int, group_size: int, symmetric: bool) -> 
     scale[scale == 0] = 1
     q = np.clip(np.round(w / scale[:, g]) + zero[:, g], qmin, qmax).astype(np.int64)
     deq = scale[:, g] * (q - zero[:, g]).astype(np.float32)
+    if not packed:  # int-quantized: the int8 codes and their scales as they are
+        stored = {"weight": q.astype(np.int8), "weight_scale": scale.astype(BF16)}
+        if not symmetric:
+            stored["weight_zero_point"] = zero.astype(np.int8)
+        return stored, deq
     k = 32 // bits
     stored = {
         "weight_packed": pack_bits(_pad_cols(q - qmin, k), bits),
@@ -204,6 +211,16 @@ SCHEMES: dict[str, tuple[Callable[[np.ndarray], Quantised], dict, dict[str, str]
         _ct_config("pack-quantized", _int(8, 0, True)),
         {},
         "8-bit",
+    ),
+    "w8a8-int8": (
+        lambda w: int_quantise(w, 8, 0, True, packed=False),
+        _ct_config(
+            "int-quantized",
+            _int(8, 0, True),
+            {"num_bits": 8, "type": "int", "symmetric": True, "strategy": "token", "dynamic": True},
+        ),
+        {},
+        "int8",
     ),
     "fp8-tensor": (
         lambda w: fp8_quantise(w, "tensor"),

@@ -26,6 +26,7 @@ EXPECTED = {
     "w4a16": ("INT4-g128", 0.16),
     "w4a16-asym": ("INT4-g64", 0.11),
     "w8a16": ("INT8-channel", 0.025),
+    "w8a8-int8": ("INT8-channel", 0.025),
     "fp8-tensor": ("FP8-E4M3-tensor", 0.03),
     "fp8-channel": ("FP8-E4M3-channel", 0.03),
     "fp8-block": ("FP8-E4M3-block128", 0.03),
@@ -129,3 +130,19 @@ def test_exllama_files_are_refused_with_one_line_naming_model_and_file(
         f"{fmt}-quantised Linears (2 here) keep no original row in any byte range; hubscan does not decode {fmt}"
     )
     assert e.value.permanent and str(pickle.loads(pickle.dumps(e.value))) == str(e.value)
+
+
+def test_asymmetric_int8_codes_subtract_their_zero_points(tmp_path, original):
+    stored: dict[str, np.ndarray] = {}
+    dequantised: dict[str, np.ndarray] = {}
+    for name in [n for n in original if n.startswith("encoder.layer.0.") and original[n].ndim == 2]:
+        parts, dequantised[name] = scaled_quant.int_quantise(original[name], 8, 0, False, packed=False)
+        stored.update({f"{name.removesuffix('.weight')}.{k}": v for k, v in parts.items()})
+    assert len(dequantised) == 6 and any(k.endswith("weight_zero_point") for k in stored)
+    header, rows, _ = _read(_write(tmp_path, stored), Settings(exact=True))
+    assert [t.name for t in header.tensors] == sorted(
+        dequantised, key=lambda n: header.scaled[n].logical.start
+    )
+    for name, want in dequantised.items():
+        assert rows[name].header.dtype == "INT8-channel"
+        np.testing.assert_array_equal(rows[name].values, want)

@@ -1,16 +1,19 @@
-"""FP8 weights with their scales: compressed-tensors ``float-quantized`` and block FP8 ``weight_scale_inv``.
+"""Weights stored unpacked at low precision beside their scales: FP8 and int8 codes, one per element.
 
-Layouts (W = float(weight) * scale, the scale broadcast over its tensor, row, group or block):
-- compressed-tensors: ``weight`` F8_E4M3 [out, in] beside ``weight_scale`` (F32/BF16/F16) of
-  shape [] or [1] (per tensor), [out, 1] (per channel), [out, in / g] (per group) or
-  [ceil(out / b0), ceil(in / b1)] (per block, ``block_structure`` [b0, b1]); statically quantised
-  activations add an ``input_scale``, which belongs to the Linear and is never a fingerprint.
+Layouts (W = (weight - zero) * scale, zero and scale broadcast over a tensor, row, group or block):
+- compressed-tensors ``float-quantized`` (and ``naive-quantized``): ``weight`` F8_E4M3 [out, in]
+  beside ``weight_scale`` (F32/BF16/F16) of shape [] or [1] (per tensor), [out, 1] (per channel),
+  [out, in / g] (per group) or [ceil(out / b0), ceil(in / b1)] (per block, ``block_structure``
+  [b0, b1]); statically quantised activations add an ``input_scale``, which belongs to the Linear
+  and is never a fingerprint.
+- compressed-tensors ``int-quantized`` (W8A8 int8): ``weight`` I8 [out, in] with the same scales
+  and, when asymmetric, ``weight_zero_point`` I8 shaped like the scale.
 - DeepSeek-V3 / Qwen3-FP8 (``quant_method: fp8``, ``weight_block_size: [128, 128]``): ``weight``
   F8_E4M3 and ``weight_scale_inv`` F32 [ceil(out / 128), ceil(in / 128)]; despite its name it
   multiplies (DeepSeek's reference ``weight_dequant`` computes x * s).
 
-Without its scale an FP8 row reads at the wrong magnitude (per-channel scales differ by row), so the
-pair is one logical weight. Weight rows and per-row scales are read by range; block scales whole.
+Without its scale a row reads at the wrong magnitude (per-channel scales differ by row), so the
+parts are one logical weight. Weight rows and per-row scales are read by range; others whole.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from pipeline.errors import FormatError
 from pipeline.readers.records import ScaledLinear, TensorHeader
 
 FP8_DTYPES = {"F8_E4M3": "FP8-E4M3", "F8_E5M2": "FP8-E5M2"}
+CODE_DTYPES = {**FP8_DTYPES, "I8": "INT8"}
 SCALE_DTYPES = ("F32", "BF16", "F16")
 # The original weights were BF16 (every FP8 release is cast from it): the logical size is that.
 LOGICAL_ITEMSIZE = 2
@@ -35,15 +39,15 @@ def find(
     declared_block: tuple[int, int] | None,
     bad: Callable[[str], FormatError],
 ) -> ScaledLinear:
-    """The logical weight of one FP8 Linear and the granularity its scale's shape says.
+    """The logical weight of one FP8/int8 Linear and the granularity its scale's shape says.
 
     Raises:
         FormatError: a weight or scale of a dtype or shape no FP8 layout has.
     """
     weight, scale = by_name[f"{prefix}.weight"], by_name[f"{prefix}.{scale_suffix}"]
-    if weight.dtype not in FP8_DTYPES or len(weight.shape) != 2:
+    if weight.dtype not in CODE_DTYPES or len(weight.shape) != 2:
         raise bad(
-            f"tensor {scale.name}: scales {weight.name} {weight.dtype}{list(weight.shape)}, not a 2-D FP8 weight"
+            f"tensor {scale.name}: scales {weight.name} {weight.dtype}{list(weight.shape)}, not a 2-D FP8 or int8 weight"
         )
     if scale.dtype not in SCALE_DTYPES or len(scale.shape) > 2:
         raise bad(f"tensor {scale.name}: {scale.dtype}{list(scale.shape)} is not a float scale")
@@ -73,7 +77,7 @@ def find(
         )
     logical = TensorHeader(
         name=weight.name,
-        dtype=f"{FP8_DTYPES[weight.dtype]}-{kind}",
+        dtype=f"{CODE_DTYPES[weight.dtype]}-{kind}",
         shape=(out, n_in),
         file=weight.file,
         start=weight.start,
@@ -81,24 +85,35 @@ def find(
         row_bytes=n_in * LOGICAL_ITEMSIZE,
     )
     dropped = tuple(n for s in ("input_scale",) if (n := f"{prefix}.{s}") in by_name)
-    parts = (("values", weight), ("scale", scale))
-    return ScaledLinear(logical, "fp8", parts, whole, 8, group_size, block, dropped)
+    parts: tuple[tuple[str, TensorHeader], ...] = (("values", weight), ("scale", scale))
+    zero = by_name.get(f"{prefix}.weight_zero_point")
+    if zero is not None:
+        if weight.dtype != "I8" or zero.shape != scale.shape or zero.dtype not in ("I8", "I32"):
+            raise bad(f"tensor {zero.name}: {zero.dtype}{list(zero.shape)} is no zero point of {scale.name}")
+        parts += (("zero", zero),)
+        whole = whole | {"zero"} if "scale" in whole else whole
+    return ScaledLinear(logical, "dense", parts, whole, 8, group_size, block, dropped)
 
 
 def decode(s: ScaledLinear, arrays: Mapping[str, np.ndarray], rows: np.ndarray) -> np.ndarray:
-    """Rows ``rows`` of the weight as float32: FP8 values times their scales."""
+    """Rows ``rows`` of the weight as float32: codes (less their zero points) times their scales."""
     values = arrays["values"].astype(np.float32)
-    scale = arrays["scale"].astype(np.float32)
-    n_in = s.logical.shape[1]
+    if "zero" in arrays:  # zero points are laid out like the scales: subtract them as a scale multiplies
+        values = values - _spread(s, arrays["zero"].astype(np.float32), rows, values.shape[1])
+    return values * _spread(s, arrays["scale"].astype(np.float32), rows, values.shape[1])
+
+
+def _spread(s: ScaledLinear, scale: np.ndarray, rows: np.ndarray, n_in: int) -> np.ndarray:
+    """A per-tensor, per-row, per-group or per-block array brought to the read rows' [rows, in]."""
     if s.block != (0, 0):
         b0, b1 = s.block
-        return values * scale[rows // b0][:, np.arange(n_in) // b1]
+        return scale[rows // b0][:, np.arange(n_in) // b1]
     if s.group_size:
-        return values * scale[:, np.arange(n_in) // s.group_size]
+        return scale[:, np.arange(n_in) // s.group_size]
     if "scale" in s.whole:  # one scale for the whole tensor, or a flat one per output channel
         flat = scale.reshape(-1)
-        return values * (flat[0] if flat.size == 1 else flat[rows][:, None])
-    return values * scale  # [rows, 1]: one per output channel
+        return np.full((len(rows), 1), flat[0], np.float32) if flat.size == 1 else flat[rows][:, None]
+    return scale  # [rows, 1]: one per output channel
 
 
 def _block(
