@@ -241,8 +241,8 @@ def _model_record(
     by_dtype: Counter[str] = Counter()
     for t in tensors:
         by_dtype[t.dtype] += t.numel
-    # A GPTQ/AWQ (or FP8, NVFP4...) checkpoint keeps its embeddings in F16, often the larger share of a small
-    # model: its packed-int scheme, not F16, is what names it (and what a cast verdict needs).
+    # A GPTQ/AWQ/FP8/NVFP4 checkpoint keeps its embeddings in F16/BF16, often the larger share of a
+    # small model: its quantisation scheme, not F16, names it (and is what a cast verdict needs).
     packed = Counter({d: n for d, n in by_dtype.items() if d.startswith(PACKED_SCHEMES + SCALED_SCHEMES)})
     local = ref.local_dir is not None
     return ModelRecord(

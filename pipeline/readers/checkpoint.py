@@ -184,7 +184,7 @@ def _batches(
     plans: list[tuple[TensorHeader, tuple[RowBlock, ...]]],
     limit: int,
     packed: Mapping[str, PackedLinear],
-    scaled_: Mapping[str, ScaledLinear],
+    scaled_linears: Mapping[str, ScaledLinear],
 ) -> Iterator[list[tuple[TensorHeader, tuple[RowBlock, ...]]]]:
     """Group tensors in file order so each batch plans at most ``limit`` bytes (one tensor may exceed)."""
     batch: list[tuple[TensorHeader, tuple[RowBlock, ...]]] = []
@@ -192,8 +192,8 @@ def _batches(
     for tensor, blocks in sorted(plans, key=lambda p: p[0].start):
         parts = packed[tensor.name].parts if tensor.name in packed else ()
         cost = sum(p.nbytes for p in parts) or sum(b.count for b in blocks) * tensor.row_bytes
-        if tensor.name in scaled_:
-            cost = scaled.cost(scaled_[tensor.name], blocks)
+        if tensor.name in scaled_linears:
+            cost = scaled.cost(scaled_linears[tensor.name], blocks)
         if batch and size + cost > limit:
             yield batch
             batch, size = [], 0

@@ -52,6 +52,10 @@ def group_scaled(
 ) -> CheckpointHeader:
     """The header with each scaled Linear's parts replaced by one logical ``<module>.weight``.
 
+    A Linear whose parts a shard boundary split (safetensors shards cut the state dict wherever
+    the size limit falls) cannot be rebuilt from either file: its parts are left out of both,
+    never read as weights of their own, and the rest of the model is read.
+
     Raises:
         UnsupportedFormat: an EXL2/EXL3 file.
         FormatError: parts missing, of the wrong dtype, or of shapes no layout has.
@@ -61,10 +65,9 @@ def group_scaled(
     bad = partial(FormatError, source.repo_id, source.revision, source.name)
     quant = quant or {}
     found: dict[str, ScaledLinear] = {}
-    packed = _prefixes(by_name, ".weight_packed")
-    shapes = _stored_shapes(
-        [p for p in packed if by_name[f"{p}.weight_packed"].dtype == "I32"], by_name, source, settings, bad
-    )
+    packed = [p for p in _prefixes(by_name, ".weight_packed") if _whole(p, by_name, quant)]
+    ints = [p for p in packed if by_name[f"{p}.weight_packed"].dtype == "I32"]
+    shapes = _stored_shapes(ints, by_name, source, settings, bad)
     for prefix in packed:
         if prefix in shapes:
             s = compressed_int.find(prefix, by_name, shapes[prefix], _declared_bits(quant), bad)
@@ -77,14 +80,14 @@ def group_scaled(
             if weight is not None and weight.dtype in dense_scaled.CODE_DTYPES and prefix not in packed:
                 s = dense_scaled.find(prefix, suffix, by_name, _declared_block(quant), bad)
                 found[s.logical.name] = s
-    if not found:
-        return header
     _cross_check(quant, found.values(), bad)
     used = {t.name for s in found.values() for _, t in s.parts} | {
         n for s in found.values() for n in s.dropped
     }
-    used |= {n for n in by_name if n.rpartition(".")[2] in KV_SCALES and by_name[n].numel == 1}
-    _refuse_orphans(by_name, used, bad)
+    scaled_file = bool(found) or _declares_scaled(quant)
+    if not scaled_file and not any(n.rpartition(".")[2] in SCALED_PARTS for n in by_name):
+        return header
+    used |= _stray_parts(by_name, used, scaled_file)
     kept = [t for t in header.tensors if t.name not in used and t.name not in found]
     tensors = sorted([*kept, *(s.logical for s in found.values())], key=lambda t: t.start)
     return replace(header, tensors=tuple(tensors), scaled=found)
@@ -167,18 +170,40 @@ def _stored_shapes(
     return shapes
 
 
-def _refuse_orphans(
-    by_name: Mapping[str, TensorHeader], used: set[str], bad: Callable[[str], FormatError]
-) -> None:
-    """A scale left without its codes (or codes without their scale) cannot be read correctly."""
+def _whole(prefix: str, by_name: Mapping[str, TensorHeader], quant: Mapping[str, object]) -> bool:
+    """Whether every part a packed Linear needs is in this file (scale, stored shape for ints,
+    zero points when the config declares asymmetric ints)."""
+    need = ["weight_scale"]
+    if by_name[f"{prefix}.weight_packed"].dtype == "I32":
+        need.append("weight_shape")
+        if _declares_asymmetric(quant):
+            need.append("weight_zero_point")
+    return all(f"{prefix}.{n}" in by_name for n in need)
+
+
+def _stray_parts(by_name: Mapping[str, TensorHeader], used: set[str], scaled_file: bool) -> set[str]:
+    """Parts of Linears split across files: scales, codes and auxiliaries no grouped Linear took,
+    and, in a file of scaled Linears, FP8 weights left without a scale."""
+    stray = set()
     for name, t in by_name.items():
         last = name.rpartition(".")[2]
-        orphan_part = last in SCALED_PARTS and name not in used
-        unscaled = last == "weight" and t.dtype in dense_scaled.FP8_DTYPES and name not in used
-        if orphan_part or unscaled:
-            raise bad(
-                f"tensor {name}: a scaled part with no partner in this file (parts split across files are not read)"
-            )
+        unscaled = scaled_file and last == "weight" and t.dtype in dense_scaled.FP8_DTYPES
+        if name not in used and (last in SCALED_PARTS or last in KV_SCALES or unscaled):
+            stray.add(name)
+    return stray
+
+
+def _declares_scaled(quant: Mapping[str, object]) -> bool:
+    return str(quant.get("quant_method", "")).lower() in ("compressed-tensors", "fp8")
+
+
+def _declares_asymmetric(quant: Mapping[str, object]) -> bool:
+    """Whether a compressed-tensors config declares asymmetric integer weights (zero points stored)."""
+    for g in _config_groups(quant):
+        w = g.get("weights")
+        if isinstance(w, Mapping) and w.get("type") == "int" and w.get("symmetric") is False:
+            return True
+    return False
 
 
 def _config_groups(quant: Mapping[str, object]) -> list[Mapping[str, object]]:

@@ -98,15 +98,17 @@ def test_quantisation_config_naming_another_format_is_one_line(tmp_path, origina
     )
 
 
-def test_a_scale_without_its_weight_in_the_file_is_refused(tmp_path, original):
-    stored, _ = scaled_quant.quantised_tensors(original, "fp8-channel")
-    del stored["encoder.layer.3.intermediate.dense.weight"]
-    with pytest.raises(FormatError) as e:
-        _read(_write(tmp_path, stored), Settings())
-    assert str(e.value) == (
-        "org/quant@abc1234:model.safetensors: tensor encoder.layer.3.intermediate.dense.weight_scale: a scaled "
-        "part with no partner in this file (parts split across files are not read)"
-    )
+@pytest.mark.parametrize(("scheme", "missing"), [("fp8-channel", "weight"), ("nvfp4", "weight_scale")])
+def test_a_linear_split_across_shards_is_left_out_and_the_rest_is_read(tmp_path, original, scheme, missing):
+    stored, dequantised = scaled_quant.quantised_tensors(original, scheme)
+    prefix = "encoder.layer.3.intermediate.dense"
+    del stored[f"{prefix}.{missing}"]  # in the next shard
+    header, rows, _ = _read(_write(tmp_path, stored), Settings(exact=True))
+    # neither the stray parts nor codes without their scale become tensors of their own
+    assert [t.name for t in header.tensors if t.name.startswith(prefix + ".")] == [f"{prefix}.bias"]
+    assert len(header.scaled) == 35 and f"{prefix}.weight" not in rows
+    for name in header.scaled:
+        np.testing.assert_array_equal(rows[name].values, dequantised[name])
 
 
 @pytest.mark.parametrize(
