@@ -165,3 +165,18 @@ def test_a_scaled_copy_read_through_the_hub_matches_local_and_reads_a_fraction_o
     assert json.loads((zoo / repo / "config.json").read_text())["quantization_config"]["format"] == (
         "nvfp4-pack-quantized"
     )
+
+
+def test_scores_separate_every_related_pair_from_every_unrelated_one(result):
+    # related: both sides MiniLM-derived, or both e5-derived; unrelated: one of each
+    def family(repo: str) -> str:
+        return "e5" if "e5" in repo else "minilm"
+
+    rows = [r for r in result.rows if EXL2 not in (r["a_repo_id"], r["b_repo_id"])]
+    related = [r["score"] for r in rows if family(r["a_repo_id"]) == family(r["b_repo_id"])]
+    unrelated = [r["score"] for r in rows if family(r["a_repo_id"]) != family(r["b_repo_id"])]
+    # every scheme's copies of both models and of the fine-tune are scored, against each other too
+    assert len(related) >= 2 * len(SCHEMES) and len(unrelated) >= len(SCHEMES)
+    wins = sum((a > b) + 0.5 * (a == b) for a in related for b in unrelated)
+    assert wins / (len(related) * len(unrelated)) >= 0.99  # AUROC
+    assert not [r for r in rows if r["flagged"] and family(r["a_repo_id"]) != family(r["b_repo_id"])]
