@@ -136,6 +136,7 @@ SCALED_PARTS = frozenset(
         "weight_zero_point",
         "weight_global_scale",
         "weight_shape",
+        "weight_g_idx",
     }
 )
 

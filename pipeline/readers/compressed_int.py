@@ -7,8 +7,9 @@ Layout (compressed-tensors' PackedQuantizationCompressor and its ``pack_to_int32
 - ``weight_scale`` F16/BF16/F32 [out, groups] (group strategy) or [out, 1] (channel);
 - ``weight_zero_point`` (asymmetric only): I32 [ceil(out / k), groups], the signed zero points
   packed the same way but down the output axis; older releases stored them unpacked, I8 [out, groups];
-- ``weight_shape`` I64 [2]: the original [out, in], which the padding hides from the shapes.
-W[o, i] = scale[o, g(i)] * (q[o, i] - zero[o, g(i)]) with g(i) = i // group_size.
+- ``weight_shape`` I64 [2]: the original [out, in], which the padding hides from the shapes;
+- ``weight_g_idx`` I32 [in] (GPTQ with ``actorder: group`` only): the group of each input.
+W[o, i] = scale[o, g(i)] * (q[o, i] - zero[o, g(i)]) with g(i) = i // group_size or g_idx[i].
 
 Each row of the weight is one row of ``weight_packed`` and ``weight_scale``, so sampled rows are
 read by range like a dense tensor's; only packed zero points are read whole.
@@ -86,17 +87,33 @@ def find(
         nbytes=out * n_in * LOGICAL_ITEMSIZE,
         row_bytes=n_in * LOGICAL_ITEMSIZE,
     )
+    g_idx = by_name.get(f"{prefix}.weight_g_idx")
+    if g_idx is not None:
+        if g_idx.dtype not in ("I32", "I64") or g_idx.shape != (n_in,):
+            raise bad(
+                f"tensor {g_idx.name}: {g_idx.dtype}{list(g_idx.shape)} is not one group per input of {n_in}"
+            )
+        parts.append(("g_idx", g_idx))
+        whole.add("g_idx")
     dropped = (stored.name,) if stored is not None else ()
     return ScaledLinear(logical, "int", tuple(parts), frozenset(whole), bits, group_size, dropped=dropped)
 
 
 def decode(s: ScaledLinear, arrays: Mapping[str, np.ndarray], rows: np.ndarray) -> np.ndarray:
-    """Rows ``rows`` of the weight as float32 from their packed words, scales and zero points."""
+    """Rows ``rows`` of the weight as float32 from their packed words, scales and zero points.
+
+    Raises:
+        ValueError: a g_idx entry outside the scale's groups.
+    """
     out, n_in = s.logical.shape
     offset = np.float32(1 << (s.bits - 1))
     q = unpack_words(arrays["values"], s.bits, n_in).astype(np.float32) - offset
     scale = arrays["scale"].astype(np.float32)
     g = np.arange(n_in) // s.group_size
+    if "g_idx" in arrays:  # act-order: groups follow the quantiser's input order, not position
+        g = arrays["g_idx"].astype(np.int64)
+        if ((g < 0) | (g >= scale.shape[1])).any():
+            raise ValueError(f"a weight_g_idx entry lies outside the {scale.shape[1]} groups")
     if "zero" not in arrays:
         return scale[:, g] * q
     if "zero" in s.whole:  # packed down the output axis: unpack the columns, then pick the rows

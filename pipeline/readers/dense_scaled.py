@@ -84,7 +84,6 @@ def find(
         nbytes=out * n_in * LOGICAL_ITEMSIZE,
         row_bytes=n_in * LOGICAL_ITEMSIZE,
     )
-    dropped = tuple(n for s in ("input_scale",) if (n := f"{prefix}.{s}") in by_name)
     parts: tuple[tuple[str, TensorHeader], ...] = (("values", weight), ("scale", scale))
     zero = by_name.get(f"{prefix}.weight_zero_point")
     if zero is not None:
@@ -92,7 +91,7 @@ def find(
             raise bad(f"tensor {zero.name}: {zero.dtype}{list(zero.shape)} is no zero point of {scale.name}")
         parts += (("zero", zero),)
         whole = whole | {"zero"} if "scale" in whole else whole
-    return ScaledLinear(logical, "dense", parts, whole, 8, group_size, block, dropped)
+    return ScaledLinear(logical, "dense", parts, whole, 8, group_size, block)
 
 
 def decode(s: ScaledLinear, arrays: Mapping[str, np.ndarray], rows: np.ndarray) -> np.ndarray:

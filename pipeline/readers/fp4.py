@@ -71,7 +71,7 @@ def find(prefix: str, by_name: Mapping[str, TensorHeader], bad: Callable[[str], 
         nbytes=out * n_in * LOGICAL_ITEMSIZE,
         row_bytes=n_in * LOGICAL_ITEMSIZE,
     )
-    dropped = tuple(n for s in ("weight_shape", "input_global_scale") if (n := f"{prefix}.{s}") in by_name)
+    dropped = tuple(n for n in (f"{prefix}.weight_shape",) if n in by_name)
     whole = frozenset({"global"}) if codec == "nvfp4" else frozenset()
     return ScaledLinear(logical, codec, tuple(parts), whole, 4, group, dropped=dropped)
 

@@ -111,8 +111,8 @@ class ScaledLinear:
     ``parts`` names each stored tensor by what it is to the decoder ("values", "scale", "zero",
     "global"); the ones in ``whole`` are read whole (block scales, zero points packed across rows,
     a global scale), the others row by row with the logical weight, whose row r they hold at row r.
-    ``dropped`` are auxiliaries of the same Linear that no fingerprint may see (activation scales,
-    the stored shape). ``logical`` is what roles, sampling and fingerprints see, as for PackedLinear.
+    ``dropped`` are auxiliaries of the same Linear that no fingerprint may see (the stored shape;
+    activation scales are dropped for every Linear by pipeline/readers/scaled.py). ``logical`` is what roles, sampling and fingerprints see, as for PackedLinear.
     """
 
     logical: TensorHeader

@@ -42,8 +42,16 @@ CT_FORMATS = {
     "nvfp4": ("nvfp4-pack-quantized",),
     "mxfp4": ("mxfp4-pack-quantized",),
 }
-# Quantisation state that sits beside the Linears of a scaled checkpoint: the KV-cache scales of
-# an attention module (one float each), never a fingerprint either.
+# Quantisation state that sits beside the Linears of a scaled checkpoint, never a fingerprint
+# either: activation scales and zero points (static W8A8, NVFP4 W4A4) and the KV-cache scales of
+# an attention module.
+ACTIVATION_AUX = (
+    "input_scale",
+    "input_zero_point",
+    "input_global_scale",
+    "output_scale",
+    "output_zero_point",
+)
 KV_SCALES = ("k_scale", "v_scale")
 
 
@@ -182,13 +190,15 @@ def _whole(prefix: str, by_name: Mapping[str, TensorHeader], quant: Mapping[str,
 
 
 def _stray_parts(by_name: Mapping[str, TensorHeader], used: set[str], scaled_file: bool) -> set[str]:
-    """Parts of Linears split across files: scales, codes and auxiliaries no grouped Linear took,
-    and, in a file of scaled Linears, FP8 weights left without a scale."""
+    """Auxiliaries no grouped Linear took (activation and KV scales; parts of Linears split across
+    files), and, in a file of scaled Linears, FP8 weights left without a scale."""
     stray = set()
     for name, t in by_name.items():
         last = name.rpartition(".")[2]
         unscaled = scaled_file and last == "weight" and t.dtype in dense_scaled.FP8_DTYPES
-        if name not in used and (last in SCALED_PARTS or last in KV_SCALES or unscaled):
+        if name not in used and (
+            last in SCALED_PARTS or last in ACTIVATION_AUX or last in KV_SCALES or unscaled
+        ):
             stray.add(name)
     return stray
 

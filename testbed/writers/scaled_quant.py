@@ -52,7 +52,7 @@ Quantised = tuple[dict[str, np.ndarray], np.ndarray]  # (stored tensors by suffi
 
 
 def int_quantise(
-    w: np.ndarray, bits: int, group_size: int, symmetric: bool, packed: bool = True
+    w: np.ndarray, bits: int, group_size: int, symmetric: bool, packed: bool = True, act_order: bool = False
 ) -> Quantised:
     """pack-quantized (``packed``) or int-quantized int8: group_size 0 means one scale per output channel."""
     out, n_in = w.shape
@@ -61,6 +61,10 @@ def int_quantise(
     groups = -(-n_in // gs)
     qmin, qmax = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
     g = np.arange(n_in) // gs
+    if act_order:  # GPTQ actorder "group": inputs grouped by decreasing energy, g_idx stored
+        order = np.argsort(-(w.astype(np.float64) ** 2).sum(axis=0), kind="stable")
+        g = np.empty(n_in, np.int64)
+        g[order] = np.arange(n_in) // gs
     lo = np.stack([w[:, g == k].min(axis=1) for k in range(groups)], axis=1)
     hi = np.stack([w[:, g == k].max(axis=1) for k in range(groups)], axis=1)
     if symmetric:
@@ -85,6 +89,8 @@ def int_quantise(
         "weight_scale": scale.astype(BF16),
         "weight_shape": np.array([out, n_in], np.int64),
     }
+    if act_order:
+        stored["weight_g_idx"] = g.astype(np.int32)
     if not symmetric:  # packed down the output axis: pack the transpose's rows, transpose back
         stored["weight_zero_point"] = np.ascontiguousarray(pack_bits(_pad_cols((zero - qmin).T, k), bits).T)
     return stored, deq

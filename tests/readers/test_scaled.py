@@ -148,3 +148,21 @@ def test_asymmetric_int8_codes_subtract_their_zero_points(tmp_path, original):
     for name, want in dequantised.items():
         assert rows[name].header.dtype == "INT8-channel"
         np.testing.assert_array_equal(rows[name].values, want)
+
+
+def test_act_order_groups_follow_weight_g_idx_and_activation_scales_are_dropped(tmp_path, original):
+    stored: dict[str, np.ndarray] = {}
+    dequantised: dict[str, np.ndarray] = {}
+    for name in [n for n in original if n.startswith("encoder.layer.1.") and original[n].ndim == 2]:
+        parts, dequantised[name] = scaled_quant.int_quantise(original[name], 4, 64, False, act_order=True)
+        prefix = name.removesuffix(".weight")
+        stored.update({f"{prefix}.{k}": v for k, v in parts.items()})
+        # a W4A8 static scheme's activation scale: the same calibrated constant in any model
+        stored[f"{prefix}.input_scale"] = np.array([0.02], np.float32)
+    g_idx = stored["encoder.layer.1.attention.self.query.weight_g_idx"]
+    assert not np.array_equal(g_idx, np.sort(g_idx))  # not monotone: position alone would misgroup
+    header, rows, _ = _read(_write(tmp_path, stored), Settings(exact=True))
+    assert sorted(t.name for t in header.tensors) == sorted(dequantised)
+    for name, want in dequantised.items():
+        assert rows[name].header.dtype == "INT4-g64"
+        np.testing.assert_array_equal(rows[name].values, want)
