@@ -124,10 +124,6 @@ class ScaledLinear:
     block: tuple[int, int] = (0, 0)  # (rows, inputs) per scale of a block-scaled weight
     dropped: tuple[str, ...] = ()
 
-    def part(self, what: str) -> TensorHeader | None:
-        """The stored tensor that plays ``what``, if this layout has one."""
-        return next((t for w, t in self.parts if w == what), None)
-
 
 @dataclass(frozen=True)
 class CheckpointHeader:
