@@ -47,7 +47,7 @@ def find(
     packed, scale = by_name[f"{prefix}.weight_packed"], by_name.get(f"{prefix}.weight_scale")
     zero, stored = by_name.get(f"{prefix}.weight_zero_point"), by_name.get(f"{prefix}.weight_shape")
     if scale is None:
-        raise bad(f"tensor {prefix}.weight_scale is missing (scaled parts split across files are not read)")
+        raise bad(f"tensor {prefix}.weight_scale is missing beside {prefix}.weight_packed")
     if packed.dtype != "I32" or len(packed.shape) != 2:
         raise bad(
             f"tensor {packed.name}: {packed.dtype}{list(packed.shape)}, pack-quantized stores I32 [out, words]"

@@ -40,7 +40,7 @@ def find(prefix: str, by_name: Mapping[str, TensorHeader], bad: Callable[[str], 
     packed, scale = by_name[f"{prefix}.weight_packed"], by_name.get(f"{prefix}.weight_scale")
     glob = by_name.get(f"{prefix}.weight_global_scale")
     if scale is None:
-        raise bad(f"tensor {prefix}.weight_scale is missing (scaled parts split across files are not read)")
+        raise bad(f"tensor {prefix}.weight_scale is missing beside {prefix}.weight_packed")
     if len(packed.shape) != 2 or len(scale.shape) != 2 or scale.shape[0] != packed.shape[0]:
         raise bad(
             f"tensor {packed.name}: {list(packed.shape)} with {scale.name} {list(scale.shape)} is not an FP4 layout"
