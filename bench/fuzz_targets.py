@@ -31,6 +31,7 @@ from testbed.demohub.realmodels import default_cache
 from testbed.writers.gguf_write import QType, write_gguf
 from testbed.writers.gptq_pack import gptq_tensors, rtn_quantise
 from testbed.writers.safetensors_write import write_safetensors
+from testbed.writers.scaled_quant import quantised_tensors
 from testbed.writers.torch_write import TensorEntry, state_dict_pickle, write_torch_zip
 
 SETTINGS = Settings()
@@ -158,6 +159,19 @@ def packed_seeds() -> list[bytes]:
     return [_written(lambda p: write_safetensors(p, parts), ".safetensors")]
 
 
+def scaled_seeds() -> list[bytes]:
+    """A two-layer Linear stack in every compressed-tensors / block-FP8 layout (scaled_quant's schemes)."""
+    rng = np.random.default_rng(2)
+    tensors = {
+        f"encoder.layer.{i}.attention.self.query.weight": rng.standard_normal((16, 128)) for i in (0, 1)
+    }
+    out = []
+    for scheme in ("w4a16-asym", "w8a8-int8", "fp8-channel", "fp8-scale-inv", "nvfp4", "mxfp4"):
+        stored, _ = quantised_tensors({k: v.astype(np.float32) for k, v in tensors.items()}, scheme)
+        out.append(_written(lambda p, t=stored: write_safetensors(p, t), ".safetensors"))
+    return out
+
+
 def tokenizer_seeds() -> list[bytes]:
     """WordPiece and Unigram vocabularies with added tokens."""
     wordpiece = {
@@ -199,6 +213,7 @@ TARGETS = {
         Target("torch-zip", lambda d: read_file(d, "pytorch_model.bin"), torch_seeds),
         Target("pickle", pickle_target, pickle_seeds),
         Target("packed-int", lambda d: read_file(d, "model.safetensors", GPTQ_CONFIG), packed_seeds),
+        Target("scaled", lambda d: read_file(d, "model.safetensors"), scaled_seeds),
         Target("tokenizer", tokenizer_target, tokenizer_seeds),
         Target("card", card_target, card_seeds),
         Target("model-info", model_info_target, model_info_seeds),

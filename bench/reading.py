@@ -19,6 +19,7 @@ import time
 import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ from pipeline.sources.weights import select_weight_files
 from testbed.demohub.realmodels import default_cache
 from testbed.demohub.testbed import build_once, build_testbed
 from testbed.fakehub import FakeHub, RequestRecord
+from testbed.writers import scaled_quant
 from testbed.writers.safetensors_write import read_safetensors_header, read_safetensors_np, write_safetensors
 
 HUB_ROOT = Path.home() / ".cache" / "hubscan" / "demo-hub"
@@ -47,6 +49,8 @@ REAL_MODELS = (
     "HuggingFaceTB/SmolLM2-135M-Instruct-GGUF",
 )
 SYNTHETIC = "bench/llama-tiled-1b"
+# all-MiniLM-L6-v2 in each compressed-tensors / block-FP8 layout (testbed/writers/scaled_quant.py)
+SCALED = tuple(f"bench/all-MiniLM-L6-v2-{scheme}" for scheme in scaled_quant.SCHEMES)
 # Sampled runs take a second or two and jitter by ~10 %: the median of 3 is stable enough.
 SAMPLED_REPS = 3
 DENSE = {"matrix_blocks": 32, "rows_per_block": 2}
@@ -212,10 +216,21 @@ def _write_synthetic(root: Path, dst: Path) -> None:
 def prepare_models(quick: bool) -> list[str]:
     """Build the demo hub (and, unless quick, the 2.2 GB checkpoint) under HUB_ROOT; the repos to bench."""
     build_testbed(HUB_ROOT, default_cache())
+    ensure_scaled(HUB_ROOT)
     if quick:
-        return [MINILM]
+        return [MINILM, *SCALED]
     ensure_synthetic(HUB_ROOT)
-    return [*REAL_MODELS, SYNTHETIC]
+    return [*REAL_MODELS, *SCALED, SYNTHETIC]
+
+
+def ensure_scaled(root: Path) -> None:
+    """Build the scaled-format copies of all-MiniLM-L6-v2 that are missing."""
+    for repo_id, scheme in zip(SCALED, scaled_quant.SCHEMES, strict=True):
+        build_once(root, repo_id, partial(_scaled_copy, root / MINILM, scheme=scheme))
+
+
+def _scaled_copy(src: Path, dst: Path, scheme: str) -> Path:
+    return scaled_quant.quantised_repo(src, dst, scheme, MINILM)
 
 
 def ensure_synthetic(root: Path) -> Path:
@@ -501,7 +516,9 @@ def latency_table(repo_id: str, runs: list[tuple[float, Run]]) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Build what is missing, serve it, measure every model and print the tables."""
     parser = argparse.ArgumentParser(prog="python -m bench.reading", description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="all-MiniLM-L6-v2 only, no 1 GB checkpoint")
+    parser.add_argument(
+        "--quick", action="store_true", help="all-MiniLM-L6-v2 and its scaled copies only, no 1 GB checkpoint"
+    )
     args = parser.parse_args(argv)
     started = time.perf_counter()
     models = prepare_models(args.quick)
@@ -510,7 +527,7 @@ def main(argv: list[str] | None = None) -> int:
         for repo_id in models:
             print(f"bench: {repo_id}", file=sys.stderr)
             results[repo_id] = bench_model(hub, repo_id)
-        latency_model = models[-1]
+        latency_model = SYNTHETIC if SYNTHETIC in models else MINILM
         latency = bench_latency(hub, latency_model)
     print(
         "hubscan reading benchmark — FakeHub on 127.0.0.1 serving real checkpoints; "

@@ -108,6 +108,10 @@ class UnsupportedDtype(FormatError):
     """A dtype or quantisation type hubscan cannot decode."""
 
 
+class UnsupportedFormat(FormatError):
+    """A weight layout hubscan recognises but does not decode (EXL2/EXL3): refused, named, counted."""
+
+
 class UnsafeContent(FormatError):
     """A pickle that asks for anything but tensor rebuilds: refused, never executed."""
 

@@ -103,7 +103,7 @@ class TensorRole:
     role: str
     layer: int | None = None
     expert: int | None = None
-    kind: str = "weight"  # "weight" | "bias" | "quant" (a GPTQ/AWQ part)
+    kind: str = "weight"  # "weight" | "bias" | "quant" (a GPTQ/AWQ or scaled-Linear part)
     fused: tuple[str, ...] = ()
     transposed: bool = False  # stored [in, out] instead of PyTorch Linear's [out, in]
 
@@ -127,12 +127,24 @@ _POST_ATTN_RE = re.compile(r"(?:^|\.)post_attention_layernorm\.\w+$")
 # GPTQ/AWQ store a quantised Linear as these parameters of the module; the reader rebuilds them
 # into "<module>.weight", so a part seen on its own keeps its Linear's role under kind "quant".
 QUANT_PARTS = frozenset({"qweight", "qzeros", "scales", "g_idx"})
+# The same for compressed-tensors and block-FP8 Linears (pipeline/readers/scaled.py).
+SCALED_PARTS = frozenset(
+    {
+        "weight_packed",
+        "weight_scale",
+        "weight_scale_inv",
+        "weight_zero_point",
+        "weight_global_scale",
+        "weight_shape",
+        "weight_g_idx",
+    }
+)
 
 
 def _split_param(name: str) -> tuple[str, str]:
     """(module path, kind): ".weight"/".bias", old LayerNorm ".gamma"/".beta", packed-int parts, or "_bias"."""
     head, _, last = name.rpartition(".")
-    if head and last in QUANT_PARTS:
+    if head and (last in QUANT_PARTS or last in SCALED_PARTS):
         return head, "quant"
     if head and last in ("weight", "gamma"):
         return head, "weight"

@@ -97,7 +97,8 @@ def test_a_hubscan_error_from_deep_in_a_stage_gets_model_and_file_filled_in():
 def test_the_permanent_failures_are_the_format_fingerprint_and_no_weights_classes():
     # a sweep never fetches these revisions again; a rate limit or a gate must stay retryable
     assert errors.permanent_categories() == {
-        "FormatError", "MalformedHeader", "UnsupportedDtype", "UnsafeContent", "FingerprintError", "NoWeights",
+        "FormatError", "MalformedHeader", "UnsupportedDtype", "UnsupportedFormat", "UnsafeContent",
+        "FingerprintError", "NoWeights",
     }  # fmt: skip
     assert not errors.RateLimited.permanent and not errors.RepoGated.permanent
     assert not errors.ResourceLimit.permanent and not errors.InternalError.permanent

@@ -83,8 +83,9 @@ CASES = [
     ("model.layers.3.mlp.gate.e_score_correction_bias", r("router", 3, kind=B)),
     ("model.layers.3.mlp.experts.255.up_proj.weight", r("mlp_up", 3, 255)),
     ("model.layers.3.mlp.shared_experts.down_proj.weight", r("shared_mlp_down", 3)),
-    ("model.layers.3.self_attn.q_a_proj.weight_scale_inv", r("other", 3)),
-    ("model.layers.3.mlp.experts.9.up_proj.weight_scale_inv", r("other", 3, 9)),
+    # a block-FP8 scale seen on its own keeps its Linear's role, as a quantiser part (never a weight)
+    ("model.layers.3.self_attn.q_a_proj.weight_scale_inv", r("attn_q_a", 3, kind="quant")),
+    ("model.layers.3.mlp.experts.9.up_proj.weight_scale_inv", r("mlp_up", 3, 9, kind="quant")),
     ("model.layers.61.eh_proj.weight", r("other", 61)),
     ("model.layers.1.self_attn.q_proj.weight", r("attn_q", 1)),  # V2-Lite: no q LoRA
     # Gemma-2/3 (alone; classify_all settles post_attention_layernorm) and Gemma-3 multimodal

@@ -13,7 +13,7 @@ import numpy as np
 
 from pipeline.config import Settings
 from pipeline.errors import FormatError
-from pipeline.readers import gguf, packed_int, safetensors, torch_zip
+from pipeline.readers import gguf, packed_int, safetensors, scaled, torch_zip
 from pipeline.readers.byte_source import ByteSource
 from pipeline.readers.ranges import Span, fetch, plan_requests
 from pipeline.readers.records import (
@@ -21,6 +21,7 @@ from pipeline.readers.records import (
     LocalHeaderGuard,
     PackedLinear,
     RowBlock,
+    ScaledLinear,
     TensorHeader,
     TensorRows,
 )
@@ -46,7 +47,7 @@ def format_of(filename: str) -> str | None:
 def read_header(
     source: ByteSource, settings: Settings, quant: Mapping[str, object] | None = None
 ) -> CheckpointHeader:
-    """Parse and validate a file's header; GPTQ/AWQ parts become logical [out, in] weights.
+    """Parse and validate a file's header; GPTQ/AWQ and scaled parts become logical [out, in] weights.
 
     ``quant`` is a ``quantization_config`` the listing already carried (never fetched for it).
 
@@ -61,6 +62,7 @@ def read_header(
     header: CheckpointHeader = FORMATS[fmt].read_header(source, settings)
     if fmt == "safetensors":
         header = packed_int.group_packed(header, source, quant)
+        header = scaled.group_scaled(header, source, quant, settings)
     return header
 
 
@@ -80,8 +82,8 @@ def read_rows(
     decode = FORMATS[header.format].decode_rows
     plans = [(t, plan_rows(t, role_of(t.name), settings, tokens)) for t in header.tensors]
     unchecked = list(header.guards)
-    for batch in _batches(plans, settings.batch_bytes, header.packed):
-        spans = [s for t, blocks in batch for s in _spans(t, blocks, header.packed.get(t.name))]
+    for batch in _batches(plans, settings.batch_bytes, header.packed, header.scaled):
+        spans = [s for t, blocks in batch for s in _spans(t, blocks, header)]
         names = {t.name for t, _ in batch}
         guards = [g for g in unchecked if names.intersection(g.tensors)]
         unchecked = [g for g in unchecked if g not in guards]
@@ -93,17 +95,23 @@ def read_rows(
             packed = header.packed.get(tensor.name)
             if packed is not None:
                 yield _dequantise(source, packed, blocks, data)
+            elif tensor.name in header.scaled:
+                yield _rebuild(source, header.scaled[tensor.name], blocks, data)
             else:
                 yield _decode(source, tensor, blocks, data, decode)
 
 
-def _spans(tensor: TensorHeader, blocks: tuple[RowBlock, ...], packed: PackedLinear | None) -> list[Span]:
-    """Byte ranges one tensor needs: its planned rows, or every part of a packed Linear.
+def _spans(tensor: TensorHeader, blocks: tuple[RowBlock, ...], header: CheckpointHeader) -> list[Span]:
+    """Byte ranges one tensor needs: its planned rows, every part of a packed Linear, or the
+    planned rows of a scaled Linear's parts (scaled.spans).
 
     A row of a packed weight is spread over every packed row (GPTQ) or every input row (AWQ),
     so the parts are read whole: 0.5 byte per weight at 4 bits, in a few merged requests
     (bench/packed.py measures the alternatives).
     """
+    if tensor.name in header.scaled:
+        return scaled.spans(header.scaled[tensor.name], blocks)
+    packed = header.packed.get(tensor.name)
     if packed is None:
         return [Span(*tensor.row_span(b.first, b.count), key=(tensor.name, b.first)) for b in blocks]
     return [Span(p.start, p.start + p.nbytes, key=(tensor.name, p.name)) for p in packed.parts]
@@ -123,6 +131,18 @@ def _dequantise(
     return TensorRows(
         header=packed.logical, rows=rows, values=values, sampled=len(rows) < packed.logical.n_rows
     )
+
+
+def _rebuild(
+    source: ByteSource, s: ScaledLinear, blocks: tuple[RowBlock, ...], data: dict[object, bytes]
+) -> TensorRows:
+    name = s.logical.name
+    rows = row_indices(blocks)
+    try:
+        values = scaled.rebuild(s, data, blocks)
+    except ValueError as exc:
+        raise FormatError(source.repo_id, source.revision, source.name, f"tensor {name}: {exc}") from None
+    return TensorRows(header=s.logical, rows=rows, values=values, sampled=len(rows) < s.logical.n_rows)
 
 
 def _check_guards(source: ByteSource, guards: list[LocalHeaderGuard], data: dict[object, bytes]) -> None:
@@ -161,7 +181,10 @@ def _decode(
 
 
 def _batches(
-    plans: list[tuple[TensorHeader, tuple[RowBlock, ...]]], limit: int, packed: Mapping[str, PackedLinear]
+    plans: list[tuple[TensorHeader, tuple[RowBlock, ...]]],
+    limit: int,
+    packed: Mapping[str, PackedLinear],
+    scaled_linears: Mapping[str, ScaledLinear],
 ) -> Iterator[list[tuple[TensorHeader, tuple[RowBlock, ...]]]]:
     """Group tensors in file order so each batch plans at most ``limit`` bytes (one tensor may exceed)."""
     batch: list[tuple[TensorHeader, tuple[RowBlock, ...]]] = []
@@ -169,6 +192,8 @@ def _batches(
     for tensor, blocks in sorted(plans, key=lambda p: p[0].start):
         parts = packed[tensor.name].parts if tensor.name in packed else ()
         cost = sum(p.nbytes for p in parts) or sum(b.count for b in blocks) * tensor.row_bytes
+        if tensor.name in scaled_linears:
+            cost = scaled.cost(scaled_linears[tensor.name], blocks)
         if batch and size + cost > limit:
             yield batch
             batch, size = [], 0

@@ -105,10 +105,32 @@ class PackedLinear:
 
 
 @dataclass(frozen=True)
+class ScaledLinear:
+    """A Linear stored as low-precision codes plus the scales that rebuild it (compressed-tensors, FP8).
+
+    ``parts`` names each stored tensor by what it is to the decoder ("values", "scale", "zero",
+    "global"); the ones in ``whole`` are read whole (block scales, zero points packed across rows,
+    a global scale), the others row by row with the logical weight, whose row r they hold at row r.
+    ``dropped`` are auxiliaries of the same Linear that no fingerprint may see (the stored shape;
+    activation scales are dropped for every Linear by pipeline/readers/scaled.py). ``logical`` is what roles, sampling and fingerprints see, as for PackedLinear.
+    """
+
+    logical: TensorHeader
+    codec: str  # "int" (packed) | "dense" (FP8/int8 codes) | "nvfp4" | "mxfp4"
+    parts: tuple[tuple[str, TensorHeader], ...]
+    whole: frozenset[str] = frozenset()
+    bits: int = 8
+    group_size: int = 0  # inputs per scale; 0 when one scale covers a row, a block or the tensor
+    block: tuple[int, int] = (0, 0)  # (rows, inputs) per scale of a block-scaled weight
+    dropped: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class CheckpointHeader:
     """All tensors of one weight file plus the metadata its header carries.
 
-    ``packed`` maps a logical tensor name (one of ``tensors``) to the packed parts it replaces.
+    ``packed`` maps a logical tensor name (one of ``tensors``) to the packed parts it replaces;
+    ``scaled`` does the same for scaled layouts (pipeline/readers/scaled.py).
     """
 
     file: str
@@ -118,3 +140,4 @@ class CheckpointHeader:
     metadata: dict[str, object] = field(default_factory=dict)
     guards: tuple[LocalHeaderGuard, ...] = ()
     packed: dict[str, PackedLinear] = field(default_factory=dict)
+    scaled: dict[str, ScaledLinear] = field(default_factory=dict)
