@@ -28,6 +28,7 @@ from pipeline.readers import checkpoint
 from pipeline.readers.byte_source import ByteSource, LocalFile
 from pipeline.readers.checkpoint_config import gguf_tokens, model_config
 from pipeline.readers.packed_int import PACKED_SCHEMES
+from pipeline.readers.quantised import REBUILT_SCHEMES
 from pipeline.readers.records import CheckpointHeader
 from pipeline.readers.remote import RemoteFile
 from pipeline.roles import classify_all
@@ -242,7 +243,8 @@ def _model_record(
         by_dtype[t.dtype] += t.numel
     # A GPTQ/AWQ checkpoint keeps its embeddings in F16, often the larger share of a small
     # model: its packed-int scheme, not F16, is what names it (and what a cast verdict needs).
-    packed = Counter({d: n for d, n in by_dtype.items() if d.startswith(PACKED_SCHEMES)})
+    schemes = PACKED_SCHEMES + REBUILT_SCHEMES
+    packed = Counter({d: n for d, n in by_dtype.items() if d.startswith(schemes)})
     local = ref.local_dir is not None
     return ModelRecord(
         repo_id=ref.repo_id,

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from math import prod
+from typing import Protocol
 
 import numpy as np
 
@@ -104,11 +106,37 @@ class PackedLinear:
         return tuple(t for t in found if t is not None)
 
 
+class Rebuilt(Protocol):
+    """A logical tensor a quantised layout stores as parts, rebuilt row by row (pipeline/readers/quantised.py).
+
+    Unlike a GPTQ/AWQ PackedLinear, whose parts are read whole, a Rebuilt layout names the byte
+    ranges the planned rows need, so row sampling works as for a dense tensor.
+    """
+
+    @property
+    def logical(self) -> TensorHeader:
+        """What roles, sampling and fingerprints see: the original name, [out, in] shape and size."""
+        ...
+
+    def spans(self, blocks: tuple[RowBlock, ...]) -> tuple[tuple[object, int, int], ...]:
+        """(key, begin, end) byte ranges of the stored parts that rows ``blocks`` need."""
+        ...
+
+    def dequantise(self, data: Mapping[object, bytes], blocks: tuple[RowBlock, ...]) -> np.ndarray:
+        """Rows ``blocks`` of the logical tensor as float32, from the bytes of ``spans(blocks)``.
+
+        Raises:
+            ValueError: bytes do not fit the layout (the caller names model and file).
+        """
+        ...
+
+
 @dataclass(frozen=True)
 class CheckpointHeader:
     """All tensors of one weight file plus the metadata its header carries.
 
-    ``packed`` maps a logical tensor name (one of ``tensors``) to the packed parts it replaces.
+    ``packed`` maps a logical tensor name (one of ``tensors``) to the packed parts it replaces;
+    ``rebuilt`` does the same for the layouts read by rows (MLX, bitsandbytes).
     """
 
     file: str
@@ -118,3 +146,4 @@ class CheckpointHeader:
     metadata: dict[str, object] = field(default_factory=dict)
     guards: tuple[LocalHeaderGuard, ...] = ()
     packed: dict[str, PackedLinear] = field(default_factory=dict)
+    rebuilt: dict[str, Rebuilt] = field(default_factory=dict)

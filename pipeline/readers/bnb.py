@@ -1,0 +1,280 @@
+"""bitsandbytes 4-bit (NF4/FP4, optionally double-quantised) and 8-bit (LLM.int8) weights, rebuilt by rows.
+
+4-bit (``Params4bit`` as transformers saves it), for a Linear of original shape [out, in]:
+- ``<m>.weight`` U8 [ceil(out * in / 2), 1]: the row-major elements two to a byte, the first in
+  the high nibble;
+- ``<m>.weight.quant_map`` F32 [16]: the code (NF4 or FP4 levels in [-1, 1]);
+- ``<m>.weight.absmax``: one scale per block of ``blocksize`` (64) consecutive elements, F32, or
+  with double quantisation U8 codes into ``<m>.weight.nested_quant_map`` F32 [256] times
+  ``<m>.weight.nested_absmax`` F32 (one per 256 blocks), plus the state's ``nested_offset``;
+- ``<m>.weight.quant_state.bitsandbytes__nf4`` (or ``__fp4``) U8: UTF-8 JSON with
+  ``quant_type``, ``blocksize``, ``dtype``, ``shape`` and the nested fields.
+W.flat[k] = quant_map[nibble k] * absmax[k // blocksize].
+
+8-bit: ``<m>.weight`` I8 [out, in] and ``<m>.SCB`` F32 [out] (each row's absmax), with a
+``<m>.weight_format`` U8 flag; W[o] = weight[o] * SCB[o] / 127.
+
+Rows are contiguous in every part, so a sampled row block costs a few small ranges. The
+shape lives only in the JSON state, so the states are fetched with the header (one merged plan).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from functools import partial
+from typing import Any, TypeGuard
+
+import numpy as np
+
+from pipeline.config import Settings
+from pipeline.errors import FormatError
+from pipeline.readers.byte_source import ByteSource
+from pipeline.readers.dtypes import SAFETENSORS_DTYPES
+from pipeline.readers.ranges import Span, fetch, plan_requests
+from pipeline.readers.records import CheckpointHeader, RowBlock, TensorHeader
+
+SCHEMES = ("NF4", "FP4", "INT8-bnb")
+STATE = ".weight.quant_state.bitsandbytes__"
+QUANT_TYPES = ("nf4", "fp4")
+NESTED_BLOCK = 256  # bitsandbytes double-quantises absmax in blocks of 256
+STATE_MAX_BYTES = 4096  # a state is ~150 bytes of JSON; a larger one is not a state
+DTYPE_BYTES = {"float16": 2, "bfloat16": 2, "float32": 4}
+
+
+@dataclass(frozen=True)
+class Bnb4bit:
+    """One 4-bit Linear: the logical [out, in] weight, its parts and what its state says."""
+
+    logical: TensorHeader
+    weight: TensorHeader
+    absmax: TensorHeader
+    quant_map: TensorHeader
+    nested_absmax: TensorHeader | None
+    nested_quant_map: TensorHeader | None
+    blocksize: int
+    nested_offset: float
+
+    def spans(self, blocks: tuple[RowBlock, ...]) -> tuple[tuple[object, int, int], ...]:
+        """Per block: its bytes of packed weight and its absmax entries; the small tables whole."""
+        found: list[tuple[object, int, int]] = []
+        for b in blocks:
+            lo, hi = self._elements(b)
+            found.append(((self.weight.name, b.first), *_slice(self.weight, lo // 2, -(-hi // 2))))
+            found.append(((self.absmax.name, b.first), *_slice(self.absmax, *self._absmax_range(lo, hi))))
+        for t in (self.quant_map, self.nested_absmax, self.nested_quant_map):
+            if t is not None:
+                found.append(((t.name, "whole"), t.start, t.start + t.nbytes))
+        return tuple(found)
+
+    def dequantise(self, data: Mapping[object, bytes], blocks: tuple[RowBlock, ...]) -> np.ndarray:
+        """quant_map[nibble] * absmax[block] for the rows of ``blocks``, in float32."""
+        code = _whole(self.quant_map, data).astype(np.float32)
+        if code.shape != (16,):
+            raise ValueError(f"{self.quant_map.name}: {code.size} levels, a 4-bit code has 16")
+        out = [self._rows(data, b, code) for b in blocks]
+        return np.concatenate(out) if len(out) > 1 else out[0]
+
+    def _elements(self, b: RowBlock) -> tuple[int, int]:
+        n_in = self.logical.n_cols
+        return b.first * n_in, (b.first + b.count) * n_in
+
+    def _absmax_range(self, lo: int, hi: int) -> tuple[int, int]:
+        return lo // self.blocksize, -(-hi // self.blocksize)
+
+    def _rows(self, data: Mapping[object, bytes], b: RowBlock, code: np.ndarray) -> np.ndarray:
+        lo, hi = self._elements(b)
+        packed = _got(self.weight, data, b, -(-hi // 2) - lo // 2)
+        nibbles = np.stack([packed >> 4, packed & 0x0F], axis=1).reshape(-1)
+        q = nibbles[lo - 2 * (lo // 2) :][: hi - lo]
+        first, last = self._absmax_range(lo, hi)
+        scale = self._absmax(data, b, first, last - first)
+        k = np.arange(lo, hi) // self.blocksize - first
+        return (code[q] * scale[k]).reshape(b.count, self.logical.n_cols)
+
+    def _absmax(self, data: Mapping[object, bytes], b: RowBlock, first: int, count: int) -> np.ndarray:
+        raw = _got(self.absmax, data, b, count)
+        if self.nested_absmax is None or self.nested_quant_map is None:
+            return raw.astype(np.float32)
+        code = _whole(self.nested_quant_map, data).astype(np.float32)
+        outer = _whole(self.nested_absmax, data).astype(np.float32)
+        if code.shape != (256,):
+            raise ValueError(f"{self.nested_quant_map.name}: {code.size} levels, an 8-bit code has 256")
+        idx = (first + np.arange(count)) // NESTED_BLOCK
+        if len(idx) and idx[-1] >= outer.size:
+            raise ValueError(f"{self.nested_absmax.name}: {outer.size} values, block {idx[-1]} needs more")
+        return code[raw] * outer[idx] + np.float32(self.nested_offset)
+
+
+@dataclass(frozen=True)
+class Bnb8bit:
+    """One LLM.int8 Linear: int8 rows and each row's absmax."""
+
+    logical: TensorHeader
+    weight: TensorHeader
+    scb: TensorHeader
+
+    def spans(self, blocks: tuple[RowBlock, ...]) -> tuple[tuple[object, int, int], ...]:
+        """Per block: its int8 rows and its SCB entries."""
+        found: list[tuple[object, int, int]] = []
+        for b in blocks:
+            found.append(((self.weight.name, b.first), *self.weight.row_span(b.first, b.count)))
+            found.append(((self.scb.name, b.first), *_slice(self.scb, b.first, b.first + b.count)))
+        return tuple(found)
+
+    def dequantise(self, data: Mapping[object, bytes], blocks: tuple[RowBlock, ...]) -> np.ndarray:
+        """weight * SCB / 127 for the rows of ``blocks``, in float32."""
+        out = []
+        for b in blocks:
+            w = _got(self.weight, data, b, b.count * self.logical.n_cols).astype(np.float32)
+            scb = _got(self.scb, data, b, b.count).astype(np.float32)
+            out.append(w.reshape(b.count, -1) * (scb / np.float32(127))[:, None])
+        return np.concatenate(out) if len(out) > 1 else out[0]
+
+
+def group(
+    header: CheckpointHeader, source: ByteSource, settings: Settings, quant: Mapping[str, object] | None
+) -> CheckpointHeader:
+    """The header with each bitsandbytes Linear's parts replaced by one logical ``<m>.weight``.
+
+    Raises:
+        FormatError: a state or a part does not fit the layout.
+        FetchError: the 4-bit states could not be read.
+    """
+    by_name = {t.name: t for t in header.tensors}
+    bad = partial(FormatError, source.repo_id, source.revision, source.name)
+    found: dict[str, Bnb4bit | Bnb8bit] = {}
+    states = [t for n, t in by_name.items() if STATE in n]
+    for name, state in _read_states(states, source, settings, bad).items():
+        layer = _four_bit(name, state, by_name, bad)
+        found[layer.logical.name] = layer
+    for n, t in by_name.items():
+        if n.endswith(".SCB") and n.removesuffix("SCB") + "weight" in by_name:
+            layer8 = _eight_bit(by_name[n.removesuffix("SCB") + "weight"], t, bad)
+            found[layer8.logical.name] = layer8
+    if not found:
+        return header
+    used = {t.name for p in found.values() for t in _parts(p)}
+    tensors = [t for t in header.tensors if t.name not in used] + [p.logical for p in found.values()]
+    return replace(
+        header,
+        tensors=tuple(sorted(tensors, key=lambda t: t.start)),
+        rebuilt={**header.rebuilt, **found},
+    )
+
+
+def _parts(p: Bnb4bit | Bnb8bit) -> tuple[TensorHeader, ...]:
+    if isinstance(p, Bnb8bit):
+        return (p.weight, p.scb)
+    found = (p.weight, p.absmax, p.quant_map, p.nested_absmax, p.nested_quant_map)
+    return tuple(t for t in found if t is not None)
+
+
+def _read_states(
+    states: list[TensorHeader], source: ByteSource, settings: Settings, bad: partial[FormatError]
+) -> dict[str, dict[str, Any]]:
+    """Every 4-bit state's JSON, fetched in one merged plan (they sit together in the file)."""
+    for t in states:
+        if t.dtype != "U8" or t.nbytes > STATE_MAX_BYTES:
+            raise bad(f"tensor {t.name}: {t.dtype} of {t.nbytes} bytes is not a bitsandbytes state")
+    spans = [Span(t.start, t.start + t.nbytes, key=t.name) for t in states]
+    data = fetch(source, plan_requests(spans, settings.merge_gap_bytes), settings.fetch_concurrency)
+    out: dict[str, dict[str, Any]] = {}
+    for t in states:
+        try:
+            doc = json.loads(data.get(t.name, b"").decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise bad(f"tensor {t.name}: not a JSON quant state ({exc})") from None
+        if not isinstance(doc, dict):
+            raise bad(f"tensor {t.name}: quant state is not a JSON object")
+        out[t.name] = doc
+    return out
+
+
+def _four_bit(
+    state_name: str, state: dict[str, Any], by_name: Mapping[str, TensorHeader], bad: partial[FormatError]
+) -> Bnb4bit:
+    prefix = state_name[: state_name.index(STATE)] + ".weight"
+    kind = state_name.rpartition("__")[2]
+    shape, blocksize, quant_type = state.get("shape"), state.get("blocksize"), state.get("quant_type")
+    if kind not in QUANT_TYPES or quant_type != kind:
+        raise bad(f"tensor {state_name}: quant_type {quant_type!r}, expected {kind!r} (nf4 or fp4)")
+    if not _ints(shape) or len(shape) != 2 or not isinstance(blocksize, int) or blocksize <= 0:
+        raise bad(
+            f"tensor {state_name}: shape {shape!r} / blocksize {blocksize!r} are not a 2-D shape and a block"
+        )
+    parts = {s: by_name.get(f"{prefix}{s}") for s in ("", ".absmax", ".quant_map")}
+    for s, t in parts.items():
+        if t is None:
+            raise bad(
+                f"tensor {prefix}{s} is missing (bitsandbytes 4-bit needs weight, absmax and quant_map)"
+            )
+    weight, absmax, quant_map = parts[""], parts[".absmax"], parts[".quant_map"]
+    assert weight is not None and absmax is not None and quant_map is not None
+    out, n_in = shape
+    numel, blocks = out * n_in, -(-out * n_in // blocksize)
+    if weight.dtype != "U8" or weight.numel != -(-numel // 2):
+        raise bad(f"tensor {weight.name}: {weight.dtype}{list(weight.shape)} does not pack {shape} in 4 bits")
+    nested = by_name.get(f"{prefix}.nested_absmax"), by_name.get(f"{prefix}.nested_quant_map")
+    want_absmax = "U8" if nested[0] is not None else "F32"
+    if absmax.dtype != want_absmax or absmax.numel != blocks:
+        raise bad(
+            f"tensor {absmax.name}: {absmax.dtype}{list(absmax.shape)}, expected {want_absmax}[{blocks}]"
+        )
+    if (nested[0] is None) != (nested[1] is None) or (nested[0] is not None and "nested_offset" not in state):
+        raise bad(f"tensor {prefix}: nested_absmax, nested_quant_map and nested_offset come together")
+    for t in (quant_map, *nested):
+        if t is not None and t.dtype != "F32":
+            raise bad(f"tensor {t.name}: dtype {t.dtype}, bitsandbytes tables are F32")
+    item = DTYPE_BYTES.get(str(state.get("dtype")), 2)
+    double = "-dq" if nested[0] is not None else ""
+    logical = TensorHeader(
+        name=prefix,
+        dtype=f"{kind.upper()}{double}",
+        shape=(out, n_in),
+        file=weight.file,
+        start=weight.start,
+        nbytes=numel * item,
+        row_bytes=n_in * item,
+    )
+    offset = float(state.get("nested_offset", 0.0))
+    return Bnb4bit(logical, weight, absmax, quant_map, nested[0], nested[1], blocksize, offset)
+
+
+def _eight_bit(weight: TensorHeader, scb: TensorHeader, bad: partial[FormatError]) -> Bnb8bit:
+    if weight.dtype != "I8" or len(weight.shape) != 2:
+        raise bad(
+            f"tensor {weight.name}: {weight.dtype}{list(weight.shape)} beside {scb.name} is not int8 [out, in]"
+        )
+    if scb.dtype not in ("F32", "F16") or scb.numel != weight.shape[0]:
+        raise bad(f"tensor {scb.name}: {scb.dtype}{list(scb.shape)}, expected F32[{weight.shape[0]}]")
+    logical = replace(weight, dtype=SCHEMES[2], nbytes=weight.numel * 2, row_bytes=weight.n_cols * 2)
+    return Bnb8bit(logical, weight, scb)
+
+
+def _slice(t: TensorHeader, first: int, end: int) -> tuple[int, int]:
+    """Byte range of elements [first, end) of a tensor read flat."""
+    item = SAFETENSORS_DTYPES[t.dtype].itemsize
+    return t.start + first * item, t.start + end * item
+
+
+def _got(t: TensorHeader, data: Mapping[object, bytes], b: RowBlock, count: int) -> np.ndarray:
+    raw = data.get((t.name, b.first), b"")
+    dtype = SAFETENSORS_DTYPES[t.dtype]
+    if len(raw) != count * dtype.itemsize:
+        raise ValueError(f"{t.name}: expected {count * dtype.itemsize} bytes, got {len(raw)}")
+    return np.frombuffer(raw, dtype=dtype)
+
+
+def _whole(t: TensorHeader, data: Mapping[object, bytes]) -> np.ndarray:
+    raw = data.get((t.name, "whole"), b"")
+    if len(raw) != t.nbytes:
+        raise ValueError(f"{t.name}: expected {t.nbytes} bytes, got {len(raw)}")
+    return np.frombuffer(raw, dtype=SAFETENSORS_DTYPES[t.dtype])
+
+
+def _ints(value: object) -> TypeGuard[list[int]]:
+    return isinstance(value, list) and all(
+        isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value
+    )
