@@ -54,9 +54,7 @@ DTYPES = {
 def base_repos(root: Path, cache: Path, scratch: Path) -> tuple[Path, Path]:
     """(all-MiniLM-L6-v2, the unrelated e5 of its shape) under ``root``, built once; the whole
     e5 it is cut from goes to ``scratch``, outside the hub folder."""
-    minilm, other = root / MINILM, root / OTHER
-    if not (minilm / SINGLE_FILE).exists():
-        build_repo_minilm_l6(fetch_real_model(cache, "minilm-l6"), minilm)
+    minilm, other = minilm_repo(root, cache), root / OTHER
     if not (other / SINGLE_FILE).exists():
         full = scratch / "multilingual-e5-small"
         if not (full / SINGLE_FILE).exists():
@@ -64,6 +62,14 @@ def base_repos(root: Path, cache: Path, scratch: Path) -> tuple[Path, Path]:
         relayer(full, other, range(0, 12, 2), "A 6-layer multilingual text encoder.", None, "F32")
         _cut_vocab(other, MINILM_VOCAB)
     return minilm, other
+
+
+def minilm_repo(root: Path, cache: Path) -> Path:
+    """all-MiniLM-L6-v2 under ``root``, built once."""
+    minilm = root / MINILM
+    if not (minilm / SINGLE_FILE).exists():
+        build_repo_minilm_l6(fetch_real_model(cache, "minilm-l6"), minilm)
+    return minilm
 
 
 def quantised(root: Path, src: Path, layout: str) -> Path:
