@@ -42,23 +42,26 @@ def rebuild(
 
 
 def drop_auxiliary(header: CheckpointHeader) -> CheckpointHeader:
-    """Remove quantiser parts no reader consumed, and integer tensors of modules that have such parts.
+    """Remove quantiser parts no reader consumed, and integer weights no reader rebuilt.
 
-    An integer ``<module>.weight`` beside a scale or code table is packed data in a layout no
-    reader rebuilt: as raw ints it would be compared with the base's floats, or with another
-    model's ints of the same layout (which share the code, not the weights).
+    An integer ``<module>.weight`` is packed data: beside a scale or code table in a layout no
+    reader knows, or with its parts in another shard (not rebuilt yet; the layer is left out).
+    As raw ints it would be compared with the base's floats, or with another model's ints of
+    the same layout, which share the code, not the weights.
     """
     aux = {t.name for t in header.tensors if is_auxiliary(t.name)}
-    if not aux:
-        return header
     modules = {_module(n) for n in aux}
+    rebuilt = header.packed.keys() | header.rebuilt.keys()
     dropped = aux | {
         t.name
         for t in header.tensors
-        if _module(t.name) in modules and not _is_float(t.dtype) and t.name not in header.packed
+        if not _is_float(t.dtype)
+        and t.name not in rebuilt
+        and (_module(t.name) in modules or t.name.endswith(".weight"))
     }
-    kept = tuple(t for t in header.tensors if t.name not in dropped)
-    return replace(header, tensors=kept)
+    if not dropped:
+        return header
+    return replace(header, tensors=tuple(t for t in header.tensors if t.name not in dropped))
 
 
 def _module(name: str) -> str:

@@ -55,3 +55,21 @@ def test_a_model_of_such_files_is_stored_without_them(tmp_path):
         "model.norm.weight",
     }
     assert out.model_row["params"] == 128 + 64 + 64
+
+
+def test_an_integer_weight_whose_parts_are_in_another_shard_is_left_out(tmp_path):
+    # mlx-lm shards by size in name order, so "x.biases", "x.scales" | "x.weight" can straddle files
+    rng = np.random.default_rng(2)
+    path = tmp_path / "model-00002-of-00002.safetensors"
+    write_safetensors(
+        path,
+        {
+            f"{UP}.weight": rng.integers(0, 2**32, (128, 8), dtype=np.uint32),
+            "model.norm.weight": rng.standard_normal(64, dtype=np.float32),
+            "model.embed_positions": np.arange(64, dtype=np.int64),  # an integer buffer, not a weight
+        },
+        None,
+    )
+    with LocalFile(path, "test/split") as src:
+        header = checkpoint.read_header(src, Settings())
+    assert sorted(t.name for t in header.tensors) == ["model.embed_positions", "model.norm.weight"]
