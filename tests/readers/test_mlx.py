@@ -7,16 +7,19 @@ plan, merged range reads); the expected values come from the writer's own arithm
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from jobs.model_task import fingerprint_model
 from pipeline.config import Settings
 from pipeline.errors import FormatError
 from pipeline.readers import checkpoint
 from pipeline.readers.byte_source import LocalFile
 from pipeline.roles import classify
+from pipeline.sources.local import local_model
 from testbed.demohub.variants import load_repo_tensors
 from testbed.writers.mlx_write import pack_rows, quantise
 from testbed.writers.safetensors_write import write_safetensors
@@ -122,3 +125,18 @@ def test_missing_biases_is_one_line_naming_the_file(tmp_path, minilm):
         "test/mlx:model.safetensors: tensor encoder.layer.2.attention.self.query.biases is missing "
         "(MLX affine needs scales and biases)"
     )
+
+
+def test_a_config_with_only_mlx_quantization_settles_what_the_shapes_cannot(tmp_path, minilm):
+    # One int8-g32 matrix and nothing else: the shapes fit 4 bits in groups of 64 as well.
+    a8 = quantise(minilm[FFN_IN], 8, 32)
+    repo = tmp_path / "org" / "mlx-8bit"
+    repo.mkdir(parents=True)
+    prefix = FFN_IN.removesuffix(".weight")
+    tensors = {FFN_IN: pack_rows(a8.q, 8), f"{prefix}.scales": a8.scales, f"{prefix}.biases": a8.biases}
+    write_safetensors(repo / "model.safetensors", tensors, None)
+    (repo / "config.json").write_text(json.dumps({"quantization": {"group_size": 32, "bits": 8}}))
+    out = fingerprint_model(local_model(repo, "org/mlx-8bit"), Settings(store=tmp_path / "store"))
+    assert out.ok, out.errors
+    (row,) = out.tensor_rows
+    assert (row["dtype"], row["shape"]) == ("MLX-int8-g32", [1536, 384])
