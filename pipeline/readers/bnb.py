@@ -2,7 +2,7 @@
 
 4-bit (``Params4bit`` as transformers saves it), for a Linear of original shape [out, in]:
 - ``<m>.weight`` U8 [ceil(out * in / 2), 1]: the row-major elements two to a byte, the first in
-  the high nibble;
+  the high nibble (``bnb_4bit_quant_storage`` may store those bytes as BF16/F16/F32 instead);
 - ``<m>.weight.quant_map`` F32 [16]: the code (NF4 or FP4 levels in [-1, 1]);
 - ``<m>.weight.absmax``: one scale per block of ``blocksize`` (64) consecutive elements, F32, or
   with double quantisation U8 codes into ``<m>.weight.nested_quant_map`` F32 [256] times
@@ -61,7 +61,8 @@ class Bnb4bit:
         found: list[tuple[object, int, int]] = []
         for b in blocks:
             lo, hi = self._elements(b)
-            found.append(((self.weight.name, b.first), *_slice(self.weight, lo // 2, -(-hi // 2))))
+            start = self.weight.start
+            found.append(((self.weight.name, b.first), start + lo // 2, start - (-hi // 2)))
             found.append(((self.absmax.name, b.first), *_slice(self.absmax, *self._absmax_range(lo, hi))))
         for t in (self.quant_map, self.nested_absmax, self.nested_quant_map):
             if t is not None:
@@ -85,7 +86,7 @@ class Bnb4bit:
 
     def _rows(self, data: Mapping[object, bytes], b: RowBlock, code: np.ndarray) -> np.ndarray:
         lo, hi = self._elements(b)
-        packed = _got(self.weight, data, b, -(-hi // 2) - lo // 2)
+        packed = _packed(self.weight, data, b, -(-hi // 2) - lo // 2)
         nibbles = np.stack([packed >> 4, packed & 0x0F], axis=1).reshape(-1)
         q = nibbles[lo - 2 * (lo // 2) :][: hi - lo]
         first, last = self._absmax_range(lo, hi)
@@ -214,7 +215,8 @@ def _four_bit(
     assert weight is not None and absmax is not None and quant_map is not None
     out, n_in = shape
     numel, blocks = out * n_in, -(-out * n_in // blocksize)
-    if weight.dtype != "U8" or weight.numel != -(-numel // 2):
+    # bnb_4bit_quant_storage may store the packed bytes as another dtype ([n / 2 / itemsize, 1]).
+    if weight.nbytes != -(-numel // 2):
         raise bad(f"tensor {weight.name}: {weight.dtype}{list(weight.shape)} does not pack {shape} in 4 bits")
     nested = by_name.get(f"{prefix}.nested_absmax"), by_name.get(f"{prefix}.nested_quant_map")
     want_absmax = "U8" if nested[0] is not None else "F32"
@@ -227,7 +229,7 @@ def _four_bit(
     for t in (quant_map, *nested):
         if t is not None and t.dtype != "F32":
             raise bad(f"tensor {t.name}: dtype {t.dtype}, bitsandbytes tables are F32")
-    item = DTYPE_BYTES.get(str(state.get("dtype")), 2)
+    item = DTYPE_BYTES.get(str(state.get("dtype")).removeprefix("torch."), 2)
     double = "-dq" if nested[0] is not None else ""
     logical = TensorHeader(
         name=prefix,
@@ -265,6 +267,14 @@ def _got(t: TensorHeader, data: Mapping[object, bytes], b: RowBlock, count: int)
     if len(raw) != count * dtype.itemsize:
         raise ValueError(f"{t.name}: expected {count * dtype.itemsize} bytes, got {len(raw)}")
     return np.frombuffer(raw, dtype=dtype)
+
+
+def _packed(t: TensorHeader, data: Mapping[object, bytes], b: RowBlock, count: int) -> np.ndarray:
+    """The packed 4-bit bytes of one block, whatever dtype stores them."""
+    raw = data.get((t.name, b.first), b"")
+    if len(raw) != count:
+        raise ValueError(f"{t.name}: expected {count} bytes, got {len(raw)}")
+    return np.frombuffer(raw, dtype=np.uint8)
 
 
 def _whole(t: TensorHeader, data: Mapping[object, bytes]) -> np.ndarray:

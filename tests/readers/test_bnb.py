@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import ml_dtypes
 import numpy as np
 import pytest
 
@@ -128,3 +129,15 @@ def test_a_state_whose_shape_the_packed_weight_cannot_hold_is_refused(tmp_path, 
     assert str(err.value) == (
         f"test/bnb:model.safetensors: tensor {FFN_IN}: U8[294912, 1] does not pack [1536, 768] in 4 bits"
     )
+
+
+def test_packed_bytes_stored_as_bf16_quant_storage_read_the_same(tmp_path, ffn):
+    parts = four_bit_tensors(PREFIX, ffn, "nf4", True)
+    u8 = tmp_path / "u8.safetensors"
+    write_safetensors(u8, parts, None)
+    parts[FFN_IN] = parts[FFN_IN].reshape(-1).view(ml_dtypes.bfloat16).reshape(-1, 1)
+    bf16 = tmp_path / "bf16.safetensors"
+    write_safetensors(bf16, parts, None)
+    (_, want, _), (header, got, _) = _read(u8, Settings()), _read(bf16, Settings())
+    assert header.tensors[0].dtype == "NF4-dq"
+    np.testing.assert_array_equal(got[FFN_IN].values, want[FFN_IN].values)
