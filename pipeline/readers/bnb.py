@@ -38,7 +38,7 @@ from pipeline.readers.records import CheckpointHeader, RowBlock, TensorHeader
 SCHEMES = ("NF4", "FP4", "INT8-bnb")
 STATE = ".weight.quant_state.bitsandbytes__"
 QUANT_TYPES = ("nf4", "fp4")
-NESTED_BLOCK = 256  # bitsandbytes double-quantises absmax in blocks of 256
+NESTED_BLOCK = 256  # bitsandbytes double-quantises absmax in blocks of 256 (the state may say otherwise)
 STATE_MAX_BYTES = 4096  # a state is ~150 bytes of JSON; a larger one is not a state
 DTYPE_BYTES = {"float16": 2, "bfloat16": 2, "float32": 4}
 
@@ -55,6 +55,7 @@ class Bnb4bit:
     nested_quant_map: TensorHeader | None
     blocksize: int
     nested_offset: float
+    nested_blocksize: int = NESTED_BLOCK
 
     def spans(self, blocks: tuple[RowBlock, ...]) -> tuple[tuple[object, int, int], ...]:
         """Per block: its bytes of packed weight and its absmax entries; the small tables whole."""
@@ -88,7 +89,7 @@ class Bnb4bit:
         lo, hi = self._elements(b)
         packed = _packed(self.weight, data, b, -(-hi // 2) - lo // 2)
         nibbles = np.stack([packed >> 4, packed & 0x0F], axis=1).reshape(-1)
-        q = nibbles[lo - 2 * (lo // 2) :][: hi - lo]
+        q = nibbles[lo % 2 :][: hi - lo]  # an odd first element sits in its byte's low nibble
         first, last = self._absmax_range(lo, hi)
         scale = self._absmax(data, b, first, last - first)
         k = np.arange(lo, hi) // self.blocksize - first
@@ -102,7 +103,7 @@ class Bnb4bit:
         outer = _whole(self.nested_absmax, data).astype(np.float32)
         if code.shape != (256,):
             raise ValueError(f"{self.nested_quant_map.name}: {code.size} levels, an 8-bit code has 256")
-        idx = (first + np.arange(count)) // NESTED_BLOCK
+        idx = (first + np.arange(count)) // self.nested_blocksize
         if len(idx) and idx[-1] >= outer.size:
             raise ValueError(f"{self.nested_absmax.name}: {outer.size} values, block {idx[-1]} needs more")
         return code[raw] * outer[idx] + np.float32(self.nested_offset)
@@ -241,7 +242,10 @@ def _four_bit(
         row_bytes=n_in * item,
     )
     offset = float(state.get("nested_offset", 0.0))
-    return Bnb4bit(logical, weight, absmax, quant_map, nested[0], nested[1], blocksize, offset)
+    nested_block = state.get("nested_blocksize", NESTED_BLOCK)
+    if not isinstance(nested_block, int) or isinstance(nested_block, bool) or nested_block <= 0:
+        raise bad(f"tensor {state_name}: nested_blocksize {nested_block!r} is not a positive integer")
+    return Bnb4bit(logical, weight, absmax, quant_map, nested[0], nested[1], blocksize, offset, nested_block)
 
 
 def _eight_bit(weight: TensorHeader, scb: TensorHeader, bad: partial[FormatError]) -> Bnb8bit:
