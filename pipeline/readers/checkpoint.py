@@ -62,8 +62,9 @@ def read_header(
     header: CheckpointHeader = FORMATS[fmt].read_header(source, settings)
     if fmt == "safetensors":
         header = packed_int.group_packed(header, source, quant)
-        header = quantised.rebuild(header, source, settings, quant)
-    return header
+        return quantised.rebuild(header, source, settings, quant)
+    # Quantised layers are rebuilt from safetensors only; elsewhere their parts are still no evidence.
+    return quantised.drop_auxiliary(header)
 
 
 def read_rows(

@@ -16,6 +16,7 @@ from pipeline.readers.byte_source import LocalFile
 from pipeline.sources.local import local_model
 from testbed.writers.bnb_write import NF4
 from testbed.writers.safetensors_write import write_safetensors
+from testbed.writers.torch_write import write_torch_zip
 
 UP = "model.layers.0.mlp.up_proj"
 
@@ -73,3 +74,16 @@ def test_an_integer_weight_whose_parts_are_in_another_shard_is_left_out(tmp_path
     with LocalFile(path, "test/split") as src:
         header = checkpoint.read_header(src, Settings())
     assert sorted(t.name for t in header.tensors) == ["model.embed_positions", "model.norm.weight"]
+
+
+def test_a_pytorch_bin_keeps_no_quantiser_part_either(tmp_path):
+    # 2023-era "-bnb-4bit" uploads are pytorch_model.bin: no rebuild there, but no constant either
+    path = tmp_path / "pytorch_model.bin"
+    write_torch_zip(path, _stateless_nf4(np.random.default_rng(3)))
+    with LocalFile(path, "test/bin") as src:
+        header = checkpoint.read_header(src, Settings())
+    assert sorted(t.name for t in header.tensors) == [
+        "model.layers.0.input_layernorm.weight",
+        f"{UP}.bias",
+        "model.norm.weight",
+    ]
