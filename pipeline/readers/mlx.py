@@ -22,7 +22,7 @@ from functools import partial
 import numpy as np
 
 from pipeline.config import Settings
-from pipeline.errors import FormatError
+from pipeline.errors import FormatError, UnsupportedDtype
 from pipeline.readers.byte_source import ByteSource
 from pipeline.readers.dtypes import SAFETENSORS_DTYPES
 from pipeline.readers.packed_int import unpack_last
@@ -83,10 +83,9 @@ def group(
     )
     if not prefixes:
         return header
-    bad = partial(FormatError, source.repo_id, source.revision, source.name)
     dims = _known_dims(header, prefixes)
     found = {
-        p.logical.name: p for p in (_layer(prefix, by_name, quant or {}, dims, bad) for prefix in prefixes)
+        p.logical.name: p for p in (_layer(prefix, by_name, quant or {}, dims, source) for prefix in prefixes)
     }
     used = {t.name for p in found.values() for t in (p.weight, p.scales, p.biases)}
     tensors = [t for t in header.tensors if t.name not in used] + [p.logical for p in found.values()]
@@ -111,11 +110,17 @@ def _layer(
     by_name: Mapping[str, TensorHeader],
     quant: Mapping[str, object],
     dims: frozenset[int],
-    bad: partial[FormatError],
+    source: ByteSource,
 ) -> MlxAffine:
+    bad = partial(FormatError, source.repo_id, source.revision, source.name)
     w, sc, bi = (by_name.get(f"{prefix}.{s}") for s in ("weight", "scales", "biases"))
     assert w is not None and sc is not None
     if bi is None:
+        mode = quant.get("mode")
+        if isinstance(mode, str) and mode != "affine":
+            # mlx's mxfp4/nvfp4/mxfp8 modes store scales without biases: a layout of their own.
+            where = (source.repo_id, source.revision, source.name)
+            raise UnsupportedDtype(*where, f"tensor {w.name}: MLX {mode} quantisation is not read yet")
         raise bad(f"tensor {prefix}.biases is missing (MLX affine needs scales and biases)")
     for t in (sc, bi):
         if t.dtype not in SCALE_DTYPES:

@@ -15,7 +15,7 @@ import pytest
 
 from jobs.model_task import fingerprint_model
 from pipeline.config import Settings
-from pipeline.errors import FormatError
+from pipeline.errors import FormatError, UnsupportedDtype
 from pipeline.readers import checkpoint
 from pipeline.readers.byte_source import LocalFile
 from pipeline.roles import classify
@@ -140,3 +140,13 @@ def test_a_config_with_only_mlx_quantization_settles_what_the_shapes_cannot(tmp_
     assert out.ok, out.errors
     (row,) = out.tensor_rows
     assert (row["dtype"], row["shape"]) == ("MLX-int8-g32", [1536, 384])
+
+
+def test_an_mlx_mode_other_than_affine_is_named_not_misread(tmp_path, minilm):
+    a = quantise(minilm[Q], 4, 32)
+    path = tmp_path / "model.safetensors"
+    scales = np.full(a.scales.shape, 127, np.uint8)  # mxfp4 keeps one E8M0 exponent per group, no bias
+    write_safetensors(path, {Q: pack_rows(a.q, 4), Q.removesuffix("weight") + "scales": scales}, None)
+    with pytest.raises(UnsupportedDtype) as err:
+        _read(path, Settings(), {"group_size": 32, "bits": 4, "mode": "mxfp4"})
+    assert str(err.value) == f"test/mlx:model.safetensors: tensor {Q}: MLX mxfp4 quantisation is not read yet"
