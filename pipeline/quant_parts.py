@@ -16,6 +16,8 @@ A new format adds one row to ``AUXILIARY_PARTS``: the last component of its part
 
 from __future__ import annotations
 
+import re
+
 # Format → the last name component of the tensors its dequantiser reads besides the packed
 # weight. Pure data, importable by every stage.
 AUXILIARY_PARTS: dict[str, frozenset[str]] = {
@@ -60,3 +62,13 @@ ALL_AUXILIARY: frozenset[str] = frozenset().union(*AUXILIARY_PARTS.values())
 def is_auxiliary(name: str) -> bool:
     """True for a tensor name whose last component is a quantiser's part (scales, code tables, state)."""
     return name.rpartition(".")[2] in ALL_AUXILIARY
+
+
+# transformers and mlx-lm name shards "model-00001-of-00004.safetensors" and split them by size,
+# tensor by tensor, so one layer's parts can straddle two shards.
+_SHARD_RE = re.compile(r"-\d+-of-\d+\.[A-Za-z0-9]+$")
+
+
+def may_split_parts(filename: str) -> bool:
+    """True when a file is one shard of several: a layer's parts may lie partly in another shard."""
+    return _SHARD_RE.search(filename) is not None

@@ -30,6 +30,7 @@ import numpy as np
 
 from pipeline.config import Settings
 from pipeline.errors import FormatError
+from pipeline.quant_parts import may_split_parts
 from pipeline.readers.byte_source import ByteSource
 from pipeline.readers.dtypes import SAFETENSORS_DTYPES
 from pipeline.readers.ranges import Span, fetch, plan_requests
@@ -147,7 +148,7 @@ def group(
     by_name = {t.name: t for t in header.tensors}
     bad = partial(FormatError, source.repo_id, source.revision, source.name)
     found: dict[str, Bnb4bit | Bnb8bit] = {}
-    states = [t for n, t in by_name.items() if STATE in n]
+    states = [t for n, t in by_name.items() if STATE in n and _whole_here(n, by_name, source.name)]
     for name, state in _read_states(states, source, settings, bad).items():
         layer = _four_bit(name, state, by_name, bad)
         found[layer.logical.name] = layer
@@ -164,6 +165,14 @@ def group(
         tensors=tuple(sorted(tensors, key=lambda t: t.start)),
         rebuilt={**header.rebuilt, **found},
     )
+
+
+def _whole_here(state_name: str, by_name: Mapping[str, TensorHeader], filename: str) -> bool:
+    """False for a layer of a shard whose weight, absmax or code lies in another shard (not rebuilt
+    yet: its parts are dropped, the layer left out); in a single file a missing part is an error."""
+    prefix = state_name[: state_name.index(STATE)] + ".weight"
+    here = all(f"{prefix}{s}" in by_name for s in ("", ".absmax", ".quant_map"))
+    return here or not may_split_parts(filename)
 
 
 def _parts(p: Bnb4bit | Bnb8bit) -> tuple[TensorHeader, ...]:

@@ -23,6 +23,7 @@ import numpy as np
 
 from pipeline.config import Settings
 from pipeline.errors import FormatError, UnsupportedDtype
+from pipeline.quant_parts import may_split_parts
 from pipeline.readers.byte_source import ByteSource
 from pipeline.readers.dtypes import SAFETENSORS_DTYPES
 from pipeline.readers.packed_int import unpack_last
@@ -81,6 +82,9 @@ def group(
         for n, t in by_name.items()
         if n.endswith(".weight") and t.dtype == "U32" and n.removesuffix(".weight") + ".scales" in by_name
     )
+    if may_split_parts(source.name):
+        # A layer whose biases went to another shard is not rebuilt yet: its parts are dropped.
+        prefixes = [p for p in prefixes if f"{p}.biases" in by_name or quant_mode(quant) != "affine"]
     if not prefixes:
         return header
     dims = _known_dims(header, prefixes)
@@ -94,6 +98,12 @@ def group(
         tensors=tuple(sorted(tensors, key=lambda t: t.start)),
         rebuilt={**header.rebuilt, **found},
     )
+
+
+def quant_mode(quant: Mapping[str, object] | None) -> str:
+    """The config's quantisation mode; mlx writes none for its default, affine."""
+    mode = (quant or {}).get("mode")
+    return mode if isinstance(mode, str) else "affine"
 
 
 def _known_dims(header: CheckpointHeader, prefixes: list[str]) -> frozenset[int]:
@@ -116,8 +126,8 @@ def _layer(
     w, sc, bi = (by_name.get(f"{prefix}.{s}") for s in ("weight", "scales", "biases"))
     assert w is not None and sc is not None
     if bi is None:
-        mode = quant.get("mode")
-        if isinstance(mode, str) and mode != "affine":
+        mode = quant_mode(quant)
+        if mode != "affine":
             # mlx's mxfp4/nvfp4/mxfp8 modes store scales without biases: a layout of their own.
             where = (source.repo_id, source.revision, source.name)
             raise UnsupportedDtype(*where, f"tensor {w.name}: MLX {mode} quantisation is not read yet")

@@ -15,11 +15,13 @@ import ml_dtypes
 import numpy as np
 import pytest
 
+from jobs.model_task import fingerprint_model
 from pipeline.config import Settings
 from pipeline.errors import FormatError
 from pipeline.readers import checkpoint
 from pipeline.readers.byte_source import LocalFile
 from pipeline.roles import classify
+from pipeline.sources.local import local_model
 from testbed.demohub.variants import load_repo_tensors
 from testbed.writers.bnb_write import NF4, dequantise_four_bit, eight_bit_tensors, four_bit_tensors
 from testbed.writers.safetensors_write import write_safetensors
@@ -141,3 +143,36 @@ def test_packed_bytes_stored_as_bf16_quant_storage_read_the_same(tmp_path, ffn):
     (_, want, _), (header, got, _) = _read(u8, Settings()), _read(bf16, Settings())
     assert header.tensors[0].dtype == "NF4-dq"
     np.testing.assert_array_equal(got[FFN_IN].values, want[FFN_IN].values)
+
+
+def test_a_layer_straddling_two_shards_is_left_out_and_the_model_still_stored(tmp_path, ffn):
+    # transformers shards tensor by tensor, so layer B's weight can end one shard and its state begin the next
+    a, b = "model.layers.0.mlp.up_proj", "model.layers.0.mlp.down_proj"
+    parts_a, parts_b = four_bit_tensors(a, ffn, "nf4", True), four_bit_tensors(b, ffn.T.copy(), "nf4", True)
+    repo = tmp_path / "org" / "sharded-nf4"
+    repo.mkdir(parents=True)
+    norm = {"model.norm.weight": np.ones(384, np.float32)}
+    write_safetensors(
+        repo / "model-00001-of-00002.safetensors", {**parts_a, f"{b}.weight": parts_b[f"{b}.weight"]}, None
+    )
+    rest = {k: v for k, v in parts_b.items() if k != f"{b}.weight"}
+    write_safetensors(repo / "model-00002-of-00002.safetensors", {**rest, **norm}, None)
+    out = fingerprint_model(local_model(repo, "org/sharded-nf4"), Settings(store=tmp_path / "store"))
+    assert out.ok, out.errors
+    assert {(r["name"], r["dtype"]) for r in out.tensor_rows} == {
+        (f"{a}.weight", "NF4-dq"),
+        ("model.norm.weight", "F32"),
+    }
+
+
+def test_in_a_single_file_a_missing_part_is_one_line_naming_it(tmp_path, ffn):
+    parts = four_bit_tensors(PREFIX, ffn, "nf4", False)
+    del parts[f"{FFN_IN}.absmax"]
+    path = tmp_path / "model.safetensors"
+    write_safetensors(path, parts, None)
+    with pytest.raises(FormatError) as err:
+        _read(path, Settings())
+    assert str(err.value) == (
+        f"test/bnb:model.safetensors: tensor {FFN_IN}.absmax is missing "
+        "(bitsandbytes 4-bit needs weight, absmax and quant_map)"
+    )

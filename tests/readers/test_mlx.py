@@ -150,3 +150,23 @@ def test_an_mlx_mode_other_than_affine_is_named_not_misread(tmp_path, minilm):
     with pytest.raises(UnsupportedDtype) as err:
         _read(path, Settings(), {"group_size": 32, "bits": 4, "mode": "mxfp4"})
     assert str(err.value) == f"test/mlx:model.safetensors: tensor {Q}: MLX mxfp4 quantisation is not read yet"
+
+
+def test_a_layer_whose_biases_are_in_the_next_shard_is_left_out(tmp_path, minilm):
+    a = quantise(minilm[Q], 4, 64)
+    k = "encoder.layer.2.attention.self.key.weight"
+    b = quantise(minilm[k], 4, 64)
+    repo = tmp_path / "org" / "sharded-mlx"
+    repo.mkdir(parents=True)
+    qp, kp = Q.removesuffix("weight"), k.removesuffix("weight")
+    first = {Q: pack_rows(a.q, 4), qp + "scales": a.scales, qp + "biases": a.biases}
+    first |= {k: pack_rows(b.q, 4), kp + "scales": b.scales}
+    write_safetensors(repo / "model-00001-of-00002.safetensors", first, None)
+    second = {
+        kp + "biases": b.biases,
+        "encoder.layer.2.attention.output.LayerNorm.weight": np.ones(384, np.float32),
+    }
+    write_safetensors(repo / "model-00002-of-00002.safetensors", second, None)
+    out = fingerprint_model(local_model(repo, "org/sharded-mlx"), Settings(store=tmp_path / "store"))
+    assert out.ok, out.errors
+    assert {r["name"] for r in out.tensor_rows} == {Q, "encoder.layer.2.attention.output.LayerNorm.weight"}
