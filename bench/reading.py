@@ -544,8 +544,8 @@ def bench_formats(root: Path = FORMATS_ROOT) -> str:
     )
     return (
         "all-MiniLM-L6-v2 in each quantised layout (FakeHub on 127.0.0.1; reqs = weight-file requests,\n"
-        "hdr reqs = those starting before the tensor data; bitsandbytes 4-bit reads its JSON states with the header)\n"
-        + _table(header, rows, left=2)
+        "hdr reqs = those starting before the tensor data; a bitsandbytes 4-bit state whose shape the\n"
+        "layer's role does not fix costs one more request with the header)\n" + _table(header, rows, left=2)
     )
 
 

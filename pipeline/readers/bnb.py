@@ -35,10 +35,12 @@ from pipeline.readers.byte_source import ByteSource
 from pipeline.readers.dtypes import SAFETENSORS_DTYPES
 from pipeline.readers.ranges import Span, fetch, plan_requests
 from pipeline.readers.records import CheckpointHeader, RowBlock, TensorHeader
+from pipeline.roles import READS_HIDDEN, WRITES_HIDDEN, classify
 
 SCHEMES = ("NF4", "FP4", "INT8-bnb")
 STATE = ".weight.quant_state.bitsandbytes__"
 QUANT_TYPES = ("nf4", "fp4")
+BLOCK_SIZES = (64, 32, 128, 256, 512, 1024, 2048, 4096)  # 64 is what transformers uses
 NESTED_BLOCK = 256  # bitsandbytes double-quantises absmax in blocks of 256 (the state may say otherwise)
 STATE_MAX_BYTES = 4096  # a state is ~150 bytes of JSON; a larger one is not a state
 DTYPE_BYTES = {"float16": 2, "bfloat16": 2, "float32": 4}
@@ -57,6 +59,8 @@ class Bnb4bit:
     blocksize: int
     nested_offset: float
     nested_blocksize: int = NESTED_BLOCK
+    # The JSON state when its shape was inferred at header time: read with the rows and checked.
+    state: TensorHeader | None = None
 
     def spans(self, blocks: tuple[RowBlock, ...]) -> tuple[tuple[object, int, int], ...]:
         """Per block: its bytes of packed weight and its absmax entries; the small tables whole."""
@@ -66,18 +70,47 @@ class Bnb4bit:
             start = self.weight.start
             found.append(((self.weight.name, b.first), start + lo // 2, start - (-hi // 2)))
             found.append(((self.absmax.name, b.first), *_slice(self.absmax, *self._absmax_range(lo, hi))))
-        for t in (self.quant_map, self.nested_absmax, self.nested_quant_map):
+        for t in (self.quant_map, self.nested_absmax, self.nested_quant_map, self.state):
             if t is not None:
                 found.append(((t.name, "whole"), t.start, t.start + t.nbytes))
         return tuple(found)
 
     def dequantise(self, data: Mapping[object, bytes], blocks: tuple[RowBlock, ...]) -> np.ndarray:
         """quant_map[nibble] * absmax[block] for the rows of ``blocks``, in float32."""
+        if self.state is not None:
+            return self._checked(data).dequantise(data, blocks)
         code = _whole(self.quant_map, data).astype(np.float32)
         if code.shape != (16,):
             raise ValueError(f"{self.quant_map.name}: {code.size} levels, a 4-bit code has 16")
         out = [self._rows(data, b, code) for b in blocks]
         return np.concatenate(out) if len(out) > 1 else out[0]
+
+    def _checked(self, data: Mapping[object, bytes]) -> Bnb4bit:
+        """This layer with the nested fields of its state, once the state confirms the inferred layout.
+
+        Raises:
+            ValueError: the state says another shape, block size or type than the header was read with.
+        """
+        assert self.state is not None
+        state = _parse_state(self.state.name, bytes(_whole(self.state, data)))
+        said = (state.get("quant_type"), state.get("shape"), state.get("blocksize"), "nested_offset" in state)
+        read = (
+            self.logical.dtype[:3].lower(),
+            list(self.logical.shape),
+            self.blocksize,
+            self.nested_absmax is not None,
+        )
+        if said != read:
+            raise ValueError(
+                f"{self.state.name} says (type, shape, block, nested) {said}, the header was read as {read}"
+            )
+        nested_block = state.get("nested_blocksize", NESTED_BLOCK)
+        if not isinstance(nested_block, int) or isinstance(nested_block, bool) or nested_block <= 0:
+            raise ValueError(
+                f"{self.state.name}: nested_blocksize {nested_block!r} is not a positive integer"
+            )
+        offset = float(state.get("nested_offset", 0.0))
+        return replace(self, nested_offset=offset, nested_blocksize=nested_block, state=None)
 
     def _elements(self, b: RowBlock) -> tuple[int, int]:
         n_in = self.logical.n_cols
@@ -149,9 +182,14 @@ def group(
     bad = partial(FormatError, source.repo_id, source.revision, source.name)
     found: dict[str, Bnb4bit | Bnb8bit] = {}
     states = [t for n, t in by_name.items() if STATE in n and _whole_here(n, by_name, source.name)]
-    for name, state in _read_states(states, source, settings, bad).items():
+    # A state costs a request of its own at header time (states lie a layer's weights apart); when
+    # the role and hidden size fix the shape, it is read with the rows instead and checked there.
+    hidden = _hidden(header)
+    inferred = {t.name: g for t in states if (g := _inferred_state(t, by_name, hidden)) is not None}
+    fetched = _read_states([t for t in states if t.name not in inferred], source, settings, bad)
+    for name, state in (fetched | inferred).items():
         layer = _four_bit(name, state, by_name, bad)
-        found[layer.logical.name] = layer
+        found[layer.logical.name] = replace(layer, state=by_name[name]) if name in inferred else layer
     for n, t in by_name.items():
         if n.endswith(".SCB") and n.removesuffix("SCB") + "weight" in by_name:
             layer8 = _eight_bit(by_name[n.removesuffix("SCB") + "weight"], t, bad)
@@ -165,6 +203,45 @@ def group(
         tensors=tuple(sorted(tensors, key=lambda t: t.start)),
         rebuilt={**header.rebuilt, **found},
     )
+
+
+def _hidden(header: CheckpointHeader) -> int | None:
+    """Residual width from the float tensors bitsandbytes leaves alone: the embedding's rows, else the final norm."""
+    for want, ndim, axis in (("embed", 2, 1), ("final_norm", 1, 0)):
+        for t in header.tensors:
+            r = classify(t.name)
+            if r.role == want and r.kind == "weight" and len(t.shape) == ndim:
+                return t.shape[axis]
+    return None
+
+
+def _inferred_state(
+    state: TensorHeader, by_name: Mapping[str, TensorHeader], hidden: int | None
+) -> dict[str, Any] | None:
+    """The state a Linear's role implies (hidden is its input, or its output), or None if unsure."""
+    prefix = state.name[: state.name.index(STATE)] + ".weight"
+    weight, absmax = by_name.get(prefix), by_name.get(f"{prefix}.absmax")
+    if (
+        hidden is None
+        or weight is None
+        or absmax is None
+        or state.dtype != "U8"
+        or state.nbytes > STATE_MAX_BYTES
+    ):
+        return None
+    role = classify(prefix).role
+    if role.endswith("_exps") or role not in READS_HIDDEN | WRITES_HIDDEN:
+        return None
+    for numel in (2 * weight.nbytes, 2 * weight.nbytes - 1):
+        if numel % hidden:
+            continue
+        shape = [numel // hidden, hidden] if role in READS_HIDDEN else [hidden, numel // hidden]
+        blocksize = next((b for b in BLOCK_SIZES if -(-numel // b) == absmax.numel), None)
+        if blocksize is not None:
+            nested = {"nested_offset": 0.0} if f"{prefix}.nested_absmax" in by_name else {}
+            kind = state.name.rpartition("__")[2]
+            return {"quant_type": kind, "blocksize": blocksize, "shape": shape, "dtype": "float16", **nested}
+    return None
 
 
 def _whole_here(state_name: str, by_name: Mapping[str, TensorHeader], filename: str) -> bool:
@@ -194,13 +271,25 @@ def _read_states(
     out: dict[str, dict[str, Any]] = {}
     for t in states:
         try:
-            doc = json.loads(data.get(t.name, b"").decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise bad(f"tensor {t.name}: not a JSON quant state ({exc})") from None
-        if not isinstance(doc, dict):
-            raise bad(f"tensor {t.name}: quant state is not a JSON object")
-        out[t.name] = doc
+            out[t.name] = _parse_state(t.name, data.get(t.name, b""))
+        except ValueError as exc:
+            raise bad(f"tensor {exc}") from None
     return out
+
+
+def _parse_state(name: str, raw: bytes) -> dict[str, Any]:
+    """A state tensor's JSON object.
+
+    Raises:
+        ValueError: "<name>: why" when the bytes are not a JSON object.
+    """
+    try:
+        doc = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{name}: not a JSON quant state ({exc})") from None
+    if not isinstance(doc, dict):
+        raise ValueError(f"{name}: quant state is not a JSON object")
+    return doc
 
 
 def _four_bit(

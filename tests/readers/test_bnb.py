@@ -176,3 +176,36 @@ def test_in_a_single_file_a_missing_part_is_one_line_naming_it(tmp_path, ffn):
         f"test/bnb:model.safetensors: tensor {FFN_IN}.absmax is missing "
         "(bitsandbytes 4-bit needs weight, absmax and quant_map)"
     )
+
+
+def _with_embedding(parts: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The layer beside a float embedding, which tells the reader the hidden size (384)."""
+    return {**parts, "embeddings.word_embeddings.weight": np.ones((64, 384), np.float16)}
+
+
+def test_a_state_the_role_implies_is_read_with_the_rows_and_rebuilds_the_same(tmp_path, ffn):
+    parts = four_bit_tensors(PREFIX, ffn, "nf4", True)
+    alone, beside = tmp_path / "alone.safetensors", tmp_path / "beside.safetensors"
+    write_safetensors(alone, parts, None)
+    write_safetensors(beside, _with_embedding(parts), None)
+    settings = Settings(exact=True)
+    (_, want, alone_stats), (header, got, stats) = _read(alone, settings), _read(beside, settings)
+    assert {t.name: t.shape for t in header.tensors}[FFN_IN] == (1536, 384)
+    np.testing.assert_array_equal(got[FFN_IN].values, want[FFN_IN].values)
+    # alone: header, the state, then one merged read; beside: the state comes with the rows
+    assert (alone_stats.requests, stats.requests) == (3, 2)
+
+
+def test_a_state_that_contradicts_the_shape_its_role_implies_is_refused_when_read(tmp_path, ffn):
+    parts = four_bit_tensors(PREFIX, ffn, "nf4", False)
+    state = {"quant_type": "nf4", "blocksize": 64, "dtype": "float16", "shape": [768, 768]}  # same numel
+    parts[f"{FFN_IN}.quant_state.bitsandbytes__nf4"] = np.frombuffer(json.dumps(state).encode(), np.uint8)
+    path = tmp_path / "model.safetensors"
+    write_safetensors(path, _with_embedding(parts), None)
+    with pytest.raises(FormatError) as err:
+        _read(path, Settings())
+    assert str(err.value) == (
+        f"test/bnb:model.safetensors: tensor {FFN_IN}: {FFN_IN}.quant_state.bitsandbytes__nf4 says "
+        "(type, shape, block, nested) ('nf4', [768, 768], 64, False), the header was read as "
+        "('nf4', [1536, 384], 64, False)"
+    )
