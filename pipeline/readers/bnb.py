@@ -40,6 +40,8 @@ from pipeline.roles import READS_HIDDEN, WRITES_HIDDEN, classify
 SCHEMES = ("NF4", "FP4", "INT8-bnb")
 STATE = ".weight.quant_state.bitsandbytes__"
 QUANT_TYPES = ("nf4", "fp4")
+# Norms applied to the residual stream, so as long as the hidden size (not q/k or MLA-rank norms).
+RESIDUAL_NORMS = frozenset({"attn_norm", "mlp_norm", "post_attn_norm", "post_mlp_norm", "final_norm"})
 BLOCK_SIZES = (64, 32, 128, 256, 512, 1024, 2048, 4096)  # 64 is what transformers uses
 NESTED_BLOCK = 256  # bitsandbytes double-quantises absmax in blocks of 256 (the state may say otherwise)
 STATE_MAX_BYTES = 4096  # a state is ~150 bytes of JSON; a larger one is not a state
@@ -206,12 +208,14 @@ def group(
 
 
 def _hidden(header: CheckpointHeader) -> int | None:
-    """Residual width from the float tensors bitsandbytes leaves alone: the embedding's rows, else the final norm."""
-    for want, ndim, axis in (("embed", 2, 1), ("final_norm", 1, 0)):
-        for t in header.tensors:
-            r = classify(t.name)
-            if r.role == want and r.kind == "weight" and len(t.shape) == ndim:
-                return t.shape[axis]
+    """Residual width: the length of the blocks' norms (bitsandbytes leaves them float).
+
+    Not the embedding's width: ALBERT and ELECTRA factorise it (128 wide beside a hidden of 768).
+    """
+    for t in header.tensors:
+        r = classify(t.name)
+        if r.role in RESIDUAL_NORMS and r.kind == "weight" and len(t.shape) == 1:
+            return t.shape[0]
     return None
 
 

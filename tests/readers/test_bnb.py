@@ -179,8 +179,14 @@ def test_in_a_single_file_a_missing_part_is_one_line_naming_it(tmp_path, ffn):
 
 
 def _with_embedding(parts: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """The layer beside a float embedding, which tells the reader the hidden size (384)."""
-    return {**parts, "embeddings.word_embeddings.weight": np.ones((64, 384), np.float16)}
+    """The layer beside a block's float norm, which tells the reader the hidden size (384), and a
+    factorised embedding 128 wide (as ALBERT's), which must not."""
+    norm = "encoder.layer.2.attention.output.LayerNorm.weight"
+    return {
+        **parts,
+        norm: np.ones(384, np.float16),
+        "embeddings.word_embeddings.weight": np.ones((64, 128), np.float16),
+    }
 
 
 def test_a_state_the_role_implies_is_read_with_the_rows_and_rebuilds_the_same(tmp_path, ffn):
