@@ -1,4 +1,4 @@
-"""bitsandbytes 4-bit (NF4/FP4, optionally double-quantised) and 8-bit (LLM.int8) weights, rebuilt by rows.
+"""bitsandbytes 4-bit weights (NF4/FP4, optionally double-quantised), rebuilt by rows (8-bit: bnb_int8.py).
 
 4-bit (``Params4bit`` as transformers saves it), for a Linear of original shape [out, in]:
 - ``<m>.weight`` U8 [ceil(out * in / 2), 1]: the row-major elements two to a byte, the first in
@@ -11,11 +11,9 @@
   ``quant_type``, ``blocksize``, ``dtype``, ``shape`` and the nested fields.
 W.flat[k] = quant_map[nibble k] * absmax[k // blocksize].
 
-8-bit: ``<m>.weight`` I8 [out, in] and ``<m>.SCB`` F32 [out] (each row's absmax), with a
-``<m>.weight_format`` U8 flag; W[o] = weight[o] * SCB[o] / 127.
-
 Rows are contiguous in every part, so a sampled row block costs a few small ranges. The
-shape lives only in the JSON state, so the states are fetched with the header (one merged plan).
+shape lives only in the JSON state: where the layer's role and the hidden size fix it, the state
+is read with the rows and checked; otherwise it is fetched with the header.
 """
 
 from __future__ import annotations
@@ -37,7 +35,7 @@ from pipeline.readers.ranges import Span, fetch, plan_requests
 from pipeline.readers.records import CheckpointHeader, RowBlock, TensorHeader
 from pipeline.roles import READS_HIDDEN, WRITES_HIDDEN, classify
 
-SCHEMES = ("NF4", "FP4", "INT8-bnb")
+SCHEMES = ("NF4", "FP4")
 STATE = ".weight.quant_state.bitsandbytes__"
 QUANT_TYPES = ("nf4", "fp4")
 # Norms applied to the residual stream, so as long as the hidden size (not q/k or MLA-rank norms).
@@ -145,32 +143,6 @@ class Bnb4bit:
         return code[raw] * outer[idx] + np.float32(self.nested_offset)
 
 
-@dataclass(frozen=True)
-class Bnb8bit:
-    """One LLM.int8 Linear: int8 rows and each row's absmax."""
-
-    logical: TensorHeader
-    weight: TensorHeader
-    scb: TensorHeader
-
-    def spans(self, blocks: tuple[RowBlock, ...]) -> tuple[tuple[object, int, int], ...]:
-        """Per block: its int8 rows and its SCB entries."""
-        found: list[tuple[object, int, int]] = []
-        for b in blocks:
-            found.append(((self.weight.name, b.first), *self.weight.row_span(b.first, b.count)))
-            found.append(((self.scb.name, b.first), *_slice(self.scb, b.first, b.first + b.count)))
-        return tuple(found)
-
-    def dequantise(self, data: Mapping[object, bytes], blocks: tuple[RowBlock, ...]) -> np.ndarray:
-        """weight * SCB / 127 for the rows of ``blocks``, in float32."""
-        out = []
-        for b in blocks:
-            w = _got(self.weight, data, b, b.count * self.logical.n_cols).astype(np.float32)
-            scb = _got(self.scb, data, b, b.count).astype(np.float32)
-            out.append(w.reshape(b.count, -1) * (scb / np.float32(127))[:, None])
-        return np.concatenate(out) if len(out) > 1 else out[0]
-
-
 def group(
     header: CheckpointHeader, source: ByteSource, settings: Settings, quant: Mapping[str, object] | None
 ) -> CheckpointHeader:
@@ -182,7 +154,7 @@ def group(
     """
     by_name = {t.name: t for t in header.tensors}
     bad = partial(FormatError, source.repo_id, source.revision, source.name)
-    found: dict[str, Bnb4bit | Bnb8bit] = {}
+    found: dict[str, Bnb4bit] = {}
     states = [t for n, t in by_name.items() if STATE in n and _whole_here(n, by_name, source.name)]
     # A state costs a request of its own at header time (states lie a layer's weights apart); when
     # the role and hidden size fix the shape, it is read with the rows instead and checked there.
@@ -192,10 +164,6 @@ def group(
     for name, state in (fetched | inferred).items():
         layer = _four_bit(name, state, by_name, bad)
         found[layer.logical.name] = replace(layer, state=by_name[name]) if name in inferred else layer
-    for n, t in by_name.items():
-        if n.endswith(".SCB") and n.removesuffix("SCB") + "weight" in by_name:
-            layer8 = _eight_bit(by_name[n.removesuffix("SCB") + "weight"], t, bad)
-            found[layer8.logical.name] = layer8
     if not found:
         return header
     used = {t.name for p in found.values() for t in _parts(p)}
@@ -256,9 +224,7 @@ def _whole_here(state_name: str, by_name: Mapping[str, TensorHeader], filename: 
     return here or not may_split_parts(filename)
 
 
-def _parts(p: Bnb4bit | Bnb8bit) -> tuple[TensorHeader, ...]:
-    if isinstance(p, Bnb8bit):
-        return (p.weight, p.scb)
+def _parts(p: Bnb4bit) -> tuple[TensorHeader, ...]:
     found = (p.weight, p.absmax, p.quant_map, p.nested_absmax, p.nested_quant_map)
     return tuple(t for t in found if t is not None)
 
@@ -348,17 +314,6 @@ def _four_bit(
     if not isinstance(nested_block, int) or isinstance(nested_block, bool) or nested_block <= 0:
         raise bad(f"tensor {state_name}: nested_blocksize {nested_block!r} is not a positive integer")
     return Bnb4bit(logical, weight, absmax, quant_map, nested[0], nested[1], blocksize, offset, nested_block)
-
-
-def _eight_bit(weight: TensorHeader, scb: TensorHeader, bad: partial[FormatError]) -> Bnb8bit:
-    if weight.dtype != "I8" or len(weight.shape) != 2:
-        raise bad(
-            f"tensor {weight.name}: {weight.dtype}{list(weight.shape)} beside {scb.name} is not int8 [out, in]"
-        )
-    if scb.dtype not in ("F32", "F16") or scb.numel != weight.shape[0]:
-        raise bad(f"tensor {scb.name}: {scb.dtype}{list(scb.shape)}, expected F32[{weight.shape[0]}]")
-    logical = replace(weight, dtype=SCHEMES[2], nbytes=weight.numel * 2, row_bytes=weight.n_cols * 2)
-    return Bnb8bit(logical, weight, scb)
 
 
 def _slice(t: TensorHeader, first: int, end: int) -> tuple[int, int]:

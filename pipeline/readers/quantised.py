@@ -1,4 +1,4 @@
-"""Quantised layouts read by rows (MLX affine, bitsandbytes), and the rule that their parts are never evidence.
+"""Quantised layouts read by rows (MLX affine, bitsandbytes 4- and 8-bit), and the rule that their parts are never evidence.
 
 Each layout module exposes ``group(header, source, settings, quant) -> CheckpointHeader``: it
 replaces a quantised layer's stored parts by one logical ``<module>.weight`` (a ``Rebuilt``)
@@ -15,16 +15,16 @@ from dataclasses import replace
 
 from pipeline.config import Settings
 from pipeline.quant_parts import is_auxiliary
-from pipeline.readers import bnb, mlx
+from pipeline.readers import bnb, bnb_int8, mlx
 from pipeline.readers.byte_source import ByteSource
 from pipeline.readers.dtypes import SAFETENSORS_DTYPES
 from pipeline.readers.records import CheckpointHeader
 
 Grouper = Callable[[CheckpointHeader, ByteSource, Settings, Mapping[str, object] | None], CheckpointHeader]
 # One entry per row-read layout; a new format appends its module's ``group``.
-GROUPERS: tuple[Grouper, ...] = (mlx.group, bnb.group)
+GROUPERS: tuple[Grouper, ...] = (mlx.group, bnb.group, bnb_int8.group)
 # Dtype-name prefixes of rebuilt tensors: the model's dtype is named by them, not by its F16 rest.
-REBUILT_SCHEMES = (mlx.SCHEME, *bnb.SCHEMES)
+REBUILT_SCHEMES = (mlx.SCHEME, *bnb.SCHEMES, bnb_int8.SCHEME)
 
 
 def rebuild(
