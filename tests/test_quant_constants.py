@@ -84,15 +84,14 @@ def test_every_model_of_the_zoo_is_swept(swept):
 
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_a_quantised_copy_stores_the_bases_tensors_and_no_quantiser_part(swept, layout):
-    base = {n for repo, n, _ in swept.names if repo == MINILM}
-    for repo in (_copy(MINILM, layout), _copy(OTHER, layout)):
-        stored = {n: d for r, n, d in swept.names if r == repo}
+    for base in (MINILM, OTHER):
+        repo = _copy(base, layout)
+        stored = {n for r, n, _ in swept.names if r == repo}
         assert not [n for n in stored if is_auxiliary(n)], repo
-        if repo.startswith("demohub/all-MiniLM"):
-            assert set(stored) == base  # the same names, one logical weight per quantised layer
+        # the same names as the base, one logical weight per quantised layer, and its parameter count
+        assert stored == {n for r, n, _ in swept.names if r == base}, repo
         dtype, params, _, _ = swept.models[repo]
-        assert dtype == quant_zoo.DTYPES[layout], repo
-        assert params == swept.models[MINILM][1] if repo.startswith("demohub/all-MiniLM") else True
+        assert (dtype, params) == (quant_zoo.DTYPES[layout], swept.models[base][1]), repo
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
