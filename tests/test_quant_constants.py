@@ -116,7 +116,7 @@ def test_no_pair_across_the_two_models_is_flagged_whatever_their_layouts(swept):
 
 @pytest.mark.parametrize("layout", ["bnb-nf4-dq", "mlx-int4-g64"])
 def test_compare_runs_the_permutation_test_on_an_unrelated_pair_and_finds_no_permutation(swept, layout):
-    # before the NF4 matrices were rebuilt, this ended in "MLP matrices (294912, 1) and (294912, 1) cannot be matched"
+    # before NF4 matrices were rebuilt: "MLP matrices (294912, 1) and (294912, 1) cannot be matched"
     got = compare.run(swept.settings, _copy(MINILM, layout), _copy(OTHER, layout), permutation_test=True)
     assert got.row["verdict"] == v.UNRELATED
     assert got.permutation is not None and got.permutation.p > 1e-3, got.permutation.summary()
