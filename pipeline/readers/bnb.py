@@ -202,12 +202,14 @@ def _inferred_state(
     ):
         return None
     role = classify(prefix).role
-    if role.endswith("_exps") or role not in READS_HIDDEN | WRITES_HIDDEN:
+    # A BERT pooler maps hidden to hidden: a square of the hidden size is its only shape.
+    reads = role in READS_HIDDEN or role == "pooler"
+    if role.endswith("_exps") or not (reads or role in WRITES_HIDDEN):
         return None
     for numel in (2 * weight.nbytes, 2 * weight.nbytes - 1):
-        if numel % hidden:
+        if numel % hidden or (role == "pooler" and numel != hidden * hidden):
             continue
-        shape = [numel // hidden, hidden] if role in READS_HIDDEN else [hidden, numel // hidden]
+        shape = [numel // hidden, hidden] if reads else [hidden, numel // hidden]
         blocksize = next((b for b in BLOCK_SIZES if -(-numel // b) == absmax.numel), None)
         if blocksize is not None:
             nested = {"nested_offset": 0.0} if f"{prefix}.nested_absmax" in by_name else {}
