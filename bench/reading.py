@@ -1,10 +1,11 @@
 """What reading a checkpoint costs: range sampling vs exact range reads vs a full download, side by side.
 
-``python -m bench.reading [--quick]`` serves the demo hub (real checkpoints) plus a synthetic
+``python -m bench.reading [--quick | --formats]`` serves the demo hub (real checkpoints) plus a synthetic
 2.2 GB Llama-style checkpoint tiled from real MiniLM and e5 matrices on loopback with FakeHub,
 and for each model prints wall time, bytes and requests as the server saw them, and how well
 the sampled fingerprint tracks the exact one. Loopback hides network cost, so the latency
-table repeats the sampled read with 50 ms added to every request.
+table repeats the sampled read with 50 ms added to every request. ``--formats`` prints instead what
+one model costs in each quantised layout hubscan reads (copies of all-MiniLM-L6-v2).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from pipeline.readers.byte_source import LocalFile
 from pipeline.sources.hf import resolve
 from pipeline.sources.local import local_model
 from pipeline.sources.weights import select_weight_files
+from testbed.demohub import quant_zoo
 from testbed.demohub.realmodels import default_cache
 from testbed.demohub.testbed import build_once, build_testbed
 from testbed.fakehub import FakeHub, RequestRecord
@@ -41,6 +43,7 @@ from testbed.writers import scaled_quant
 from testbed.writers.safetensors_write import read_safetensors_header, read_safetensors_np, write_safetensors
 
 HUB_ROOT = Path.home() / ".cache" / "hubscan" / "demo-hub"
+FORMATS_ROOT = Path.home() / ".cache" / "hubscan" / "quant-zoo"
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 REAL_MODELS = (
     MINILM,
@@ -513,14 +516,69 @@ def latency_table(repo_id: str, runs: list[tuple[float, Run]]) -> str:
     return f"sampled read of {repo_id}, median of {SAMPLED_REPS}\n" + _table(header, rows)
 
 
+def bench_formats(root: Path = FORMATS_ROOT) -> str:
+    """Bytes and requests of one model in every quantised layout, sampled and exact, as FakeHub counted them."""
+    minilm = quant_zoo.minilm_repo(root, default_cache())
+    repos = [MINILM] + [
+        quant_zoo.quantised(root, minilm, layout).relative_to(root).as_posix() for layout in quant_zoo.LAYOUTS
+    ]
+    rows: list[Sequence[str]] = []
+    with FakeHub(root) as hub:
+        base = Settings(endpoint=hub.url)
+        for repo_id in repos:
+            print(f"bench: {repo_id}", file=sys.stderr)
+            names = [f.name for f in select_weight_files(local_model(root / repo_id, repo_id))[1]]
+            starts = data_starts(root / repo_id, names)
+            resolve(HubHttp(base), repo_id)
+            sampled = measure_remote(hub, base, repo_id, starts, "sampled", 1)
+            exact = measure_remote(hub, base.with_(exact=True), repo_id, starts, "exact", 1)
+            size = sampled.row["checkpoint_bytes"]
+            rows.append(
+                (
+                    repo_id.removeprefix("demohub/all-MiniLM-L6-v2-") if repo_id != MINILM else "F32 (base)",
+                    sampled.row["dtype"],
+                    _mb(size),
+                    _mb(sampled.row["bytes_read"]),
+                    f"{100 * sampled.row['bytes_read'] / size:.1f}",
+                    str(sampled.weight_requests),
+                    str(sampled.header_requests),
+                    _mb(exact.row["bytes_read"]),
+                    str(exact.weight_requests),
+                )
+            )
+    header = (
+        "layout",
+        "model dtype",
+        "ckpt MB",
+        "sampled MB",
+        "sampled %",
+        "reqs",
+        "hdr reqs",
+        "exact MB",
+        "exact reqs",
+    )
+    return (
+        "all-MiniLM-L6-v2 in each quantised layout (FakeHub on 127.0.0.1; reqs = weight-file requests,\n"
+        "hdr reqs = those starting before the tensor data; a bitsandbytes 4-bit state whose shape the\n"
+        "layer's role does not fix costs one more request with the header)\n" + _table(header, rows, left=2)
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     """Build what is missing, serve it, measure every model and print the tables."""
     parser = argparse.ArgumentParser(prog="python -m bench.reading", description=__doc__.splitlines()[0])
     parser.add_argument(
         "--quick", action="store_true", help="all-MiniLM-L6-v2 and its scaled copies only, no 1 GB checkpoint"
     )
+    parser.add_argument(
+        "--formats", action="store_true", help="one model in every quantised layout, nothing else"
+    )
     args = parser.parse_args(argv)
     started = time.perf_counter()
+    if args.formats:
+        print(bench_formats())
+        print(f"\ntotal bench time {time.perf_counter() - started:.0f} s")
+        return 0
     models = prepare_models(args.quick)
     results: dict[str, dict[str, Run]] = {}
     with FakeHub(HUB_ROOT) as hub:

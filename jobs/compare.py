@@ -51,6 +51,7 @@ class Comparison:
     maps: pa.Table | None = None  # show_layer_map.sql over the maps written for this pair
     spectra: SpectraTest | None = None  # attention spectra, run with the permutation test or on request
     spectra_error: str | None = None  # why the spectra could not be had when they ran unasked
+    permutation_error: str | None = None  # why the permutation test could not be had when it ran unasked
     code_notices: dict[str, list[str]] = field(default_factory=dict)  # repo -> header lines (--read-code)
 
     def summary_lines(self) -> str:
@@ -74,6 +75,8 @@ class Comparison:
             lines += "\nOBFUSCATION: the weights were re-parameterised to hide the relation (see the reason)"
         if self.permutation is not None:
             lines += "\n" + self.permutation.summary()
+        elif self.permutation_error:
+            lines += f"\npermutation test not run: {self.permutation_error}"
         if self.spectra is not None:
             lines += "\n" + self.spectra.summary()
         elif self.spectra_error:
@@ -119,6 +122,7 @@ class Comparison:
             "permutation_test": perm,
             "spectra": spec,
             "spectra_error": self.spectra_error,
+            "permutation_error": self.permutation_error,
             "maps": self.maps.to_pylist() if self.maps is not None else [],
             "code_notices": self.code_notices,
         }
@@ -160,15 +164,32 @@ def run(
                          map_only=[pair], known_maps=layer_maps.known_partial_maps(con, [ka, kb]))
     )  # fmt: skip
     row = next(r for r in rows if r.key == pair)
-    ran = row.get("obfuscation") if permutation_test is None else permutation_test
-    perm = permutation.run(con, settings, ka, kb) if ran else None
+    perm, perm_error = _permutation(con, settings, ka, kb, row, permutation_test)
     spec, spec_error = _spectra(con, settings, ka, kb, row, spectra_test)
     store.write(layer_maps.compare_file(pair), pair_maps)
     # the layer_maps view re-reads its files per query, so it sees the file just written
     maps = run_sql(con, load_sql("show_layer_map"), {"a_repo_id": pair[0], "b_repo_id": pair[2]})
     return Comparison(row=row, evidence=evidence_table(row), fingerprinted=summary, permutation=perm,
                       maps=maps.to_arrow_table() if maps is not None else None, spectra=spec,
-                      spectra_error=spec_error, code_notices=licence_edges.code_notices(store, [ka, kb]))  # fmt: skip
+                      spectra_error=spec_error, permutation_error=perm_error, code_notices=licence_edges.code_notices(store, [ka, kb]))  # fmt: skip
+
+
+def _permutation(
+    con: Any, settings: Settings, ka: ModelKey, kb: ModelKey, row: Mapping[str, Any], asked: bool | None
+) -> tuple[PermutationTest | None, str | None]:
+    """The permutation test when asked, or unasked for a re-parameterised-looking pair.
+
+    Unasked, a test the pair's matrices cannot have is a line in the output, not the end of the
+    compare: the verdict is already scored without it.
+    """
+    if asked is False or (asked is None and not row.get("obfuscation")):
+        return None, None
+    try:
+        return permutation.run(con, settings, ka, kb), None
+    except (NotComparable, ResourceLimit, FormatError) as exc:
+        if asked:
+            raise
+        return None, exc.reason
 
 
 def _spectra(

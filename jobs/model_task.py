@@ -28,6 +28,7 @@ from pipeline.readers import checkpoint
 from pipeline.readers.byte_source import ByteSource, LocalFile
 from pipeline.readers.checkpoint_config import gguf_tokens, model_config
 from pipeline.readers.packed_int import PACKED_SCHEMES
+from pipeline.readers.quantised import REBUILT_SCHEMES
 from pipeline.readers.records import CheckpointHeader
 from pipeline.readers.remote import RemoteFile
 from pipeline.readers.scaled import SCALED_SCHEMES
@@ -241,9 +242,11 @@ def _model_record(
     by_dtype: Counter[str] = Counter()
     for t in tensors:
         by_dtype[t.dtype] += t.numel
-    # A GPTQ/AWQ/FP8/NVFP4 checkpoint keeps its embeddings in F16/BF16, often the larger share of a
-    # small model: its quantisation scheme, not F16, names it (and is what a cast verdict needs).
-    packed = Counter({d: n for d, n in by_dtype.items() if d.startswith(PACKED_SCHEMES + SCALED_SCHEMES)})
+    # A GPTQ/AWQ/FP8/NVFP4/MLX/bitsandbytes checkpoint keeps its embeddings in F16/BF16, often the
+    # larger share of a small model: its quantisation scheme, not F16, names it (and is what a cast
+    # verdict needs).
+    schemes = PACKED_SCHEMES + SCALED_SCHEMES + REBUILT_SCHEMES
+    packed = Counter({d: n for d, n in by_dtype.items() if d.startswith(schemes)})
     local = ref.local_dir is not None
     return ModelRecord(
         repo_id=ref.repo_id,

@@ -88,6 +88,8 @@ _READS_HIDDEN = frozenset(
     | {"mlp_gate_exps", "mlp_up_exps", "mlp_gate_up_exps"}
 )
 _WRITES_HIDDEN = frozenset({"attn_o", "mlp_down", "shared_mlp_down", "mlp_down_exps"})
+# The same sets for readers that place a packed Linear's hidden axis by its role (pipeline/readers/bnb.py).
+READS_HIDDEN, WRITES_HIDDEN = _READS_HIDDEN, _WRITES_HIDDEN
 # (up, gate, down, fused gate_up): an "up" twice as wide as down's input, with no gate
 # beside it, is a fused GLU projection (Phi-3 in GGUF stores gate_up as ffn_up).
 _GLU_SETS = (

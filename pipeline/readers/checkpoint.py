@@ -13,13 +13,14 @@ import numpy as np
 
 from pipeline.config import Settings
 from pipeline.errors import FormatError
-from pipeline.readers import gguf, packed_int, safetensors, scaled, torch_zip
+from pipeline.readers import gguf, packed_int, quantised, safetensors, scaled, torch_zip
 from pipeline.readers.byte_source import ByteSource
 from pipeline.readers.ranges import Span, fetch, plan_requests
 from pipeline.readers.records import (
     CheckpointHeader,
     LocalHeaderGuard,
     PackedLinear,
+    Rebuilt,
     RowBlock,
     ScaledLinear,
     TensorHeader,
@@ -63,7 +64,9 @@ def read_header(
     if fmt == "safetensors":
         header = packed_int.group_packed(header, source, quant)
         header = scaled.group_scaled(header, source, quant, settings)
-    return header
+        return quantised.rebuild(header, source, settings, quant)
+    # Quantised layers are rebuilt from safetensors only; elsewhere their parts are still no evidence.
+    return quantised.drop_auxiliary(header)
 
 
 def read_rows(
@@ -82,7 +85,7 @@ def read_rows(
     decode = FORMATS[header.format].decode_rows
     plans = [(t, plan_rows(t, role_of(t.name), settings, tokens)) for t in header.tensors]
     unchecked = list(header.guards)
-    for batch in _batches(plans, settings.batch_bytes, header.packed, header.scaled):
+    for batch in _batches(plans, settings.batch_bytes, header):
         spans = [s for t, blocks in batch for s in _spans(t, blocks, header)]
         names = {t.name for t, _ in batch}
         guards = [g for g in unchecked if names.intersection(g.tensors)]
@@ -93,17 +96,20 @@ def read_rows(
         _check_guards(source, guards, data)
         for tensor, blocks in batch:
             packed = header.packed.get(tensor.name)
+            rebuilt = header.rebuilt.get(tensor.name)
             if packed is not None:
                 yield _dequantise(source, packed, blocks, data)
             elif tensor.name in header.scaled:
-                yield _rebuild(source, header.scaled[tensor.name], blocks, data)
+                yield _rebuild_scaled(source, header.scaled[tensor.name], blocks, data)
+            elif rebuilt is not None:
+                yield _rebuild(source, rebuilt, blocks, data)
             else:
                 yield _decode(source, tensor, blocks, data, decode)
 
 
 def _spans(tensor: TensorHeader, blocks: tuple[RowBlock, ...], header: CheckpointHeader) -> list[Span]:
-    """Byte ranges one tensor needs: its planned rows, every part of a packed Linear, or the
-    planned rows of a scaled Linear's parts (scaled.spans).
+    """Byte ranges one tensor needs: its planned rows, the rows' parts of a rebuilt or scaled layout
+    (scaled.spans), or every part of a packed Linear.
 
     A row of a packed weight is spread over every packed row (GPTQ) or every input row (AWQ),
     so the parts are read whole: 0.5 byte per weight at 4 bits, in a few merged requests
@@ -111,10 +117,27 @@ def _spans(tensor: TensorHeader, blocks: tuple[RowBlock, ...], header: Checkpoin
     """
     if tensor.name in header.scaled:
         return scaled.spans(header.scaled[tensor.name], blocks)
-    packed = header.packed.get(tensor.name)
+    packed, rebuilt = header.packed.get(tensor.name), header.rebuilt.get(tensor.name)
+    if rebuilt is not None:
+        return [Span(b, e, key=(tensor.name, k)) for k, b, e in rebuilt.spans(blocks)]
     if packed is None:
         return [Span(*tensor.row_span(b.first, b.count), key=(tensor.name, b.first)) for b in blocks]
     return [Span(p.start, p.start + p.nbytes, key=(tensor.name, p.name)) for p in packed.parts]
+
+
+def _rebuild(
+    source: ByteSource, rebuilt: Rebuilt, blocks: tuple[RowBlock, ...], data: dict[object, bytes]
+) -> TensorRows:
+    logical = rebuilt.logical
+    own = {k: data.get((logical.name, k), b"") for k, _, _ in rebuilt.spans(blocks)}
+    try:
+        values = rebuilt.dequantise(own, blocks)
+    except ValueError as exc:
+        raise FormatError(
+            source.repo_id, source.revision, source.name, f"tensor {logical.name}: {exc}"
+        ) from None
+    rows = row_indices(blocks)
+    return TensorRows(header=logical, rows=rows, values=values, sampled=len(rows) < logical.n_rows)
 
 
 def _dequantise(
@@ -133,7 +156,7 @@ def _dequantise(
     )
 
 
-def _rebuild(
+def _rebuild_scaled(
     source: ByteSource, s: ScaledLinear, blocks: tuple[RowBlock, ...], data: dict[object, bytes]
 ) -> TensorRows:
     name = s.logical.name
@@ -181,19 +204,13 @@ def _decode(
 
 
 def _batches(
-    plans: list[tuple[TensorHeader, tuple[RowBlock, ...]]],
-    limit: int,
-    packed: Mapping[str, PackedLinear],
-    scaled_linears: Mapping[str, ScaledLinear],
+    plans: list[tuple[TensorHeader, tuple[RowBlock, ...]]], limit: int, header: CheckpointHeader
 ) -> Iterator[list[tuple[TensorHeader, tuple[RowBlock, ...]]]]:
     """Group tensors in file order so each batch plans at most ``limit`` bytes (one tensor may exceed)."""
     batch: list[tuple[TensorHeader, tuple[RowBlock, ...]]] = []
     size = 0
     for tensor, blocks in sorted(plans, key=lambda p: p[0].start):
-        parts = packed[tensor.name].parts if tensor.name in packed else ()
-        cost = sum(p.nbytes for p in parts) or sum(b.count for b in blocks) * tensor.row_bytes
-        if tensor.name in scaled_linears:
-            cost = scaled.cost(scaled_linears[tensor.name], blocks)
+        cost = sum(s.end - s.begin for s in _spans(tensor, blocks, header))
         if batch and size + cost > limit:
             yield batch
             batch, size = [], 0

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from math import prod
+from typing import Protocol
 
 import numpy as np
 
@@ -104,6 +106,31 @@ class PackedLinear:
         return tuple(t for t in found if t is not None)
 
 
+class Rebuilt(Protocol):
+    """A logical tensor a quantised layout stores as parts, rebuilt row by row (pipeline/readers/quantised.py).
+
+    Unlike a GPTQ/AWQ PackedLinear, whose parts are read whole, a Rebuilt layout names the byte
+    ranges the planned rows need, so row sampling works as for a dense tensor.
+    """
+
+    @property
+    def logical(self) -> TensorHeader:
+        """What roles, sampling and fingerprints see: the original name, [out, in] shape and size."""
+        ...
+
+    def spans(self, blocks: tuple[RowBlock, ...]) -> tuple[tuple[object, int, int], ...]:
+        """(key, begin, end) byte ranges of the stored parts that rows ``blocks`` need."""
+        ...
+
+    def dequantise(self, data: Mapping[object, bytes], blocks: tuple[RowBlock, ...]) -> np.ndarray:
+        """Rows ``blocks`` of the logical tensor as float32, from the bytes of ``spans(blocks)``.
+
+        Raises:
+            ValueError: bytes do not fit the layout (the caller names model and file).
+        """
+        ...
+
+
 @dataclass(frozen=True)
 class ScaledLinear:
     """A Linear stored as low-precision codes plus the scales that rebuild it (compressed-tensors, FP8).
@@ -130,7 +157,8 @@ class CheckpointHeader:
     """All tensors of one weight file plus the metadata its header carries.
 
     ``packed`` maps a logical tensor name (one of ``tensors``) to the packed parts it replaces;
-    ``scaled`` does the same for scaled layouts (pipeline/readers/scaled.py).
+    ``scaled`` does the same for scaled layouts (pipeline/readers/scaled.py), and ``rebuilt`` for the
+    layouts read by rows (MLX, bitsandbytes; pipeline/readers/quantised.py).
     """
 
     file: str
@@ -141,3 +169,4 @@ class CheckpointHeader:
     guards: tuple[LocalHeaderGuard, ...] = ()
     packed: dict[str, PackedLinear] = field(default_factory=dict)
     scaled: dict[str, ScaledLinear] = field(default_factory=dict)
+    rebuilt: dict[str, Rebuilt] = field(default_factory=dict)

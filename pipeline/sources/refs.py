@@ -39,8 +39,12 @@ class ModelRef:
         return next((f for f in self.files if f.name == name), None)
 
     def quantization_config(self) -> dict[str, Any] | None:
-        """The ``quantization_config`` the listing's config summary (or a local config.json) carried."""
-        quant = self.config.get("quantization_config") if self.config else None
+        """The ``quantization_config`` the listing's config summary (or a local config.json) carried.
+
+        Older mlx-lm releases wrote only ``quantization`` (the same fields): taken when it is alone.
+        """
+        config = self.config or {}
+        quant = config.get("quantization_config", config.get("quantization"))
         return quant if isinstance(quant, dict) else None
 
 
