@@ -114,6 +114,9 @@ CONNECT_RETRY_S = 0.2
 MULTIRANGE_RANGES = 0
 # Bytes a multipart answer may spend per part on its boundary and headers.
 MULTIPART_PART_OVERHEAD = 256
+# Listing pages one sweep follows: the whole Hub (3.1 million repos, Oct 2026) is 3,118 pages of
+# 1,000, so ten thousand leaves room to grow and still ends a listing whose links never end.
+MAX_LISTING_PAGES = 10_000
 
 
 @dataclass(frozen=True)
@@ -168,6 +171,7 @@ class Settings:
     compact_every: int = COMPACT_EVERY
     max_model_seconds: float = MAX_MODEL_SECONDS
     max_model_memory_bytes: int = MAX_MODEL_MEMORY_BYTES
+    max_listing_pages: int = MAX_LISTING_PAGES
 
     def with_(self, **changes: object) -> Settings:
         """A copy with some fields changed."""

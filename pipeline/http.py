@@ -12,17 +12,26 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
 from urllib.parse import urljoin, urlsplit
 
 import httpx2
 from huggingface_hub import get_session
-from huggingface_hub.utils import build_hf_headers, parse_ratelimit_headers
+from huggingface_hub.utils import build_hf_headers
 
 from pipeline import __version__
 from pipeline.config import Settings
-from pipeline.errors import FetchError, HubscanError, RateLimited, RepoGated, RepoMissing, RevisionMissing
+from pipeline.errors import (
+    BadListing,
+    FetchError,
+    HubscanError,
+    RateLimited,
+    RepoGated,
+    RepoMissing,
+    RevisionMissing,
+)
+from pipeline.names import BadName, check_filename, check_repo_id, check_revision, shown, url_path
+from pipeline.ratelimit import rate_limit, retry_after
 
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
@@ -38,6 +47,9 @@ RETRY_EXCEPTIONS = (
     httpx2.TimeoutException,
     httpx2.NetworkError,
     httpx2.RemoteProtocolError,
+    # A body that does not decode as its Content-Encoding says (gzip over plain bytes, a CDN's
+    # broken gzip): the transfer failed, not the file, and a retry may well get good bytes.
+    httpx2.DecodingError,
     DeadlineExceeded,
 )
 
@@ -124,19 +136,29 @@ def _origin(url: str) -> tuple[str, str]:
 
 def retry_after_seconds(response: httpx2.Response) -> float | None:
     """Seconds the server asked us to wait: Retry-After (seconds or date), else RateLimit reset."""
-    value = response.headers.get("Retry-After")
-    if value:
-        try:
-            return max(0.0, float(value))
-        except ValueError:
-            try:
-                return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-            except (TypeError, ValueError):
-                pass
-    info = parse_ratelimit_headers(response.headers)
-    if info is not None and info.remaining == 0:
-        return float(info.reset_in_seconds)
-    return None
+    return retry_after(response.headers)
+
+
+def next_location(url: str, location: str, where: Where) -> str:
+    """Where a redirect points, resolved against the request URL (RFC 3986).
+
+    Raises:
+        FetchError: a Location that does not parse, or leads off http(s) (``file://``, ``ftp:``…).
+    """
+    try:
+        target = urljoin(url, location)
+        parts = urlsplit(target)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        target, parts = "", None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise FetchError(
+            where.repo_id,
+            where.revision,
+            where.filename,
+            f"redirect to an unusable location {shown(location)}",
+        )
+    return target
 
 
 class _Pause:
@@ -188,8 +210,21 @@ class HubHttp:
         return HubHttp(self.settings, log, self.budget)
 
     def resolve_url(self, repo_id: str, revision: str, filename: str) -> str:
-        """URL of a file at a pinned revision."""
-        return f"{self.endpoint}/{repo_id}/resolve/{revision}/{filename}"
+        """URL of a file at a pinned revision, every name escaped as URL path text.
+
+        Raises:
+            BadListing: a name the Hub would never serve (``..`` segments, an absolute path, …):
+                such a URL could name another repo, and the token would go with it.
+        """
+        try:
+            names = (check_repo_id(repo_id), check_revision(revision), check_filename(filename))
+        except BadName as exc:
+            raise BadListing(repo_id, revision, filename, str(exc)) from None
+        repo, rev, name = names
+        return (
+            f"{self.endpoint}/{url_path(repo, keep_slashes=True)}/resolve/"
+            f"{url_path(rev, keep_slashes=False)}/{url_path(name, keep_slashes=True)}"
+        )
 
     def get(
         self, url: str, where: Where, headers: dict[str, str] | None = None, params: Any = None
@@ -236,7 +271,7 @@ class HubHttp:
             location = fetched.response.headers.get("Location")
             if not follow or fetched.response.status_code not in REDIRECTS or not location:
                 return fetched
-            url, params = urljoin(url, location), None
+            url, params = next_location(url, location, where), None
         raise FetchError(
             where.repo_id, where.revision, where.filename, f"more than {MAX_REDIRECTS} redirects"
         )
@@ -273,6 +308,15 @@ class HubHttp:
                 self._sleep(self._backoff(attempt))
                 attempt += 1
                 continue
+            except (httpx2.HTTPError, httpx2.InvalidURL) as exc:
+                # Not retried: a URL the transport refuses (a scheme it has no handler for) stays refused.
+                self.log.count(bucket, 0)
+                raise FetchError(
+                    where.repo_id,
+                    where.revision,
+                    where.filename,
+                    f"request refused: {type(exc).__name__}: {exc}",
+                ) from None
             response = fetched.response
             self.log.count(bucket, fetched.received)
             self._note_limits(bucket, response)
@@ -361,18 +405,20 @@ class HubHttp:
 
     def _note_limits(self, bucket: str, response: httpx2.Response) -> None:
         """Keep the announced quota, and pause every request when the window has no room left."""
-        info = parse_ratelimit_headers(response.headers)
+        info = rate_limit(response.headers)
         if info is None:
             return
-        if info.limit and info.window_seconds:
-            self.log.policy[bucket] = (info.limit, info.window_seconds)
-            if self.budget is not None and self._pause.announce(bucket, info.limit, info.window_seconds):
-                self.budget.adopt(bucket, info.limit, info.window_seconds)
+        if info.quota and info.window_s:
+            self.log.policy[bucket] = (info.quota, info.window_s)
+            if self.budget is not None and self._pause.announce(bucket, info.quota, info.window_s):
+                self.budget.adopt(bucket, info.quota, info.window_s)
         if info.remaining == 0 and response.status_code != 429:
-            # The window is spent: the next request would be refused, so none is sent before the reset.
-            self._pause.hold(info.reset_in_seconds)
+            # The window is spent: the next request would be refused, so none is sent before the
+            # reset, but never later than the cap: `t=999999999` must not stop a sweep for good.
+            pause = min(info.reset_s, self.settings.max_retry_after_s)
+            self._pause.hold(pause)
             if self.budget is not None:
-                self.budget.defer(info.reset_in_seconds)
+                self.budget.defer(pause)
 
     def _backoff(self, attempt: int) -> float:
         base = min(self.settings.backoff_max_s, self.settings.backoff_base_s * 2**attempt)

@@ -14,11 +14,11 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from urllib.parse import parse_qs, urljoin, urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from pipeline.config import MULTIPART_PART_OVERHEAD
 from pipeline.errors import FetchError
-from pipeline.http import REDIRECTS, Fetched, HubHttp, Where, bucket_of
+from pipeline.http import REDIRECTS, Fetched, HubHttp, Where, bucket_of, next_location
 from pipeline.readers.byte_source import ReadStats
 from pipeline.readers.byteranges import boundary_of, parse_byteranges
 
@@ -202,7 +202,7 @@ class RemoteFile:
                 # Answered here: a mirror or a small file, read at this URL from now on.
                 self._set_located(Located(url, signed=False, resolved_at=time.time()))
                 return self._accept(fetched, begin, end)
-            url = urljoin(url, response.headers.get("Location", ""))
+            url = next_location(url, response.headers.get("Location", ""), self._where)
             self._note_identity(response.headers)
             if bucket_of(url, self.http.endpoint) == "cdn":
                 self._set_located(Located(url, True, time.time(), signed_url_expiry(url)))
