@@ -98,6 +98,7 @@ def test_the_permanent_failures_are_the_format_fingerprint_and_no_weights_classe
     # a sweep never fetches these revisions again; a rate limit or a gate must stay retryable
     assert errors.permanent_categories() == {
         "FormatError", "MalformedHeader", "UnsupportedDtype", "UnsafeContent", "FingerprintError", "NoWeights",
+        "BadListing",  # a revision's file names are fixed by its commit: a bad one stays bad
     }  # fmt: skip
     assert not errors.RateLimited.permanent and not errors.RepoGated.permanent
     assert not errors.ResourceLimit.permanent and not errors.InternalError.permanent
