@@ -53,7 +53,10 @@ def record(
     except (OverflowError, pa.ArrowException) as unstorable:
         # A value of this model that its column cannot hold (an int past int64): this model's
         # failures row, as a sweep task records it, not a traceback that ends the command.
-        outcome.model, outcome.errors = None, [as_failure(unstorable, outcome.repo_id, outcome.revision, None)]
+        outcome.model, outcome.errors = (
+            None,
+            [as_failure(unstorable, outcome.repo_id, outcome.revision, None)],
+        )
         committed = commit(store, outcome, summary, err, known)
     if not committed:
         for exc in outcome.errors:

@@ -156,3 +156,18 @@ def test_rate_limit_numbers_of_any_length_are_read_without_a_traceback():
     assert retry_after({"Retry-After": "1" * 5000}) == VERY_LONG
     assert retry_after({"Retry-After": "nan", "RateLimit": '"api";r=3;t=9'}) is None
     assert retry_after({"Retry-After": "not a date"}) is None
+
+
+def test_a_header_listing_more_tensors_than_the_cap_is_refused_before_parsing(tmp_path):
+    from jobs import fingerprint
+
+    tensors = {f"t{i}": np.full((1,), i, np.float32) for i in range(1001)}
+    write_safetensors(tmp_path / "org" / "many" / "model.safetensors", tensors)
+    settings = Settings(store=tmp_path / "store", max_header_entries=1000)
+    summary = fingerprint.run(settings, [str(tmp_path / "org" / "many")])
+    assert (summary.done, summary.failed) == (0, 1)
+    assert summary.messages[0].endswith(
+        ":model.safetensors: header lists 1001 tensors, more than 1000 (max_header_entries)"
+    )
+    summary = fingerprint.run(settings.with_(max_header_entries=1001), [str(tmp_path / "org" / "many")])
+    assert (summary.done, summary.failed) == (1, 0)
