@@ -20,6 +20,7 @@ from huggingface_hub import get_session
 from huggingface_hub.utils import build_hf_headers
 
 from pipeline import __version__
+from pipeline.bounded_json import loads_bounded
 from pipeline.config import Settings
 from pipeline.errors import (
     BadListing,
@@ -393,12 +394,13 @@ class HubHttp:
         """GET a JSON document.
 
         Raises:
-            FetchError: the body is not JSON.
+            FetchError: the body is not JSON, or nests deeper than any Hub answer (a listing page of
+                100k nested arrays was a RecursionError traceback in the driver).
         """
         response = self.get(url, where, params=params)
         try:
-            return response.json(), response
-        except ValueError as exc:
+            return loads_bounded(response.content, self.settings.max_json_bytes), response
+        except ValueError as exc:  # JsonLimit, JSONDecodeError and UnicodeDecodeError are ValueErrors
             raise FetchError(
                 where.repo_id, where.revision, where.filename, f"invalid JSON from {url}: {exc}"
             ) from None

@@ -201,3 +201,11 @@ def test_a_redirect_off_http_is_a_fetch_error(ray_session, hub, tmp_path, locati
     file, category, message = _failures(settings)["org/b"]
     assert (file, category) == ("model.safetensors", "FetchError")
     assert message.endswith(f": redirect to an unusable location {location!r}")
+
+
+def test_a_listing_page_nested_past_any_hub_answer_is_a_fetch_error(ray_session, hub, tmp_path):
+    hub.script("/api/models", [Fault(body=b"[" * 100_000 + b"]" * 100_000)])
+    with pytest.raises(Exception) as raised:
+        _org(_settings(hub, tmp_path))
+    assert type(raised.value).__name__ == "FetchError"  # a RecursionError traceback before
+    assert str(raised.value).endswith("JSON nests deeper than 64 levels")
