@@ -135,6 +135,19 @@ def _origin(url: str) -> tuple[str, str]:
     return parts.scheme, parts.netloc.lower()
 
 
+# Header numbers are sizes and epochs: 19 digits hold any int64.
+MAX_HEADER_DIGITS = 19
+
+
+def header_int(value: str) -> int | None:
+    """A header's non-negative integer, or None: headers arrive as latin-1 text, where "²" is a
+    digit to ``str.isdigit`` and ``int()`` refuses it, and 5,000 digits make ``int()`` raise."""
+    value = value.strip()
+    if not value or len(value) > MAX_HEADER_DIGITS or not value.isascii() or not value.isdigit():
+        return None
+    return int(value)
+
+
 def retry_after_seconds(response: httpx2.Response) -> float | None:
     """Seconds the server asked us to wait: Retry-After (seconds or date), else RateLimit reset."""
     return retry_after(response.headers)
@@ -365,10 +378,9 @@ class HubHttp:
                     raise DeadlineExceeded(
                         f"body still arriving after {self.settings.request_deadline_s:.0f}s"
                     )
-            # The body is already decoded: the rebuilt response must not decode it again.
-            kept_headers = [
-                (k, v) for k, v in streamed.headers.multi_items() if k.lower() != "content-encoding"
-            ]
+            # The body is already decoded: the rebuilt response must not decode it again. Raw bytes,
+            # not decoded text: a latin-1 header value ("²") cannot be encoded back as ASCII.
+            kept_headers = [(k, v) for k, v in streamed.headers.raw if k.lower() != b"content-encoding"]
             response = httpx2.Response(
                 streamed.status_code, headers=kept_headers, content=bytes(kept), request=streamed.request
             )

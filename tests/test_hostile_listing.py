@@ -209,3 +209,15 @@ def test_a_listing_page_nested_past_any_hub_answer_is_a_fetch_error(ray_session,
         _org(_settings(hub, tmp_path))
     assert type(raised.value).__name__ == "FetchError"  # a RecursionError traceback before
     assert str(raised.value).endswith("JSON nests deeper than 64 levels")
+
+
+@pytest.mark.parametrize("size", ["9" * 5000, "\u00b2"], ids=["5000-digits", "superscript-two"])
+def test_a_file_size_header_that_is_no_number_is_a_fetch_error(ray_session, hub, tmp_path, size):
+    settings = _settings(hub, tmp_path)
+    hub.script(
+        "model.safetensors", [Fault(headers=(("X-Linked-Size", size),))], repo_id="org/b", origin="hub"
+    )
+    summary = _org(settings)
+    assert (summary.done, summary.failed) == (2, 1)
+    _, category, message = _failures(settings)["org/b"]
+    assert (category, message.split(": ", 1)[1]) == ("FetchError", "server did not report the file size")
