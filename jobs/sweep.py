@@ -163,6 +163,9 @@ def _run(store: Store, settings: Settings, state: SweepState, plan_only: bool) -
                 _plan(store, settings, state, cursor, progress)
             else:
                 _sweep(store, settings, state, cursor, progress)
+    except HubscanError:
+        _save_record(store, state, settings, "failed")  # the listing ended it: not left "running"
+        raise
     except KeyboardInterrupt:
         _save_record(store, state, settings, "interrupted")
         print(f"interrupted: re-run with --sweep-id {state.sweep_id} to resume", file=sys.stderr)

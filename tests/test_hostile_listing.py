@@ -126,6 +126,18 @@ def test_a_next_link_that_loops_ends_the_listing_in_one_line_after_its_models(ra
         _org(settings)
     assert len(_listing_requests(hub)) == 3
     assert _stored(settings) == list(GOOD)  # every model handed out before the loop finished
+    assert connect(settings.store).execute("SELECT status FROM sweeps").fetchall() == [("failed",)]
+
+
+def test_the_page_budget_ends_a_listing_whose_links_never_repeat(ray_session, hub, tmp_path):
+    hub.page_size = 1
+    settings = _settings(hub, tmp_path, max_listing_pages=2)
+    with pytest.raises(
+        BadListing, match=r"^<listing>: listing still going after 2 pages \(max_listing_pages\)$"
+    ):
+        _org(settings)
+    assert len(_listing_requests(hub)) == 2
+    assert _stored(settings) == ["org/a", "org/b"]
 
 
 def test_a_relative_next_link_is_resolved_against_the_request(ray_session, hub, tmp_path):
