@@ -343,7 +343,8 @@ class HubHttp:
                         where.repo_id,
                         where.revision,
                         where.filename,
-                        f"HTTP {response.status_code}: server asks to wait {wait:.0f}s",
+                        f"HTTP {response.status_code}: server asks to wait {wait:.0f}s,"
+                        f" more than max_retry_after_s ({s.max_retry_after_s:.0f}s)",
                         response.status_code,
                     )
                 if wait is not None and self.budget is not None:

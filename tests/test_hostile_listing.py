@@ -233,3 +233,17 @@ def test_a_file_size_header_that_is_no_number_is_a_fetch_error(ray_session, hub,
     assert (summary.done, summary.failed) == (2, 1)
     _, category, message = _failures(settings)["org/b"]
     assert (category, message.split(": ", 1)[1]) == ("FetchError", "server did not report the file size")
+
+
+def test_a_429_asking_for_more_than_the_cap_is_rate_limited_naming_the_cap(ray_session, hub, tmp_path):
+    settings = _settings(hub, tmp_path)
+    reset = "9" * 5000  # int() refuses it: a ValueError stored as internal before
+    too_long = Fault(status=429, headers=(("RateLimit", f'"resolvers";r=0;t={reset}'),))
+    hub.script("model.safetensors", [too_long], repo_id="org/b", origin="hub")
+    summary = _org(settings)
+    assert (summary.done, summary.failed) == (2, 1)
+    file, category, message = _failures(settings)["org/b"]
+    assert (file, category) == ("model.safetensors", "RateLimited")
+    assert message.endswith(
+        ": HTTP 429: server asks to wait 1000000000000s, more than max_retry_after_s (300s)"
+    )

@@ -110,7 +110,8 @@ def _file_ref(sibling: dict[str, Any]) -> FileRef:
     sha256 = lfs.get("sha256")
     return FileRef(
         name=sibling["rfilename"],
-        size=size if isinstance(size, int) and not isinstance(size, bool) and size >= 0 else None,
+        # A size the files table's int64 column holds; anything else is no size.
+        size=size if isinstance(size, int) and not isinstance(size, bool) and 0 <= size < 2**63 else None,
         sha256=sha256 if isinstance(sha256, str) else None,
     )
 
