@@ -171,3 +171,27 @@ def test_a_header_listing_more_tensors_than_the_cap_is_refused_before_parsing(tm
     )
     summary = fingerprint.run(settings.with_(max_header_entries=1001), [str(tmp_path / "org" / "many")])
     assert (summary.done, summary.failed) == (1, 0)
+
+
+def test_a_model_info_naming_a_file_outside_the_repo_never_reaches_the_other_repo(tmp_path):
+    from jobs import fingerprint
+    from testbed.fakehub.faults import Fault
+
+    root = tmp_path / "hub"
+    write_safetensors(root / "org/a/model.safetensors", {"a.weight": np.ones((4, 4), np.float32)})
+    (root / "secret/private").mkdir(parents=True)
+    (root / "secret/private/model.gguf").write_bytes(b"GGUF" + bytes(68))
+    (root / "secret/private/.fakehub.json").write_text(json.dumps({"private": True}))
+    traversing = "../../../../secret/private/resolve/main/model.gguf"
+    info = {
+        "id": "org/a",
+        "sha": "0123456789abcdef0123456789abcdef01234567",
+        "siblings": [{"rfilename": traversing}],
+    }
+    with FakeHub(root, tokens=["hf_granted"]) as hub:
+        hub.script("/api/models/org/a/revision/main", [Fault(body=json.dumps(info).encode())])
+        settings = Settings(endpoint=hub.url, token="hf_granted", store=tmp_path / "store")
+        summary = fingerprint.run(settings, ["org/a"])
+        assert (summary.done, summary.failed) == (0, 1)
+        assert summary.messages[0].startswith(f"org/a@0123456:{traversing}: file name ")
+        assert [r.path for r in hub.log.snapshot()] == ["/api/models/org/a/revision/main"]
