@@ -298,11 +298,12 @@ def _candidates(
     if state.source != "hub":
         raise SourceError(state.source, None, None, "unknown source: use hub, local:PATH or cache:PATH")
     http = HubHttp(settings)
-    seen = 0
+    seen = position = 0  # models taken; entries read (what names an entry without an id)
     for entries, next_url in hf.list_pages(http, state.filters.params(), start_url=cursor):
         batch = []
         for entry in entries:
-            candidate = _candidate(entry, state.listed + seen)
+            position += 1
+            candidate = _candidate(entry, position)
             if candidate.repo_id.split("/")[0] in state.filters.exclude_authors:
                 continue
             if limit is not None and seen >= limit:
@@ -317,7 +318,7 @@ def _candidates(
 
 
 def _candidate(entry: object, number: int) -> Candidate:
-    """A listing entry as a candidate; one that breaks the Hub's shape is a refused candidate (a
+    """The ``number``-th listing entry of this run as a candidate; one that breaks the Hub's shape is a refused candidate (a
     failures row), never a KeyError that ends the sweep."""
     try:
         if not isinstance(entry, dict):
@@ -327,7 +328,7 @@ def _candidate(entry: object, number: int) -> Candidate:
         repo_id = check_repo_id(entry.get("id"))
     except BadName as exc:
         # No id to file it under: the entry's place in the listing names it.
-        where = f"<listing entry {number + 1}>"
+        where = f"<listing entry {number}>"
         return Candidate(where, refused=BadListing(where, None, None, str(exc)))
     sha = entry.get("sha")
     gated = entry.get("gated") not in (None, False, "false")
