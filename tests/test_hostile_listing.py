@@ -83,6 +83,7 @@ BAD_ENTRIES = [
     {"id": "org/siblings-not-a-list", "sha": SHA, "siblings": "model.safetensors"},
     {"id": "org/sibling-not-a-string", "sha": SHA, "siblings": [{"rfilename": 10}]},
     {"id": "org/evil", "sha": SHA, "siblings": [{"rfilename": TRAVERSING}]},
+    {"id": "org/tags-not-a-list", "sha": SHA, "siblings": [], "tags": 5},
     {"id": "org/" + "x" * 5_000_000, "sha": SHA},  # a 5 MB id: refused, and quoted bounded
 ]
 
@@ -110,7 +111,8 @@ def test_bad_entries_are_a_failures_row_each_and_the_good_models_are_stored(ray_
         "<listing entry 9>: repo id '[/x]' is not a Hub repo id"
     )
     assert failures["org/sha-not-a-string"][2] == "org/sha-not-a-string: sha int is not a commit id"
-    assert "'… (5000004 chars) is longer than the Hub allows" in failures["<listing entry 13>"][2]
+    assert "'… (5000004 chars) is longer than the Hub allows" in failures["<listing entry 14>"][2]
+    assert failures["org/tags-not-a-list"][2] == "org/tags-not-a-list@0123456: tags is a int, not a list"
     # The token reads secret/private, but no listing named it: not one request went there.
     assert not [r for r in hub.log.snapshot() if r.repo_id == "secret/private" or "secret" in r.path]
 

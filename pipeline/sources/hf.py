@@ -7,6 +7,7 @@ every file with its size and LFS sha256, the card metadata and the config summar
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,6 +22,9 @@ from pipeline.sources.refs import (
     created_from_info,
     license_from_card,
 )
+
+# An LFS object id: the file's sha256.
+_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 
 
 def resolve(http: HubHttp, repo_id: str, revision: str = "main") -> ModelRef:
@@ -66,6 +70,9 @@ def model_ref_from_info(info: dict[str, Any], repo_id: str | None = None) -> Mod
     except BadName as exc:
         raise BadListing(rid, None, None, str(exc)) from None
     files = _file_refs(info.get("siblings", []), rid, sha)
+    tags = info.get("tags", [])
+    if not isinstance(tags, list):  # an int here was a TypeError traceback in the sweep's driver
+        raise BadListing(rid, sha, None, f"tags is a {type(tags).__name__}, not a list")
     card = _dict(info.get("cardData"))
     return ModelRef(
         repo_id=rid,
@@ -74,7 +81,7 @@ def model_ref_from_info(info: dict[str, Any], repo_id: str | None = None) -> Mod
         source="hub",
         base_models=base_models_from_card(card),
         license=license_from_card(card),
-        tags=tuple(t for t in info.get("tags") or [] if isinstance(t, str)),
+        tags=tuple(t for t in tags if isinstance(t, str)),
         gated=bool(info.get("gated")),
         config=_dict(info.get("config")),
         license_name=license_from_card(card, "license_name"),
@@ -112,7 +119,8 @@ def _file_ref(sibling: dict[str, Any]) -> FileRef:
         name=sibling["rfilename"],
         # A size the files table's int64 column holds; anything else is no size.
         size=size if isinstance(size, int) and not isinstance(size, bool) and 0 <= size < 2**63 else None,
-        sha256=sha256 if isinstance(sha256, str) else None,
+        # The file's identity in the store (copies are found by it): only a sha256 is one.
+        sha256=sha256.lower() if isinstance(sha256, str) and _SHA256.fullmatch(sha256) else None,
     )
 
 
