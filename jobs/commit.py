@@ -31,6 +31,7 @@ def commit(
     summary.requests += model.requests
     err.print(
         f"done {outcome.repo_id}@{outcome.revision[:7]}: {len(outcome.tensors)} tensors, "
-        f"{model.bytes_read:,} of {model.checkpoint_bytes:,} bytes read in {model.requests} requests"
+        f"{model.bytes_read:,} of {model.checkpoint_bytes:,} bytes read in {model.requests} requests",
+        markup=False,  # a repo id or folder name is data: "[/x]" in it is no markup tag
     )
     return True

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import pyarrow as pa
 from rich.console import Console
 
 from jobs.commit import commit
 from jobs.known_files import StoreKnownFiles
 from jobs.model_task import ModelOutcome, fingerprint_model
 from jobs.summary import RunSummary
+from jobs.task_limits import as_failure
 from pipeline.config import Settings
 from pipeline.errors import HubscanError
 from pipeline.http import HubHttp
@@ -31,7 +33,8 @@ def run(settings: Settings, targets: list[str], revision: str = "main", force: b
             continue
         if not force and store.has_model(ref.repo_id, ref.revision):
             summary.skipped += 1
-            err.print(f"skip {ref.repo_id}@{ref.revision[:7]}: already in the store")
+            # Names are data, never markup: a repo id with "[/x]" in it was a MarkupError traceback.
+            err.print(f"skip {ref.repo_id}@{ref.revision[:7]}: already in the store", markup=False)
             continue
         record(store, fingerprint_model(ref, settings, http, known=known), summary, err, known)
     return summary
@@ -45,7 +48,17 @@ def record(
     known: StoreKnownFiles | None = None,
 ) -> None:
     """Write an outcome to the store and count it; a failed model's errors are a line each."""
-    if not commit(store, outcome, summary, err, known):
+    try:
+        committed = commit(store, outcome, summary, err, known)
+    except (OverflowError, pa.ArrowException) as unstorable:
+        # A value of this model that its column cannot hold (an int past int64): this model's
+        # failures row, as a sweep task records it, not a traceback that ends the command.
+        outcome.model, outcome.errors = (
+            None,
+            [as_failure(unstorable, outcome.repo_id, outcome.revision, None)],
+        )
+        committed = commit(store, outcome, summary, err, known)
+    if not committed:
         for exc in outcome.errors:
             _failed(summary, err, exc)
 

@@ -31,8 +31,9 @@ from jobs.sweep_progress import SweepProgress
 from jobs.sweep_task import Candidate, TaskResult, fingerprint_task
 from pipeline import __version__
 from pipeline.config import HUB_QUOTA_TIERS, QUOTA_WINDOW_S, Settings
-from pipeline.errors import RepoGated, SourceError, permanent_categories
+from pipeline.errors import BadListing, HubscanError, RepoGated, SourceError, permanent_categories
 from pipeline.http import HubHttp
+from pipeline.names import BadName, check_commit, check_repo_id
 from pipeline.sources import hf
 from pipeline.sources.hf_cache import cached_models
 from pipeline.sources.local import local_models
@@ -162,6 +163,9 @@ def _run(store: Store, settings: Settings, state: SweepState, plan_only: bool) -
                 _plan(store, settings, state, cursor, progress)
             else:
                 _sweep(store, settings, state, cursor, progress)
+    except HubscanError:
+        _save_record(store, state, settings, "failed")  # the listing ended it: not left "running"
+        raise
     except KeyboardInterrupt:
         _save_record(store, state, settings, "interrupted")
         print(f"interrupted: re-run with --sweep-id {state.sweep_id} to resume", file=sys.stderr)
@@ -202,21 +206,28 @@ def _sweep(
             compacted_at[0] = state.done
         _advance_cursor(store, state, pages)
 
-    for page_next, candidates in _candidates(settings, state, cursor):
-        page = _Page(page_next)
-        pages.append(page)
-        for candidate in candidates:
-            state.listed += 1
-            if _skip_or_refuse(store, index, settings, state, candidate):
-                progress.update()
-                continue
-            ref = task.remote(candidate, settings, budget, state.sweep_id, known)
-            page.outstanding.add(ref)
-            running.add(ref, candidate, page)
-            if len(running) >= settings.max_in_flight:
-                finish()
-        page.listed_all = True
-        _advance_cursor(store, state, pages)
+    try:
+        for page_next, candidates in _candidates(settings, state, cursor):
+            page = _Page(page_next)
+            pages.append(page)
+            for candidate in candidates:
+                state.listed += 1
+                if _skip_or_refuse(store, index, settings, state, candidate):
+                    progress.update()
+                    continue
+                ref = task.remote(candidate, settings, budget, state.sweep_id, known)
+                page.outstanding.add(ref)
+                running.add(ref, candidate, page)
+                if len(running) >= settings.max_in_flight:
+                    finish()
+            page.listed_all = True
+            _advance_cursor(store, state, pages)
+    except HubscanError:
+        # A listing that fails part-way (a refused link, a quota) still lets every model already
+        # handed out finish and commit; the listing's error then ends the sweep in one line.
+        while running:
+            finish()
+        raise
     while running:
         finish()
     compact(store)
@@ -249,18 +260,29 @@ def _skip_or_refuse(
     if revision and index.failure_categories(c.repo_id, revision) & PERMANENT_FAILURES:
         state.skipped += 1  # a new revision is tried again; this one would fail the same way
         return True
+    if c.refused is not None:
+        _record(store, index, state, c.refused)
+        return True
     if c.gated and not settings.token:
         # Without a token every file request would answer 401: record it without spending requests.
-        error = RepoGated(
-            c.repo_id, revision, None, "gated repo: pass HF_TOKEN with access to fingerprint it"
+        _record(
+            store,
+            index,
+            state,
+            RepoGated(c.repo_id, revision, None, "gated repo: pass HF_TOKEN with access to fingerprint it"),
         )
-        store.write_failures(c.repo_id, revision or "unresolved", [error])
-        index.add_failure(c.repo_id, revision or "unresolved", error.category)
-        state.failed += 1
-        state.failed_by[error.category] += 1
-        state.failures.append(str(error))
         return True
     return False
+
+
+def _record(store: Store, index: StoreIndex, state: SweepState, error: HubscanError) -> None:
+    """A failures row written by the driver, for a model no task is spent on."""
+    repo_id, revision = error.repo_id or "<listing>", error.revision or "unresolved"
+    store.write_failures(repo_id, revision, [error])
+    index.add_failure(repo_id, revision, error.category)
+    state.failed += 1
+    state.failed_by[error.category] += 1
+    state.failures.append(str(error))
 
 
 def _candidates(
@@ -276,16 +298,18 @@ def _candidates(
     if state.source != "hub":
         raise SourceError(state.source, None, None, "unknown source: use hub, local:PATH or cache:PATH")
     http = HubHttp(settings)
-    seen = 0
+    seen = position = 0  # models taken; entries read (what names an entry without an id)
     for entries, next_url in hf.list_pages(http, state.filters.params(), start_url=cursor):
         batch = []
         for entry in entries:
-            if str(entry["id"]).split("/")[0] in state.filters.exclude_authors:
+            position += 1
+            candidate = _candidate(entry, position)
+            if candidate.repo_id.split("/")[0] in state.filters.exclude_authors:
                 continue
             if limit is not None and seen >= limit:
                 break
             seen += 1
-            batch.append(_candidate(entry))
+            batch.append(candidate)
         state.api_requests += 1
         state.requests += 1
         yield (None if limit is not None and seen >= limit else next_url), batch
@@ -293,11 +317,31 @@ def _candidates(
             return
 
 
-def _candidate(entry: dict[str, Any]) -> Candidate:
+def _candidate(entry: object, number: int) -> Candidate:
+    """The ``number``-th listing entry of this run as a candidate; one that breaks the Hub's shape is a refused candidate (a
+    failures row), never a KeyError that ends the sweep."""
+    try:
+        if not isinstance(entry, dict):
+            raise BadName(f"listing entry is a {type(entry).__name__}, not an object")
+        if entry.get("id") is None:
+            raise BadName("listing entry has no id")
+        repo_id = check_repo_id(entry.get("id"))
+    except BadName as exc:
+        # No id to file it under: the entry's place in the listing names it.
+        where = f"<listing entry {number}>"
+        return Candidate(where, refused=BadListing(where, None, None, str(exc)))
+    sha = entry.get("sha")
     gated = entry.get("gated") not in (None, False, "false")
-    # An expanded entry is a whole ModelRef; file sizes and hashes come from each file's resolve.
-    ref = hf.model_ref_from_info(entry) if entry.get("sha") and "siblings" in entry else None
-    return Candidate(str(entry["id"]), entry.get("sha"), ref=ref, gated=gated)
+    try:
+        if sha is not None:
+            check_commit(sha)
+        # An expanded entry is a whole ModelRef; file sizes and hashes come from each file's resolve.
+        ref = hf.model_ref_from_info(entry) if sha and "siblings" in entry else None
+    except BadName as exc:
+        return Candidate(repo_id, refused=BadListing(repo_id, None, None, str(exc)))
+    except HubscanError as exc:
+        return Candidate(repo_id, refused=exc)
+    return Candidate(repo_id, sha, ref=ref, gated=gated)
 
 
 def _advance_cursor(store: Store, state: SweepState, pages: deque[_Page]) -> None:

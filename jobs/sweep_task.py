@@ -30,6 +30,7 @@ class Candidate:
     revision: str | None = None
     ref: ModelRef | None = None
     gated: bool = False
+    refused: HubscanError | None = None  # a listing entry that broke the Hub's shape: recorded, not run
 
 
 @dataclass

@@ -13,6 +13,12 @@ DEFAULT_ENDPOINT = "https://huggingface.co"
 HEADER_PROBE_BYTES = 100_000
 # The safetensors core refuses headers above 100 MB; anything larger is an attack or garbage.
 MAX_HEADER_BYTES = 100_000_000
+# Tensors one safetensors header may list. The most a real file needs is a per-expert quantised
+# MoE shard (DeepSeek-V3 in bitsandbytes 4-bit: ~270k tensors in the whole model, a few thousand a
+# shard; a 1T MoE unsharded would be ~250k). Parsed, each entry costs ~1-2 kB of Python objects, so
+# one million tiny tensors in a 60 MB header (under the byte cap) took a worker to 2.2 GB; counted
+# before parsing, this cap keeps a header under ~0.5 GB.
+MAX_HEADER_ENTRIES = 250_000
 # Rows read at each end of a matrix. Head and tail blocks sit next to the neighbouring
 # tensors in the file, so one range covers the tail of one matrix and the head of the next.
 ROWS_PER_BLOCK = 8
@@ -114,6 +120,9 @@ CONNECT_RETRY_S = 0.2
 MULTIRANGE_RANGES = 0
 # Bytes a multipart answer may spend per part on its boundary and headers.
 MULTIPART_PART_OVERHEAD = 256
+# Listing pages one sweep follows: the whole Hub (3.1 million repos, Oct 2026) is 3,118 pages of
+# 1,000, so ten thousand leaves room to grow and still ends a listing whose links never end.
+MAX_LISTING_PAGES = 10_000
 
 
 @dataclass(frozen=True)
@@ -168,6 +177,8 @@ class Settings:
     compact_every: int = COMPACT_EVERY
     max_model_seconds: float = MAX_MODEL_SECONDS
     max_model_memory_bytes: int = MAX_MODEL_MEMORY_BYTES
+    max_listing_pages: int = MAX_LISTING_PAGES
+    max_header_entries: int = MAX_HEADER_ENTRIES
 
     def with_(self, **changes: object) -> Settings:
         """A copy with some fields changed."""

@@ -10,6 +10,25 @@ from __future__ import annotations
 
 import errno
 
+# A failure reason is one line of a table, never a dump: a 40 MB dtype string or tensor name from a
+# hostile header is cut, with the length it had, so no failures row or stderr line grows with it.
+MAX_REASON_BYTES = 1000
+# Repo ids (at most 193 characters on the Hub) and file paths (at most 1,024 bytes) are shown in
+# full up to here; only a name already refused as invalid is ever cut.
+MAX_NAME_BYTES = 400
+
+
+def clip(text: str, limit: int) -> str:
+    """``text`` within ``limit`` UTF-8 bytes, its cut tail replaced by the length it had.
+
+    Clipping a clipped text changes nothing, so an error survives pickling unchanged.
+    """
+    data = text.encode("utf-8", "surrogatepass")
+    if len(data) <= limit:
+        return text
+    note = f"… (cut from {len(data)} bytes)"
+    return data[: limit - len(note.encode())].decode("utf-8", "ignore") + note
+
 
 class HubscanError(Exception):
     """Base of every error hubscan records as data instead of crashing on.
@@ -22,11 +41,15 @@ class HubscanError(Exception):
     permanent = False
 
     def __init__(self, repo_id: str | None, revision: str | None, filename: str | None, reason: str) -> None:
+        repo_id = None if repo_id is None else clip(str(repo_id), MAX_NAME_BYTES)
+        revision = None if revision is None else clip(str(revision), MAX_NAME_BYTES)
+        filename = None if filename is None else clip(str(filename), MAX_NAME_BYTES)
+        reason = clip(" ".join(str(reason).split()), MAX_REASON_BYTES)  # one line, always, and bounded
         super().__init__(repo_id, revision, filename, reason)
         self.repo_id = repo_id
         self.revision = revision
         self.filename = filename
-        self.reason = " ".join(str(reason).split())  # one line, always
+        self.reason = reason
 
     def __reduce__(self) -> tuple[type, tuple[object, ...]]:
         return (type(self), (self.repo_id, self.revision, self.filename, self.reason))
@@ -55,6 +78,14 @@ class RepoMissing(SourceError):
 
 class RevisionMissing(RepoMissing):
     """The pinned revision is gone (the repo moved on between listing and fetching)."""
+
+
+class BadListing(SourceError):
+    """A listing or model-info answer that breaks the Hub's shape: an entry without an id, a sha
+    that is not a commit, a file name outside the repo, a next-page link that loops or leaves the
+    endpoint. The same answer always fails the same way."""
+
+    permanent = True
 
 
 class RepoGated(SourceError):

@@ -12,17 +12,27 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
 from urllib.parse import urljoin, urlsplit
 
 import httpx2
 from huggingface_hub import get_session
-from huggingface_hub.utils import build_hf_headers, parse_ratelimit_headers
+from huggingface_hub.utils import build_hf_headers
 
 from pipeline import __version__
+from pipeline.bounded_json import loads_bounded
 from pipeline.config import Settings
-from pipeline.errors import FetchError, HubscanError, RateLimited, RepoGated, RepoMissing, RevisionMissing
+from pipeline.errors import (
+    BadListing,
+    FetchError,
+    HubscanError,
+    RateLimited,
+    RepoGated,
+    RepoMissing,
+    RevisionMissing,
+)
+from pipeline.names import BadName, check_filename, check_repo_id, check_revision, shown, url_path
+from pipeline.ratelimit import rate_limit, retry_after
 
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
@@ -38,6 +48,9 @@ RETRY_EXCEPTIONS = (
     httpx2.TimeoutException,
     httpx2.NetworkError,
     httpx2.RemoteProtocolError,
+    # A body that does not decode as its Content-Encoding says (gzip over plain bytes, a CDN's
+    # broken gzip): the transfer failed, not the file, and a retry may well get good bytes.
+    httpx2.DecodingError,
     DeadlineExceeded,
 )
 
@@ -122,21 +135,44 @@ def _origin(url: str) -> tuple[str, str]:
     return parts.scheme, parts.netloc.lower()
 
 
+# Header numbers are sizes and epochs: 19 digits hold any int64.
+MAX_HEADER_DIGITS = 19
+
+
+def header_int(value: str) -> int | None:
+    """A header's non-negative integer, or None: headers arrive as latin-1 text, where "²" is a
+    digit to ``str.isdigit`` and ``int()`` refuses it, and 5,000 digits make ``int()`` raise."""
+    value = value.strip()
+    if not value or len(value) > MAX_HEADER_DIGITS or not value.isascii() or not value.isdigit():
+        return None
+    return int(value)
+
+
 def retry_after_seconds(response: httpx2.Response) -> float | None:
     """Seconds the server asked us to wait: Retry-After (seconds or date), else RateLimit reset."""
-    value = response.headers.get("Retry-After")
-    if value:
-        try:
-            return max(0.0, float(value))
-        except ValueError:
-            try:
-                return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-            except (TypeError, ValueError):
-                pass
-    info = parse_ratelimit_headers(response.headers)
-    if info is not None and info.remaining == 0:
-        return float(info.reset_in_seconds)
-    return None
+    return retry_after(response.headers)
+
+
+def next_location(url: str, location: str, where: Where) -> str:
+    """Where a redirect points, resolved against the request URL (RFC 3986).
+
+    Raises:
+        FetchError: a Location that does not parse, or leads off http(s) (``file://``, ``ftp:``…).
+    """
+    try:
+        target = urljoin(url, location)
+        parts = urlsplit(target)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        target, parts = "", None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise FetchError(
+            where.repo_id,
+            where.revision,
+            where.filename,
+            f"redirect to an unusable location {shown(location)}",
+        )
+    return target
 
 
 class _Pause:
@@ -188,8 +224,21 @@ class HubHttp:
         return HubHttp(self.settings, log, self.budget)
 
     def resolve_url(self, repo_id: str, revision: str, filename: str) -> str:
-        """URL of a file at a pinned revision."""
-        return f"{self.endpoint}/{repo_id}/resolve/{revision}/{filename}"
+        """URL of a file at a pinned revision, every name escaped as URL path text.
+
+        Raises:
+            BadListing: a name the Hub would never serve (``..`` segments, an absolute path, …):
+                such a URL could name another repo, and the token would go with it.
+        """
+        try:
+            names = (check_repo_id(repo_id), check_revision(revision), check_filename(filename))
+        except BadName as exc:
+            raise BadListing(repo_id, revision, filename, str(exc)) from None
+        repo, rev, name = names
+        return (
+            f"{self.endpoint}/{url_path(repo, keep_slashes=True)}/resolve/"
+            f"{url_path(rev, keep_slashes=False)}/{url_path(name, keep_slashes=True)}"
+        )
 
     def get(
         self, url: str, where: Where, headers: dict[str, str] | None = None, params: Any = None
@@ -236,7 +285,7 @@ class HubHttp:
             location = fetched.response.headers.get("Location")
             if not follow or fetched.response.status_code not in REDIRECTS or not location:
                 return fetched
-            url, params = urljoin(url, location), None
+            url, params = next_location(url, location, where), None
         raise FetchError(
             where.repo_id, where.revision, where.filename, f"more than {MAX_REDIRECTS} redirects"
         )
@@ -273,6 +322,15 @@ class HubHttp:
                 self._sleep(self._backoff(attempt))
                 attempt += 1
                 continue
+            except (httpx2.HTTPError, httpx2.InvalidURL) as exc:
+                # Not retried: a URL the transport refuses (a scheme it has no handler for) stays refused.
+                self.log.count(bucket, 0)
+                raise FetchError(
+                    where.repo_id,
+                    where.revision,
+                    where.filename,
+                    f"request refused: {type(exc).__name__}: {exc}",
+                ) from None
             response = fetched.response
             self.log.count(bucket, fetched.received)
             self._note_limits(bucket, response)
@@ -285,7 +343,8 @@ class HubHttp:
                         where.repo_id,
                         where.revision,
                         where.filename,
-                        f"HTTP {response.status_code}: server asks to wait {wait:.0f}s",
+                        f"HTTP {response.status_code}: server asks to wait {wait:.0f}s,"
+                        f" more than max_retry_after_s ({s.max_retry_after_s:.0f}s)",
                         response.status_code,
                     )
                 if wait is not None and self.budget is not None:
@@ -320,10 +379,9 @@ class HubHttp:
                     raise DeadlineExceeded(
                         f"body still arriving after {self.settings.request_deadline_s:.0f}s"
                     )
-            # The body is already decoded: the rebuilt response must not decode it again.
-            kept_headers = [
-                (k, v) for k, v in streamed.headers.multi_items() if k.lower() != "content-encoding"
-            ]
+            # The body is already decoded: the rebuilt response must not decode it again. Raw bytes,
+            # not decoded text: a latin-1 header value ("²") cannot be encoded back as ASCII.
+            kept_headers = [(k, v) for k, v in streamed.headers.raw if k.lower() != b"content-encoding"]
             response = httpx2.Response(
                 streamed.status_code, headers=kept_headers, content=bytes(kept), request=streamed.request
             )
@@ -349,30 +407,33 @@ class HubHttp:
         """GET a JSON document.
 
         Raises:
-            FetchError: the body is not JSON.
+            FetchError: the body is not JSON, or nests deeper than any Hub answer (a listing page of
+                100k nested arrays was a RecursionError traceback in the driver).
         """
         response = self.get(url, where, params=params)
         try:
-            return response.json(), response
-        except ValueError as exc:
+            return loads_bounded(response.content, self.settings.max_json_bytes), response
+        except ValueError as exc:  # JsonLimit, JSONDecodeError and UnicodeDecodeError are ValueErrors
             raise FetchError(
                 where.repo_id, where.revision, where.filename, f"invalid JSON from {url}: {exc}"
             ) from None
 
     def _note_limits(self, bucket: str, response: httpx2.Response) -> None:
         """Keep the announced quota, and pause every request when the window has no room left."""
-        info = parse_ratelimit_headers(response.headers)
+        info = rate_limit(response.headers)
         if info is None:
             return
-        if info.limit and info.window_seconds:
-            self.log.policy[bucket] = (info.limit, info.window_seconds)
-            if self.budget is not None and self._pause.announce(bucket, info.limit, info.window_seconds):
-                self.budget.adopt(bucket, info.limit, info.window_seconds)
+        if info.quota and info.window_s:
+            self.log.policy[bucket] = (info.quota, info.window_s)
+            if self.budget is not None and self._pause.announce(bucket, info.quota, info.window_s):
+                self.budget.adopt(bucket, info.quota, info.window_s)
         if info.remaining == 0 and response.status_code != 429:
-            # The window is spent: the next request would be refused, so none is sent before the reset.
-            self._pause.hold(info.reset_in_seconds)
+            # The window is spent: the next request would be refused, so none is sent before the
+            # reset, but never later than the cap: `t=999999999` must not stop a sweep for good.
+            pause = min(info.reset_s, self.settings.max_retry_after_s)
+            self._pause.hold(pause)
             if self.budget is not None:
-                self.budget.defer(info.reset_in_seconds)
+                self.budget.defer(pause)
 
     def _backoff(self, attempt: int) -> float:
         base = min(self.settings.backoff_max_s, self.settings.backoff_base_s * 2**attempt)

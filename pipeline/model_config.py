@@ -56,9 +56,15 @@ class ModelConfig:
         return asdict(self)
 
 
+# Sizes are stored as int64 columns: a config's 2**70 is no size, and writing it failed the whole
+# model with an OverflowError traceback from pyarrow.
+_MAX_SIZE = 2**63 - 1
+
+
 def _int(value: object) -> int | None:
-    """A positive int, or None (bools, strings, floats and zero are not sizes)."""
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+    """A positive int that an int64 column holds, or None (bools, strings, floats, zero and
+    numbers past int64 are not sizes)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= _MAX_SIZE:
         return None
     return value
 

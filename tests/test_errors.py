@@ -99,6 +99,7 @@ def test_the_permanent_failures_are_the_format_fingerprint_and_no_weights_classe
     assert errors.permanent_categories() == {
         "FormatError", "MalformedHeader", "UnsupportedDtype", "UnsupportedFormat", "UnsafeContent",
         "FingerprintError", "NoWeights",
+        "BadListing",  # a revision's file names are fixed by its commit: a bad one stays bad
     }  # fmt: skip
     assert not errors.RateLimited.permanent and not errors.RepoGated.permanent
     assert not errors.ResourceLimit.permanent and not errors.InternalError.permanent

@@ -25,6 +25,7 @@ from huggingface_hub.errors import (
 from huggingface_hub.utils import http_backoff, parse_ratelimit_headers
 
 from testbed.fakehub import FakeHub, Fault
+from testbed.fakehub.listing import encode_cursor
 
 GRANTED = "hf_granted_token"
 ZOO = 7  # repos zoo/m0..m6, enough for three pages of 3
@@ -343,6 +344,23 @@ def test_scripted_429_then_200_with_backoff(hub: FakeHub) -> None:
     r = http_backoff("GET", url, base_wait_time=0.01, timeout=5)
     assert r.status_code == 200
     assert [(rec.status, rec.fault) for rec in hub.log] == [(429, "429"), (200, None)]
+
+
+def test_a_scripted_mirror_sends_its_own_headers_body_and_listing_entries(hub: FakeHub) -> None:
+    loop = f'<{hub.url}/api/models>; rel="next"'
+    hub.script("/api/models", [Fault(headers=(("Link", loop), ("RateLimit", '"api";r=0;t=9')), body=b"{}")])
+    scripted, normal = get(hub, "/api/models"), get(hub, "/api/models")
+    assert (scripted.headers["Link"], scripted.headers["RateLimit"], scripted.content) == (
+        loop,
+        '"api";r=0;t=9',
+        b"{}",
+    )  # replacing the real headers of that name, not added beside them
+    assert normal.headers["Link"] != loop and normal.json()[0]["id"] != "x"
+    assert [rec.fault for rec in hub.log] == ["headers+body", None]
+    hub.listing_extra = [{"sha": 123}, 7]
+    first = get(hub, "/api/models").json()
+    assert first[-2:] == [{"sha": 123}, 7]  # on the first page only, as they are
+    assert get(hub, "/api/models?cursor=" + encode_cursor(3)).json()[-1] != 7
 
 
 def test_script_steps_in_order_then_normal(hub: FakeHub) -> None:

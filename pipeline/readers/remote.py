@@ -14,11 +14,11 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from urllib.parse import parse_qs, urljoin, urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from pipeline.config import MULTIPART_PART_OVERHEAD
 from pipeline.errors import FetchError
-from pipeline.http import REDIRECTS, Fetched, HubHttp, Where, bucket_of
+from pipeline.http import REDIRECTS, Fetched, HubHttp, Where, bucket_of, header_int, next_location
 from pipeline.readers.byte_source import ReadStats
 from pipeline.readers.byteranges import boundary_of, parse_byteranges
 
@@ -48,15 +48,16 @@ def signed_url_expiry(url: str) -> float | None:
     """Epoch seconds at which a signed URL stops working: CloudFront `Expires=`, S3 `X-Amz-Date` + `X-Amz-Expires`."""
     query = parse_qs(urlsplit(url).query)
     expires = (query.get("Expires") or [""])[0]
-    if expires.isdigit():
+    if header_int(expires) is not None:
         return float(expires)
     amz_date, amz_expires = (query.get("X-Amz-Date") or [""])[0], (query.get("X-Amz-Expires") or [""])[0]
-    if amz_date and amz_expires.isdigit():
+    lifetime = header_int(amz_expires)
+    if amz_date and lifetime is not None:
         try:
             signed = datetime.strptime(amz_date, "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc)
         except ValueError:
             return None
-        return signed.timestamp() + int(amz_expires)
+        return signed.timestamp() + lifetime
     return None
 
 
@@ -202,7 +203,7 @@ class RemoteFile:
                 # Answered here: a mirror or a small file, read at this URL from now on.
                 self._set_located(Located(url, signed=False, resolved_at=time.time()))
                 return self._accept(fetched, begin, end)
-            url = urljoin(url, response.headers.get("Location", ""))
+            url = next_location(url, response.headers.get("Location", ""), self._where)
             self._note_identity(response.headers)
             if bucket_of(url, self.http.endpoint) == "cdn":
                 self._set_located(Located(url, True, time.time(), signed_url_expiry(url)))
@@ -246,9 +247,9 @@ class RemoteFile:
                 or a 206 of the wrong length or position.
         """
         response, body = fetched.response, fetched.response.content
-        total = response.headers.get("Content-Range", "").rpartition("/")[2]
-        if self._size is None and total.isdigit():
-            self._size = int(total)
+        total = header_int(response.headers.get("Content-Range", "").rpartition("/")[2])
+        if self._size is None and total is not None:
+            self._size = total
         if self._size is not None:
             end = min(end, self._size)  # the size probe may ask past the end of a small file
         if response.status_code == 206:
@@ -275,11 +276,12 @@ class RemoteFile:
 
     def _note_identity(self, headers: Mapping[str, str]) -> None:
         """Size and sha256 from the resolve redirect (X-Linked-Size, X-Linked-ETag)."""
-        size, etag = headers.get("X-Linked-Size", ""), headers.get("X-Linked-ETag", "")
-        if self._size is None and size.isdigit():
-            self._size = int(size)
-        if etag:
-            self.sha256 = etag.strip('"')
+        size, etag = header_int(headers.get("X-Linked-Size", "")), headers.get("X-Linked-ETag", "").strip('"')
+        if self._size is None and size is not None:
+            self._size = size
+        # The file's identity in the store (copies are found by it): only a sha256 is taken as one.
+        if len(etag) == 64 and all(c in "0123456789abcdef" for c in etag.lower()):
+            self.sha256 = etag.lower()
 
     def _set_located(self, located: Located) -> None:
         with self._locate_lock:

@@ -47,6 +47,13 @@ def read_header(source: ByteSource, settings: Settings) -> CheckpointHeader:
         raw += source.read(len(probe), 8 + length)
     if len(raw) != length:
         raise bad(f"file truncated inside the {length}-byte header")
+    # Counted in the bytes, before the parser builds a dict per entry (a quote inside a JSON string
+    # is escaped, so only keys match).
+    entries = raw.count(b'"data_offsets"')
+    if entries > settings.max_header_entries:
+        raise bad(
+            f"header lists {entries} tensors, more than {settings.max_header_entries} (max_header_entries)"
+        )
     try:
         doc = loads_bounded(raw, settings.max_header_bytes)
     except JsonLimit as exc:

@@ -28,6 +28,10 @@ class Fault:
     error_code:  `X-Error-Code` to send with a scripted error status (e.g. "GatedRepo").
     drip:        seconds to wait between DRIP_BYTES pieces of the body (a slow-drip server that
                  never trips an idle timeout).
+    headers:     extra (name, value) headers sent with the answer, replacing the real ones of that
+                 name: a looping or foreign `Link`, `Content-Encoding: gzip` over plain bytes, a
+                 `RateLimit` reset of a billion seconds. A misbehaving mirror, scripted.
+    body:        bytes sent instead of the real body (with status 200: a hostile listing page).
     """
 
     status: int = 200
@@ -37,6 +41,8 @@ class Fault:
     cut_after: int | None = None
     error_code: str | None = None
     drip: float = 0.0
+    headers: tuple[tuple[str, str], ...] = ()
+    body: bytes | None = None
 
     def __post_init__(self) -> None:
         if not 200 <= self.status <= 599:
@@ -69,6 +75,7 @@ class Fault:
         """Short label for the request log, e.g. '429', 'slow', 'cut', '503+slow'."""
         parts = [] if self.status == 200 else [str(self.status)]
         parts += ["slow"] * (self.delay > 0) + ["cut"] * self.cut + ["drip"] * (self.drip > 0)
+        parts += ["headers"] * bool(self.headers) + ["body"] * (self.body is not None)
         return "+".join(parts) or "ok"
 
 

@@ -129,9 +129,17 @@ def check_gate(repo: Repo, caller: Caller, base_url: str) -> Reply | None:
 
 
 def list_models(
-    store: RepoStore, query: str, *, base_url: str, page_size: int, synthetic: int, caller: Caller
+    store: RepoStore,
+    query: str,
+    *,
+    base_url: str,
+    page_size: int,
+    synthetic: int,
+    caller: Caller,
+    extra: list[Any] | None = None,
 ) -> Reply:
-    """GET /api/models: one page, plus `Link: <...cursor=...>; rel="next"` while entries remain."""
+    """GET /api/models: one page, plus `Link: <...cursor=...>; rel="next"` while entries remain;
+    ``extra`` raw entries end the first page as they are (a misbehaving mirror's)."""
     try:
         q = parse_query(parse_qs(query, keep_blank_values=True))
     except BadQuery as e:
@@ -139,6 +147,8 @@ def list_models(
     entries, next_offset = list_page(
         store, q, page_size=page_size, synthetic=synthetic, see_private=caller.granted
     )
+    if q.offset == 0 and extra:
+        entries = [*entries, *extra]
     headers = {}
     if next_offset is not None:
         params = [(k, v) for k, v in parse_qsl(query, keep_blank_values=True) if k != "cursor"]

@@ -92,6 +92,8 @@ class _Handler(BaseHTTPRequestHandler):
                     self._scripted(fault) if fault and fault.status != 200 else self._route(target, url.query)
                 )
             reply.headers.update(limit_headers)
+            if fault is not None:
+                _rewrite(reply, fault)  # last, so a scripted header replaces the real one
             status = reply.status
             self._drip = fault.drip if fault is not None else 0.0
             self._send(reply, method, fault if fault is not None and fault.cut else None)
@@ -152,6 +154,7 @@ class _Handler(BaseHTTPRequestHandler):
                 page_size=hub.page_size,
                 synthetic=hub.synthetic_models,
                 caller=caller,
+                extra=hub.listing_extra,
             )
         if target.kind == "info":
             return routes.model_info(hub.store, target, query, caller)
@@ -225,6 +228,16 @@ class _Handler(BaseHTTPRequestHandler):
         return self._sent < budget
 
 
+def _rewrite(reply: Reply, fault: Fault) -> None:
+    """Put a fault's own headers and body on the answer (a misbehaving server's, not the Hub's)."""
+    for name, value in fault.headers:
+        for old in [k for k in reply.headers if k.lower() == name.lower()]:
+            del reply.headers[old]
+        reply.headers[name] = value
+    if fault.body is not None:
+        reply.body, reply.file, reply.pieces = fault.body, None, ()
+
+
 def _cdn_target(path: str) -> Target:
     """A CDN path as a resolve target, so the log names repo and file for both origins."""
     parsed = parse_cdn_path(path)
@@ -241,7 +254,8 @@ class FakeHub:
     small files are answered directly. ``cdn=False`` serves every file from `/resolve/` itself,
     like a plain mirror. Settings given here are restored by reset(); between tests change them
     as attributes (latency, page_size, synthetic_models, slow_seconds, signed_ttl, multirange
-    in MULTIRANGE_MODES, ignore_range) or with set_quota().
+    in MULTIRANGE_MODES, ignore_range, listing_extra) or with set_quota(). ``listing_extra`` holds
+    raw JSON entries (any shape: a mirror's broken or hostile ones) added to the listing's first page.
     """
 
     def __init__(
@@ -368,6 +382,7 @@ class FakeHub:
         self.latency, self.slow_seconds = latency, slow
         self.signed_ttl, self.multirange = self._cdn_defaults
         self.ignore_range = False
+        self.listing_extra: list[Any] = []
         self._scripts.clear()
         self.log.clear()
         self.set_quota(quota, window)
