@@ -57,6 +57,13 @@ OLD_MODELS = pa.schema(
         ("license_name", pa.string()),
         ("created_at", pa.timestamp("us", tz="UTC")),
         ("code_notices", _str_list),
+        # issue 23: a PEFT adapter's facts, added last so older stores still read
+        ("adapter_type", pa.string()),
+        ("adapter_base", pa.string()),
+        ("adapter_rank", pa.int64()),
+        ("adapter_alpha", pa.float64()),
+        ("adapter_targets", _str_list),
+        ("adapter_layers", _i64_list),
     ]
 )
 
