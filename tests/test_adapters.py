@@ -13,7 +13,7 @@ import json
 import numpy as np
 import pytest
 
-from jobs import families, flag, sql, sweep
+from jobs import compare, families, flag, sql, sweep
 from pipeline.comparison import verdicts as v
 from pipeline.config import Settings
 from pipeline.storage.duckdb import connect
@@ -147,3 +147,11 @@ def test_adapters_hang_under_their_declared_base_in_the_family_tree(result):
     assert parents[ADAPTER] == (MINILM, families.ADAPTER_VERDICT)
     assert parents[WIDE] == (MINILM, families.ADAPTER_VERDICT)
     assert parents[COPY][0] in (ADAPTER, MINILM)
+
+
+def test_compare_of_an_adapter_and_its_base_is_a_comparison_not_a_refusal(result):
+    """Before: "not comparable … hidden size None vs 384". Now both sit in the 384 block; no weight signal
+    links A/B to the base's matrices, so the verdict rests on the declaration."""
+    settings, _ = result
+    got = compare.run(settings, ADAPTER, MINILM)
+    assert got.row["verdict"] == v.INSUFFICIENT and got.row["declared"]
