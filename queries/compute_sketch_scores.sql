@@ -1,5 +1,6 @@
 -- purpose: element-aligned signal of every candidate pair: Pearson of the sampled values of same-role,
---          same-shape weight matrices (or adapter matrices: a LoRA's A with A, B with B); the best deep layer for each layer of the shallower model (a layer
+--          same-shape weight matrices (or a LoRA's B with B: PEFT draws A from the seeded RNG and trains B
+--          from zero, so two adapters of one seed share A whatever they learnt); the best deep layer for each layer of the shallower model (a layer
 --          map, searched on the first $search_values values, scored on all), and how many same-index
 --          tensors are bit-identical
 -- params:  $min_values INTEGER = 64, $search_values INTEGER = 128
@@ -14,7 +15,7 @@ WITH mats AS MATERIALIZED (
     FROM (
         SELECT k.mid, t.*, list_avg(t.sketch) AS mu
         FROM candidate_models AS k JOIN tensors AS t USING (repo_id, revision)
-        WHERE t.kind IN ('weight', 'lora_A', 'lora_B') AND t.layer IS NOT NULL AND len(t.shape) = 2
+        WHERE t.kind IN ('weight', 'lora_B') AND t.layer IS NOT NULL AND len(t.shape) = 2
           AND len(t.sketch) >= $min_values::INTEGER
     )
 ),

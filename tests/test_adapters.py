@@ -23,6 +23,7 @@ from testbed.writers.safetensors_write import read_safetensors_np
 from tests.real_checkpoints import real_model
 
 ADAPTER, COPY, WIDE = f"{ORG}/minilm-lora", f"{ORG}/minilm-lora-f16", f"{ORG}/wide-lora"
+SAME_SEED = f"{ORG}/minilm-lora-other-task"
 MERGED, DENSE = f"{ORG}/minilm-lora-merged", f"{ORG}/minilm-dense-drift"
 
 
@@ -39,11 +40,11 @@ def lora_hub(repos):
 
 @pytest.fixture(scope="module")
 def result(ray_session, lora_hub, tmp_path_factory):
-    """The six repos swept from the fake Hub and flagged: (settings, flag result)."""
+    """The seven repos swept from the fake Hub and flagged: (settings, flag result)."""
     settings = Settings(endpoint=lora_hub.url, store=tmp_path_factory.mktemp("lora-store") / "store",
                         backoff_base_s=0.01, backoff_max_s=0.05)  # fmt: skip
     summary = sweep.run(settings, "hub")
-    assert (summary.done, summary.failed) == (6, 0), summary.messages
+    assert (summary.done, summary.failed) == (7, 0), summary.messages
     return settings, flag.run(settings)
 
 
@@ -90,7 +91,7 @@ def test_the_build_is_a_trained_rank_8_lora_merged_into_the_real_base(repos):
 def test_sql_adapters_lists_the_adapters_with_their_base_and_the_fit_check(result):
     settings, _ = result
     rows = {r["repo_id"]: r for r in sql.run(settings, "adapters", {}).to_pylist()}
-    assert sorted(rows) == [ADAPTER, COPY, WIDE]
+    assert sorted(rows) == [ADAPTER, COPY, SAME_SEED, WIDE]
     got = rows[ADAPTER]
     assert (got["type"], got["base"], got["rank"], got["alpha"], got["targets"]) == (
         "LORA", MINILM, RANK, 16.0, ["query", "value"]
@@ -101,7 +102,7 @@ def test_sql_adapters_lists_the_adapters_with_their_base_and_the_fit_check(resul
         384,
         "fits",
     )
-    assert rows[COPY]["fit"] == "fits"
+    assert rows[COPY]["fit"] == rows[SAME_SEED]["fit"] == "fits"
     assert rows[WIDE]["fit"] == "does not fit: base hidden 384, adapter 512"
 
 
@@ -122,6 +123,17 @@ def test_the_adapters_f16_re_upload_is_found_as_a_copy(result):
     row = _pair(result, ADAPTER, COPY)
     assert row["flagged"] and row["verdict"] == v.CAST_COPY, row["reason"]
     assert row["sketch"] > 0.9999
+
+
+def test_an_adapter_trained_from_the_same_seed_on_another_task_is_no_copy_or_fine_tune_of_it(result, repos):
+    """Both start from one A (PEFT draws it from the seeded RNG), so A is no evidence; B is learnt from zero."""
+    a = read_safetensors_np(repos["adapter"] / "adapter_model.safetensors")
+    b = read_safetensors_np(repos["same_seed"] / "adapter_model.safetensors")
+    shared_a = [np.corrcoef(a[n].ravel(), b[n].ravel())[0, 1] for n in a if n.endswith("lora_A.weight")]
+    assert min(shared_a) > 0.9  # the build: A barely moves from its shared init
+    row = _pair(result, ADAPTER, SAME_SEED)
+    assert row["verdict"] not in (v.EXACT_COPY, v.CAST_COPY, v.FINE_TUNE, v.LOW_RANK_FINE_TUNE), row["reason"]
+    assert row["sketch"] < 0.5
 
 
 def test_the_merged_lora_is_a_low_rank_fine_tune_of_its_base(result):

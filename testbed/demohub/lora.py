@@ -76,15 +76,16 @@ def train_module(
     return a.astype(np.float32), b.astype(np.float32)
 
 
-def train_lora(state: dict[str, np.ndarray], seed: int = 0, layers: int = 6) -> Lora:
-    """A rank-RANK LoRA on TARGETS of every block, deterministic for its seed."""
+def train_lora(state: dict[str, np.ndarray], seed: int = 0, layers: int = 6, offset: int = 1) -> Lora:
+    """A rank-RANK LoRA on TARGETS of every block, deterministic for its seed; each block's teacher is the
+    block ``offset`` further on (another ``offset`` is another task)."""
     x = embedding_inputs(state, seed)
     rng = np.random.default_rng(seed)
     weights = {}
     for layer in range(layers):
         for target in TARGETS:
             module = f"encoder.layer.{layer}.attention.self.{target}"
-            teacher = state[f"encoder.layer.{(layer + 1) % layers}.attention.self.{target}.weight"]
+            teacher = state[f"encoder.layer.{(layer + offset) % layers}.attention.self.{target}.weight"]
             w = state[f"{module}.weight"].astype(np.float64)
             weights[module] = train_module(w, teacher.astype(np.float64), x, rng)
     return Lora(MINILM, RANK, ALPHA, TARGETS, weights)
@@ -124,6 +125,11 @@ def build_lora_repos(raw: Path, dst: Path) -> dict[str, Path]:
     lora = train_lora(state)
     repos = {"base": base}
     repos["adapter"] = write_adapter_repo(dst / ORG / "minilm-lora", lora)
+    # PEFT draws A from the framework's RNG: two people who both seed 42 start from the same A
+    other = train_lora(state, offset=3)
+    repos["same_seed"] = write_adapter_repo(
+        dst / ORG / "minilm-lora-other-task", other, title="LoRA, same seed, other task"
+    )
     repos["copy"] = write_adapter_repo(
         dst / ORG / "minilm-lora-f16", lora, "F16", "LoRA adapter (F16 re-upload)"
     )
