@@ -106,7 +106,7 @@ def test_sql_adapters_lists_the_adapters_with_their_base_and_the_fit_check(resul
     assert rows[WIDE]["fit"] == "does not fit: base hidden 384, adapter 512"
 
 
-def test_an_adapter_is_stored_with_the_widths_its_matrices_imply(result):
+def test_an_adapter_is_stored_with_the_widths_its_matrices_imply(result, lora_hub):
     settings, _ = result
     got = (
         connect(settings.store)
@@ -117,6 +117,13 @@ def test_an_adapter_is_stored_with_the_widths_its_matrices_imply(result):
     )
     # 12 modules x (A [8, 384] + B [384, 8])
     assert got == [(384, [MINILM], "safetensors", 12 * 2 * RANK * 384)]
+    # its adapter_config.json is one GET through the Hub, counted in the models row like its weights'
+    fetched = lora_hub.log.where(method="GET", repo_id=ADAPTER, filename="adapter_config.json")
+    assert [r.status for r in fetched] == [200]
+    sql_counted = "SELECT resolver_requests FROM models WHERE repo_id = $r"
+    ((counted,),) = connect(settings.store).sql(sql_counted, params={"r": ADAPTER}).fetchall()
+    resolves = [r for r in lora_hub.log.where(repo_id=ADAPTER, origin="hub") if "/resolve/" in r.path]
+    assert counted == len(resolves) >= 2  # the config and the weights' redirect
 
 
 def test_the_adapters_f16_re_upload_is_found_as_a_copy(result):
