@@ -13,7 +13,7 @@ trained. A pair's median r is carried by its untouched matrices, so it cannot te
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -75,9 +75,11 @@ class PairDelta:
         )
 
 
-def matrix_delta(role: str, a: Iterable[float], b: Iterable[float], rows: int) -> MatrixDelta | None:
+def matrix_delta(
+    role: str, a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray, rows: int
+) -> MatrixDelta | None:
     """The delta of two aligned sketches of ``rows`` sampled rows each, or None when they cannot be reshaped."""
-    va, vb = np.asarray(list(a), np.float64), np.asarray(list(b), np.float64)
+    va, vb = np.asarray(a, np.float64), np.asarray(b, np.float64)
     if va.shape != vb.shape or rows < 1 or va.size % rows:
         return None
     delta = (vb - va).reshape(rows, va.size // rows)

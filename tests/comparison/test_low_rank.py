@@ -7,6 +7,7 @@ import ml_dtypes
 import numpy as np
 import pytest
 
+from jobs.low_rank_deltas import needs_delta
 from pipeline.comparison import verdicts as v
 from pipeline.comparison.low_rank import MatrixDelta, matrix_delta, pair_delta
 from testbed.writers.safetensors_write import read_safetensors_np
@@ -112,3 +113,29 @@ def test_a_partial_change_within_the_cast_band_stays_a_cast(query):
     delta = pair_delta(_deltas(query, {"attn_q": cast}, 4))
     assert delta is not None and delta.partial and delta.rank is None
     assert v.verdict({**ROW, "b_dtype": "BF16", "delta": delta})[0] == v.CAST_COPY
+
+
+def test_a_lora_merged_into_every_linear_is_low_rank_not_a_weight_only_quantisation(query):
+    """No matrix untouched, norms bit-identical, 1 - r small: the rule for weight-only quantisation would fit."""
+    moved = {role: _lora(query, 8, seed=i) for i, role in enumerate(("attn_q", "attn_k", "attn_v", "attn_o"))}
+    delta = pair_delta(_deltas(query, moved, 0))
+    assert delta is not None and not delta.partial and delta.rank == 8
+    everything_moved = {**ROW, "sketch_identical": 0.0, "sketch_same": 1 - 1e-3}
+    assert v.verdict(everything_moved)[0] == v.CAST_COPY  # what it was without the delta
+    assert v.verdict({**everything_moved, "delta": delta})[0] == v.LOW_RANK_FINE_TUNE
+
+
+@pytest.mark.parametrize(
+    ("changes", "examined"),
+    [
+        ({}, True),  # 12 of 36 matrices bit-identical
+        ({"sketch_identical": 0.0}, True),  # everything moved, one dtype: no cast explains it
+        ({"sketch_identical": 0.0, "b_dtype": "GPTQ-int4-g128"}, False),  # a quantised copy
+        ({"sketch_identical": 1.0}, False),  # an exact copy
+        ({"flagged": False}, False),
+        ({"b_layers": 3}, False),  # another depth: the layer map's business
+        ({"copy_link": True}, False),
+    ],
+)
+def test_which_flagged_pairs_have_their_delta_read(changes, examined):
+    assert needs_delta({**ROW, **changes}) is examined
