@@ -19,8 +19,10 @@ SELECT a.repo_id, a.revision, a.adapter_type AS type, a.adapter_base AS base, b.
        CASE
            WHEN a.adapter_base IS NULL THEN 'no declared base'
            WHEN b.repo_id IS NULL THEN 'base not in the store'
+           -- IA3 scales k/v outputs and the MLP's input: under grouped-query attention neither is the hidden size
+           WHEN a.hidden IS NULL THEN 'unknown: the adapter''s tensors imply no hidden size'
            WHEN a.hidden IS DISTINCT FROM b.hidden
-               THEN printf('does not fit: base hidden %s, adapter %s', b.hidden::VARCHAR, coalesce(a.hidden::VARCHAR, 'unknown'))
+               THEN printf('does not fit: base hidden %s, adapter %s', b.hidden::VARCHAR, a.hidden::VARCHAR)
            WHEN a.intermediate IS NOT NULL AND a.intermediate IS DISTINCT FROM b.intermediate
                THEN printf('does not fit: base MLP width %s, adapter %s', b.intermediate::VARCHAR, a.intermediate::VARCHAR)
            WHEN len(a.adapter_layers) > 0 AND list_max(a.adapter_layers) >= b.layers

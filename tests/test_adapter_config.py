@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 
+from jobs import fingerprint, sql
 from jobs.model_task import fingerprint_model
 from pipeline.adapter_config import adapter_facts
 from pipeline.config import Settings
@@ -119,3 +120,55 @@ def test_a_model_with_weights_of_its_own_has_no_adapter_facts(tmp_path):
     write_safetensors(repo / "model.safetensors", {"encoder.layer.0.attention.self.query.weight": np.eye(64, dtype=np.float32)})  # fmt: skip
     out = fingerprint_model(local_model(repo, "org/plain"), Settings(store=tmp_path / "store"))
     assert out.model is not None and out.model.adapter_type is None and out.model.adapter_targets is None
+
+
+def _tiny_base(root, hidden: int = 64, inner: int = 128, layers: int = 2):
+    rng = np.random.default_rng(1)
+    tensors = {"embeddings.word_embeddings.weight": rng.normal(0, 0.05, (100, hidden)).astype(np.float32)}
+    for i in range(layers):
+        p = f"encoder.layer.{i}."
+        tensors[p + "attention.self.query.weight"] = rng.normal(0, 0.05, (hidden, hidden)).astype(np.float32)
+        tensors[p + "intermediate.dense.weight"] = rng.normal(0, 0.05, (inner, hidden)).astype(np.float32)
+        tensors[p + "output.dense.weight"] = rng.normal(0, 0.05, (hidden, inner)).astype(np.float32)
+    repo = root / "org" / "base"
+    repo.mkdir(parents=True)
+    write_safetensors(repo / "model.safetensors", tensors)
+    return repo
+
+
+def _write_adapter(root, name: str, base: str, modules: dict[str, tuple[int, int]], rank: int = 4):
+    rng = np.random.default_rng(2)
+    weights = {m: (rng.normal(0, 0.05, (rank, i)).astype(np.float32), rng.normal(0, 0.01, (o, rank)).astype(np.float32))
+               for m, (o, i) in modules.items()}  # fmt: skip
+    return write_adapter_repo(root / "org" / name, Lora(base, rank, 8.0, ("query",), weights))
+
+
+def test_the_fit_check_names_what_does_not_fit(tmp_path):
+    repos = [_tiny_base(tmp_path)]
+    q, down = "encoder.layer.{}.attention.self.query", "encoder.layer.{}.output.dense"
+    repos.append(
+        _write_adapter(tmp_path, "fits", "org/base", {q.format(0): (64, 64), down.format(1): (64, 128)})
+    )
+    repos.append(
+        _write_adapter(tmp_path, "mlp", "org/base", {q.format(0): (64, 64), down.format(1): (64, 256)})
+    )
+    repos.append(_write_adapter(tmp_path, "deep", "org/base", {q.format(0): (64, 64), q.format(5): (64, 64)}))
+    repos.append(_write_adapter(tmp_path, "orphan", "org/missing", {q.format(0): (64, 64)}))
+    ia3 = tmp_path / "org" / "ia3"
+    ia3.mkdir(parents=True)
+    write_safetensors(ia3 / "adapter_model.safetensors",
+                      {PREFIX + down.format(0) + ".ia3_l": np.ones((1, 128), np.float32)})  # fmt: skip
+    (ia3 / "adapter_config.json").write_text(
+        json.dumps({"peft_type": "IA3", "base_model_name_or_path": "org/base"})
+    )
+    repos.append(ia3)
+    settings = Settings(store=tmp_path / "store")
+    assert fingerprint.run(settings, [str(p) for p in repos]).failed == 0
+    fit = {r["repo_id"]: (r["type"], r["fit"]) for r in sql.run(settings, "adapters", {}).to_pylist()}
+    assert fit == {
+        "org/fits": ("LORA", "fits"),
+        "org/mlp": ("LORA", "does not fit: base MLP width 128, adapter 256"),
+        "org/deep": ("LORA", "does not fit: base has 2 layers, adapter adapts layer 5"),
+        "org/orphan": ("LORA", "base not in the store"),
+        "org/ia3": ("IA3", "unknown: the adapter's tensors imply no hidden size"),
+    }
