@@ -143,8 +143,9 @@ def _fingerprint(
     # also read before the models row is made, so its requests are counted
     declared = fetch_adapter_config(ref, http) if is_adapter(ref) else None
     record = _model_record(ref, settings, plan, tensors, sources, config, tokens, http, started)
-    if declared is not None:
-        record = _as_adapter(record, adapter_facts(declared, shapes, classify_all(list(shapes), shapes)))
+    facts = None if declared is None else adapter_facts(declared, shapes, classify_all(list(shapes), shapes))
+    if facts is not None:
+        record = _as_adapter(record, facts)
     outcome.model = replace(
         record,
         code_notices=notices,

@@ -12,13 +12,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline.roles import TensorRole
+from pipeline.roles import ADAPTER_KINDS, TensorRole
 
 ADAPTER_CONFIG = "adapter_config.json"
 # Roles whose Linear reads the residual stream (lora_A's in-features = hidden) and those that write
 # it (lora_B's out-features = hidden); the MLP's inner width shows on the other side of each.
 READS_HIDDEN = frozenset({"attn_q", "attn_k", "attn_v", "attn_qkv", "mlp_up", "mlp_gate", "mlp_gate_up"})
 WRITES_HIDDEN = frozenset({"attn_o", "mlp_down"})
+_PART_KINDS = frozenset(ADAPTER_KINDS.values())
 
 
 @dataclass(frozen=True)
@@ -38,8 +39,11 @@ class AdapterFacts:
 
 def adapter_facts(
     config: Mapping[str, Any], shapes: Mapping[str, Sequence[int]], roles: Mapping[str, TensorRole]
-) -> AdapterFacts:
-    """The facts of an adapter from its adapter_config.json and its tensors' shapes and roles."""
+) -> AdapterFacts | None:
+    """The facts of an adapter from its adapter_config.json and its tensors' shapes and roles; None when
+    no tensor is an adapter part (a full model that kept a leftover adapter_config.json)."""
+    if not any(r.kind in _PART_KINDS for r in roles.values()):
+        return None
     peft_type = _str(config.get("peft_type")) or _type_from_kinds(roles)
     if peft_type == "LORA" and (config.get("use_dora") is True or _has_kind(roles, "dora_m")):
         peft_type = "DORA"

@@ -129,8 +129,10 @@ _POST_ATTN_RE = re.compile(r"(?:^|\.)post_attention_layernorm\.\w+$")
 QUANT_PARTS = frozenset({"qweight", "qzeros", "scales", "g_idx"})
 # PEFT stores an adapted Linear's parts under the module's path: "<module>.lora_A.weight" [r, in],
 # "<module>.lora_B.weight" [out, r], DoRA's "<module>.lora_magnitude_vector" [out] and IA3's
-# "<module>.ia3_l"; each keeps its Linear's role under a kind of its own.
-ADAPTER_KINDS = {"lora_A": "lora_A", "lora_B": "lora_B", "lora_magnitude_vector": "dora_m", "ia3_l": "ia3"}
+# "<module>.ia3_l"; each keeps its Linear's role under a kind of its own. A LoRA on an embedding stores
+# "lora_embedding_A" [r, vocab] and "lora_embedding_B" [dim, r].
+ADAPTER_KINDS = {"lora_A": "lora_A", "lora_B": "lora_B", "lora_embedding_A": "lora_A", "lora_embedding_B": "lora_B",
+                 "lora_magnitude_vector": "dora_m", "ia3_l": "ia3"}  # fmt: skip
 
 
 def _split_param(name: str) -> tuple[str, str]:

@@ -49,6 +49,7 @@ def _facts(config: object, shapes: dict[str, tuple[int, ...]]):
         (PREFIX + "model.layers.7.self_attn.v_proj.lora_magnitude_vector", "attn_v", "dora_m"),
         (PREFIX + "model.layers.7.self_attn.v_proj.lora_magnitude_vector.weight", "attn_v", "dora_m"),
         (PREFIX + "model.layers.7.mlp.down_proj.ia3_l", "mlp_down", "ia3"),
+        (PREFIX + "model.embed_tokens.lora_embedding_A", "embed", "lora_A"),
     ],
 )
 def test_peft_parts_keep_their_linears_role_under_a_kind_of_their_own(name, role, kind):
@@ -114,9 +115,12 @@ def test_an_adapter_repo_is_stored_as_an_adapter_whatever_its_config_holds(tmp_p
     assert m.base_models == ["org/base"]  # the card declares it either way
 
 
-def test_a_model_with_weights_of_its_own_has_no_adapter_facts(tmp_path):
+@pytest.mark.parametrize("leftover_config", [False, True])
+def test_a_model_with_weights_of_its_own_has_no_adapter_facts(tmp_path, leftover_config):
     repo = tmp_path / "org" / "plain"
     repo.mkdir(parents=True)
+    if leftover_config:  # merged and uploaded with the adapter's config still beside the weights
+        (repo / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "r": 8}))
     write_safetensors(repo / "model.safetensors", {"encoder.layer.0.attention.self.query.weight": np.eye(64, dtype=np.float32)})  # fmt: skip
     out = fingerprint_model(local_model(repo, "org/plain"), Settings(store=tmp_path / "store"))
     assert out.model is not None and out.model.adapter_type is None and out.model.adapter_targets is None
