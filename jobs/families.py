@@ -21,6 +21,8 @@ from pipeline.storage.duckdb import connect, fetch_rows, flagged_pairs
 TIE_FACTOR = 0.9
 # Marks an undeclared link wherever a family is printed: no model card names the relation.
 UNDECLARED_MARK = "UNDECLARED"
+# The tree edge of an adapter under its declared base: no pair is scored between them.
+ADAPTER_VERDICT = "adapter"
 
 
 @dataclass(frozen=True)
@@ -91,6 +93,7 @@ def load_families(con: duckdb.DuckDBPyConnection) -> list[Family]:
         by_family[int(r["family"])].append(r)
     pairs = [{"a": p["a_repo_id"], "b": p["b_repo_id"], "verdict": p["verdict"], "reason": p["reason"],
               "declared": p["declared"], "score": p["score"]} for p in flagged_pairs(con)]  # fmt: skip
+    pairs += [adapter_link(r) for r in rows if r.get("adapter_of")]
     out = []
     for number in sorted(by_family):
         members = by_family[number]
@@ -99,9 +102,18 @@ def load_families(con: duckdb.DuckDBPyConnection) -> list[Family]:
         family = Family(number, members[0]["repo_id"], members, int(members[0]["family_pairs"]),
                         int(members[0]["undeclared_pairs"]))  # fmt: skip
         family.links = spanning_tree([m["repo_id"] for m in members], mine)
-        family.other_links = len(mine) - len(family.links)
+        # flagged pairs the tree leaves out (adapter declarations are not pairs)
+        flagged = [p for p in mine if p["verdict"] != ADAPTER_VERDICT]
+        family.other_links = len(flagged) - sum(link.verdict != ADAPTER_VERDICT for link in family.links)
         out.append(family)
     return out
+
+
+def adapter_link(member: dict[str, Any]) -> dict[str, Any]:
+    """A PEFT adapter's link to the base it declares: a declaration, no score (`hubscan sql adapters` checks
+    whether it fits)."""
+    return {"a": member["adapter_of"], "b": member["repo_id"], "verdict": ADAPTER_VERDICT,
+            "reason": "PEFT adapter declaring this base (adapter_config.json)", "declared": True, "score": 0.0}  # fmt: skip
 
 
 def spanning_tree(ranked: list[str], pairs: list[dict[str, Any]]) -> list[Link]:

@@ -22,7 +22,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from jobs import layer_maps, licence_edges
+from jobs import layer_maps, licence_edges, low_rank_deltas
 from jobs.flag_rows import RowSpill
 from pipeline import __version__
 from pipeline.comparison.judge import judge_pairs
@@ -215,6 +215,8 @@ def score_units(
                     lambda pairs: unit_connections(con, store, homes, pairs),
                 )
                 del todo
+                # merged LoRAs: the low-rank delta of flagged same-depth pairs, read by the verdict
+                low_rank_deltas.annotate(con, rows, lambda pairs: unit_connections(con, store, homes, pairs))
                 derived = derived_sides(
                     maps.select(["a_repo_id", "a_revision", "b_repo_id", "b_revision", "derived"]).to_pylist()
                 )

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from jobs.task_limits import ModelTimeout, as_failure, blame
+from pipeline.adapter_config import AdapterFacts, adapter_facts
 from pipeline.config import Settings
 from pipeline.errors import HubscanError
 from pipeline.fingerprints.model import ModelRecord
@@ -33,6 +34,7 @@ from pipeline.readers.records import CheckpointHeader
 from pipeline.readers.remote import RemoteFile
 from pipeline.readers.scaled import SCALED_SCHEMES
 from pipeline.roles import classify_all
+from pipeline.sources.adapter_files import fetch_adapter_config, is_adapter
 from pipeline.sources.code_notices import read_code_notices
 from pipeline.sources.content_hash import with_content_hashes
 from pipeline.sources.refs import FileRef, ModelRef
@@ -140,10 +142,37 @@ def _fingerprint(
     # read before the models row is made, so its request count includes the code files
     notices = read_code_notices(ref, http) if settings.read_code else None
     config = model_config(ref.config, headers, shapes)
+    # also read before the models row is made, so its requests are counted
+    declared = fetch_adapter_config(ref, http) if is_adapter(ref) else None
+    record = _model_record(ref, settings, plan, tensors, sources, config, tokens, http, started)
+    facts = None if declared is None else adapter_facts(declared, shapes, classify_all(list(shapes), shapes))
+    if facts is not None:
+        record = _as_adapter(record, facts)
     outcome.model = replace(
-        _model_record(ref, settings, plan, tensors, sources, config, tokens, http, started),
+        record,
         code_notices=notices,
         copy_of=_copy_of(plan.owners, plan.files) if len(plan.reused) == len(plan.files) else None,
+    )
+
+
+def _as_adapter(record: ModelRecord, facts: AdapterFacts) -> ModelRecord:
+    """An adapter's models row: its facts, the widths its tensors imply, and its config's base declared.
+
+    Without the implied hidden size an adapter sits in no comparability block: never compared, not
+    even with a copy of itself.
+    """
+    bases = record.base_models + ([facts.base] if facts.base and facts.base not in record.base_models else [])
+    return replace(
+        record,
+        hidden=record.hidden or facts.hidden,
+        intermediate=record.intermediate or facts.intermediate,
+        base_models=bases,
+        adapter_type=facts.peft_type,
+        adapter_base=facts.base,
+        adapter_rank=facts.rank,
+        adapter_alpha=facts.alpha,
+        adapter_targets=list(facts.targets),
+        adapter_layers=list(facts.layers),
     )
 
 

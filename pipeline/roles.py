@@ -105,7 +105,9 @@ class TensorRole:
     role: str
     layer: int | None = None
     expert: int | None = None
-    kind: str = "weight"  # "weight" | "bias" | "quant" (a GPTQ/AWQ or scaled-Linear part)
+    kind: str = (
+        "weight"  # "weight" | "bias" | "quant" (a GPTQ/AWQ or scaled-Linear part) | an ADAPTER_KINDS part
+    )
     fused: tuple[str, ...] = ()
     transposed: bool = False  # stored [in, out] instead of PyTorch Linear's [out, in]
 
@@ -141,11 +143,20 @@ SCALED_PARTS = frozenset(
         "weight_g_idx",
     }
 )
+# PEFT stores an adapted Linear's parts under the module's path: "<module>.lora_A.weight" [r, in],
+# "<module>.lora_B.weight" [out, r], DoRA's "<module>.lora_magnitude_vector" [out] and IA3's
+# "<module>.ia3_l"; each keeps its Linear's role under a kind of its own. A LoRA on an embedding stores
+# "lora_embedding_A" [r, vocab] and "lora_embedding_B" [dim, r].
+ADAPTER_KINDS = {"lora_A": "lora_A", "lora_B": "lora_B", "lora_embedding_A": "lora_A", "lora_embedding_B": "lora_B",
+                 "lora_magnitude_vector": "dora_m", "ia3_l": "ia3"}  # fmt: skip
 
 
 def _split_param(name: str) -> tuple[str, str]:
     """(module path, kind): ".weight"/".bias", old LayerNorm ".gamma"/".beta", packed-int parts, or "_bias"."""
     head, _, last = name.rpartition(".")
+    adapter = _adapter_part(head, last)
+    if adapter is not None:
+        return adapter
     if head and (last in QUANT_PARTS or last in SCALED_PARTS):
         return head, "quant"
     if head and last in ("weight", "gamma"):
@@ -158,6 +169,15 @@ def _split_param(name: str) -> tuple[str, str]:
     if last.endswith("_weight"):
         return name[: -len("_weight")], "weight"
     return name, "weight"
+
+
+def _adapter_part(head: str, last: str) -> tuple[str, str] | None:
+    """(module path, kind) of a PEFT adapter part, with or without a trailing ".weight"."""
+    if last == "weight" and "." in head:
+        head, _, last = head.rpartition(".")
+    if head and last in ADAPTER_KINDS:
+        return head, ADAPTER_KINDS[last]
+    return None
 
 
 def _strip_prefixes(path: str) -> str:

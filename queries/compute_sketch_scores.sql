@@ -1,5 +1,6 @@
 -- purpose: element-aligned signal of every candidate pair: Pearson of the sampled values of same-role,
---          same-shape weight matrices; the best deep layer for each layer of the shallower model (a layer
+--          same-shape weight matrices (or a LoRA's B with B: PEFT draws A from the seeded RNG and trains B
+--          from zero, so two adapters of one seed share A whatever they learnt); the best deep layer for each layer of the shallower model (a layer
 --          map, searched on the first $search_values values, scored on all), and how many same-index
 --          tensors are bit-identical
 -- params:  $min_values INTEGER = 64, $search_values INTEGER = 128
@@ -9,23 +10,23 @@ WITH mats AS MATERIALIZED (
     -- Centred values as FLOAT and a hash of the raw values: these lists ride through two hash joins below,
     -- and their size was most of the query's time (20k pairs: 9.2 s with the raw DOUBLE lists, 4.4 s).
     -- The cosine itself runs in DOUBLE: FLOAT accumulation errs by ~1e-6, the size of a cast's 1 - r.
-    SELECT row_number() OVER () AS tid, mid, role, layer, coalesce(expert, -1) AS expert, shape, transposed,
+    SELECT row_number() OVER () AS tid, mid, role, kind, layer, coalesce(expert, -1) AS expert, shape, transposed,
            hash(sketch) AS digest, list_transform(sketch, lambda x: x - mu)::FLOAT[] AS c
     FROM (
         SELECT k.mid, t.*, list_avg(t.sketch) AS mu
         FROM candidate_models AS k JOIN tensors AS t USING (repo_id, revision)
-        WHERE t.kind = 'weight' AND t.layer IS NOT NULL AND len(t.shape) = 2
+        WHERE t.kind IN ('weight', 'lora_B') AND t.layer IS NOT NULL AND len(t.shape) = 2
           AND len(t.sketch) >= $min_values::INTEGER
     )
 ),
 slots AS MATERIALIZED (
-    SELECT tid, mid, role, layer, expert, shape, transposed, len(c) AS n FROM mats
+    SELECT tid, mid, role, kind, layer, expert, shape, transposed, len(c) AS n FROM mats
 ),
 heads AS MATERIALIZED (
     -- The layer search compares every layer with every layer: on the first $search_values only, because
     -- a join carries its lists along (all 2048 doubles of 32 x 32 layers is 230 MB per Llama pair).
     -- Chance sd 0.09 at 128 values still puts a copied or trained-on layer far ahead of the rest.
-    SELECT mid, role, layer, expert, shape, transposed, c[1:$search_values::INTEGER]::FLOAT[] AS h FROM mats
+    SELECT mid, role, kind, layer, expert, shape, transposed, c[1:$search_values::INTEGER]::FLOAT[] AS h FROM mats
 ),
 depth AS (
     SELECT mid, count(DISTINCT layer) AS layers FROM mats GROUP BY mid
@@ -46,7 +47,8 @@ search AS MATERIALIZED (
     FROM cand AS p
     JOIN heads AS a ON a.mid = p.a_mid
     JOIN heads AS b ON b.mid = p.b_mid
-        AND b.role = a.role AND b.expert = a.expert AND b.shape = a.shape AND b.transposed = a.transposed
+        AND b.role = a.role AND b.kind = a.kind AND b.expert = a.expert AND b.shape = a.shape
+        AND b.transposed = a.transposed
     GROUP BY ALL
 ),
 chosen AS (
@@ -70,7 +72,7 @@ matched AS MATERIALIZED (
     JOIN cand AS p ON p.pid = k.pid
     JOIN slots AS a ON a.mid = p.a_mid AND a.layer = CASE WHEN k.a_shallow THEN k.sl ELSE k.dl END
     JOIN slots AS b ON b.mid = p.b_mid AND b.layer = CASE WHEN k.a_shallow THEN k.dl ELSE k.sl END
-        AND b.role = a.role AND b.expert = a.expert AND b.shape = a.shape
+        AND b.role = a.role AND b.kind = a.kind AND b.expert = a.expert AND b.shape = a.shape
         AND b.transposed = a.transposed AND b.n = a.n
 ),
 r AS MATERIALIZED (

@@ -1,12 +1,23 @@
 -- purpose: model families: connected components of the flagged pairs, one row per member, with the
 --          inferred root first (declared as base by most members, declaring no member itself,
---          unquantised, most flagged links), family 1 the largest
+--          unquantised, most flagged links), family 1 the largest; a PEFT adapter joins the family of
+--          the stored base it declares (adapter_of)
 -- params:  (none)
 -- reads:   pairs, models   (views.sql)
-WITH RECURSIVE edges AS (
+WITH RECURSIVE adapter_edges AS (
+    -- no weight signal links an adapter to its base (it holds only its A/B matrices): its declaration does
+    SELECT DISTINCT a.repo_id AS x, a.adapter_base AS y
+    FROM models AS a JOIN models AS b ON b.repo_id = a.adapter_base
+    WHERE a.adapter_type IS NOT NULL AND b.adapter_type IS NULL
+),
+edges AS (
     SELECT a_repo_id AS x, b_repo_id AS y FROM pairs WHERE flagged
     UNION ALL
     SELECT b_repo_id, a_repo_id FROM pairs WHERE flagged
+    UNION ALL
+    SELECT x, y FROM adapter_edges
+    UNION ALL
+    SELECT y, x FROM adapter_edges
 ),
 -- label propagation keyed by model: each round only models whose label fell pass it on, so the
 -- work is the number of edges times the longest shortest path, not the size of every component squared
@@ -64,14 +75,16 @@ SELECT n.family,
        r.repo_id,
        r.root_rank = 1 AS is_root,
        r.family_size,
-       pc.family_pairs,
-       pc.undeclared_pairs,
+       coalesce(pc.family_pairs, 0) AS family_pairs,
+       coalesce(pc.undeclared_pairs, 0) AS undeclared_pairs,
        r.flagged_links,
        r.declared_base_of,
        r.declares_member,
        r.dtype,
-       r.layers
+       r.layers,
+       ae.y AS adapter_of
 FROM ranked AS r
 JOIN numbered AS n USING (label)
-JOIN pair_counts AS pc USING (label)
+LEFT JOIN pair_counts AS pc USING (label)
+LEFT JOIN (SELECT x, min(y) AS y FROM adapter_edges GROUP BY x) AS ae ON ae.x = r.repo_id
 ORDER BY n.family, r.root_rank;

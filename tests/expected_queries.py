@@ -6,6 +6,8 @@ its entry; a query whose result changes on purpose changes its entry in the same
 """
 
 EXPECTED = {
+    # no adapter among the query store's models: the query runs and lists none (tests/test_adapters.py lists some)
+    "adapters.sql": (0, ("repo_id", "fit"), []),
     "check_declared_bases.sql": (
         2,
         ("repo_id", "base", "status"),
@@ -152,6 +154,30 @@ EXPECTED = {
             ("demohub/minilm-l6-finetuned", "mlp_up"),
             ("licbed/minilm-l3-nolicence", "mlp_down"),
             ("licbed/minilm-l3-nolicence", "mlp_up"),
+            ("sentence-transformers/all-MiniLM-L6-v2", "mlp_down"),
+            ("sentence-transformers/all-MiniLM-L6-v2", "mlp_up"),
+        ],
+    ),
+    "list_layer_sketches.sql": (
+        90,
+        ("repo_id", "role"),
+        [
+            ("demohub/minilm-l6-finetuned", "attn_k"),
+            ("demohub/minilm-l6-finetuned", "attn_o"),
+            ("demohub/minilm-l6-finetuned", "attn_q"),
+            ("demohub/minilm-l6-finetuned", "attn_v"),
+            ("demohub/minilm-l6-finetuned", "mlp_down"),
+            ("demohub/minilm-l6-finetuned", "mlp_up"),
+            ("licbed/minilm-l3-nolicence", "attn_k"),
+            ("licbed/minilm-l3-nolicence", "attn_o"),
+            ("licbed/minilm-l3-nolicence", "attn_q"),
+            ("licbed/minilm-l3-nolicence", "attn_v"),
+            ("licbed/minilm-l3-nolicence", "mlp_down"),
+            ("licbed/minilm-l3-nolicence", "mlp_up"),
+            ("sentence-transformers/all-MiniLM-L6-v2", "attn_k"),
+            ("sentence-transformers/all-MiniLM-L6-v2", "attn_o"),
+            ("sentence-transformers/all-MiniLM-L6-v2", "attn_q"),
+            ("sentence-transformers/all-MiniLM-L6-v2", "attn_v"),
             ("sentence-transformers/all-MiniLM-L6-v2", "mlp_down"),
             ("sentence-transformers/all-MiniLM-L6-v2", "mlp_up"),
         ],

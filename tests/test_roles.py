@@ -232,7 +232,8 @@ CASES = [
     ("model.layers.0.mlp.Wi.weight", r("mlp_gate_up", 0, fused=GU)),
     ("distilbert.transformer.layer.0.attention.q_lin.weight", r("attn_q", 0)),
     ("distilbert.transformer.layer.0.output_layer_norm.weight", r("mlp_norm", 0)),
-    ("base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight", r("other", 0)),
+    # a PEFT adapter part keeps its Linear's role under a kind of its own (issue 23; before: "other")
+    ("base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight", r("attn_q", 0, kind="lora_A")),
     ("base_model.model.model.layers.0.self_attn.q_proj.weight", r("attn_q", 0)),
     # Unknown names: layer from the first integer after a known container
     ("some.random.tensor", r("other")),

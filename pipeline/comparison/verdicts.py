@@ -12,6 +12,9 @@ EXACT_COPY = "exact copy"
 VOCAB_COPY = "copy with vocabulary pruned/extended"
 CAST_COPY = "cast/quantised copy"
 FINE_TUNE = "fine-tune"
+# The moved matrices each moved by a low-rank delta on the sampled rows: a merged LoRA
+# (jobs/low_rank_deltas.py sets the row's ``delta``; pipeline/comparison/low_rank.py measures it).
+LOW_RANK_FINE_TUNE = "low-rank fine-tune"
 SAME_LINEAGE = "same lineage"
 STRUCTURAL = "structural derivative"
 REPARAM = "re-parameterised copy"
@@ -162,6 +165,12 @@ def verdict(row: Mapping[str, Any]) -> tuple[str, str]:
                     "the embedding table was cut or grown, nothing else touched"
                 )
             return EXACT_COPY, "every same-index matrix has bit-identical sampled values"
+        # before the cast check: a merge's untouched matrices carry the median r
+        delta = row.get("delta")
+        if delta is not None and delta.rank is not None:
+            return LOW_RANK_FINE_TUNE, delta.low_rank_reason()
+        if delta is not None and delta.partial and delta.dev > cast_bands(row)[0]:
+            return FINE_TUNE, delta.partial_reason()
         dev = 1.0 - same
         cast = _cast_reason(row, dev)
         if cast is not None:

@@ -69,3 +69,11 @@ class ModelRecord(ArrowRecord):
     # "file:line: text" copyright / licence header lines of model code naming another organisation
     # (sweep --read-code; null when the code was not read)
     code_notices: Annotated[list[str] | None, _str_list] = None
+    # A PEFT adapter's facts (adapter_config.json and its tensors): null for a model with weights of its
+    # own. Columns of the models row, not a table: one adapter is one model revision, committed with it.
+    adapter_type: Annotated[str | None, pa.string()] = None  # "LORA", "DORA", "IA3", …
+    adapter_base: Annotated[str | None, pa.string()] = None  # base_model_name_or_path
+    adapter_rank: Annotated[int | None, pa.int64()] = None
+    adapter_alpha: Annotated[float | None, pa.float64()] = None
+    adapter_targets: Annotated[list[str] | None, _str_list] = None  # target_modules as declared
+    adapter_layers: Annotated[list[int] | None, pa.list_(pa.int64())] = None  # blocks it adapts

@@ -57,6 +57,13 @@ OLD_MODELS = pa.schema(
         ("license_name", pa.string()),
         ("created_at", pa.timestamp("us", tz="UTC")),
         ("code_notices", _str_list),
+        # issue 23: a PEFT adapter's facts, added last so older stores still read
+        ("adapter_type", pa.string()),
+        ("adapter_base", pa.string()),
+        ("adapter_rank", pa.int64()),
+        ("adapter_alpha", pa.float64()),
+        ("adapter_targets", _str_list),
+        ("adapter_layers", _i64_list),
     ]
 )
 
@@ -122,13 +129,17 @@ def _model(**changes: object) -> ModelRecord:
         "seed": 0, "seconds": 1.5, "fingerprinted_at": datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=timezone.utc),
         "hubscan_version": "0.1", "schema_version": 1, "local_dir": None, "license_name": None,
         "created_at": datetime(2024, 5, 6, tzinfo=timezone.utc), "code_notices": ["a.py:1: (c) other"],
+        "adapter_type": "LORA", "adapter_base": "org/base", "adapter_rank": 8, "adapter_alpha": 16.0,
+        "adapter_targets": ["q_proj", "v_proj"], "adapter_layers": [0, 1],
     }  # fmt: skip
     return ModelRecord.from_row({**row, **changes})
 
 
 def test_records_survive_a_trip_through_arrow_and_parquet(tmp_path):
     tensors = [_tensor(), _tensor(name="norm.weight", layer=3, shape=[8], values=[0.5, 1.0], tokens=[])]
-    models = [_model(), _model(repo_id="org/b", code_notices=None, created_at=None)]
+    models = [_model(), _model(repo_id="org/b", code_notices=None, created_at=None, adapter_type=None,
+                               adapter_base=None, adapter_rank=None, adapter_alpha=None, adapter_targets=None,
+                               adapter_layers=None)]  # fmt: skip
     for kind, records in ((TensorFingerprint, tensors), (ModelRecord, models)):
         path = tmp_path / f"{kind.__name__}.parquet"
         pq.write_table(kind.as_arrow(records), path)

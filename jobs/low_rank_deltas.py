@@ -1,0 +1,103 @@
+"""Deltas of flagged same-depth pairs: the DuckDB fetch of their sketches and the rows annotated.
+
+Which pairs: flagged, same depth, identity layer map, not byte-identical copies, not every sampled
+matrix bit-identical, and either some matrices bit-identical (a merged LoRA, or training of a few
+matrices, would read as a cast: the untouched matrices carry the median r) or both sides stored in one
+dtype (a LoRA merged into every Linear moves all matrices, but a cast changes the dtype). Quantised
+copies of a base, the most common flagged pairs, are not read again. The delta itself is pure
+(pipeline.comparison.low_rank).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import duckdb
+import numpy as np
+
+from pipeline.comparison.low_rank import MatrixDelta, PairDelta, matrix_delta, pair_delta
+from pipeline.comparison.scoring import pair_key
+from pipeline.comparison.verdicts import THRESHOLDS
+from pipeline.keys import ModelKey
+from pipeline.storage.duckdb import fetch_rows, use_candidates
+
+# The column of a working row the verdict reads (pipeline.comparison.verdicts).
+COLUMN = "delta"
+# Pairs whose sketches are fetched per query. A Llama-7B's 224 layer sketches are 459k values, ~15 MB
+# as the Python floats a fetch makes: 16 pairs (at most 32 models, fewer when pairs share a base, as
+# they are sorted to) keep a batch under ~0.5 GB.
+PAIRS_PER_BATCH = 16
+
+Units = Callable[[list[dict[str, Any]]], Iterable[tuple[duckdb.DuckDBPyConnection, list[dict[str, Any]]]]]
+_Slot = tuple[str, int, int, tuple[int, ...], bool]  # role, layer, expert, shape, transposed
+
+
+def needs_delta(row: Mapping[str, Any]) -> bool:
+    """A flagged pair of same-depth models, layer for layer, whose sampled matrices are not all the same and
+    either partly the same or stored in one dtype."""
+    identical = row.get("sketch_identical")
+    if identical is None or identical >= THRESHOLDS["exact_identical"].value:
+        return False
+    aligned = (
+        row.get("flagged")
+        and not row.get("copy_link")
+        and row.get("sketch_same") is not None
+        and row.get("a_layers") == row.get("b_layers")
+        and row.get("map_is_identity") is not False
+    )
+    one_dtype = row.get("a_dtype") is not None and row.get("a_dtype") == row.get("b_dtype")
+    return bool(aligned and (identical > 0 or one_dtype))
+
+
+def annotate(con: duckdb.DuckDBPyConnection, rows: list[dict[str, Any]], units: Units | None = None) -> None:
+    """Set ``row["delta"]`` (a PairDelta) on each pair that needs one.
+
+    ``units``: the pairs cut into groups, each with the connection to query it on (flag's homes).
+
+    Raises:
+        QueryError: a shipped query failed.
+    """
+    todo = [r for r in rows if needs_delta(r)]
+    if not todo:
+        return
+    cand = [{"a_repo_id": r["a_repo_id"], "a_revision": r["a_revision"], "b_repo_id": r["b_repo_id"],
+             "b_revision": r["b_revision"], "hidden": r.get("hidden"), "via": r.get("via")} for r in todo]  # fmt: skip
+    cand.sort(key=pair_key)  # pairs of one model next to each other: fewer models per batch
+    found: dict[tuple[str, str, str, str], PairDelta] = {}
+    for unit_con, part in units(cand) if units is not None else [(con, cand)]:
+        for start in range(0, len(part), PAIRS_PER_BATCH):
+            batch = part[start : start + PAIRS_PER_BATCH]
+            use_candidates(unit_con, batch)
+            sketches = _by_model(fetch_rows(unit_con, "list_layer_sketches"))
+            for c in batch:
+                key = pair_key(c)
+                delta = matrix_deltas(sketches.get(key[:2], {}), sketches.get(key[2:], {}))
+                if delta is not None:
+                    found[key] = delta
+    for r in todo:
+        if (delta := found.get(pair_key(r))) is not None:
+            r[COLUMN] = delta
+
+
+def matrix_deltas(a: Mapping[_Slot, dict[str, Any]], b: Mapping[_Slot, dict[str, Any]]) -> PairDelta | None:
+    """The delta of two models' same-index matrices read on the same rows, or None when none were."""
+    deltas: list[MatrixDelta] = []
+    for slot, ra in a.items():
+        rb = b.get(slot)
+        if rb is None or ra["row_idx"] != rb["row_idx"]:
+            continue
+        d = matrix_delta(slot[0], ra["sketch"], rb["sketch"], len(ra["row_idx"]))
+        if d is not None:
+            deltas.append(d)
+    return pair_delta(deltas)
+
+
+def _by_model(rows: Iterable[dict[str, Any]]) -> dict[ModelKey, dict[_Slot, dict[str, Any]]]:
+    out: dict[ModelKey, dict[_Slot, dict[str, Any]]] = {}
+    for r in rows:
+        slot = (r["role"], int(r["layer"]), int(r["expert"]), tuple(r["shape"]), bool(r["transposed"]))
+        # float32 arrays at once: the fetched Python floats take ~8x the memory
+        kept = {"row_idx": tuple(r["row_idx"]), "sketch": np.asarray(r["sketch"], np.float32)}
+        out.setdefault((r["repo_id"], r["revision"]), {})[slot] = kept
+    return out
