@@ -25,6 +25,7 @@ import pyarrow.parquet as pq
 from pipeline import __version__
 from pipeline.errors import HubscanError, StoreError
 from pipeline.fingerprints.tensor import TensorFingerprint
+from pipeline.storage.file_names import MAX_NAME_BYTES
 from pipeline.storage.manifest import COMPACT_TABLES, MANIFEST, Manifest
 from pipeline.storage.remote import one_line, open_filesystem
 from pipeline.storage.schema import FAILURES, FILES, MODELS, SCHEMA_VERSION, TABLES, TENSORS
@@ -32,11 +33,25 @@ from pipeline.storage.schema import FAILURES, FILES, MODELS, SCHEMA_VERSION, TAB
 MARKER = "_hubscan.json"
 
 
+# A stem goes into "<stem>.parquet" (at most MAX_NAME_BYTES), so the readable part gets what the
+# suffix, the "--" and the 16-digit hash leave. Keys within it are what every earlier store used.
+_KEY_PREFIX_BYTES = MAX_NAME_BYTES - len(".parquet") - len("--") - 16
+# pyarrow datasets and compaction skip names starting with these (hidden and metadata files).
+_HIDDEN_LEADS = "_."
+
+
 def model_key(repo_id: str, revision: str) -> str:
-    """File stem for one model revision: readable prefix plus a hash that cannot collide."""
+    """File stem for one model revision: readable prefix plus a hash that cannot collide.
+
+    The prefix is cut to whole characters within the byte budget (80 CJK characters are 240 bytes)
+    and never starts with ``_`` or ``.``, which readers take for hidden files: such a model would
+    be re-read on every sweep. Ids that met both rules keep the key earlier stores used.
+    """
     digest = hashlib.sha1(f"{repo_id}@{revision}".encode()).hexdigest()[:16]
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in repo_id)[:80]
-    return f"{safe}--{digest}"
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in repo_id)[:80].lstrip(_HIDDEN_LEADS)
+    while len(safe.encode()) > _KEY_PREFIX_BYTES:
+        safe = safe[:-1]
+    return f"{safe or 'model'}--{digest}"
 
 
 class Store:
