@@ -8,7 +8,9 @@ pages behind it. Quarantined files keep their relative path under ``quarantine/`
 
 from __future__ import annotations
 
+import os
 import shutil
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,17 +33,45 @@ class BadFile:
 
 
 def find_bad_files(root: Path) -> list[BadFile]:
-    """Every Parquet file under the store (quarantine and flag's homes excepted) that does not read back whole."""
+    """Everything under the store (quarantine and flag's homes excepted) that is not what hubscan reads.
+
+    A ``*.parquet`` that does not read back whole, or is a folder; a link (hubscan does not follow
+    links in its store); a pipe or device (reading one hangs). Nothing is opened but regular files.
+    """
     bad = []
-    for path in sorted(Path(root).rglob("*.parquet")):
-        relative = path.relative_to(root)
-        if relative.parts[0] in (QUARANTINE, SHARED_FOLDER):  # set aside, or a running flag's homes
+    for folder, dirs, files in os.walk(root):
+        here = Path(folder).relative_to(root)
+        if here.parts and here.parts[0] in (
+            QUARANTINE,
+            SHARED_FOLDER,
+        ):  # set aside, or a running flag's homes
+            dirs.clear()
             continue
-        try:
-            pq.read_table(path)
-        except (pa.ArrowException, OSError) as exc:
-            bad.append(BadFile(relative, " ".join(str(exc).split())))
-    return bad
+        dirs.sort()
+        for name in sorted(dirs + files):
+            reason = _why_bad(Path(folder) / name)
+            if reason:
+                bad.append(BadFile(here / name, reason))
+        dirs[:] = [d for d in dirs if not (Path(folder) / d).is_symlink() and not d.endswith(".parquet")]
+    return sorted(bad, key=lambda b: b.path)
+
+
+def _why_bad(path: Path) -> str | None:
+    """Why one entry of the store is unusable, or None when it is fine (or not one hubscan reads)."""
+    mode = path.lstat().st_mode
+    if stat.S_ISLNK(mode):
+        return "a link: hubscan does not follow links in its store"
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        return "not a regular file (a pipe, socket or device)"
+    if not path.name.endswith(".parquet"):
+        return None
+    if stat.S_ISDIR(mode):
+        return "a folder, not a Parquet file"
+    try:
+        pq.read_table(path)
+    except (pa.ArrowException, OSError) as exc:
+        return " ".join(str(exc).split())
+    return None
 
 
 def quarantine(root: Path, bad: list[BadFile]) -> list[Path]:
@@ -53,7 +83,7 @@ def quarantine(root: Path, bad: list[BadFile]) -> list[Path]:
             targets.append(Path("models") / item.path.name)
         for relative in targets:
             source = Path(root) / relative
-            if not source.exists():
+            if not os.path.lexists(source):
                 continue
             destination = Path(root) / QUARANTINE / relative
             destination.parent.mkdir(parents=True, exist_ok=True)

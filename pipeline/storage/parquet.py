@@ -27,6 +27,7 @@ from pipeline.errors import HubscanError, StoreError
 from pipeline.fingerprints.tensor import TensorFingerprint
 from pipeline.storage.file_names import MAX_NAME_BYTES
 from pipeline.storage.manifest import COMPACT_TABLES, MANIFEST, Manifest
+from pipeline.storage.own_files import check_own_path, check_writable, marker_version, read_own
 from pipeline.storage.remote import one_line, open_filesystem
 from pipeline.storage.schema import FAILURES, FILES, MODELS, SCHEMA_VERSION, TABLES, TENSORS
 
@@ -93,10 +94,9 @@ class Store:
         # GCS's create_dir makes a missing bucket (S3's refuses): a mistyped bucket must be an error
         self._check_bucket()
         self.fs.create_dir(self.base, recursive=True)
-        marker = self._path(MARKER)
-        if self._exists(marker):
-            with self.fs.open_input_stream(marker) as fh:
-                found = json.loads(fh.read()).get("schema_version", 0)
+        data = self.read_bytes(MARKER)
+        if data is not None:
+            found = marker_version(self.uri, MARKER, data)
             if found > SCHEMA_VERSION:
                 raise StoreError(
                     self.uri, None, MARKER, f"store schema {found} is newer than {SCHEMA_VERSION}"
@@ -107,10 +107,22 @@ class Store:
             )
         for name, schema in TABLES.items():
             self.fs.create_dir(self._path(name), recursive=True)
+            if self.local:  # a table folder that is a link would take every write out of the store
+                check_own_path(self.uri, self.base, f"{name}/_empty.parquet")
             empty = self._path(name, "_empty.parquet")
             # a store written before a column was added gets the new empty file, so views bind to it
             if not self._exists(empty) or pq.read_schema(empty, filesystem=self.fs).names != schema.names:
                 self.write(f"{name}/_empty.parquet", schema.empty_table())
+        return self
+
+    def writable(self) -> Store:
+        """This store, if it can be written: commands that write say so in one line before any work.
+
+        Raises:
+            StoreError: a local store that refuses a new file (read-only mount, permissions).
+        """
+        if self.local:
+            check_writable(self.uri, self.base)
         return self
 
     def open(self) -> Store:
@@ -222,6 +234,7 @@ class Store:
             with self.fs.open_output_stream(path) as out:
                 pq.write_table(table, out, compression="zstd", row_group_size=row_group_size)
             return
+        check_own_path(self.uri, self.base, relative)
         tmp = f"{os.path.dirname(path)}/.{uuid.uuid4().hex}.tmp"
         try:
             pq.write_table(table, tmp, compression="zstd", row_group_size=row_group_size)
@@ -237,12 +250,19 @@ class Store:
             with self.fs.open_output_stream(path) as out:
                 out.write(data)
             return
+        check_own_path(self.uri, self.base, relative)
         tmp = f"{os.path.dirname(path)}/.{uuid.uuid4().hex}.tmp"
         Path(tmp).write_bytes(data)
         os.replace(tmp, path)
 
     def read_bytes(self, relative: str) -> bytes | None:
-        """A small file's bytes, or None when absent."""
+        """A small file's bytes, or None when absent; locally never through a link.
+
+        Raises:
+            StoreError: locally, the file is a link or not a regular file.
+        """
+        if self.local:
+            return read_own(self.uri, self.base, relative)
         path = self._path(relative)
         if not self._exists(path):
             return None
