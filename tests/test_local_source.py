@@ -68,6 +68,10 @@ def hostile_source(tmp_path: Path) -> tuple[Path, dict[str, str | None]]:
     (deep_config / "config.json").write_text('{"a": ' + "[" * 100_000 + "]" * 100_000 + "}")
     expected["org/deep-config"] = None
 
+    odd_card = small_repo(root, "org/odd-card", seed=9)  # values of the wrong type are ignored
+    (odd_card / "README.md").write_text("---\ntags: 5\nlicense: [1]\nbase_model: {a: 1}\n---\n")
+    expected["org/odd-card"] = None
+
     inner = small_repo(root, "org/inner-link", seed=8)  # a link that stays inside the source is followed
     (inner / "model.safetensors").rename(root / "org" / "shared.safetensors")
     os.symlink(root / "org" / "shared.safetensors", inner / "model.safetensors")

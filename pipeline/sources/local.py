@@ -57,7 +57,7 @@ def local_model(path: Path, repo_id: str | None = None, root: Path | None = None
         source="local",
         base_models=base_models_from_card(card),
         license=license_from_card(card),
-        tags=tuple(t for t in card.get("tags", []) or [] if isinstance(t, str)),
+        tags=_card_tags(card),
         config=config,
         local_dir=path,
         license_name=license_from_card(card, "license_name"),
@@ -138,6 +138,12 @@ def _listing(path: Path, inside: str) -> tuple[tuple[FileRef, ...], tuple[tuple[
                 continue
             files.append(FileRef(relative, info.st_size))
     return tuple(sorted(files, key=lambda f: PurePosixPath(f.name).parts)), tuple(refused)
+
+
+def _card_tags(card: dict[str, Any]) -> tuple[str, ...]:
+    """The card's tags when they are a list; ``tags: 5`` stopped the sweep, ``tags: abc`` gave a, b, c."""
+    tags = card.get("tags")
+    return tuple(t for t in tags if isinstance(t, str)) if isinstance(tags, list) else ()
 
 
 def _head(path: Path, limit: int) -> str:
