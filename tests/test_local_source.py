@@ -10,6 +10,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -21,6 +23,7 @@ from jobs.cli import app
 from pipeline.config import Settings
 from pipeline.storage.duckdb import connect
 from tests.storage.test_keys import small_repo
+from tests.storage.test_store_files import read_only_prefix
 
 OUTSIDE = "a link to outside the source folder: not followed"
 SPECIAL = "not a regular file (a pipe, socket or device): not read"
@@ -153,3 +156,18 @@ def test_the_config_and_card_of_a_good_folder_still_reach_the_store(tmp_path):
     assert result.exit_code == 0, result.output
     row = connect(tmp_path / "store").execute("SELECT license, base_models FROM models").fetchone()
     assert row == ("mit", ["org/base"])
+
+
+def test_a_card_the_user_cannot_read_fails_its_model_in_one_line(tmp_path):
+    folder = small_repo(tmp_path / "repos", "org/closed-card")
+    (folder / "README.md").write_text("---\nlicense: mit\n---\n")
+    os.chmod(folder / "README.md", 0)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "RAY_AUTH_MODE": "disabled"}
+    done = subprocess.run(
+        [*read_only_prefix(), sys.executable, "-m", "jobs.cli", "fingerprint", "--store", str(tmp_path / "store"),
+         str(folder)],
+        capture_output=True, text=True, env=env, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 3, done.stderr
+    assert "Traceback" not in done.stderr
+    assert "org/closed-card@refused:README.md: cannot be read: Permission denied" in done.stderr

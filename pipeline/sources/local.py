@@ -43,9 +43,20 @@ def local_model(path: Path, repo_id: str | None = None, root: Path | None = None
         raise RepoMissing(rid, None, None, f"no such folder: {path}")
     inside = os.path.realpath(root if root is not None else _default_root(path))
     if not _within(os.path.realpath(path), inside):
-        return ModelRef(
-            rid, "refused", (), source="local", local_dir=path, refused=(("", f"the folder is {OUTSIDE}"),)
-        )
+        return _refused_model(rid, path, "", f"the folder is {OUTSIDE}")
+    try:
+        return _read_model(path, rid, inside)
+    except OSError as exc:  # a file that cannot be read fails this model, not the sweep listing it
+        name = Path(exc.filename).name if isinstance(exc.filename, str) else ""
+        return _refused_model(rid, path, name, f"cannot be read: {exc.strerror or type(exc).__name__}")
+
+
+def _refused_model(repo_id: str, path: Path, name: str, reason: str) -> ModelRef:
+    """A model that fails with one line when fingerprinted (check_refused), so the listing goes on."""
+    return ModelRef(repo_id, "refused", (), source="local", local_dir=path, refused=((name, reason),))
+
+
+def _read_model(path: Path, rid: str, inside: str) -> ModelRef:
     files, refused = _listing(path, inside)
     names = {f.name for f in files}
     card = parse_card(_head(path / "README.md", MAX_CARD_BYTES)) if "README.md" in names else {}

@@ -102,7 +102,7 @@ def test_a_marker_that_is_a_link_is_not_read(store, tmp_path):
                                   "links in its store: remove it")  # fmt: skip
 
 
-def _read_only_prefix() -> list[str]:
+def read_only_prefix() -> list[str]:
     """How to run a command that the kernel holds to file modes (root ignores them unless it drops the right)."""
     if os.geteuid() != 0:
         return []
@@ -135,7 +135,7 @@ def test_a_read_only_store_is_one_line_from_every_command_that_writes(store, tmp
             "RAY_AUTH_MODE": "disabled",
         }
         done = subprocess.run(
-            [*_read_only_prefix(), sys.executable, "-m", "jobs.cli", *args, "--store", str(store)],
+            [*read_only_prefix(), sys.executable, "-m", "jobs.cli", *args, "--store", str(store)],
             capture_output=True, text=True, env=env, timeout=300,
         )  # fmt: skip
     finally:
