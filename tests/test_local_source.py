@@ -8,6 +8,7 @@ neither hangs nor dies.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import subprocess
@@ -171,3 +172,33 @@ def test_a_card_the_user_cannot_read_fails_its_model_in_one_line(tmp_path):
     assert done.returncode == 3, done.stderr
     assert "Traceback" not in done.stderr
     assert "org/closed-card@refused:README.md: cannot be read: Permission denied" in done.stderr
+
+
+def _cached(cache: Path, repo_id: str, folder: Path) -> Path:
+    """``folder`` laid out as huggingface_hub caches it (blobs named by sha256, snapshot links); the snapshot."""
+    repo = cache / f"models--{repo_id.replace('/', '--')}"
+    snapshot = repo / "snapshots" / ("a" * 40)
+    snapshot.mkdir(parents=True)
+    (repo / "blobs").mkdir()
+    for item in folder.iterdir():
+        data = item.read_bytes()
+        blob = repo / "blobs" / hashlib.sha256(data).hexdigest()
+        blob.write_bytes(data)
+        os.symlink(os.path.relpath(blob, snapshot), snapshot / item.name)
+    return snapshot
+
+
+def test_a_cache_snapshot_linking_out_of_the_cache_fails_alone(ray_session, tmp_path):
+    cache = tmp_path / "hub"
+    _cached(cache, "org/good", small_repo(tmp_path / "plain", "org/good"))
+    leaky = _cached(cache, "org/leaky", small_repo(tmp_path / "plain", "org/leaky", seed=1))
+    (tmp_path / "secret.txt").write_bytes(SECRET)
+    os.symlink(tmp_path / "secret.txt", leaky / "config.json")
+    settings = Settings(store=tmp_path / "store")
+    summary = sweep.run(settings, f"cache:{cache}")
+    assert (summary.done, summary.failed) == (1, 1)
+    con = connect(settings.store)
+    assert con.execute("SELECT repo_id FROM models").fetchall() == [("org/good",)]
+    assert con.execute("SELECT message FROM failures").fetchall() == [
+        (f"org/leaky@{'a' * 7}:config.json: {OUTSIDE}",)
+    ]
