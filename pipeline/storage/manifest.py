@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 
 COMPACTED = "compacted"
 MANIFEST = f"{COMPACTED}/manifest.json"
+# Why a manifest that does not parse as one is refused (hubscan check lists it; every other command stops).
+MANIFEST_FOREIGN = "not what hubscan writes (a JSON object with an integer generation and lists of parts)"
 # Tables merged by compaction. failures/ stays per model: a retry replaces a model's failures file.
 COMPACT_TABLES = ("models", "tensors", "files")
 

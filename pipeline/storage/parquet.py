@@ -26,7 +26,7 @@ from pipeline import __version__
 from pipeline.errors import HubscanError, StoreError
 from pipeline.fingerprints.tensor import TensorFingerprint
 from pipeline.storage.file_names import MAX_NAME_BYTES
-from pipeline.storage.manifest import COMPACT_TABLES, MANIFEST, Manifest
+from pipeline.storage.manifest import COMPACT_TABLES, MANIFEST, MANIFEST_FOREIGN, Manifest
 from pipeline.storage.own_files import check_own_path, check_writable, marker_version, read_own
 from pipeline.storage.remote import one_line, open_filesystem
 from pipeline.storage.schema import FAILURES, FILES, MODELS, SCHEMA_VERSION, TABLES, TENSORS
@@ -215,8 +215,15 @@ class Store:
         return ds.dataset([loose, parts])
 
     def manifest(self) -> Manifest:
-        """The compacted files of the store (empty before the first compaction)."""
-        return Manifest.from_json(self.read_bytes(MANIFEST))
+        """The compacted files of the store (empty before the first compaction).
+
+        Raises:
+            StoreError: the manifest is not what hubscan writes (every command would otherwise die on it).
+        """
+        try:
+            return Manifest.from_json(self.read_bytes(MANIFEST))
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise StoreError(self.uri, None, MANIFEST, MANIFEST_FOREIGN) from None
 
     def _compacted(self, table: str, repo_id: str, revision: str) -> pa.Table:
         """One model's rows in the compacted files (files are sorted by model: row groups are skipped)."""

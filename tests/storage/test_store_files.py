@@ -20,6 +20,7 @@ from pipeline.config import Settings
 from pipeline.errors import StoreError
 from pipeline.storage.duckdb import connect
 from pipeline.storage.lock import LOCK_FILE
+from pipeline.storage.manifest import MANIFEST, MANIFEST_FOREIGN
 from pipeline.storage.parquet import model_key
 from tests.storage.test_keys import small_repo
 
@@ -85,10 +86,12 @@ def test_a_table_folder_linked_outside_the_store_gets_no_write(store, tmp_path):
 @pytest.mark.parametrize("command", [["flag"], ["fingerprint", "org/none"], ["check", "--repair"]])
 def test_a_marker_hubscan_did_not_write_is_one_line_naming_the_store(store, marker, reason, command):
     (store / "_hubscan.json").write_text(marker)
-    code, err = hubscan(*command, "--store", str(store))
-    if command[0] == "check":  # check reads no marker: it finds the damaged files of any store
-        assert code == 0, err
+    if command[0] == "check":  # check opens any store: it lists the marker and leaves it in place
+        result = CliRunner().invoke(app, [*command, "--store", str(store)])
+        assert (result.exit_code, result.stdout.splitlines()) == (3, [f"_hubscan.json: {reason}"])
+        assert (store / "_hubscan.json").read_text() == marker
         return
+    code, err = hubscan(*command, "--store", str(store))
     assert code == 1
     assert one_line(err) == f"hubscan: {store}:_hubscan.json: {reason}"
 
@@ -190,3 +193,14 @@ def test_a_folder_named_like_a_compacted_models_part_does_not_stop_compaction(st
 def _stored_revision(store: Path, repo_id: str) -> str:
     rows = connect(store).execute("SELECT revision FROM models WHERE repo_id = ?", [repo_id]).fetchall()
     return str(rows[0][0])
+
+
+@pytest.mark.parametrize("manifest", ["[]", '{"generation": "x", "parts": {}}', "{"])
+def test_a_manifest_hubscan_did_not_write_is_listed_by_check_and_one_line_elsewhere(store, manifest):
+    assert hubscan("compact", "--store", str(store))[0] == 0
+    (store / MANIFEST).write_text(manifest)
+    result = CliRunner().invoke(app, ["check", "--store", str(store)])
+    assert (result.exit_code, result.stdout.splitlines()) == (3, [f"{MANIFEST}: {MANIFEST_FOREIGN}"])
+    code, err = hubscan("flag", "--store", str(store))
+    assert code == 1
+    assert one_line(err) == f"hubscan: {store}:{MANIFEST}: {MANIFEST_FOREIGN}"
