@@ -195,7 +195,15 @@ def _stored_revision(store: Path, repo_id: str) -> str:
     return str(rows[0][0])
 
 
-@pytest.mark.parametrize("manifest", ["[]", '{"generation": "x", "parts": {}}', "{"])
+@pytest.mark.parametrize(
+    "manifest",
+    [
+        "[]",
+        '{"generation": "x", "parts": {}}',
+        "{",
+        '{"generation": 1, "parts": {"models": ["../../outside.parquet"]}}',
+    ],
+)
 def test_a_manifest_hubscan_did_not_write_is_listed_by_check_and_one_line_elsewhere(store, manifest):
     assert hubscan("compact", "--store", str(store))[0] == 0
     (store / MANIFEST).write_text(manifest)
