@@ -17,7 +17,8 @@ def run(settings: Settings, repair: bool = False) -> RunSummary:
     """
     if "://" in str(settings.store):
         raise StoreError(str(settings.store), None, None, "check needs a local store folder")
-    root = Store(settings.store).open_existing().root
+    store = Store(settings.store).open_existing()
+    root = (store.writable() if repair else store).root
     bad = find_bad_files(root)
     for item in bad:
         print(f"{item.path}: {item.reason}")

@@ -148,7 +148,7 @@ def run(
         HubscanError: a target could not be fingerprinted (the error that stopped it).
         NotComparable: the same model twice, or models of different hidden sizes or tensor layouts.
     """
-    store = Store(settings.store).init()
+    store = Store(settings.store).init().writable()
     summary = RunSummary()
     known = StoreKnownFiles(store)  # loaded once for both targets, and only if one needs fingerprinting
     ka, kb = (_ensure(store, settings, t, revision, summary, known) for t in (a, b))

@@ -19,7 +19,7 @@ from pipeline.storage.parquet import Store
 
 def run(settings: Settings, targets: list[str], revision: str = "main", force: bool = False) -> RunSummary:
     """Fingerprint each target (a folder or a Hub repo id); skip revisions already in the store."""
-    store = Store(settings.store).init()
+    store = Store(settings.store).init().writable()
     http = HubHttp(settings)
     summary = RunSummary()
     err = Console(stderr=True, soft_wrap=True)

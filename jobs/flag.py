@@ -105,8 +105,9 @@ def run(
 
     Raises:
         QueryError: a shipped query failed (e.g. the folder is not a store).
+        StoreError: the store cannot be written, or its marker is not hubscan's.
     """
-    store = Store(settings.store).init()
+    store = Store(settings.store).init().writable()
     con = flag_connection(store)
     flag_id = f"flag-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
     stamp = {"flag_id": flag_id, "flagged_at": datetime.now(timezone.utc), "hubscan_version": __version__}

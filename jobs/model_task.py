@@ -37,6 +37,7 @@ from pipeline.roles import classify_all
 from pipeline.sources.adapter_files import fetch_adapter_config, is_adapter
 from pipeline.sources.code_notices import read_code_notices
 from pipeline.sources.content_hash import with_content_hashes
+from pipeline.sources.local import check_refused
 from pipeline.sources.refs import FileRef, ModelRef
 from pipeline.sources.tokenizer import fetch_tokens
 from pipeline.sources.weights import select_weight_files
@@ -118,6 +119,7 @@ def _fingerprint(
     ref: ModelRef, settings: Settings, http: HubHttp, outcome: ModelOutcome, known: KnownFiles | None
 ) -> None:
     started = time.monotonic()
+    check_refused(ref)
     plan = _plan(ref, known)
     with ExitStack() as open_files:
         sources = [

@@ -45,7 +45,7 @@ MIN_BAND_PAIRS = 3
 class StoreView:
     """What the pages read from the store, loaded once."""
 
-    store: Path
+    store: str  # the location as the pages show it: a folder, or s3://bucket/prefix
     pairs: list[dict[str, Any]]
     models: dict[str, dict[str, Any]]
     files: dict[str, list[dict[str, Any]]]
@@ -102,7 +102,7 @@ def load_view(store_root: Path | str, require_pairs: bool = True) -> StoreView:
         StoreError: no scored pairs yet (when ``require_pairs``).
     """
     store = Store(store_root).init()
-    con = connect(store.root)
+    con = connect(store)  # not store.root: an object store's root is bucket/prefix, read as a local folder
     pairs = scored_pairs(con)
     if not pairs and require_pairs:
         raise StoreError(None, None, store.uri, "no scored pairs: run `hubscan flag` first")
@@ -114,7 +114,7 @@ def load_view(store_root: Path | str, require_pairs: bool = True) -> StoreView:
     failures = failure_count(con)
     sweeps = sorted({m["sweep_id"] for m in models.values() if m.get("sweep_id")})
     families = load_families(con) if pairs else []
-    return StoreView(Path(store.root), pairs, models, files, failures, sweeps, families, con)
+    return StoreView(store.location, pairs, models, files, failures, sweeps, families, con)
 
 
 def pair_file(pair: dict[str, Any]) -> str:

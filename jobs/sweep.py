@@ -38,6 +38,7 @@ from pipeline.sources import hf
 from pipeline.sources.hf_cache import cached_models
 from pipeline.sources.local import local_models
 from pipeline.storage.compact import compact
+from pipeline.storage.file_names import check_sweep_id
 from pipeline.storage.index import StoreIndex
 from pipeline.storage.lock import sweep_lock
 from pipeline.storage.parquet import Store
@@ -145,7 +146,10 @@ def run(
     Raises:
         SourceError: the listing could not be had.
         StoreLocked: another sweep is running on the same (local) store.
+        StoreError: the sweep id is not a plain file name.
     """
+    if sweep_id is not None:
+        check_sweep_id(str(settings.store), sweep_id)
     store = Store(settings.store).init()
     state = SweepState(sweep_id or _new_id(), source, filters or ListingFilters())
     exclusive = store.local and not plan_only

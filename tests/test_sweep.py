@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -233,7 +234,8 @@ def test_sweep_of_a_local_hf_cache_pins_snapshots_and_spots_copies(ray_session, 
 def test_sweep_of_a_local_folder_of_repos(ray_session, settings, testbed, tmp_path):
     root = tmp_path / "repos"
     (root / "org").mkdir(parents=True)
-    os.symlink(testbed / "sentence-transformers/paraphrase-MiniLM-L3-v2", root / "org/l3")
+    # a copy: a link to a folder outside the source is refused (tests/test_local_source.py)
+    shutil.copytree(testbed / "sentence-transformers/paraphrase-MiniLM-L3-v2", root / "org/l3")
     summary = sweep.run(settings, f"local:{root}")
     assert summary.done == 1
     layers = connect(settings.store).execute("SELECT layers FROM models WHERE repo_id = 'org/l3'").fetchone()

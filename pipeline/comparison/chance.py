@@ -78,6 +78,9 @@ def log_p_max(log_p: float, k: int) -> float:
         return log_p
     if log_p < -30.0:
         return min(0.0, math.log(k) + log_p)
+    if log_p > -1e-16:
+        # p rounds to 1 (a value far below chance, e.g. anti-correlated layers): so does the best of k
+        return 0.0
     return math.log(-math.expm1(k * math.log1p(-math.exp(log_p))))
 
 

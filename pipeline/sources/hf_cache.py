@@ -22,7 +22,7 @@ def cached_models(cache_dir: Path) -> Iterator[ModelRef]:
     for repo_dir in sorted(Path(cache_dir).glob("models--*")):
         repo_id = repo_dir.name.removeprefix("models--").replace("--", "/")
         for snapshot in sorted(p for p in (repo_dir / "snapshots").glob("*") if p.is_dir()):
-            ref = local_model(snapshot, repo_id)
+            ref = local_model(snapshot, repo_id, root=Path(cache_dir))  # links reach blobs/, never out
             files = tuple(_with_hash(snapshot, f) for f in ref.files)
             yield replace(ref, revision=snapshot.name, files=files, source="hf-cache")
 

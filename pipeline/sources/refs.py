@@ -33,6 +33,8 @@ class ModelRef:
     local_dir: Path | None = None
     license_name: str | None = None  # the card's name for an ``other`` licence
     created_at: datetime | None = None  # the Hub's createdAt (None for local folders)
+    # (file, why) of a local folder's files that were not listed: links out of the source, pipes, devices
+    refused: tuple[tuple[str, str], ...] = ()
 
     def file(self, name: str) -> FileRef | None:
         """The file of that name, if the repo has it."""

@@ -23,9 +23,11 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from pipeline.errors import StoreError
 from pipeline.storage.lock import compaction_lock
 from pipeline.storage.manifest import COMPACT_TABLES, COMPACTED, MANIFEST, Manifest
 from pipeline.storage.parquet import Store, model_key
+from pipeline.storage.remote import one_line
 from pipeline.storage.schema import TABLES
 from pipeline.storage.small_files import read_files
 
@@ -62,11 +64,18 @@ def compact(store: Store, group_models: int = GROUP_MODELS, merge_parts: int = M
 
     One compaction at a time per local store (it waits for the compaction lock); an object store has
     no lock, so compact it from one place (the sweep's driver, or `hubscan compact` between sweeps).
+
+    Raises:
+        StoreError: a file of the store cannot be read, written or deleted (nothing is committed).
     """
-    if not store.local:
-        return _compact(store, group_models, merge_parts)
-    with compaction_lock(store.root):
-        return _compact(store, group_models, merge_parts)
+    try:
+        if not store.local:
+            return _compact(store, group_models, merge_parts)
+        with compaction_lock(store.root):
+            return _compact(store, group_models, merge_parts)
+    except (OSError, pa.ArrowException) as exc:  # a damaged store (a folder named like a part): one line
+        reason = f"compaction stopped: {one_line(exc)} (`hubscan check` lists what is damaged)"
+        raise StoreError(store.uri, None, None, reason) from None
 
 
 def _compact(store: Store, group_models: int, merge_parts: int) -> CompactResult:
@@ -327,7 +336,7 @@ def _drop_leftovers(store: Store, manifest: Manifest) -> int:
     for table in ("tensors", "files"):
         for info in store.fs.get_file_info(pafs.FileSelector(store._path(table))):
             stem = info.base_name.removesuffix(".parquet")
-            if stem in compacted:
+            if info.type == pafs.FileType.File and stem in compacted:
                 removed += _delete_if_present(store, info.path)
     return removed
 

@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from pipeline.errors import StoreLocked
+from pipeline.storage.own_files import open_own
 
 LOCK_FILE = ".sweep.lock"
 # Held while a compaction runs: two at once would each swap in a manifest naming only their own new
@@ -31,9 +32,9 @@ def sweep_lock(root: Path, what: str) -> Iterator[None]:
 
     Raises:
         StoreLocked: another sweep is running on this store.
+        StoreError: the lock file is a link or not a plain file, or the store cannot be written.
     """
-    path = Path(root) / LOCK_FILE
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = open_own(str(root), str(root), LOCK_FILE, os.O_RDWR | os.O_CREAT)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -60,8 +61,11 @@ def compaction_lock(root: Path) -> Iterator[None]:
 
     Waiting, not failing: `hubscan compact` run by hand during a sweep's own compaction simply runs
     after it (and usually finds nothing left to do).
+
+    Raises:
+        StoreError: the lock file is a link or not a plain file, or the store cannot be written.
     """
-    fd = os.open(Path(root) / COMPACT_LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = open_own(str(root), str(root), COMPACT_LOCK_FILE, os.O_RDWR | os.O_CREAT)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield

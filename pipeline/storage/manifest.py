@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 
 COMPACTED = "compacted"
 MANIFEST = f"{COMPACTED}/manifest.json"
+# Why a manifest that does not parse as one is refused (hubscan check lists it; every other command stops).
+MANIFEST_FOREIGN = "not what hubscan writes (a JSON object with an integer generation and lists of parts)"
 # Tables merged by compaction. failures/ stays per model: a retry replaces a model's failures file.
 COMPACT_TABLES = ("models", "tensors", "files")
 
@@ -36,4 +38,18 @@ class Manifest:
         if data is None:
             return cls()
         raw = json.loads(data)
-        return cls(generation=int(raw["generation"]), parts={k: list(v) for k, v in raw["parts"].items()})
+        parts = {str(k): [_part(p) for p in v] for k, v in raw["parts"].items()}
+        return cls(generation=int(raw["generation"]), parts=parts)
+
+
+def _part(path: object) -> str:
+    """A manifest entry, if it names a file under compacted/: '../../x' would be read outside the store.
+
+    Raises:
+        ValueError: anything else.
+    """
+    if not isinstance(path, str) or not path.startswith(f"{COMPACTED}/") or not path.endswith(".parquet"):
+        raise ValueError(f"not a compacted part: {path!r:.80}")
+    if any(seg in ("", ".", "..") for seg in path.split("/")):
+        raise ValueError(f"not a compacted part: {path!r:.80}")
+    return path

@@ -25,18 +25,34 @@ import pyarrow.parquet as pq
 from pipeline import __version__
 from pipeline.errors import HubscanError, StoreError
 from pipeline.fingerprints.tensor import TensorFingerprint
-from pipeline.storage.manifest import COMPACT_TABLES, MANIFEST, Manifest
+from pipeline.storage.file_names import MAX_NAME_BYTES
+from pipeline.storage.manifest import COMPACT_TABLES, MANIFEST, MANIFEST_FOREIGN, Manifest
+from pipeline.storage.own_files import check_own_path, check_writable, marker_version, read_own
 from pipeline.storage.remote import one_line, open_filesystem
 from pipeline.storage.schema import FAILURES, FILES, MODELS, SCHEMA_VERSION, TABLES, TENSORS
 
 MARKER = "_hubscan.json"
 
 
+# A stem goes into "<stem>.parquet" (at most MAX_NAME_BYTES), so the readable part gets what the
+# suffix, the "--" and the 16-digit hash leave. Keys within it are what every earlier store used.
+_KEY_PREFIX_BYTES = MAX_NAME_BYTES - len(".parquet") - len("--") - 16
+# pyarrow datasets and compaction skip names starting with these (hidden and metadata files).
+_HIDDEN_LEADS = "_."
+
+
 def model_key(repo_id: str, revision: str) -> str:
-    """File stem for one model revision: readable prefix plus a hash that cannot collide."""
+    """File stem for one model revision: readable prefix plus a hash that cannot collide.
+
+    The prefix is cut to whole characters within the byte budget (80 CJK characters are 240 bytes)
+    and never starts with ``_`` or ``.``, which readers take for hidden files: such a model would
+    be re-read on every sweep. Ids that met both rules keep the key earlier stores used.
+    """
     digest = hashlib.sha1(f"{repo_id}@{revision}".encode()).hexdigest()[:16]
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in repo_id)[:80]
-    return f"{safe}--{digest}"
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in repo_id)[:80].lstrip(_HIDDEN_LEADS)
+    while len(safe.encode()) > _KEY_PREFIX_BYTES:
+        safe = safe[:-1]
+    return f"{safe or 'model'}--{digest}"
 
 
 class Store:
@@ -78,10 +94,9 @@ class Store:
         # GCS's create_dir makes a missing bucket (S3's refuses): a mistyped bucket must be an error
         self._check_bucket()
         self.fs.create_dir(self.base, recursive=True)
-        marker = self._path(MARKER)
-        if self._exists(marker):
-            with self.fs.open_input_stream(marker) as fh:
-                found = json.loads(fh.read()).get("schema_version", 0)
+        data = self.read_bytes(MARKER)
+        if data is not None:
+            found = marker_version(self.uri, MARKER, data)
             if found > SCHEMA_VERSION:
                 raise StoreError(
                     self.uri, None, MARKER, f"store schema {found} is newer than {SCHEMA_VERSION}"
@@ -92,10 +107,22 @@ class Store:
             )
         for name, schema in TABLES.items():
             self.fs.create_dir(self._path(name), recursive=True)
+            if self.local:  # a table folder that is a link would take every write out of the store
+                check_own_path(self.uri, self.base, f"{name}/_empty.parquet")
             empty = self._path(name, "_empty.parquet")
             # a store written before a column was added gets the new empty file, so views bind to it
             if not self._exists(empty) or pq.read_schema(empty, filesystem=self.fs).names != schema.names:
                 self.write(f"{name}/_empty.parquet", schema.empty_table())
+        return self
+
+    def writable(self) -> Store:
+        """This store, if it can be written: commands that write say so in one line before any work.
+
+        Raises:
+            StoreError: a local store that refuses a new file (read-only mount, permissions).
+        """
+        if self.local:
+            check_writable(self.uri, self.base)
         return self
 
     def open(self) -> Store:
@@ -188,8 +215,15 @@ class Store:
         return ds.dataset([loose, parts])
 
     def manifest(self) -> Manifest:
-        """The compacted files of the store (empty before the first compaction)."""
-        return Manifest.from_json(self.read_bytes(MANIFEST))
+        """The compacted files of the store (empty before the first compaction).
+
+        Raises:
+            StoreError: the manifest is not what hubscan writes (every command would otherwise die on it).
+        """
+        try:
+            return Manifest.from_json(self.read_bytes(MANIFEST))
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise StoreError(self.uri, None, MANIFEST, MANIFEST_FOREIGN) from None
 
     def _compacted(self, table: str, repo_id: str, revision: str) -> pa.Table:
         """One model's rows in the compacted files (files are sorted by model: row groups are skipped)."""
@@ -207,6 +241,7 @@ class Store:
             with self.fs.open_output_stream(path) as out:
                 pq.write_table(table, out, compression="zstd", row_group_size=row_group_size)
             return
+        check_own_path(self.uri, self.base, relative)
         tmp = f"{os.path.dirname(path)}/.{uuid.uuid4().hex}.tmp"
         try:
             pq.write_table(table, tmp, compression="zstd", row_group_size=row_group_size)
@@ -222,12 +257,19 @@ class Store:
             with self.fs.open_output_stream(path) as out:
                 out.write(data)
             return
+        check_own_path(self.uri, self.base, relative)
         tmp = f"{os.path.dirname(path)}/.{uuid.uuid4().hex}.tmp"
         Path(tmp).write_bytes(data)
         os.replace(tmp, path)
 
     def read_bytes(self, relative: str) -> bytes | None:
-        """A small file's bytes, or None when absent."""
+        """A small file's bytes, or None when absent; locally never through a link.
+
+        Raises:
+            StoreError: locally, the file is a link or not a regular file.
+        """
+        if self.local:
+            return read_own(self.uri, self.base, relative)
         path = self._path(relative)
         if not self._exists(path):
             return None

@@ -75,3 +75,9 @@ def test_value_at_z_inverts_the_prior():
     assert chance.z_from_log_p(chance.prior_log_p("col_norms", x, 384.0, 36, 4, 1)) == pytest.approx(
         2.0, abs=1e-3
     )
+
+
+@pytest.mark.parametrize("signal", ["sketch", "col_norms"])
+def test_a_value_far_below_chance_has_tail_one_even_as_the_best_of_many_tries(signal):
+    # r = -1 over 4096 values: the single tail rounds to p = 1, where log1p(-p) has no value
+    assert chance.prior_log_p(signal, -1.0, 4096, tries=6, roles=4) == 0.0

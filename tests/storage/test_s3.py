@@ -130,6 +130,18 @@ def test_flag_export_and_compare_read_the_s3_store_back(s3_store, tmp_path):
     assert _objects("layer_maps/")
 
 
+def test_report_reads_the_s3_store_not_a_local_folder_named_like_the_bucket(s3_store, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a folder named like the bucket would be found here
+    runner = CliRunner()
+    assert runner.invoke(app, ["flag", "--store", STORE]).exit_code == 0
+    result = runner.invoke(app, ["report", "--store", STORE, "-o", str(tmp_path / "site")])
+    assert result.exit_code == 0, result.output
+    index = (tmp_path / "site" / "index.html").read_text()
+    assert STORE in index and "smoke/base-finetune-1" in index
+    assert len(list((tmp_path / "site" / "pairs").iterdir())) == 3
+    assert not (tmp_path / BUCKET).exists()
+
+
 def test_fingerprint_writes_to_the_s3_store(s3_store):
     result = CliRunner().invoke(app, ["fingerprint", str(s3_store / "smoke" / "base"), "--store", STORE])
     assert result.exit_code == 0, result.output
