@@ -85,7 +85,7 @@ def matrix_deltas(a: Mapping[_Slot, dict[str, Any]], b: Mapping[_Slot, dict[str,
     deltas: list[MatrixDelta] = []
     for slot, ra in a.items():
         rb = b.get(slot)
-        if rb is None or ra["row_idx"] != rb["row_idx"]:
+        if rb is None or not ra["row_idx"] or ra["row_idx"] != rb["row_idx"]:
             continue
         d = matrix_delta(slot[0], ra["sketch"], rb["sketch"], len(ra["row_idx"]))
         if d is not None:
@@ -98,6 +98,7 @@ def _by_model(rows: Iterable[dict[str, Any]]) -> dict[ModelKey, dict[_Slot, dict
     for r in rows:
         slot = (r["role"], int(r["layer"]), int(r["expert"]), tuple(r["shape"]), bool(r["transposed"]))
         # float32 arrays at once: the fetched Python floats take ~8x the memory
-        kept = {"row_idx": tuple(r["row_idx"]), "sketch": np.asarray(r["sketch"], np.float32)}
+        # a store written without row indices (bench/detection_synth's) has none to align on
+        kept = {"row_idx": tuple(r["row_idx"] or ()), "sketch": np.asarray(r["sketch"], np.float32)}
         out.setdefault((r["repo_id"], r["revision"]), {})[slot] = kept
     return out
