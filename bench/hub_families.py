@@ -23,6 +23,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -135,24 +136,33 @@ def _rows(repo: str, fp: dict[str, np.ndarray], cols: dict[str, list[Any]]) -> N
 
 
 def build_block(
-    root: Path, sizes: list[int], hidden: int = 128, layers: int = 4, seed: int = 0
+    root: Path,
+    sizes: list[int],
+    hidden: int = 128,
+    layers: int = 4,
+    seed: int = 0,
+    models: slice = slice(None),
 ) -> list[Planned]:
-    """Write one block of families of ``sizes`` into a store at ``root``; returns the plan (the truth)."""
+    """Write one block of families of ``sizes`` into a store at ``root`` (only the ``models`` slice of the
+    plan: a later call with the next slice adds the rest, as a later sweep would); returns the whole plan."""
     store = Store(root).init()
     plan = plan_block(sizes, seed)
     names = ("repo_id", "name", "role", "layer", "shape", "dtype", "std", "tokens", "sketch", "col_norms",
              "dim_std", "values", "token_vectors")  # fmt: skip
     cols: dict[str, list[Any]] = {c: [] for c in names}
-    models: list[dict[str, Any]] = []
-    for i, planned in enumerate(plan):
+    rows: list[dict[str, Any]] = []
+    todo = range(len(plan))[models]
+    for i in todo:
+        planned = plan[i]
         _rows(planned.repo_id, _fingerprint(plan, i, hidden, layers, seed), cols)
-        models.append({"repo_id": planned.repo_id, "revision": "r0", "architecture": "LlamaForCausalLM",
-                       "layers": layers, "hidden": hidden, "dtype": "BF16", "base_models": []})  # fmt: skip
-        if len(models) == CHUNK or i == len(plan) - 1:
-            name = f"chunk{i // CHUNK:05d}.parquet"
+        rows.append({"repo_id": planned.repo_id, "revision": "r0", "architecture": "LlamaForCausalLM",
+                     "layers": layers, "hidden": hidden, "dtype": "BF16", "base_models": [],
+                     "fingerprinted_at": datetime.now(timezone.utc)})  # fmt: skip
+        if len(rows) == CHUNK or i == todo[-1]:
+            name = f"chunk-{i + 1 - len(rows):07d}.parquet"  # named by its first model: slices never collide
             store.write(f"tensors/{name}", _tensor_table(cols))
-            store.write(f"models/{name}", pa.Table.from_pylist(models, MODELS))
-            models, cols = [], {c: [] for c in names}
+            store.write(f"models/{name}", pa.Table.from_pylist(rows, MODELS))
+            rows, cols = [], {c: [] for c in names}
     return plan
 
 
