@@ -209,10 +209,11 @@ def _one(store: str) -> None:
     t0 = time.perf_counter()
     result = flag.run(Settings(store=store))
     seconds = time.perf_counter() - t0
+    use = resource.getrusage(resource.RUSAGE_SELF)
     flagged = result.pairs.filter(result.pairs["flagged"]).select(["a_repo_id", "b_repo_id"]).to_pylist()
     via = result.pairs.column("via").value_counts().to_pylist()
     print(json.dumps({
-        "seconds": seconds, "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "seconds": seconds, "cpu": use.ru_utime + use.ru_stime, "rss_mb": use.ru_maxrss / 1024,
         "pairs": result.candidates, "via": {v["values"]: v["counts"] for v in via},
         "flagged": [[r["a_repo_id"], r["b_repo_id"]] for r in flagged],
     }))  # fmt: skip
@@ -235,7 +236,7 @@ def block_sizes(n: int) -> list[int]:
 
 def table(sizes: list[int]) -> Iterator[str]:
     """One line per block size: flag's time and peak memory, pairs per model, recall, cross-family flags."""
-    yield (f"{'models':>7s} {'largest':>7s} {'seconds':>8s} {'ms/model':>8s} {'peak MB':>8s} {'pairs':>8s} "
+    yield (f"{'models':>7s} {'largest':>7s} {'seconds':>8s} {'cpu s':>7s} {'ms/model':>8s} {'peak MB':>8s} {'pairs':>8s} "
            f"{'pairs/model':>11s} {'lsh':>7s} {'bkgd':>6s} {'exh':>7s} {'flagged':>8s} {'recall':>7s} {'cross':>5s}")  # fmt: skip
     for n in sizes:
         with tempfile.TemporaryDirectory() as tmp:
@@ -247,7 +248,7 @@ def table(sizes: list[int]) -> Iterator[str]:
             continue
         recall, cross = membership_recall(truth, [tuple(p) for p in res["flagged"]])
         via = res["via"]
-        yield (f"{n:7d} {max(fam_sizes):7d} {res['seconds']:8.1f} {1000 * res['seconds'] / n:8.2f} "
+        yield (f"{n:7d} {max(fam_sizes):7d} {res['seconds']:8.1f} {res['cpu']:7.1f} {1000 * res['seconds'] / n:8.2f} "
                f"{res['rss_mb']:8.0f} {res['pairs']:8d} {res['pairs'] / n:11.2f} {via.get('lsh', 0):7d} "
                f"{via.get('background', 0):6d} {via.get('exhaustive', 0):7d} {len(res['flagged']):8d} "
                f"{recall:7.4f} {cross:5d}")  # fmt: skip

@@ -24,7 +24,7 @@ TIE_FACTOR = 0.9
 UNDECLARED_MARK = "UNDECLARED"
 # A family of more members is printed as a summary (size, root, verdicts, its strongest undeclared
 # edges) rather than a tree: a family of 10,000 derivatives must fit one screen.
-TREE_MAX = 30
+TREE_MAX = 40
 # The strongest undeclared edges a family summary lists.
 SUMMARY_EDGES = 5
 # Families printed, largest first; the rest are counted, every member one query away.

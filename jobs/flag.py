@@ -71,7 +71,7 @@ class FlagResult:
 
     flag_id: str
     pairs: pa.Table
-    candidates: int = 0
+    candidates: int = 0  # pairs this run scored
     flagged: int = 0
     undeclared: int = 0
 
@@ -125,6 +125,7 @@ def run(
         maps.append(unit_maps)
         del records
     table = pa.concat_tables(tables).combine_chunks()
+    scored = table.num_rows  # this run's; an incremental run keeps the last run's other rows beside them
     map_table = pa.concat_tables(maps)
     if previous is not None and new is not None:
         stored = model_infos(store).keys()
@@ -138,7 +139,7 @@ def run(
     return FlagResult(
         flag_id=flag_id,
         pairs=table,
-        candidates=table.num_rows,
+        candidates=scored,
         flagged=pc.sum(flagged).as_py() or 0,
         undeclared=pc.sum(pc.and_(flagged, pc.invert(pc.fill_null(table["declared"], False)))).as_py() or 0,
     )

@@ -43,6 +43,7 @@ def test_the_pairs_already_placed_are_kept_as_the_last_run_wrote_them(runs):
     # what the second run scored: the new models' edges and the block's background sample, nothing else
     assert scored and all(r["via"] == "background" or {r["a_repo_id"], r["b_repo_id"]} & new for r in scored)
     assert sum(r["via"] != "background" for r in scored) <= 10 * len(new)
+    assert second.candidates == len(scored) < second.pairs.num_rows
     # the first run's random sample was drawn again for the grown block, not kept beside the new one
     assert set(kept["via"].to_pylist()) == {"lsh"}
 
