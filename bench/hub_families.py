@@ -78,13 +78,14 @@ def plan_block(sizes: list[int], seed: int) -> list[Planned]:
     ]  # fmt: skip
 
 
-def zipf_sizes(n: int, largest_share: float) -> list[int]:
+def zipf_sizes(n: int, largest_share: float, family_share: float = 0.6) -> list[int]:
     """Family sizes summing to ``n``: the largest ``largest_share`` of the block, the k-th largest 1/k of it
-    (Zipf, exponent 1), the rest independent models."""
+    (Zipf, exponent 1) while families hold at most ``family_share`` of the block, the rest independent
+    models (most Hub repos derive from no other stored model)."""
     largest = max(1, round(n * largest_share))
     sizes: list[int] = []
     k = 1
-    while sum(sizes) < n and (size := largest // k) > 1:
+    while sum(sizes) < n * family_share and (size := largest // k) > 1:
         sizes.append(min(size, n - sum(sizes)))
         k += 1
     return sizes + [1] * (n - sum(sizes))
