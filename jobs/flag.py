@@ -202,7 +202,8 @@ def score_units(
     links = copy_links(models)
     # byte-identical copies no candidate query proposed are scored as pairs of their block too
     for extra in copy_pairs(cand + by_layout, links):
-        (cand if extra["layout"] is None else by_layout).append(extra)
+        if only is None or flag_incremental.focus([extra], only):  # an incremental run: new models' only
+            (cand if extra["layout"] is None else by_layout).append(extra)
     tests = comparable_pairs(cand + by_layout)
     spill = RowSpill.open(set(known_unrelated))
     try:
