@@ -143,9 +143,11 @@ def build_block(
     layers: int = 4,
     seed: int = 0,
     models: slice = slice(None),
+    revision: str = "r0",
 ) -> list[Planned]:
     """Write one block of families of ``sizes`` into a store at ``root`` (only the ``models`` slice of the
-    plan: a later call with the next slice adds the rest, as a later sweep would); returns the whole plan."""
+    plan: a later call with the next slice adds the rest, as a later sweep would; another ``revision``
+    stores them again as new revisions); returns the whole plan."""
     store = Store(root).init()
     plan = plan_block(sizes, seed)
     names = ("repo_id", "name", "role", "layer", "shape", "dtype", "std", "tokens", "sketch", "col_norms",
@@ -156,12 +158,15 @@ def build_block(
     for i in todo:
         planned = plan[i]
         _rows(planned.repo_id, _fingerprint(plan, i, hidden, layers, seed), cols)
-        rows.append({"repo_id": planned.repo_id, "revision": "r0", "architecture": "LlamaForCausalLM",
+        rows.append({"repo_id": planned.repo_id, "revision": revision, "architecture": "LlamaForCausalLM",
                      "layers": layers, "hidden": hidden, "dtype": "BF16", "base_models": [],
                      "fingerprinted_at": datetime.now(timezone.utc)})  # fmt: skip
         if len(rows) == CHUNK or i == todo[-1]:
-            name = f"chunk-{i + 1 - len(rows):07d}.parquet"  # named by its first model: slices never collide
-            store.write(f"tensors/{name}", _tensor_table(cols))
+            name = f"chunk-{revision}-{i + 1 - len(rows):07d}.parquet"  # by its first model: slices never collide
+            tensors = _tensor_table(cols)
+            column = tensors.schema.get_field_index("revision")
+            tensors = tensors.set_column(column, "revision", pa.array([revision] * tensors.num_rows))
+            store.write(f"tensors/{name}", tensors)
             store.write(f"models/{name}", pa.Table.from_pylist(rows, MODELS))
             rows, cols = [], {c: [] for c in names}
     return plan

@@ -69,3 +69,20 @@ def test_a_run_with_nothing_new_scores_nothing(runs):
 
 def _rows(table: pa.Table, cols: list[str]) -> set[tuple]:
     return {tuple(r.values()) for r in table.select(KEY + cols).to_pylist()}
+
+
+def test_a_placed_model_is_rescored_under_a_new_revision_only(runs):
+    root, plan, _, second = runs
+    moved = plan[7].repo_id
+    build_block(root, SIZES, seed=21, models=slice(7, 8), revision="r1")
+    third = flag.run(Settings(store=root), incremental=True)
+    scored = third.pairs.filter(pa.compute.equal(third.pairs["flag_id"], third.flag_id)).to_pylist()
+    assert scored and all(
+        r["via"] == "background"
+        or (moved, "r1") in {(r["a_repo_id"], r["a_revision"]), (r["b_repo_id"], r["b_revision"])}
+        for r in scored
+    )
+    # its earlier revision's edges stay as written while that revision is stored
+    earlier = _rows(second.pairs.filter(pa.compute.equal(second.pairs["via"], "lsh")), ["flag_id", "score"])
+    redrawn = _rows(third.pairs.filter(pa.compute.equal(third.pairs["via"], "background")), [])
+    assert {r for r in earlier if r[:4] not in redrawn} <= _rows(third.pairs, ["flag_id", "score"])
