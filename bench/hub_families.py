@@ -8,7 +8,8 @@ log-uniform in ``DRIFT`` per hop. A model's fingerprint is rebuilt from its fami
 parents, so no fingerprint is held beyond its Parquet chunk.
 
 `python -m bench.hub_families 101,401,10000` times `hubscan flag` per block (each run its own process, so
-peak memory is one run's) and reports pairs per model and family-membership recall against the truth.
+peak memory is one run's) and reports pairs per model and family-membership recall against the truth;
+`python -m bench.hub_families --grow 10000,500` times `flag --incremental` after 500 models are added.
 """
 
 from __future__ import annotations
@@ -207,13 +208,13 @@ def membership_recall(truth: dict[str, int], flagged: list[tuple[str, str]]) -> 
     return placed / max(1, total), wrong
 
 
-def _one(store: str) -> None:
+def _one(store: str, incremental: bool = False) -> None:
     """Child process: flag the store; print seconds, peak RSS, pairs and the flagged pairs as JSON."""
     from jobs import flag
     from pipeline.config import Settings
 
     t0 = time.perf_counter()
-    result = flag.run(Settings(store=store))
+    result = flag.run(Settings(store=store), incremental=incremental)
     seconds = time.perf_counter() - t0
     use = resource.getrusage(resource.RUSAGE_SELF)
     flagged = result.pairs.filter(result.pairs["flagged"]).select(["a_repo_id", "b_repo_id"]).to_pylist()
@@ -225,8 +226,9 @@ def _one(store: str) -> None:
     }))  # fmt: skip
 
 
-def _run(store: Path) -> dict[str, Any]:
-    out = subprocess.run([sys.executable, "-m", "bench.hub_families", "--one", str(store)],
+def _run(store: Path, incremental: bool = False) -> dict[str, Any]:
+    mode = "--incremental" if incremental else "--one"
+    out = subprocess.run([sys.executable, "-m", "bench.hub_families", mode, str(store)],
                          capture_output=True, text=True)  # fmt: skip
     if out.returncode != 0:
         return {"error": (out.stderr.strip().splitlines() or ["no output"])[-1][:120]}
@@ -260,9 +262,32 @@ def table(sizes: list[int]) -> Iterator[str]:
                f"{recall:7.4f} {cross:5d}")  # fmt: skip
 
 
+def incremental_table(n: int, added: int) -> Iterator[str]:
+    """A block of ``n`` models flagged without its last ``added``, which a later sweep brings: flag
+    --incremental against a full flag of the grown block (wall and CPU seconds, pairs scored, recall)."""
+    yield f"{'run':>22s} {'seconds':>8s} {'cpu s':>7s} {'scored':>8s} {'recall':>7s} {'cross':>5s}"
+    with tempfile.TemporaryDirectory() as tmp:
+        store = Path(tmp) / "store"
+        sizes = block_sizes(n)
+        truth = truth_of(build_block(store, sizes, models=slice(0, n - added)))
+        runs = {f"full, {n - added} models": _run(store)}
+        build_block(store, sizes, models=slice(n - added, None))
+        runs[f"incremental, +{added}"] = _run(store, incremental=True)
+        runs[f"full, {n} models"] = _run(store)
+    for name, res in runs.items():
+        if "error" in res:
+            yield f"{name:>22s} failed: {res['error']}"
+            continue
+        recall, cross = membership_recall(truth, [tuple(p) for p in res["flagged"]])
+        yield f"{name:>22s} {res['seconds']:8.1f} {res['cpu']:7.1f} {res['pairs']:8d} {recall:7.4f} {cross:5d}"
+
+
 if __name__ == "__main__":
-    if sys.argv[1] == "--one":
-        _one(sys.argv[2])
+    if sys.argv[1] in ("--one", "--incremental"):
+        _one(sys.argv[2], incremental=sys.argv[1] == "--incremental")
+    elif sys.argv[1] == "--grow":  # python -m bench.hub_families --grow 10000,500
+        for line in incremental_table(*(int(x) for x in sys.argv[2].split(","))):
+            print(line, flush=True)
     else:
         for line in table([int(x) for x in sys.argv[1].split(",")]):
             print(line, flush=True)
