@@ -165,6 +165,14 @@ def flag(
             "local (this process), auto (Ray on the cluster in RAY_ADDRESS, else this process)."
         ),
     ] = "auto",
+    incremental: Annotated[
+        bool,
+        typer.Option(
+            "--incremental",
+            help="Score only the edges of models the last flag run did not place (added or new revisions); "
+            "keep its other pairs.",
+        ),
+    ] = False,
 ) -> None:
     """Score candidate model pairs, calibrate each signal, and write the `pairs` table; prints the flags."""
     from jobs import flag as job
@@ -175,7 +183,11 @@ def flag(
         _usage(f"--runner must be one of {', '.join(job.RUNNERS)}")
     unrelated = job.read_known_unrelated(known_unrelated) if known_unrelated else []
     settings = _existing(settings_from_env(store=store))
-    result = _guard(lambda: job.run(settings, q_level=q, known_unrelated=unrelated, runner=runner))
+    result = _guard(
+        lambda: job.run(
+            settings, q_level=q, known_unrelated=unrelated, runner=runner, incremental=incremental
+        )
+    )
     if fmt == "table":  # people read families; csv and json stay one row per flagged pair
         from jobs.families import family_text
 

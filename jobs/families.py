@@ -7,7 +7,8 @@ its strongest flagged link reaches first (breadth first, so a star stays a star)
 
 from __future__ import annotations
 
-from collections import defaultdict
+import heapq
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,13 @@ TIE_FACTOR = 0.9
 UNDECLARED_MARK = "UNDECLARED"
 # The tree edge of an adapter under its declared base: no pair is scored between them.
 ADAPTER_VERDICT = "adapter"
+# A family of more members is printed as a summary (size, root, verdicts, its strongest undeclared
+# edges) rather than a tree: a family of 10,000 derivatives must fit one screen.
+TREE_MAX = 40
+# The strongest undeclared edges a family summary lists.
+SUMMARY_EDGES = 5
+# Families printed, largest first; the rest are counted, every member one query away.
+SHOWN_FAMILIES = 10
 
 
 @dataclass(frozen=True)
@@ -48,6 +56,8 @@ class Family:
     undeclared_pairs: int
     links: list[Link] = field(default_factory=list)  # tree edges, breadth first from the root
     other_links: int = 0  # flagged pairs of the family the tree does not draw
+    verdicts: dict[str, int] = field(default_factory=dict)  # flagged pairs of the family by verdict
+    strongest_undeclared: list[Link] = field(default_factory=list)  # SUMMARY_EDGES of them, strongest first
 
     def children(self, repo_id: str) -> list[Link]:
         """The tree edges below one member, strongest first."""
@@ -80,9 +90,37 @@ class Family:
             )
         return lines
 
+    def summary_lines(self) -> list[str]:
+        """The family in a few lines whatever its size: header, root, flagged pairs by verdict, how many
+        members joined through an undeclared edge, the strongest undeclared edges, and where the members are."""
+        joined_undeclared = sum(not link.declared for link in self.links)
+        kinds = ", ".join(
+            f"{kind} {n}" for kind, n in sorted(self.verdicts.items(), key=lambda kv: (-kv[1], kv[0]))
+        )
+        lines = [
+            f"family {self.family}: {len(self.members)} models, {self.pairs} flagged pairs "
+            f"({self.undeclared_pairs} undeclared), root {self.root}  {_root_note(self.members[0])}",
+            f"  verdicts: {kinds}",
+            f"  {joined_undeclared} of {len(self.members) - 1} members joined through an edge no card declares",
+        ]
+        if self.strongest_undeclared:
+            lines.append(f"  strongest {UNDECLARED_MARK} edges:")
+            lines += [
+                f"    {link.parent} -- {link.child}  {link.verdict}, score {link.score:.4g}"
+                for link in self.strongest_undeclared
+            ]
+        lines.append(
+            f"  members: `hubscan sql show_model_family -p repo_id={self.root}`, the tree: `hubscan report`"
+        )
+        return lines
+
+    def text_lines(self) -> list[str]:
+        """The tree for a family of at most TREE_MAX members, the summary for a larger one."""
+        return self.tree_lines() if len(self.members) <= TREE_MAX else self.summary_lines()
+
 
 def load_families(con: duckdb.DuckDBPyConnection) -> list[Family]:
-    """Every family of the store's last flag run, largest first, each with its tree.
+    """Every family of the store's last flag run, largest first, each with its tree and summary counts.
 
     Raises:
         QueryError: families.sql failed (e.g. no pairs table yet).
@@ -91,20 +129,31 @@ def load_families(con: duckdb.DuckDBPyConnection) -> list[Family]:
     by_family: dict[int, list[dict[str, Any]]] = defaultdict(list)
     for r in rows:
         by_family[int(r["family"])].append(r)
-    pairs = [{"a": p["a_repo_id"], "b": p["b_repo_id"], "verdict": p["verdict"], "reason": p["reason"],
-              "declared": p["declared"], "score": p["score"]} for p in flagged_pairs(con)]  # fmt: skip
-    pairs += [adapter_link(r) for r in rows if r.get("adapter_of")]
+    family_of_repo = {r["repo_id"]: int(r["family"]) for r in rows}
+    pairs_of: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for p in flagged_pairs(con):  # most significant first
+        pairs_of[family_of_repo[p["a_repo_id"]]].append(
+            {"a": p["a_repo_id"], "b": p["b_repo_id"], "verdict": p["verdict"], "reason": p["reason"],
+             "declared": p["declared"], "score": p["score"]}
+        )  # fmt: skip
+    for r in rows:  # an adapter hangs under the base it declares (a declaration, not a scored pair)
+        if r.get("adapter_of"):
+            pairs_of[int(r["family"])].append(adapter_link(r))
     out = []
     for number in sorted(by_family):
         members = by_family[number]
-        names = {m["repo_id"] for m in members}
-        mine = [p for p in pairs if p["a"] in names]
+        mine = pairs_of.pop(number, [])
         family = Family(number, members[0]["repo_id"], members, int(members[0]["family_pairs"]),
                         int(members[0]["undeclared_pairs"]))  # fmt: skip
         family.links = spanning_tree([m["repo_id"] for m in members], mine)
         # flagged pairs the tree leaves out (adapter declarations are not pairs)
         flagged = [p for p in mine if p["verdict"] != ADAPTER_VERDICT]
         family.other_links = len(flagged) - sum(link.verdict != ADAPTER_VERDICT for link in family.links)
+        family.verdicts = dict(Counter(str(p["verdict"]) for p in mine))
+        family.strongest_undeclared = [
+            Link(p["a"], p["b"], p["verdict"], p["reason"], False, float(p["score"]))
+            for p in [p for p in flagged if not p["declared"]][:SUMMARY_EDGES]
+        ]
         out.append(family)
     return out
 
@@ -122,25 +171,31 @@ def spanning_tree(ranked: list[str], pairs: list[dict[str, Any]]) -> list[Link]:
 
     A member joins once a relative is placed, so the tree stays connected and every parent ranks
     above its children. Links within TIE_FACTOR of the strongest count as equal and the
-    earliest-placed parent wins: copies of one base score alike with every sibling.
+    earliest-placed parent wins: copies of one base score alike with every sibling. The frontier is a
+    heap of ranks, so a family of m members and e links costs e log m, not m^2.
     """
     adjacent: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
     for p in pairs:
         adjacent[p["a"]][p["b"]] = adjacent[p["b"]][p["a"]] = p
     rank = {repo: i for i, repo in enumerate(ranked)}
     order = {ranked[0]: 0}
+    frontier = [rank[c] for c in adjacent[ranked[0]] if c in rank]
+    heapq.heapify(frontier)
     links: list[Link] = []
-    while True:
-        frontier = [c for c in ranked if c not in order and any(q in order for q in adjacent[c])]
-        if not frontier:
-            return links
-        child = min(frontier, key=rank.__getitem__)
+    while frontier:
+        child = ranked[heapq.heappop(frontier)]
+        if child in order:
+            continue
         scores = {parent: float(p["score"]) for parent, p in adjacent[child].items() if parent in order}
         top = max(scores.values())
         parent = min((q for q, v in scores.items() if v >= top * TIE_FACTOR), key=order.__getitem__)
         p = adjacent[parent][child]
         links.append(Link(parent, child, p["verdict"], p["reason"], bool(p["declared"]), float(p["score"])))
         order[child] = len(order)
+        for other in adjacent[child]:
+            if other not in order and other in rank:
+                heapq.heappush(frontier, rank[other])
+    return links
 
 
 def family_of(families: list[Family]) -> dict[str, int]:
@@ -157,7 +212,8 @@ def _root_note(member: dict[str, Any]) -> str:
 
 
 def family_text(store: str | Path) -> str:
-    """Every family of the store's last flag run as trees, for `hubscan flag` and `hubscan demo`.
+    """The families of the store's last flag run for `hubscan flag` and `hubscan demo`: the SHOWN_FAMILIES
+    largest, each as a tree or (past TREE_MAX members) a summary, then a count of the rest.
 
     Raises:
         QueryError: the store has no pairs table or families.sql failed.
@@ -165,4 +221,10 @@ def family_text(store: str | Path) -> str:
     families = load_families(connect(store))
     if not families:
         return "no flagged pairs: no families"
-    return "\n\n".join("\n".join(f.tree_lines()) for f in families)
+    blocks = ["\n".join(f.text_lines()) for f in families[:SHOWN_FAMILIES]]
+    rest = families[SHOWN_FAMILIES:]
+    if rest:
+        blocks.append(
+            f"(+ {len(rest)} more families, {sum(len(f.members) for f in rest)} models: `hubscan sql families`)"
+        )
+    return "\n\n".join(blocks)

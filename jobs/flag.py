@@ -21,8 +21,9 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
-from jobs import layer_maps, licence_edges, low_rank_deltas
+from jobs import flag_incremental, layer_maps, licence_edges, low_rank_deltas
 from jobs.flag_rows import RowSpill
 from pipeline import __version__
 from pipeline.comparison.judge import judge_pairs
@@ -70,7 +71,7 @@ class FlagResult:
 
     flag_id: str
     pairs: pa.Table
-    candidates: int = 0
+    candidates: int = 0  # pairs this run scored
     flagged: int = 0
     undeclared: int = 0
 
@@ -97,8 +98,10 @@ def run(
     exhaustive_max: int = EXHAUSTIVE_MAX,
     known_unrelated: Iterable[frozenset[str]] = (),
     runner: str = "auto",
+    incremental: bool = False,
 ) -> FlagResult:
-    """Score every candidate pair of the store and replace its `pairs` table.
+    """Score every candidate pair of the store and replace its `pairs` table; with ``incremental``, only the
+    edges of the models the last run did not place (jobs/flag_incremental.py), keeping its other rows.
 
     Each unit's judged pairs become Arrow columns as they come, so the records of a hub's pairs are
     never held at once.
@@ -113,20 +116,31 @@ def run(
     stamp = {"flag_id": flag_id, "flagged_at": datetime.now(timezone.utc), "hubscan_version": __version__}
     tables = [pairs_table([], stamp)]
     maps = [LAYER_MAPS.empty_table()]
+    previous = _previous(store) if incremental else None
+    new = flag_incremental.new_models(store, previous)
     for records, unit_maps in score_units(
-        con, store, q_level, exhaustive_max, known_unrelated=known_unrelated, runner=runner, settings=settings
-    ):
+        con, store, q_level, exhaustive_max, known_unrelated=known_unrelated, runner=runner, settings=settings,
+        only=new,
+    ):  # fmt: skip
         tables.append(pairs_table(records, stamp))
         maps.append(unit_maps)
         del records
-    store.write(layer_maps.FLAG_FILE, pa.concat_tables(maps))
     table = pa.concat_tables(tables).combine_chunks()
+    scored = table.num_rows  # this run's; an incremental run keeps the last run's other rows beside them
+    map_table = pa.concat_tables(maps)
+    if previous is not None and new is not None:
+        stored = model_infos(store).keys()
+        earlier = _read(store, layer_maps.FLAG_FILE)
+        if earlier is not None:
+            map_table = flag_incremental.merged_maps(earlier, table, map_table)
+        table = flag_incremental.merged(previous, table, stored).combine_chunks()
+    store.write(layer_maps.FLAG_FILE, map_table)
     store.write(PAIRS_FILE, table)
     flagged = pc.fill_null(table["flagged"], False)
     return FlagResult(
         flag_id=flag_id,
         pairs=table,
-        candidates=table.num_rows,
+        candidates=scored,
         flagged=pc.sum(flagged).as_py() or 0,
         undeclared=pc.sum(pc.and_(flagged, pc.invert(pc.fill_null(table["declared"], False)))).as_py() or 0,
     )
@@ -168,6 +182,7 @@ def score_units(
     source: str = "flag",
     map_only: Collection[PairKey] | None = None,
     known_maps: Iterable[PartialPair] = (),
+    only: Collection[ModelKey] | None = None,
 ) -> Iterator[tuple[list[ScoredPair], pa.Table]]:
     """Candidates (optionally one block: a hidden size or an unknown architecture's layout, plus given
     pairs), their signals, calibration, the maps of the pairs that need one, and the judged pairs,
@@ -177,14 +192,19 @@ def score_units(
     batch (jobs/flag_blocks.py), "auto" on Ray when `ray_pays` says so; Ray needs ``settings``.
     ``map_only``: the pairs mapped, whatever their flag (compare's pair), instead of the flagged pairs
     that need a map; ``known_maps``: stored partial maps that may hold a stack's other parent.
+    ``only``: the new models of an incremental run; the candidates are cut to their edges and their blocks'
+    background (jobs/flag_incremental.py).
     Yields each unit's judged pairs and their layer_maps rows (stamped with ``source``).
     """
     cand, by_layout = candidates(con, store, exhaustive_max, hidden, layout, extra_pairs)
+    if only is not None:
+        cand, by_layout = flag_incremental.focus(cand, only), flag_incremental.focus(by_layout, only)
     models = model_infos(store)
     links = copy_links(models)
     # byte-identical copies no candidate query proposed are scored as pairs of their block too
     for extra in copy_pairs(cand + by_layout, links):
-        (cand if extra["layout"] is None else by_layout).append(extra)
+        if only is None or flag_incremental.focus([extra], only):  # an incremental run: new models' only
+            (cand if extra["layout"] is None else by_layout).append(extra)
     tests = comparable_pairs(cand + by_layout)
     spill = RowSpill.open(set(known_unrelated))
     try:
@@ -353,6 +373,17 @@ def model_infos(store: Store) -> dict[ModelKey, ModelInfo]:
         )
         for r in table.to_pylist()
     }
+
+
+def _previous(store: Store) -> pa.Table | None:
+    """The last flag run's pairs table, if there is one."""
+    return _read(store, PAIRS_FILE)
+
+
+def _read(store: Store, relative: str) -> pa.Table | None:
+    """One of flag's own files of the store (written by `Store.write`), or None when absent."""
+    data = store.read_bytes(relative)
+    return None if data is None else pq.read_table(pa.BufferReader(data))
 
 
 def _hidden_sizes(store: Store) -> dict[ModelKey, int | None]:

@@ -1,7 +1,9 @@
 """`hubscan report --store S -o DIR`: a self-contained static site of the last flag run.
 
 DIR/index.html (provenance, families as lineage graphs, undeclared derivatives ranked by evidence)
-and DIR/pairs/<pair>.html (one per flagged pair: verdict, evidence table, figures, provenance).
+and DIR/pairs/<pair>.html (one per flagged pair: verdict, evidence table, figures, provenance). A family
+of more than families.TREE_MAX members is drawn as its summary and a table of its lineage edges (the
+tree's), with a page per edge rather than per flagged pair: a family of thousands stays a page of edges.
 Nothing is fetched when the pages are viewed: styles are inline, figures inline SVG, no scripts.
 """
 
@@ -19,7 +21,7 @@ import duckdb
 import numpy as np
 
 from jobs import report_svg as svg
-from jobs.families import Family, load_families
+from jobs.families import TREE_MAX, Family, load_families
 from jobs.output import format_p
 from pipeline import __version__
 from pipeline.comparison.signals import SIGNAL_TABLE, signal_columns
@@ -87,12 +89,24 @@ def run(settings: Settings, out_dir: Path) -> int:
         StoreError: the store has no scored pairs (run `hubscan flag` first).
     """
     view = load_view(settings.store)
-    flagged = [p for p in view.pairs if p["flagged"]]
+    flagged = paged_pairs(view)
     (out_dir / "pairs").mkdir(parents=True, exist_ok=True)
     for pair in flagged:
         (out_dir / "pairs" / pair_file(pair)).write_text(pair_page(view, pair, index_href="../index.html"))
     (out_dir / "index.html").write_text(index_page(view, flagged))
     return len(flagged)
+
+
+def paged_pairs(view: StoreView) -> list[dict[str, Any]]:
+    """The flagged pairs that get a page: all of a family of at most TREE_MAX members, the tree edges of a
+    larger one (its other pairs stay one `hubscan compare A B` away)."""
+    large = [f for f in view.families if len(f.members) > TREE_MAX]
+    in_large = {m["repo_id"] for f in large for m in f.members}
+    edges = {frozenset((link.parent, link.child)) for f in large for link in f.links}
+    return [
+        p for p in view.pairs
+        if p["flagged"] and (p["a_repo_id"] not in in_large or frozenset((p["a_repo_id"], p["b_repo_id"])) in edges)
+    ]  # fmt: skip
 
 
 def load_view(store_root: Path | str, require_pairs: bool = True) -> StoreView:
@@ -139,7 +153,7 @@ def index_page(view: StoreView, flagged: list[dict[str, Any]]) -> str:
         _kv("models", str(len(view.models))),
         _kv("failures", str(view.failures)),
         _kv("flag run", ", ".join(flag_ids)),
-        _kv("pairs scored / flagged", f"{len(view.pairs)} / {len(flagged)}"),
+        _kv("pairs scored / flagged", f"{len(view.pairs)} / {sum(bool(p['flagged']) for p in view.pairs)}"),
         _kv("hubscan version", __version__),
         _kv("written", f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC}"),
         "</table>",
@@ -160,7 +174,10 @@ def index_page(view: StoreView, flagged: list[dict[str, Any]]) -> str:
             + ", ".join(escape(m["repo_id"]) for m in fam.members)
             + "</p>"
         )
-        body.append(svg.lineage(f"family {fam.family}", fam.root, edges))
+        if len(fam.members) <= TREE_MAX:
+            body.append(svg.lineage(f"family {fam.family}", fam.root, edges))
+        else:  # a graph of thousands of nodes reads as nothing: the summary, then the lineage edges
+            body.append(_family_summary(fam, edges))
     undeclared = sorted((p for p in flagged if not p["declared"]), key=lambda p: -p["score"])
     body.append(f"<h2>Undeclared derivatives, strongest evidence first ({len(undeclared)})</h2>")
     body.append(_pair_table(undeclared))
@@ -268,6 +285,23 @@ def _pair_table(pairs: list[dict[str, Any]]) -> str:
             f"<tr><td>{escape(p['a_repo_id'])}</td><td>{escape(p['b_repo_id'])}</td>"
             f'<td><a href="{_href(p)}">{escape(p["verdict"])}</a></td><td>{p["score"]:.4g}</td>'
             f"<td>{format_p(p.get('q'))}</td></tr>"
+        )
+    return "".join(rows) + "</table>"
+
+
+def _family_summary(fam: Family, edges: list[svg.TreeEdge]) -> str:
+    """A large family: flagged pairs by verdict, then its lineage edges (the tree's, root first), each linked."""
+    kinds = ", ".join(
+        f"{escape(k)} {n}" for k, n in sorted(fam.verdicts.items(), key=lambda kv: (-kv[1], kv[0]))
+    )
+    rows = [f"<p>Flagged pairs by verdict: {kinds}. Lineage edges: each member under its strongest "
+            f"already-placed relative ({len(edges)}); any other pair is one <code>hubscan compare A B</code> "
+            "away.</p><table><tr><th>parent</th><th>member</th><th>verdict</th><th>declared</th></tr>"]  # fmt: skip
+    for e in edges:
+        verdict = f'<a href="{e.href}">{escape(e.verdict)}</a>' if e.href else escape(e.verdict)
+        declared = "yes" if e.declared else '<span class="undeclared">no</span>'
+        rows.append(
+            f"<tr><td>{escape(e.parent)}</td><td>{escape(e.child)}</td><td>{verdict}</td><td>{declared}</td></tr>"
         )
     return "".join(rows) + "</table>"
 

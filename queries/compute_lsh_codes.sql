@@ -1,6 +1,8 @@
 -- purpose: random-projection LSH codes of the signatures: in each of $bands bands, a model's code is the sign
 --          bits of the dot products of its z-scored signature with Rademacher hyperplanes (one bit per
---          plane). Step of candidate_pairs() (pipeline/storage/duckdb.py): temp table lsh_codes.
+--          plane), and its projection on the band's first plane (proj), which orders a bucket's members so
+--          compute_lsh_pairs.sql pairs each with its nearest few in that order. Step of candidate_pairs()
+--          (pipeline/storage/duckdb.py): temp table lsh_codes.
 -- params:  $bands INTEGER = 24
 -- reads:   lsh_signatures   (compute_lsh_signatures.sql)
 WITH planes AS (
@@ -18,5 +20,6 @@ WITH planes AS (
 -- (a row per model, band and bit, then grouped, took 30 of 41 s at 100k models)
 SELECT z.repo_id, z.revision, z.hidden, z.kind, p.band,
        list_sum(list_transform(range(z.bits), lambda k:
-           CASE WHEN list_dot_product(z.z, p.w[k + 1]) > 0 THEN 1::BIGINT << k ELSE 0 END)) AS code
+           CASE WHEN list_dot_product(z.z, p.w[k + 1]) > 0 THEN 1::BIGINT << k ELSE 0 END)) AS code,
+       list_dot_product(z.z, p.w[1]) AS proj
 FROM lsh_signatures AS z JOIN planes AS p ON p.d = z.d;

@@ -277,6 +277,15 @@ EXPECTED = {
             ("licbed/minilm-l3-nolicence", "sentence-transformers/all-MiniLM-L6-v2"),
         ],
     ),
+    "compute_lineage_pairs.sql": (
+        3,
+        ("a_repo_id", "b_repo_id", "via"),
+        [
+            ("demohub/minilm-l6-finetuned", "licbed/minilm-l3-nolicence", "lsh"),
+            ("demohub/minilm-l6-finetuned", "sentence-transformers/all-MiniLM-L6-v2", "lsh"),
+            ("licbed/minilm-l3-nolicence", "sentence-transformers/all-MiniLM-L6-v2", "lsh"),
+        ],
+    ),
     "compute_lsh_signatures.sql": (
         6,
         ("repo_id", "hidden"),

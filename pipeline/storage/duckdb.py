@@ -13,6 +13,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from pipeline.comparison.edges import LineageEdge, spanning_forest
 from pipeline.errors import QueryError
 from pipeline.storage.manifest import COMPACT_TABLES
 from pipeline.storage.parquet import Store
@@ -27,13 +28,15 @@ CLI_COMPACTED = (
 )
 # The steps of candidate_pairs(), in order: compute_<table>.sql, kept as temp table <table> for the
 # steps after it (one job per file: blocks, small blocks whole, LSH signatures, codes, screened
-# collisions, the random background); compute_candidate_pairs.sql then joins them.
+# collisions, each model's nearest of them, the random background); compute_candidate_pairs.sql then
+# joins them.
 CANDIDATE_STEPS = (
     "candidate_blocks",
     "exhaustive_pairs",
     "lsh_signatures",
     "lsh_codes",
     "lsh_pairs",
+    "lineage_pairs",
     "background_pairs",
 )
 _PARAM_DECL = re.compile(r"\$(\w+)\s+([A-Za-z]+(?:\[\])?)(?:\s*=\s*([^,]+))?")
@@ -168,7 +171,33 @@ def candidate_pairs(
         )
     for table, sql in steps.items():
         create_temp_table(con, table, sql, {k: v for k, v in params.items() if k in sql.params})
+    add_spanning_forest(con)
     return fetch_rows(con, "compute_candidate_pairs")
+
+
+def add_spanning_forest(con: duckdb.DuckDBPyConnection) -> None:
+    """Add to temp table lineage_pairs the edges of lsh_pairs' strongest spanning forest it lacks
+    (pipeline/comparison/edges.py: why each model's nearest pairs alone can cut a family apart)."""
+    rows = con.execute(
+        "SELECT a_repo_id, a_revision, b_repo_id, b_revision, hidden, screen_z FROM lsh_pairs"
+    ).fetchall()
+    forest = spanning_forest(LineageEdge((r[0], r[1]), (r[2], r[3]), r[4], r[5]) for r in rows)
+    del rows
+    if not forest:
+        return
+    table = pa.table(
+        {"a_repo_id": [e.a[0] for e in forest], "a_revision": [e.a[1] for e in forest],
+         "b_repo_id": [e.b[0] for e in forest], "b_revision": [e.b[1] for e in forest],
+         "hidden": pa.array([e.hidden for e in forest], pa.int64()),
+         "screen_z": pa.array([e.screen_z for e in forest], pa.float64())}
+    )  # fmt: skip
+    con.register("_forest_arrow", table)
+    con.execute(
+        "INSERT INTO lineage_pairs SELECT f.a_repo_id, f.a_revision, f.b_repo_id, f.b_revision, f.hidden, "
+        "'lsh', f.screen_z FROM _forest_arrow AS f ANTI JOIN lineage_pairs AS l ON l.a_repo_id = f.a_repo_id "
+        "AND l.a_revision = f.a_revision AND l.b_repo_id = f.b_repo_id AND l.b_revision = f.b_revision"
+    )
+    con.unregister("_forest_arrow")
 
 
 def create_temp_table(

@@ -1,0 +1,26 @@
+"""The spanning forest that keeps a screened family whole when each model keeps only its nearest pairs."""
+
+from pipeline.comparison.edges import LineageEdge, spanning_forest
+
+
+def _edge(a: str, b: str, z: float) -> LineageEdge:
+    return LineageEdge((a, "r0"), (b, "r0"), 128, z)
+
+
+def test_the_forest_keeps_the_strongest_edges_and_links_every_component_once():
+    # a sub-family (p and its children c0-c11) nearer each other than to the base, beside the base's own
+    # fine-tunes: each child's nearest 8 are p and its siblings, so nearest-only edges cut p's subtree off
+    edges = [_edge("p", f"c{i}", 40.0) for i in range(12)]
+    edges += [_edge(f"c{i}", f"c{j}", 30.0) for i in range(12) for j in range(i + 1, 12)]
+    edges += [_edge("base", f"f{i}", 50.0) for i in range(12)] + [_edge("base", "p", 12.0)]
+    edges += [_edge("x", "y", 9.0)]  # another component
+    forest = spanning_forest(edges)
+    models = {m for e in edges for m in (e.a, e.b)}
+    assert len(forest) == len(models) - 2  # two components, each a tree
+    assert _edge("base", "p", 12.0) in forest and _edge("x", "y", 9.0) in forest
+    assert not any(e.screen_z == 30.0 for e in forest)  # sibling edges are never the strongest link
+
+
+def test_the_forest_is_the_same_whatever_order_the_edges_come_in():
+    edges = [_edge("a", "b", 7.0), _edge("b", "c", 7.0), _edge("a", "c", 7.0), _edge("c", "d", 5.0)]
+    assert spanning_forest(edges) == spanning_forest(list(reversed(edges)))
