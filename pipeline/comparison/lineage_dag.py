@@ -1,0 +1,149 @@
+"""A family as a directed graph: who was made from whom, drawn so no model sits below its descendant.
+
+Edges arrive directed (parent -> child, from pipeline/comparison/direction.py) or undirected
+(direction unknown). The layout keeps three promises:
+
+- a root is an origin: no directed edge points into it (a merge of two unrelated models has two);
+- a model with two parents appears under each, the second time as a reference only;
+- an undirected edge never draws a model below one of its own descendants: it hangs a model not
+  yet placed under one already placed, and says the direction is unknown.
+
+Conflicting evidence can make a directed cycle (A declares B, B's structure says it came from A);
+the edge of the weakest evidence in it is kept undirected, so the drawing stays a DAG.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+# Evidence kinds from strongest to weakest (direction.py's order); a cycle gives up the weakest.
+EVIDENCE_ORDER = ("declared", "merge", "structure", "precision", "created", "centre")
+
+
+@dataclass(frozen=True)
+class Link:
+    """One flagged edge as drawn: ``parent`` -> ``child`` when ``directed``, else just a relation."""
+
+    parent: str
+    child: str
+    label: str  # verdict and reason, as printed after the child
+    score: float
+    directed: bool = True
+    evidence: str = ""  # the direction's evidence kind ("" when undirected)
+
+
+@dataclass
+class FamilyDag:
+    """A family laid out: its roots and each member's links to the members drawn under it."""
+
+    roots: list[str]
+    below: dict[str, list[Link]]  # parent -> links to children, strongest first
+
+    def parents_of(self, child: str) -> list[str]:
+        """Every member drawn above ``child`` (its parents, directed or not)."""
+        return sorted(p for p, links in self.below.items() for k in links if k.child == child)
+
+    def lines(self, mark: str = "") -> list[str]:
+        """Indented text: each root, then every member under each of its parents (again: a reference)."""
+        out: list[str] = []
+        drawn: set[str] = set()
+        for root in self.roots:
+            out.append(root)
+            drawn.add(root)
+            self._draw(root, 1, drawn, out, mark)
+        return out
+
+    def _draw(self, node: str, depth: int, drawn: set[str], out: list[str], mark: str) -> None:
+        """Depth-first below ``node``; a member already drawn is named, not expanded."""
+        for link in self.below.get(node, []):
+            arrow = "" if link.directed else "(direction unknown) "
+            if link.child in drawn:
+                out.append(f"{'  ' * depth}^ {link.child} (drawn above) {arrow}{link.label}{mark}")
+                continue
+            drawn.add(link.child)
+            out.append(f"{'  ' * depth}- {link.child} {arrow}{link.label}{mark}")
+            self._draw(link.child, depth + 1, drawn, out, mark)
+
+
+def layout(members: Sequence[str], links: Iterable[Link]) -> FamilyDag:
+    """Lay a family out from its links (directed where known); every member is reachable from a root."""
+    links = list(links)
+    directed = _acyclic([k for k in links if k.directed])
+    undirected = [k for k in links if not k.directed] + [k for k in directed if not k.directed]
+    directed = [k for k in directed if k.directed]
+    below: dict[str, list[Link]] = defaultdict(list)
+    for k in directed:
+        below[k.parent].append(k)
+    has_parent = {k.child for k in directed}
+    origins = [m for m in members if m not in has_parent]  # no directed edge points into them
+    roots = [m for m in origins if below.get(m)]
+    placed = _reachable(roots, below)
+    pending = sorted(undirected, key=lambda k: (-k.score, k.parent, k.child))
+    while len(placed) < len(members):
+        link = _next_attachment(pending, placed)
+        if link is None:  # nothing left to hang on the drawing: an origin starts a part of its own
+            start = _strongest(pending, placed, [m for m in origins if m not in placed] or list(members))
+            roots.append(start)
+            placed |= _reachable([start], below)
+            continue
+        pending.remove(link)
+        top = link.parent if link.parent in placed else link.child
+        new = link.child if top == link.parent else link.parent
+        below[top].append(Link(top, new, link.label, link.score, False))
+        placed |= _reachable([new], below)
+    for links_ in below.values():
+        links_.sort(key=lambda k: (-k.score, k.child))
+    return FamilyDag(sorted(roots, key=lambda r: (-len(_reachable([r], below)), r)), dict(below))
+
+
+def _next_attachment(pending: list[Link], placed: set[str]) -> Link | None:
+    """The strongest undirected link from a placed member to an unplaced one.
+
+    Every member with a directed edge is placed from the roots before any undirected link is used,
+    so the member it hangs has no directed edge at all and cannot be an ancestor of anything.
+    """
+    return next((k for k in pending if (k.parent in placed) != (k.child in placed)), None)
+
+
+def _acyclic(directed: list[Link]) -> list[Link]:
+    """The directed links, strongest evidence first; a link that would close a cycle becomes undirected."""
+    out: list[Link] = []
+    children: dict[str, set[str]] = defaultdict(set)
+    for k in sorted(directed, key=lambda k: (_rank(k.evidence), -k.score, k.parent, k.child)):
+        if k.parent in _reachable([k.child], children):  # the child already reaches the parent
+            out.append(Link(k.parent, k.child, k.label, k.score, False))
+            continue
+        children[k.parent].add(k.child)
+        out.append(k)
+    return out
+
+
+def _rank(evidence: str) -> int:
+    """Position of an evidence kind in the order of trust (unknown kinds last)."""
+    return EVIDENCE_ORDER.index(evidence) if evidence in EVIDENCE_ORDER else len(EVIDENCE_ORDER)
+
+
+def _reachable(starts: Iterable[str], below: dict[str, list[Link]] | dict[str, set[str]]) -> set[str]:
+    """Every node reachable from ``starts`` (themselves included)."""
+    seen: set[str] = set()
+    stack = list(starts)
+    while stack:
+        node = stack.pop()
+        if node in seen:
+            continue
+        seen.add(node)
+        stack.extend(k.child if isinstance(k, Link) else k for k in below.get(node, ()))
+    return seen
+
+
+def _strongest(pending: list[Link], placed: set[str], candidates: Sequence[str]) -> str:
+    """The candidate with the most (then strongest) pending links: where a part of the drawing starts."""
+    weight: dict[str, tuple[int, float]] = {m: (0, 0.0) for m in candidates if m not in placed}
+    for k in pending:
+        for side in (k.parent, k.child):
+            if side in weight:
+                n, s = weight[side]
+                weight[side] = (n + 1, s + k.score)
+    return min(weight, key=lambda m: (-weight[m][0], -weight[m][1], m))
