@@ -1,13 +1,13 @@
-"""Families of flagged models: who belongs together (queries/families.sql) and a tree to show it.
+"""Families of flagged models: who belongs together (queries/families.sql) and a drawing of who came from whom.
 
-The components and the inferred root are decided once, in SQL; this module only lays each family
-out as a tree for the terminal and the report: from the root, every model hangs under the member
-its strongest flagged link reaches first (breadth first, so a star stays a star).
+The components are decided in SQL; each family is laid out as a directed graph from its edges'
+directions (pipeline/comparison/lineage_dag.py): roots are origins (no edge points into them), a
+model with two parents (a merge) is drawn under each, the second time as a reference, and an edge
+whose direction nothing settles says so. `links` are the first drawings, parents before children.
 """
 
 from __future__ import annotations
 
-import heapq
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,11 +15,9 @@ from typing import Any
 
 import duckdb
 
+from pipeline.comparison import lineage_dag
 from pipeline.storage.duckdb import connect, fetch_rows, flagged_pairs
 
-# A parent whose link scores at least this share of a model's strongest link is as good a parent;
-# the one nearest the root is drawn (-log10 p of sibling copies differ by rounding only).
-TIE_FACTOR = 0.9
 # Marks an undeclared link wherever a family is printed: no model card names the relation.
 UNDECLARED_MARK = "UNDECLARED"
 # The tree edge of an adapter under its declared base: no pair is scored between them.
@@ -43,6 +41,7 @@ class Link:
     reason: str
     declared: bool
     score: float
+    directed: bool = True  # False: related, but nothing says which was made from which
 
 
 @dataclass
@@ -58,11 +57,14 @@ class Family:
     other_links: int = 0  # flagged pairs of the family the tree does not draw
     verdicts: dict[str, int] = field(default_factory=dict)  # flagged pairs of the family by verdict
     strongest_undeclared: list[Link] = field(default_factory=list)  # SUMMARY_EDGES of them, strongest first
+    roots: list[str] = field(default_factory=list)  # origins: no directed edge points into them
+    second_parents: list[Link] = field(default_factory=list)  # a merge's other parents: drawn as references
 
     def children(self, repo_id: str) -> list[Link]:
-        """The tree edges below one member, strongest first."""
+        """The edges drawn below one member (first drawings and references), strongest first."""
         return sorted(
-            (link for link in self.links if link.parent == repo_id), key=lambda k: (-k.score, k.child)
+            (link for link in (*self.links, *self.second_parents) if link.parent == repo_id),
+            key=lambda k: (-k.score, k.child),
         )
 
     def tree_lines(self) -> list[str]:
@@ -71,24 +73,35 @@ class Family:
             f"family {self.family}: {len(self.members)} models, {self.pairs} flagged pairs "
             f"({self.undeclared_pairs} undeclared), root {self.root}"
         )
-        lines = [head, f"{self.root}  {_root_note(self.members[0])}"]
+        lines = [head]
+        again = {(k.parent, k.child) for k in self.second_parents}
 
         def walk(repo_id: str, indent: str) -> None:
             kids = self.children(repo_id)
             for i, link in enumerate(kids):
                 last = i == len(kids) - 1
                 mark = "" if link.declared else f"  [{UNDECLARED_MARK}]"
+                how = "" if link.directed else " (direction unknown)"
+                ref = (link.parent, link.child) in again
+                name = f"{link.child} (drawn above)" if ref else link.child
                 lines.append(
-                    f"{indent}{'└─ ' if last else '├─ '}{link.child}  {link.verdict}, score {link.score:.4g}{mark}"
+                    f"{indent}{'└─ ' if last else '├─ '}{name}  {link.verdict}{how}, score {link.score:.4g}{mark}"
                 )
-                walk(link.child, indent + ("   " if last else "│  "))
+                if not ref:
+                    walk(link.child, indent + ("   " if last else "│  "))
 
-        walk(self.root, "")
+        for root in self.roots or [self.root]:
+            lines.append(f"{root}  {_root_note(self._member(root))}")
+            walk(root, "")
         if self.other_links:
             lines.append(
                 f"(+ {self.other_links} more flagged pairs inside the family: `hubscan sql families`)"
             )
         return lines
+
+    def _member(self, repo_id: str) -> dict[str, Any]:
+        """The families.sql row of one member."""
+        return next((m for m in self.members if m["repo_id"] == repo_id), {"repo_id": repo_id})
 
     def summary_lines(self) -> list[str]:
         """The family in a few lines whatever its size: header, root, flagged pairs by verdict, how many
@@ -99,7 +112,7 @@ class Family:
         )
         lines = [
             f"family {self.family}: {len(self.members)} models, {self.pairs} flagged pairs "
-            f"({self.undeclared_pairs} undeclared), root {self.root}  {_root_note(self.members[0])}",
+            f"({self.undeclared_pairs} undeclared), root {self.root}  {_root_note(self._member(self.root))}",
             f"  verdicts: {kinds}",
             f"  {joined_undeclared} of {len(self.members) - 1} members joined through an edge no card declares",
         ]
@@ -134,7 +147,8 @@ def load_families(con: duckdb.DuckDBPyConnection) -> list[Family]:
     for p in flagged_pairs(con):  # most significant first
         pairs_of[family_of_repo[p["a_repo_id"]]].append(
             {"a": p["a_repo_id"], "b": p["b_repo_id"], "verdict": p["verdict"], "reason": p["reason"],
-             "declared": p["declared"], "score": p["score"]}
+             "declared": p["declared"], "score": p["score"], "parent": p.get("parent"),
+             "evidence": p.get("parent_evidence") or ""}
         )  # fmt: skip
     for r in rows:  # an adapter hangs under the base it declares (a declaration, not a scored pair)
         if r.get("adapter_of"):
@@ -143,9 +157,11 @@ def load_families(con: duckdb.DuckDBPyConnection) -> list[Family]:
     for number in sorted(by_family):
         members = by_family[number]
         mine = pairs_of.pop(number, [])
-        family = Family(number, members[0]["repo_id"], members, int(members[0]["family_pairs"]),
+        dag = lineage_dag.layout([m["repo_id"] for m in members], [_dag_link(p) for p in mine])
+        family = Family(number, dag.roots[0], members, int(members[0]["family_pairs"]),
                         int(members[0]["undeclared_pairs"]))  # fmt: skip
-        family.links = spanning_tree([m["repo_id"] for m in members], mine)
+        family.roots = dag.roots
+        family.links, family.second_parents = _drawn_links(dag, mine)
         # flagged pairs the tree leaves out (adapter declarations are not pairs)
         flagged = [p for p in mine if p["verdict"] != ADAPTER_VERDICT]
         family.other_links = len(flagged) - sum(link.verdict != ADAPTER_VERDICT for link in family.links)
@@ -162,40 +178,41 @@ def adapter_link(member: dict[str, Any]) -> dict[str, Any]:
     """A PEFT adapter's link to the base it declares: a declaration, no score (`hubscan sql adapters` checks
     whether it fits)."""
     return {"a": member["adapter_of"], "b": member["repo_id"], "verdict": ADAPTER_VERDICT,
-            "reason": "PEFT adapter declaring this base (adapter_config.json)", "declared": True, "score": 0.0}  # fmt: skip
+            "reason": "PEFT adapter declaring this base (adapter_config.json)", "declared": True, "score": 0.0,
+            "parent": "a", "evidence": "declared"}  # fmt: skip
 
 
-def spanning_tree(ranked: list[str], pairs: list[dict[str, Any]]) -> list[Link]:
-    """The family tree: members join in ``ranked`` order (families.sql's root ranking: the declared,
-    unquantised, best-linked first), each under its strongest already-placed relative.
+def _dag_link(p: dict[str, Any]) -> lineage_dag.Link:
+    """A flagged pair as the DAG layout takes it: parent -> child where its direction is known."""
+    side = p.get("parent")
+    if side in ("a", "b"):
+        parent, child = (p["a"], p["b"]) if side == "a" else (p["b"], p["a"])
+        return lineage_dag.Link(parent, child, str(p["verdict"]), float(p["score"]), True, str(p["evidence"]))
+    return lineage_dag.Link(p["a"], p["b"], str(p["verdict"]), float(p["score"]), False)
 
-    A member joins once a relative is placed, so the tree stays connected and every parent ranks
-    above its children. Links within TIE_FACTOR of the strongest count as equal and the
-    earliest-placed parent wins: copies of one base score alike with every sibling. The frontier is a
-    heap of ranks, so a family of m members and e links costs e log m, not m^2.
-    """
-    adjacent: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
-    for p in pairs:
-        adjacent[p["a"]][p["b"]] = adjacent[p["b"]][p["a"]] = p
-    rank = {repo: i for i, repo in enumerate(ranked)}
-    order = {ranked[0]: 0}
-    frontier = [rank[c] for c in adjacent[ranked[0]] if c in rank]
-    heapq.heapify(frontier)
-    links: list[Link] = []
-    while frontier:
-        child = ranked[heapq.heappop(frontier)]
-        if child in order:
-            continue
-        scores = {parent: float(p["score"]) for parent, p in adjacent[child].items() if parent in order}
-        top = max(scores.values())
-        parent = min((q for q, v in scores.items() if v >= top * TIE_FACTOR), key=order.__getitem__)
-        p = adjacent[parent][child]
-        links.append(Link(parent, child, p["verdict"], p["reason"], bool(p["declared"]), float(p["score"])))
-        order[child] = len(order)
-        for other in adjacent[child]:
-            if other not in order and other in rank:
-                heapq.heappush(frontier, rank[other])
-    return links
+
+def _drawn_links(dag: lineage_dag.FamilyDag, pairs: list[dict[str, Any]]) -> tuple[list[Link], list[Link]]:
+    """(tree links: each member under the parent it is first drawn below, parents first; second parents)."""
+    by_pair = {frozenset((p["a"], p["b"])): p for p in pairs}
+    first: list[Link] = []
+    again: list[Link] = []
+    drawn = set(dag.roots)
+
+    def walk(node: str) -> None:
+        for k in dag.below.get(node, []):
+            p = by_pair[frozenset((k.parent, k.child))]
+            link = Link(k.parent, k.child, p["verdict"], p["reason"], bool(p["declared"]), float(p["score"]),
+                        k.directed)  # fmt: skip
+            if k.child in drawn:
+                again.append(link)
+                continue
+            drawn.add(k.child)
+            first.append(link)
+            walk(k.child)
+
+    for root in dag.roots:
+        walk(root)
+    return first, again
 
 
 def family_of(families: list[Family]) -> dict[str, int]:
@@ -204,11 +221,11 @@ def family_of(families: list[Family]) -> dict[str, int]:
 
 
 def _root_note(member: dict[str, Any]) -> str:
-    """Why this member was taken for the root, in a few words."""
+    """Why this member is a root, in a few words: no edge points into it, and what else it is."""
     declared = member.get("declared_base_of") or 0
     if declared:
-        return f"(root: declared base of {declared})"
-    return f"(root: most flagged links, {member['flagged_links']})"
+        return f"(root: no parent edge; declared base of {declared})"
+    return f"(root: no parent edge; {member.get('flagged_links', 0)} flagged links)"
 
 
 def family_text(store: str | Path) -> str:

@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from jobs import flag_incremental, layer_maps, licence_edges, low_rank_deltas
+from jobs import flag_incremental, flag_lineage, layer_maps, licence_edges, low_rank_deltas
 from jobs.flag_rows import RowSpill
 from pipeline import __version__
 from pipeline.comparison.judge import judge_pairs
@@ -134,6 +134,7 @@ def run(
         if earlier is not None:
             map_table = flag_incremental.merged_maps(earlier, table, map_table)
         table = flag_incremental.merged(previous, table, stored).combine_chunks()
+    table = flag_lineage.annotate(con, table)
     store.write(layer_maps.FLAG_FILE, map_table)
     store.write(PAIRS_FILE, table)
     flagged = pc.fill_null(table["flagged"], False)

@@ -14,12 +14,26 @@ from pipeline.storage.parquet import Store
 
 
 def model_licences(store: Store) -> dict[ModelKey, ModelLicence]:
-    """Normalised licence, creation time and declared bases of every committed model."""
-    cols = ["repo_id", "revision", "license", "license_name", "created_at", "base_models"]
+    """Normalised licence, creation time, declared bases (with the Hub's relations) and vocabulary of
+    every committed model: what the licence edge and the edge's direction need."""
+    cols = [
+        "repo_id",
+        "revision",
+        "license",
+        "license_name",
+        "created_at",
+        "base_models",
+        "vocab",
+        "base_relations",
+    ]
     rows = store.dataset("models").to_table(columns=cols).to_pylist()
     return {
         (r["repo_id"], r["revision"]): ModelLicence(
-            normalise(r["license"], r["license_name"]), r["created_at"], tuple(r["base_models"] or ())
+            normalise(r["license"], r["license_name"]),
+            r["created_at"],
+            tuple(r["base_models"] or ()),
+            r["vocab"],
+            tuple(r["base_relations"] or ()),
         )
         for r in rows
     }

@@ -298,6 +298,7 @@ def _model_record(
         params=sum(by_dtype.values()),
         dtype=(packed or by_dtype).most_common(1)[0][0] if by_dtype else None,
         base_models=list(ref.base_models),
+        base_relations=list(ref.base_relations()),
         license=ref.license,
         license_name=ref.license_name,
         created_at=ref.created_at,

@@ -116,7 +116,7 @@ def lineage(title: str, root: str, edges: Sequence[TreeEdge]) -> str:
     edges dashed red, declared ones plain grey."""
     depth = {root: 0}
     order = [root]
-    for e in edges:  # edges come parents first (families.spanning_tree)
+    for e in edges:  # edges come parents first (families._drawn_links)
         depth[e.child] = depth.get(e.parent, 0) + 1
         order.append(e.child)
     rows = {name: i for i, name in enumerate(_depth_first(root, edges))}

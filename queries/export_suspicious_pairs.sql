@@ -1,7 +1,8 @@
 -- purpose: the suspicious-pair export: flagged pairs, undeclared first, with ids, revisions, score, p/q-value,
 --          verdict, declared flag, every signal of pipeline/comparison/signals.py (value, the 5-95 % range
 --          unrelated pairs of its block give, p-value; tests/test_export_signals.py checks none is missing), and
---          both licences with the inferred parent and licence finding;
+--          both licences with the inferred parent, the evidence for that direction, a declaration the weights
+--          contradict, the licence finding, and for a merge's edges the parent's weight and the method;
 --          $include_all adds every scored pair, and candidate pairs `hubscan flag` has not scored yet
 --          (verdict 'not scored': the store changed since the last flag run)
 -- params:  $include_all BOOLEAN = false, $undeclared_only BOOLEAN = false, $min_score DOUBLE = 0
@@ -29,7 +30,8 @@ SELECT a_repo_id, a_revision, b_repo_id, b_revision, hidden, verdict, declared, 
        sorted, sorted_bg_lo, sorted_bg_hi, sorted_p,
        std_profile, std_profile_bg_lo, std_profile_bg_hi, std_profile_p,
        sketch_same, sketch_identical, values_identical, layer_map,
-       a_license, b_license, parent, parent_how, license_finding, license_reason,
+       a_license, b_license, parent, parent_how, parent_evidence, declared_finding, license_finding,
+       license_reason, merge_weight, merge_method,
        via, flag_id, flagged_at, q_level
 FROM (SELECT * FROM scored UNION ALL BY NAME SELECT * FROM unscored)
 ORDER BY coalesce(declared, true), score DESC NULLS LAST, a_repo_id, b_repo_id;

@@ -109,6 +109,11 @@ def direct(
     centre = _centre(edge, centres or {})
     if centre is not None:
         return Direction(*centre, finding)
+    shared = ancestors(fa.repo_id, _Bases(facts)) & ancestors(fb.repo_id, _Bases(facts))
+    if (
+        shared
+    ):  # last: a quantiser often copies its source's card, so siblings by card may be parent and child
+        return Direction(None, None, DECLARED, f"siblings: both declare {sorted(shared)[0]}", finding)
     return Direction(None, None, UNKNOWN, "direction unknown: no declaration, merge, structure, precision, "
                      "creation-time gap or star centre orders them", finding)  # fmt: skip
 
@@ -141,7 +146,7 @@ class _Bases(Mapping[str, tuple[str, ...]]):
         self.facts = facts
 
     def __getitem__(self, repo_id: str) -> tuple[str, ...]:
-        return self.facts[repo_id].base_models
+        return tuple(self.facts[repo_id].base_models)
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.facts)

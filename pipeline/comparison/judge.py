@@ -6,13 +6,13 @@ structures the maps found and the models' licences become the frozen ``ScoredPai
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from pipeline.comparison.direction import DECLARED, Edge, ModelFacts, direct
 from pipeline.comparison.licences import edge_finding
-from pipeline.comparison.parentage import infer_parent
 from pipeline.comparison.records import ScoredPair, signal_values, stored_fields
 from pipeline.comparison.structure import PairStructure
 from pipeline.comparison.verdicts import decide
@@ -20,7 +20,7 @@ from pipeline.keys import ModelKey, PairKey
 
 # The columns judging sets; every other stored column comes from the scorer's working row.
 _JUDGED = ("verdict", "reason", "obfuscation", "structure", "a_license", "b_license", "parent", "parent_how",
-           "license_finding", "license_reason")  # fmt: skip
+           "license_finding", "license_reason", "parent_evidence", "declared_finding")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,14 @@ class ModelLicence:
     license: str | None
     created_at: datetime | None
     base_models: tuple[str, ...]
+    vocab: int | None = None
+    base_relations: tuple[str, ...] = ()  # "relation:base" (the Hub's base_model:<relation>:<id> tags)
+
+    def facts(self, repo_id: str, dtype: str | None) -> ModelFacts:
+        """What the direction of an edge may use of this model."""
+        pairs = (r.split(":", 1) for r in self.base_relations if ":" in r)
+        relations = {base: relation for relation, base in pairs}
+        return ModelFacts(repo_id, dtype, self.created_at, self.base_models, self.vocab, relations)
 
 
 _NO_LICENCE = ModelLicence(None, None, ())
@@ -71,11 +79,14 @@ def judge(
     a, b = licences.get(key[:2], _NO_LICENCE), licences.get(key[2:], _NO_LICENCE)
     edge: dict[str, Any] = {"a_license": a.license, "b_license": b.license}
     if row.get("flagged"):
-        parent, how = infer_parent(
-            key[0], key[2], bases, structure, derived.get(key), (a.created_at, b.created_at)
-        )
+        facts = _Facts(bases, {key[0]: a.facts(key[0], row.get("a_dtype")),
+                                         key[2]: b.facts(key[2], row.get("b_dtype"))})  # fmt: skip
+        score = float(row.get("score") or 0.0)
+        way = direct(Edge(key[0], key[2], name, score, structure, derived.get(key)), facts)
+        parent = parent_side(key[0], key[2], way.parent, way.kind, way.how)
         found = edge_finding(key[0], a.license, key[2], b.license, parent, bool(row.get("declared")))
-        edge |= {"parent": parent, "parent_how": how, "license_finding": found.kind if found else None,
+        edge |= {"parent": parent, "parent_how": way.how, "parent_evidence": way.kind,
+                 "declared_finding": way.finding, "license_finding": found.kind if found else None,
                  "license_reason": found.reason if found else None}  # fmt: skip
     return ScoredPair(
         **stored_fields(row, _JUDGED),
@@ -87,3 +98,28 @@ def judge(
         structure=structure,
         matches=row.get("matches"),
     )
+
+
+def parent_side(a: str, b: str, parent: str | None, kind: str, how: str) -> str | None:
+    """The ``parent`` column: "a", "b", "neither" (declared siblings) or None (unknown)."""
+    if parent is not None:
+        return "a" if parent == a else "b"
+    return "neither" if kind == DECLARED and how.startswith("siblings") else None
+
+
+class _Facts(Mapping[str, ModelFacts]):
+    """Every model's facts for the declared chains, the pair's own with their dtypes (from the row)."""
+
+    def __init__(self, bases: Mapping[str, tuple[str, ...]], own: dict[str, ModelFacts]) -> None:
+        self.bases, self.own = bases, own
+
+    def __getitem__(self, repo_id: str) -> ModelFacts:
+        if repo_id in self.own:
+            return self.own[repo_id]
+        return ModelFacts(repo_id, base_models=tuple(self.bases[repo_id]))
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.bases)
+
+    def __len__(self) -> int:
+        return len(self.bases)

@@ -4,7 +4,8 @@ Edges arrive directed (parent -> child, from pipeline/comparison/direction.py) o
 (direction unknown). The layout keeps three promises:
 
 - a root is an origin: no directed edge points into it (a merge of two unrelated models has two);
-- a model with two parents appears under each, the second time as a reference only;
+- a model with two parents (a merge, a stack of two sources) appears under each, the second time as a
+  reference only; a child otherwise hangs under its parent of the strongest evidence and score;
 - an undirected edge never draws a model below one of its own descendants: it hangs a model not
   yet placed under one already placed, and says the direction is unknown.
 
@@ -18,6 +19,8 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+# Evidence that gives a child several parents at once: a merge's parents, a stack's sources.
+MULTI_PARENT = frozenset({"merge", "structure"})
 # Evidence kinds from strongest to weakest (direction.py's order); a cycle gives up the weakest.
 EVIDENCE_ORDER = ("declared", "merge", "structure", "precision", "created", "centre")
 
@@ -70,7 +73,7 @@ class FamilyDag:
 def layout(members: Sequence[str], links: Iterable[Link]) -> FamilyDag:
     """Lay a family out from its links (directed where known); every member is reachable from a root."""
     links = list(links)
-    directed = _acyclic([k for k in links if k.directed])
+    directed = _acyclic(_drawn_parents([k for k in links if k.directed]))
     undirected = [k for k in links if not k.directed] + [k for k in directed if not k.directed]
     directed = [k for k in directed if k.directed]
     below: dict[str, list[Link]] = defaultdict(list)
@@ -105,6 +108,21 @@ def _next_attachment(pending: list[Link], placed: set[str]) -> Link | None:
     so the member it hangs has no directed edge at all and cannot be an ancestor of anything.
     """
     return next((k for k in pending if (k.parent in placed) != (k.child in placed)), None)
+
+
+def _drawn_parents(directed: list[Link]) -> list[Link]:
+    """Each child's parents by its strongest evidence: all of them for a merge or a structure (a stack has
+    two sources), else the best scored one. Weaker orders (an F16 and an int8 copy of one base are ordered
+    by precision too) are true but would draw every copy under every other."""
+    by_child: dict[str, list[Link]] = defaultdict(list)
+    for k in directed:
+        by_child[k.child].append(k)
+    out: list[Link] = []
+    for ks in by_child.values():
+        best = min(_rank(k.evidence) for k in ks)
+        top = sorted((k for k in ks if _rank(k.evidence) == best), key=lambda k: (-k.score, k.parent))
+        out += top if top[0].evidence in MULTI_PARENT else top[:1]
+    return out
 
 
 def _acyclic(directed: list[Link]) -> list[Link]:

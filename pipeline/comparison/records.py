@@ -109,6 +109,14 @@ class ScoredPair(Mapping[str, Any]):
     # relicensed, attribution-missing, licence-unknown
     license_finding: str | None = field(default=None, metadata=_arrow(pa.string()))
     license_reason: str | None = field(default=None, metadata=_arrow(pa.string()))
+    # which evidence set ``parent`` (pipeline/comparison/direction.py): declared, merge, structure,
+    # precision, created, centre, unknown; and a declared relation the weights contradict
+    parent_evidence: str | None = field(default=None, metadata=_arrow(pa.string()))
+    declared_finding: str | None = field(default=None, metadata=_arrow(pa.string()))
+    # an edge between a merge and one of its parents: that parent's weight and the method
+    # (linear, slerp, ties, dare), fitted on the sampled values (pipeline/comparison/merge_fit.py)
+    merge_weight: float | None = field(default=None, metadata=_arrow(pa.float64()))
+    merge_method: str | None = field(default=None, metadata=_arrow(pa.string()))
     # unknown architectures: each matched matrix pair, shown by `hubscan compare` and never stored
     matches: list[dict[str, Any]] | None = None
 

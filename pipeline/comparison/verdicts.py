@@ -17,6 +17,8 @@ FINE_TUNE = "fine-tune"
 LOW_RANK_FINE_TUNE = "low-rank fine-tune"
 SAME_LINEAGE = "same lineage"
 STRUCTURAL = "structural derivative"
+# A mixture of two relatives (set after judging, by the lineage pass: jobs/flag_lineage.py).
+MERGED = "merge"
 REPARAM = "re-parameterised copy"
 REPARAM_FINE_TUNE = "re-parameterised fine-tune"
 UNRELATED = "unrelated"

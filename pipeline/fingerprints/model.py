@@ -77,3 +77,6 @@ class ModelRecord(ArrowRecord):
     adapter_alpha: Annotated[float | None, pa.float64()] = None
     adapter_targets: Annotated[list[str] | None, _str_list] = None  # target_modules as declared
     adapter_layers: Annotated[list[int] | None, pa.list_(pa.int64())] = None  # blocks it adapts
+    # "relation:base" for declared bases whose relation the Hub's tags (base_model:<relation>:<id>) or a
+    # local card's base_model_relation state: finetune, adapter, quantized, merge
+    base_relations: Annotated[list[str] | None, _str_list] = None

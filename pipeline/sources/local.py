@@ -20,7 +20,13 @@ from pipeline.bounded_json import loads_bounded
 from pipeline.config import MAX_JSON_BYTES
 from pipeline.errors import RepoMissing, SourceError
 from pipeline.sources.cards import parse_card
-from pipeline.sources.refs import FileRef, ModelRef, base_models_from_card, license_from_card
+from pipeline.sources.refs import (
+    FileRef,
+    ModelRef,
+    base_models_from_card,
+    license_from_card,
+    relation_from_card,
+)
 
 # A card's front matter sits at the top of README.md and is a few KB; the rest is never read.
 MAX_CARD_BYTES = 1024 * 1024
@@ -73,6 +79,7 @@ def _read_model(path: Path, rid: str, inside: str) -> ModelRef:
         local_dir=path,
         license_name=license_from_card(card, "license_name"),
         refused=refused,
+        card_relation=relation_from_card(card),
     )
 
 

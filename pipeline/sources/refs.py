@@ -35,6 +35,15 @@ class ModelRef:
     created_at: datetime | None = None  # the Hub's createdAt (None for local folders)
     # (file, why) of a local folder's files that were not listed: links out of the source, pipes, devices
     refused: tuple[tuple[str, str], ...] = ()
+    card_relation: str | None = None  # a local card's base_model_relation (the Hub puts it in tags)
+
+    def base_relations(self) -> tuple[str, ...]:
+        """ "relation:base" for each declared base whose relation is known: the Hub's listing tags
+        (``base_model:<relation>:<id>``), else a card's ``base_model_relation`` (local folders)."""
+        relations = relations_from_tags(self.tags)
+        if not relations and self.card_relation is not None:
+            relations = {b: self.card_relation for b in self.base_models}
+        return tuple(f"{r}:{b}" for b, r in sorted(relations.items()))
 
     def file(self, name: str) -> FileRef | None:
         """The file of that name, if the repo has it."""
@@ -48,6 +57,26 @@ class ModelRef:
         config = self.config or {}
         quant = config.get("quantization_config", config.get("quantization"))
         return quant if isinstance(quant, dict) else None
+
+
+# The Hub's relations between a model and a base it declares (its base_model:<relation>:<id> tags).
+RELATIONS = frozenset({"finetune", "adapter", "quantized", "merge"})
+
+
+def relations_from_tags(tags: tuple[str, ...]) -> dict[str, str]:
+    """{base id: relation} from the listing's ``base_model:<relation>:<id>`` tags (other tags ignored)."""
+    out: dict[str, str] = {}
+    for tag in tags:
+        parts = tag.split(":", 2)
+        if len(parts) == 3 and parts[0] == "base_model" and parts[1] in RELATIONS and parts[2]:
+            out[parts[2]] = parts[1]
+    return out
+
+
+def relation_from_card(card: dict[str, Any] | None) -> str | None:
+    """A card's ``base_model_relation`` when it is one of the Hub's relations."""
+    value = (card or {}).get("base_model_relation")
+    return value if isinstance(value, str) and value in RELATIONS else None
 
 
 def base_models_from_card(card: dict[str, Any] | None) -> tuple[str, ...]:

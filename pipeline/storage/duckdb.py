@@ -340,8 +340,12 @@ def scored_pair_keys(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
 
 def flagged_pairs(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
     """The flagged pairs of the last flag run, most significant first (the family trees' links)."""
+    # a pairs table written before edges had a direction's evidence (issue 22) reads as unknown
+    has = {row[0] for row in con.sql("DESCRIBE pairs").fetchall()}
+    evidence = "parent_evidence" if "parent_evidence" in has else "NULL AS parent_evidence"
     rel = con.sql(
-        "SELECT a_repo_id, b_repo_id, verdict, reason, declared, score FROM pairs WHERE flagged ORDER BY score DESC"
+        f"SELECT a_repo_id, b_repo_id, verdict, reason, declared, score, parent, {evidence} "
+        "FROM pairs WHERE flagged ORDER BY score DESC"
     )
     return list(rel.to_arrow_table().to_pylist())
 

@@ -57,8 +57,9 @@ class MergeRecipe:
         return "\n".join(lines) + "\n"
 
 
-def write_merge(root: Path, recipe: MergeRecipe, seed: int = 0) -> Path:
-    """Write ``root/recipe.repo_id`` merged from repos under ``root`` (first parent's side files)."""
+def write_merge(root: Path, recipe: MergeRecipe, seed: int = 0, declare: bool = True) -> Path:
+    """Write ``root/recipe.repo_id`` merged from repos under ``root`` (first parent's side files);
+    ``declare=False`` writes it as an undeclared re-upload: a bare card, no mergekit_config.yml."""
     first = root / recipe.parents[0]
     models = [load_repo_tensors(root / p) for p in recipe.parents]
     base = load_repo_tensors(root / recipe.base) if recipe.base else None
@@ -67,18 +68,23 @@ def write_merge(root: Path, recipe: MergeRecipe, seed: int = 0) -> Path:
     dst.mkdir(parents=True, exist_ok=True)
     cards.copy_side_files(first, dst)
     license_ = cards.card_field(first / "README.md", "license")
-    body = f"This is a merge of pre-trained language models created using mergekit ({recipe.method})."
-    cards.write_card(
-        dst, dst.name, license_, None, ["merge", "mergekit"], body, {"base_model": list(recipe.parents)}
-    )
-    (dst / "mergekit_config.yml").write_text(recipe.config_yaml(), encoding="utf-8")
+    if declare:
+        body = f"This is a merge of pre-trained language models created using mergekit ({recipe.method})."
+        extra: dict[str, object] = {"base_model": list(recipe.parents)}
+        cards.write_card(dst, dst.name, license_, None, ["merge", "mergekit"], body, extra)
+        (dst / "mergekit_config.yml").write_text(recipe.config_yaml(), encoding="utf-8")
+    else:
+        cards.write_card(dst, dst.name, license_, None, [], "Sentence embeddings.")
     write_safetensors(dst / SINGLE_FILE, merged, None, repo_metadata(first))
     return dst
 
 
-def build_merge_zoo(root: Path, base_repo: str, unrelated_repo: str | None = None) -> dict[str, MergeRecipe]:
+def build_merge_zoo(
+    root: Path, base_repo: str, unrelated_repo: str | None = None, declare: bool = True
+) -> dict[str, MergeRecipe]:
     """Three fine-tunes of ``base_repo``, merges of them by each method, a merge with an unrelated model
-    (if given), and a BF16 copy of a merge; returns {repo_id: recipe} of the merges."""
+    (if given), and a BF16 copy of a merge; returns {repo_id: recipe} of the merges. ``declare=False``:
+    the merges' cards name no parent (re-uploads), so only their weights can tell."""
     ft_a, ft_b = "zoo/ft-a", "zoo/ft-b"
     # ft-c is merged into nothing: a sibling the merges' tests must not call a merge
     for seed, repo in enumerate((ft_a, ft_b, "zoo/ft-c"), start=11):
@@ -94,7 +100,7 @@ def build_merge_zoo(root: Path, base_repo: str, unrelated_repo: str | None = Non
         recipes.append(MergeRecipe("zoo/linear-unrelated", (ft_a, unrelated_repo), "linear", (0.8, 0.2)))
         recipes.append(MergeRecipe("zoo/slerp-unrelated", (ft_a, unrelated_repo), "slerp", (0.6, 0.4), t=0.4))
     for recipe in recipes:
-        write_merge(root, recipe)
+        write_merge(root, recipe, declare=declare)
     cast(root / "zoo/linear-80-20", root / "zoo/linear-80-20-bf16", "BF16", base_model="zoo/linear-80-20")
     (root / "zoo" / "truth.json").write_text(
         json.dumps({r.repo_id: [r.parents, r.method, r.weights] for r in recipes}, indent=1)

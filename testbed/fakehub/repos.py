@@ -261,6 +261,8 @@ class Repo:
         tags += [x for x in (self.library_name, self.pipeline_tag) if x]
         tags += [fmt for fmt in ("safetensors", "gguf") if f".{fmt}" in suffixes]
         tags += [f"base_model:{b}" for b in self.base_models]
+        relation = (self.base_models_field() or {}).get("relation")
+        tags += [f"base_model:{relation}:{b}" for b in self.base_models if relation]
         if isinstance(self.card_data.get("license"), str):
             tags.append(f"license:{self.card_data['license']}")
         return list(dict.fromkeys(tags))

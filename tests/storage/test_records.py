@@ -64,6 +64,8 @@ OLD_MODELS = pa.schema(
         ("adapter_alpha", pa.float64()),
         ("adapter_targets", _str_list),
         ("adapter_layers", _i64_list),
+        # issue 22: the Hub's relation for each declared base ("quantized:org/base"), last again
+        ("base_relations", _str_list),
     ]
 )
 
@@ -131,6 +133,7 @@ def _model(**changes: object) -> ModelRecord:
         "created_at": datetime(2024, 5, 6, tzinfo=timezone.utc), "code_notices": ["a.py:1: (c) other"],
         "adapter_type": "LORA", "adapter_base": "org/base", "adapter_rank": 8, "adapter_alpha": 16.0,
         "adapter_targets": ["q_proj", "v_proj"], "adapter_layers": [0, 1],
+        "base_relations": ["finetune:org/base"],
     }  # fmt: skip
     return ModelRecord.from_row({**row, **changes})
 
@@ -139,7 +142,7 @@ def test_records_survive_a_trip_through_arrow_and_parquet(tmp_path):
     tensors = [_tensor(), _tensor(name="norm.weight", layer=3, shape=[8], values=[0.5, 1.0], tokens=[])]
     models = [_model(), _model(repo_id="org/b", code_notices=None, created_at=None, adapter_type=None,
                                adapter_base=None, adapter_rank=None, adapter_alpha=None, adapter_targets=None,
-                               adapter_layers=None)]  # fmt: skip
+                               adapter_layers=None, base_relations=None)]  # fmt: skip
     for kind, records in ((TensorFingerprint, tensors), (ModelRecord, models)):
         path = tmp_path / f"{kind.__name__}.parquet"
         pq.write_table(kind.as_arrow(records), path)

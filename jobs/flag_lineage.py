@@ -1,0 +1,170 @@
+"""The lineage pass of `hubscan flag`: merges among each model's flagged relatives, and star centres.
+
+Runs once the pairs are judged, on the flagged edges only (a bounded number per model, issue 21):
+
+1. Every model with two or more flagged relatives is fitted as a merge of two of them on the stored
+   sketches of its layer matrices (pipeline/comparison/merge_fit.py); a second round refits the
+   merges found, knowing which relatives are mixtures themselves, so a merge's parents are named
+   rather than another merge of the same parents.
+2. A merge's edge to each parent says so: verdict `merge`, the fit in the reason, the parent's weight
+   and the method in `merge_weight` / `merge_method`, and the merge as the child, unless a declaration
+   already orders the edge (declared evidence is stronger than a fit).
+3. An edge whose direction nothing ordered takes it from a star's centre: the model most of its
+   relatives are each nearest to is their parent.
+
+Nobody supplies candidates: the parents are found among the edges flag already chose.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+from pipeline.comparison.direction import CENTRE, DECLARED, MERGE, UNKNOWN, Edge, direct, nearest_counts
+from pipeline.comparison.merge_fit import MergeFit, find_merge
+from pipeline.comparison.verdicts import MERGED
+from pipeline.keys import ModelKey
+from pipeline.storage.duckdb import fetch_rows, use_candidates
+
+# Merge candidates whose relatives' sketches are fetched at once (about 10 relatives each, a few MB
+# of float32 sketches per model once converted).
+CHILDREN_PER_FETCH = 16
+# The columns the pass may rewrite.
+_COLUMNS = ("verdict", "reason", "parent", "parent_how", "parent_evidence", "merge_weight", "merge_method")
+
+
+def annotate(con: duckdb.DuckDBPyConnection, table: pa.Table) -> pa.Table:
+    """The pairs table with merges and star-centre directions set on its flagged edges."""
+    if table.num_rows == 0:
+        return table
+    rows = table.select(
+        ["a_repo_id", "a_revision", "b_repo_id", "b_revision", "hidden", "flagged", "verdict", "score",
+         "parent", "parent_evidence"]
+    ).to_pylist()  # fmt: skip
+    flagged = [i for i, r in enumerate(rows) if r["flagged"]]
+    neighbours: dict[ModelKey, set[ModelKey]] = defaultdict(set)
+    for i in flagged:
+        a, b = _keys(rows[i])
+        neighbours[a].add(b)
+        neighbours[b].add(a)
+    hidden = {k: rows[i]["hidden"] for i in flagged for k in _keys(rows[i])}
+    fits = find_merges(con, neighbours, hidden)
+    columns = {c: table[c].to_pylist() for c in _COLUMNS}
+    for i in flagged:
+        _set_merge(rows[i], i, fits, columns)
+    _set_centres(rows, flagged, columns)
+    for name, values in columns.items():
+        field = table.schema.field(name)
+        table = table.set_column(table.schema.get_field_index(name), field, pa.array(values, field.type))
+    return table
+
+
+def find_merges(
+    con: duckdb.DuckDBPyConnection,
+    neighbours: Mapping[ModelKey, set[ModelKey]],
+    hidden: Mapping[ModelKey, Any],
+) -> dict[ModelKey, MergeFit]:
+    """Each model's merge fit over its flagged relatives, for those that are merges (two rounds)."""
+    children = sorted(m for m, ns in neighbours.items() if len(ns) >= 2)
+    found: dict[ModelKey, MergeFit] = {}
+    sketches_of: dict[ModelKey, dict[ModelKey, dict[str, np.ndarray]]] = {}
+    for start in range(0, len(children), CHILDREN_PER_FETCH):
+        batch = children[start : start + CHILDREN_PER_FETCH]
+        pairs = [_candidate(c, n, hidden.get(c)) for c in batch for n in sorted(neighbours[c])]
+        use_candidates(con, pairs)
+        sketches = _by_model(fetch_rows(con, "list_layer_sketches"))
+        for child in batch:
+            fit = _fit(child, neighbours[child], sketches, frozenset())
+            if fit is not None:
+                found[child] = fit
+                sketches_of[child] = {m: sketches.get(m, {}) for m in (child, *neighbours[child])}
+    mixtures = frozenset(_name(m) for m in found)
+    for child in list(found):  # second round: ties go to parents that are not mixtures themselves
+        fit = _fit(child, neighbours[child], sketches_of[child], mixtures)
+        if fit is None:
+            del found[child]
+        else:
+            found[child] = fit
+    return found
+
+
+def _fit(
+    child: ModelKey,
+    relatives: Iterable[ModelKey],
+    sketches: Mapping[ModelKey, dict[str, np.ndarray]],
+    mixtures: frozenset[str],
+) -> MergeFit | None:
+    """The merge fit of one child, its relatives named "repo@revision" as _name gives them."""
+    rel = {_name(r): sketches.get(r, {}) for r in relatives}
+    return find_merge(sketches.get(child, {}), rel, mixtures)
+
+
+def _set_merge(
+    row: dict[str, Any], i: int, fits: Mapping[ModelKey, MergeFit], columns: dict[str, list[Any]]
+) -> None:
+    """Mark an edge between a merge and one of its parents."""
+    a, b = _keys(row)
+    for child, parent, parent_side in ((a, b, "b"), (b, a, "a")):
+        fit = fits.get(child)
+        weight = fit.weight_of(_name(parent)) if fit is not None else None
+        if fit is None or weight is None:
+            continue
+        columns["verdict"][i] = MERGED
+        columns["reason"][i] = f"{_describe(fit)}: {fit.evidence}"
+        columns["merge_weight"][i] = weight
+        columns["merge_method"][i] = fit.method
+        if columns["parent_evidence"][i] != DECLARED or columns["parent"][i] not in ("a", "b"):
+            columns["parent"][i] = parent_side
+            columns["parent_how"][i] = (
+                f"{child[0]} is a merge of {parent[0]} ({weight:.2f}) and another model"
+            )
+            columns["parent_evidence"][i] = MERGE
+        return
+
+
+def _set_centres(rows: list[dict[str, Any]], flagged: list[int], columns: dict[str, list[Any]]) -> None:
+    """Edges still without a direction take it from a star's centre, when one side is one."""
+    edges = [Edge(rows[i]["a_repo_id"], rows[i]["b_repo_id"], rows[i]["verdict"], float(rows[i]["score"] or 0))
+             for i in flagged]  # fmt: skip
+    centres = nearest_counts(edges)
+    for i, edge in zip(flagged, edges, strict=True):
+        if columns["parent_evidence"][i] not in (UNKNOWN, None):
+            continue
+        way = direct(edge, {}, centres)
+        if way.kind == CENTRE:
+            columns["parent"][i] = "a" if way.parent == edge.a else "b"
+            columns["parent_how"][i] = way.how
+            columns["parent_evidence"][i] = CENTRE
+
+
+def _describe(fit: MergeFit) -> str:
+    """The fit in words, parents by repo id only."""
+    parts = [f"{p.split('@')[0]} ({w:.2f})" for p, w in zip(fit.parents, fit.weights, strict=True)]
+    return f"merge of {' and '.join(parts)}, {fit.method}"
+
+
+def _keys(row: Mapping[str, Any]) -> tuple[ModelKey, ModelKey]:
+    return (row["a_repo_id"], row["a_revision"]), (row["b_repo_id"], row["b_revision"])
+
+
+def _name(key: ModelKey) -> str:
+    return f"{key[0]}@{key[1]}"
+
+
+def _candidate(a: ModelKey, b: ModelKey, hidden: Any) -> dict[str, Any]:
+    return {"a_repo_id": a[0], "a_revision": a[1], "b_repo_id": b[0], "b_revision": b[1], "hidden": hidden,
+            "via": "lineage"}  # fmt: skip
+
+
+def _by_model(rows: Iterable[dict[str, Any]]) -> dict[ModelKey, dict[str, np.ndarray]]:
+    """{model: {role/layer/expert/shape: sketch}} of the fetched layer matrices (float32 at once)."""
+    out: dict[ModelKey, dict[str, np.ndarray]] = defaultdict(dict)
+    for r in rows:
+        slot = f"{r['role']}/{r['layer']}/{r['expert']}/{'x'.join(map(str, r['shape']))}"
+        out[(r["repo_id"], r["revision"])][slot] = np.asarray(r["sketch"], np.float32)
+    return out
