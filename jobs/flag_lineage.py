@@ -25,6 +25,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
+from pipeline.comparison import lineage_dag
 from pipeline.comparison.direction import CENTRE, DECLARED, MERGE, UNKNOWN, Edge, direct, nearest_counts
 from pipeline.comparison.merge_fit import MergeFit, find_merge
 from pipeline.comparison.verdicts import MERGED
@@ -58,6 +59,7 @@ def annotate(con: duckdb.DuckDBPyConnection, table: pa.Table) -> pa.Table:
     for i in flagged:
         _set_merge(rows[i], i, fits, columns)
     _set_centres(rows, flagged, columns)
+    _break_cycles(rows, flagged, columns)
     for name, values in columns.items():
         field = table.schema.field(name)
         table = table.set_column(table.schema.get_field_index(name), field, pa.array(values, field.type))
@@ -140,6 +142,30 @@ def _set_centres(rows: list[dict[str, Any]], flagged: list[int], columns: dict[s
             columns["parent"][i] = "a" if way.parent == edge.a else "b"
             columns["parent_how"][i] = way.how
             columns["parent_evidence"][i] = CENTRE
+
+
+def _break_cycles(rows: list[dict[str, Any]], flagged: list[int], columns: dict[str, list[Any]]) -> None:
+    """Directions from different evidence can close a cycle (a precision order against a star's centre):
+    strongest evidence first, an edge that would close one loses its direction, and says why."""
+    directed: list[lineage_dag.Link] = []
+    index: dict[tuple[str, str], int] = {}
+    for i in flagged:
+        side = columns["parent"][i]
+        if side not in ("a", "b"):
+            continue
+        a, b = rows[i]["a_repo_id"], rows[i]["b_repo_id"]
+        parent, child = (a, b) if side == "a" else (b, a)
+        evidence = str(columns["parent_evidence"][i] or "")
+        directed.append(lineage_dag.Link(parent, child, "", float(rows[i]["score"] or 0), True, evidence))
+        index[(parent, child)] = i
+    for link in lineage_dag.acyclic(directed):
+        if not link.directed:
+            i = index[(link.parent, link.child)]
+            columns["parent"][i] = None
+            columns["parent_how"][i] = (
+                f"direction unknown: {columns['parent_how'][i]}, against stronger evidence"
+            )
+            columns["parent_evidence"][i] = UNKNOWN
 
 
 def _describe(fit: MergeFit) -> str:

@@ -389,3 +389,33 @@ def _canonical(table, stamps) -> list[tuple]:
         return "nan" if isinstance(x, float) and math.isnan(x) else repr(x)
 
     return sorted(tuple(value(r[c]) for c in sorted(r)) for r in rows)
+
+
+def test_no_family_draws_a_model_below_its_own_derivative(store, result):
+    # issue 22: the demo drew e5-small (a source of the stacked model) under the stack, and SmolLM2's
+    # GGUF under its own 4-layer pruned derivative; a root is an origin, no directed edge into it
+    from jobs.families import load_families
+
+    directed = {(r[f"{r['parent']}_repo_id"], r[f"{'b' if r['parent'] == 'a' else 'a'}_repo_id"])
+                for r in result.rows if r["flagged"] and r["parent"] in ("a", "b")}  # fmt: skip
+    below: dict[str, set[str]] = {}
+    for parent, child in directed:
+        below.setdefault(parent, set()).add(child)
+
+    def descendants(node: str) -> set[str]:
+        out, todo = set(), [node]
+        while todo:
+            for c in below.get(todo.pop(), ()):
+                if c not in out:
+                    out.add(c)
+                    todo.append(c)
+        return out
+
+    for family in load_families(connect(store)):
+        for root in family.roots:
+            assert not any(child == root for _, child in directed), root
+        for link in family.links + family.second_parents:
+            assert link.parent not in descendants(link.child), (link.parent, link.child)
+    parent_of = {link.child: link.parent for f in load_families(connect(store)) for link in f.links}
+    assert parent_of.get(E5) != STACK
+    assert parent_of.get(SMOLLM) != "demohub/SmolLM2-135M-4L"

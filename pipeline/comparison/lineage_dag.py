@@ -73,7 +73,7 @@ class FamilyDag:
 def layout(members: Sequence[str], links: Iterable[Link]) -> FamilyDag:
     """Lay a family out from its links (directed where known); every member is reachable from a root."""
     links = list(links)
-    directed = _acyclic(_drawn_parents([k for k in links if k.directed]))
+    directed = acyclic(_drawn_parents([k for k in links if k.directed]))
     undirected = [k for k in links if not k.directed] + [k for k in directed if not k.directed]
     directed = [k for k in directed if k.directed]
     below: dict[str, list[Link]] = defaultdict(list)
@@ -125,7 +125,7 @@ def _drawn_parents(directed: list[Link]) -> list[Link]:
     return out
 
 
-def _acyclic(directed: list[Link]) -> list[Link]:
+def acyclic(directed: list[Link]) -> list[Link]:
     """The directed links, strongest evidence first; a link that would close a cycle becomes undirected."""
     out: list[Link] = []
     children: dict[str, set[str]] = defaultdict(set)
