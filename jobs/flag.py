@@ -134,7 +134,7 @@ def run(
         if earlier is not None:
             map_table = flag_incremental.merged_maps(earlier, table, map_table)
         table = flag_incremental.merged(previous, table, stored).combine_chunks()
-    table = flag_lineage.annotate(con, table)
+    table = flag_lineage.annotate(con, store, table)
     store.write(layer_maps.FLAG_FILE, map_table)
     store.write(PAIRS_FILE, table)
     flagged = pc.fill_null(table["flagged"], False)

@@ -25,22 +25,27 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
+from jobs.licence_edges import model_licences
 from pipeline.comparison import lineage_dag
 from pipeline.comparison.direction import CENTRE, DECLARED, MERGE, UNKNOWN, Edge, direct, nearest_counts
+from pipeline.comparison.judge import ModelLicence
 from pipeline.comparison.merge_fit import MergeFit, find_merge
 from pipeline.comparison.verdicts import MERGED
 from pipeline.keys import ModelKey
 from pipeline.storage.duckdb import fetch_rows, use_candidates
+from pipeline.storage.parquet import Store
 
 # Merge candidates whose relatives' sketches are fetched at once (about 10 relatives each, a few MB
 # of float32 sketches per model once converted).
 CHILDREN_PER_FETCH = 16
 # The columns the pass may rewrite.
-_COLUMNS = ("verdict", "reason", "parent", "parent_how", "parent_evidence", "merge_weight", "merge_method")
+_COLUMNS = ("verdict", "reason", "parent", "parent_how", "parent_evidence", "merge_weight", "merge_method",
+            "declared_finding")  # fmt: skip
 
 
-def annotate(con: duckdb.DuckDBPyConnection, table: pa.Table) -> pa.Table:
-    """The pairs table with merges and star-centre directions set on its flagged edges."""
+def annotate(con: duckdb.DuckDBPyConnection, store: Store, table: pa.Table) -> pa.Table:
+    """The pairs table with merges (checked against what the merge's card declares) and star-centre
+    directions set on its flagged edges."""
     if table.num_rows == 0:
         return table
     rows = table.select(
@@ -58,6 +63,7 @@ def annotate(con: duckdb.DuckDBPyConnection, table: pa.Table) -> pa.Table:
     columns = {c: table[c].to_pylist() for c in _COLUMNS}
     for i in flagged:
         _set_merge(rows[i], i, fits, columns)
+    _check_declared_merges(rows, flagged, fits, model_licences(store), columns)
     _set_centres(rows, flagged, columns)
     _break_cycles(rows, flagged, columns)
     for name, values in columns.items():
@@ -127,6 +133,43 @@ def _set_merge(
             )
             columns["parent_evidence"][i] = MERGE
         return
+
+
+def _check_declared_merges(
+    rows: list[dict[str, Any]],
+    flagged: list[int],
+    fits: Mapping[ModelKey, MergeFit],
+    licences: Mapping[ModelKey, ModelLicence],
+    columns: dict[str, list[Any]],
+) -> None:
+    """A card that declares a merge (mergekit's base_model list, the Hub's merge relation) against the fit:
+    other parents, or no mixture at all, is a finding on the merge's edges."""
+    for i in flagged:
+        for child, other in (_keys(rows[i]), _keys(rows[i])[::-1]):
+            declared = _declared_merge(licences.get(child))
+            fit = fits.get(child)
+            if not declared or (fit is None and other[0] not in declared):
+                continue
+            if fit is None:
+                shown = "no mixture of its flagged relatives"
+            else:
+                fitted = {p.split("@")[0] for p in fit.parents}
+                if fitted == set(declared) or (
+                    fit.weight_of(_name(other)) is None and other[0] not in declared
+                ):
+                    continue
+                shown = _describe(fit)
+            columns["declared_finding"][i] = (
+                f"{child[0]} declares a merge of {' and '.join(declared)}; the weights show {shown}"
+            )
+
+
+def _declared_merge(licence: ModelLicence | None) -> tuple[str, ...]:
+    """The parents a model's card declares for a merge (two or more bases, or the Hub's merge relation)."""
+    if licence is None:
+        return ()
+    merge_relation = any(r.startswith("merge:") for r in licence.base_relations)
+    return licence.base_models if len(licence.base_models) >= 2 or merge_relation else ()
 
 
 def _set_centres(rows: list[dict[str, Any]], flagged: list[int], columns: dict[str, list[Any]]) -> None:

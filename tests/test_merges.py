@@ -9,6 +9,8 @@ nothing is handed to flag but the store: the weights alone find, weigh and direc
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 
 from jobs import flag
@@ -28,9 +30,12 @@ MERGES = {
 }
 
 
+MISLABELLED, CLAIMED = "zoo/merge-declaring-ft-c", "zoo/ft-c-claiming-a-merge"
+
+
 @pytest.fixture(scope="module")
 def zoo_testbed(testbed, tmp_path_factory):
-    from testbed.demohub.merges import build_merge_zoo
+    from testbed.demohub.merges import MergeRecipe, build_merge_zoo, write_merge
 
     if not (testbed / MINILM).is_dir() or not (testbed / UNRELATED).is_dir():
         pytest.skip("testbed lacks all-MiniLM-L6-v2 or the 6-layer e5-small")
@@ -40,12 +45,19 @@ def zoo_testbed(testbed, tmp_path_factory):
         (root / repo).symlink_to(testbed / repo, target_is_directory=True)
     # undeclared: the merges' cards name no parent, so the weights alone must find and direct them
     build_merge_zoo(root, MINILM, UNRELATED, declare=False)
+    # two cards that lie: a merge of ft-a and ft-b declaring ft-a and ft-c, and a plain copy of ft-c
+    # declaring itself a merge of ft-a and ft-b
+    write_merge(root, MergeRecipe(MISLABELLED, (FT_A, FT_B), "linear", (0.6, 0.4)))
+    card = root / MISLABELLED / "README.md"
+    card.write_text(card.read_text().replace(f"- {FT_B}", f"- {FT_C}"))
+    shutil.copytree(root / FT_C, root / CLAIMED)
+    (root / CLAIMED / "README.md").write_text(f"---\nbase_model:\n- {FT_A}\n- {FT_B}\ntags:\n- merge\n---\n")
     return root
 
 
 @pytest.fixture(scope="module")
 def result(zoo_testbed, tmp_path_factory):
-    repos = [MINILM, UNRELATED, FT_A, FT_B, FT_C, *MERGES, BF16_COPY]
+    repos = [MINILM, UNRELATED, FT_A, FT_B, FT_C, *MERGES, BF16_COPY, MISLABELLED, CLAIMED]
     store = fingerprinted_store(zoo_testbed, repos, tmp_path_factory, "mergestore")
     return store, flag.run(Settings(store=store)).rows
 
@@ -96,4 +108,15 @@ def test_no_sibling_fine_tune_or_base_is_called_a_merge(result):
     _, rows = result
     for pair, row in _edges(rows).items():
         if row["verdict"] == MERGED:
-            assert pair & set(MERGES), (pair, row["reason"])
+            assert pair & {*MERGES, MISLABELLED}, (pair, row["reason"])
+
+
+def test_a_merge_card_is_checked_against_the_measured_weights(result):
+    _, rows = result
+    edges = _edges(rows)
+    row = edges[frozenset((MISLABELLED, FT_B))]  # measured, not declared
+    assert row["verdict"] == MERGED and abs(row["merge_weight"] - 0.4) < 0.1
+    assert f"{FT_A} and {FT_C}; the weights show merge of" in row["declared_finding"], row["declared_finding"]
+    claimed = [r for pair, r in edges.items() if CLAIMED in pair and pair & {FT_A, FT_B}]
+    assert claimed and all("the weights show no mixture" in (r["declared_finding"] or "") for r in claimed)
+    assert edges[frozenset((CLAIMED, FT_C))]["verdict"] == "exact copy"
