@@ -158,8 +158,8 @@ def index_page(view: StoreView, flagged: list[dict[str, Any]]) -> str:
         _kv("written", f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC}"),
         "</table>",
         f"<h2>Families ({len(view.families)})</h2>",
-        "<p>Connected components of the flagged pairs. The root is inferred from model-card declarations, "
-        "precision (a quantisation is made from its original) and links. "
+        "<p>Connected components of the flagged pairs, drawn from each edge's direction (declared, merge, "
+        "structure, precision, creation time, a star's centre): roots are origins, a merge hangs under each parent. "
         '<span class="undeclared">Red dashed edges</span> are relations no model card declares.</p>',
     ]
     for fam in view.families:
@@ -175,7 +175,8 @@ def index_page(view: StoreView, flagged: list[dict[str, Any]]) -> str:
             + "</p>"
         )
         if len(fam.members) <= TREE_MAX:
-            body.append(svg.lineage(f"family {fam.family}", fam.root, edges))
+            second = [svg.TreeEdge(k.parent, k.child, k.verdict, k.declared) for k in fam.second_parents]
+            body.append(svg.lineage(f"family {fam.family}", fam.roots or [fam.root], edges, second))
         else:  # a graph of thousands of nodes reads as nothing: the summary, then the lineage edges
             body.append(_family_summary(fam, edges))
     undeclared = sorted((p for p in flagged if not p["declared"]), key=lambda p: -p["score"])

@@ -111,15 +111,18 @@ class TreeEdge:
     href: str | None = None
 
 
-def lineage(title: str, root: str, edges: Sequence[TreeEdge]) -> str:
-    """A family as a tree drawn left to right: nodes are models, edges carry the verdict; undeclared
-    edges dashed red, declared ones plain grey."""
-    depth = {root: 0}
-    order = [root]
+def lineage(
+    title: str, roots: Sequence[str], edges: Sequence[TreeEdge], second_parents: Sequence[TreeEdge] = ()
+) -> str:
+    """A family as a DAG drawn left to right from its roots: nodes are models, edges carry the verdict;
+    undeclared edges dashed red, declared ones plain grey; a merge's other parents reach it by a dotted
+    edge to where it is already drawn."""
+    depth = dict.fromkeys(roots, 0)
+    order = list(roots)
     for e in edges:  # edges come parents first (families._drawn_links)
         depth[e.child] = depth.get(e.parent, 0) + 1
         order.append(e.child)
-    rows = {name: i for i, name in enumerate(_depth_first(root, edges))}
+    rows = {name: i for i, name in enumerate(n for r in roots for n in _depth_first(r, edges))}
     col_w, row_h = 300, 26
     width = 40 + max(depth.values()) * col_w + 460  # the deepest label runs ~450 px
     height = 30 + len(order) * row_h
@@ -135,6 +138,13 @@ def lineage(title: str, root: str, edges: Sequence[TreeEdge]) -> str:
             f'<path d="M{x0 + 8},{y0 + 4} V{y1} H{x1 - 4}" fill="none" {style} stroke-width="1.5">'
             f"<title>{escape(e.verdict)}{'' if e.declared else ' (undeclared)'}</title></path>"
         )
+    for e in second_parents:
+        if e.parent in rows and e.child in rows:
+            (x0, y0), (x1, y1) = pos(e.parent), pos(e.child)
+            parts.append(
+                f'<path d="M{x0 + 8},{y0 + 4} L{x1 - 4},{y1 + 4}" fill="none" stroke="#888" '
+                f'stroke-dasharray="2,3" stroke-width="1.2"><title>{escape(e.verdict)} (second parent)</title></path>'
+            )
     for name in order:
         x, y = pos(name)
         edge = next((e for e in edges if e.child == name), None)
