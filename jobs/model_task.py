@@ -120,10 +120,23 @@ def _fingerprint(
 ) -> None:
     started = time.monotonic()
     check_refused(ref)
-    plan = _plan(ref, known)
+    fmt, files = select_weight_files(ref)
+    quant = ref.quantization_config()
     with ExitStack() as open_files:
+
+        def opened(f: FileRef) -> ByteSource:
+            return open_files.enter_context(closing(_open(ref, f.name, f.size, http)))
+
+        # A local file has no listed hash, so _plan hashes it whole (to find it as a copy): its
+        # header is read first, so a file whose header does not parse fails in a few reads, not
+        # after hashing 64 GiB. The same open file then serves its rows.
+        early: dict[str, tuple[ByteSource, CheckpointHeader]] = {}
+        for f in files if ref.local_dir is not None else ():
+            source = opened(f)
+            early[f.name] = (source, _read_header(ref, source, settings, quant))
+        plan = _plan(ref, known, (fmt, files))
         sources = [
-            open_files.enter_context(closing(_open(ref, f.name, f.size, http)))
+            early[f.name][0] if f.name in early else opened(f)
             for f in plan.files
             if f.name not in plan.reused
         ]
@@ -131,8 +144,10 @@ def _fingerprint(
         # The tokenizer download overlaps the header reads: both are one round trip each.
         with ThreadPoolExecutor(max_workers=1) as pool:
             vocab = pool.submit(fetch_tokens, ref, http) if sources and plan.fmt != "gguf" else None
-            quant = ref.quantization_config()
-            headers = [_read_header(ref, src, settings, quant) for src in sources]
+            headers = [
+                early[src.name][1] if src.name in early else _read_header(ref, src, settings, quant)
+                for src in sources
+            ]
             tokens = vocab.result() if vocab else gguf_tokens(headers)
         tensors, shapes = _fingerprint_tensors(ref, settings, plan, sources, headers, tokens)
     outcome.tensors = tensors

@@ -30,12 +30,14 @@ from jobs.sweep_inflight import InFlight
 from jobs.sweep_progress import SweepProgress
 from jobs.sweep_task import Candidate, TaskResult, fingerprint_task
 from pipeline import __version__
+from pipeline.bounded_json import JsonLimit, loads_bounded
 from pipeline.config import HUB_QUOTA_TIERS, QUOTA_WINDOW_S, Settings
-from pipeline.errors import BadListing, HubscanError, RepoGated, SourceError, permanent_categories
+from pipeline.errors import BadListing, HubscanError, RepoGated, SourceError, StoreError, permanent_categories
 from pipeline.http import HubHttp
 from pipeline.names import BadName, check_commit, check_repo_id
 from pipeline.sources import hf
 from pipeline.sources.hf_cache import cached_models
+from pipeline.sources.listing_pages import followable
 from pipeline.sources.local import local_models
 from pipeline.storage.compact import compact
 from pipeline.storage.file_names import check_sweep_id
@@ -53,6 +55,11 @@ PERMANENT_FAILURES = permanent_categories()
 # The Hub's page size cap (entries per /api/models page).
 LISTING_PAGE = 1000
 LISTING_EXPAND = ("sha", "gated", "private", "siblings", "cardData", "config", "tags")
+# A saved cursor is one next-page URL and a count, well under a kilobyte; the Hub's longest
+# next links (every filter repeated) stay far below this.
+MAX_CURSOR_BYTES = 1 << 20
+# What a user does about a cursor hubscan cannot use: the sweep lists again, skipping what is stored.
+RESTART = "remove it to list from the start"
 
 
 @dataclass(frozen=True)
@@ -158,7 +165,7 @@ def run(
 
 
 def _run(store: Store, settings: Settings, state: SweepState, plan_only: bool) -> RunSummary:
-    cursor = _load_cursor(store, state.sweep_id)
+    cursor = _load_cursor(store, settings, state)
     progress = SweepProgress(state, total=state.filters.limit)
     _save_record(store, state, settings, "running")
     try:
@@ -360,9 +367,37 @@ def _advance_cursor(store: Store, state: SweepState, pages: deque[_Page]) -> Non
         _bookkeeping(path, lambda: store.write_bytes(path, json.dumps(cursor).encode()))
 
 
-def _load_cursor(store: Store, sweep_id: str) -> str | None:
-    raw = store.read_bytes(f"sweeps/{sweep_id}.cursor.json")
-    return json.loads(raw).get("next_url") if raw else None
+def _load_cursor(store: Store, settings: Settings, state: SweepState) -> str | None:
+    """The next-page URL a stopped sweep saved, checked as the listing checks a ``Link`` header.
+
+    The file sits in the store, which anyone with write access can edit: a next URL to another
+    origin, another scheme or another path than the listing would be requested with the token.
+
+    Raises:
+        StoreError: the cursor is not what hubscan writes, or its link is not this endpoint's listing.
+    """
+    name = f"sweeps/{state.sweep_id}.cursor.json"
+    raw = store.read_bytes(name)
+    if not raw:
+        return None
+    try:
+        saved = loads_bounded(raw, MAX_CURSOR_BYTES)
+    except ValueError as exc:
+        reason = str(exc) if isinstance(exc, JsonLimit) else "not JSON"
+        raise StoreError(store.uri, None, name, f"not what hubscan writes ({reason}): {RESTART}") from None
+    if not isinstance(saved, dict):
+        raise StoreError(store.uri, None, name, f"not what hubscan writes (not a JSON object): {RESTART}")
+    next_url = saved.get("next_url")
+    if next_url is not None and not isinstance(next_url, str):
+        raise StoreError(
+            store.uri, None, name, f"not what hubscan writes (next_url is not a string): {RESTART}"
+        )
+    if next_url is None or state.source != "hub":
+        return None  # a local source lists in one page and never resumes mid-listing
+    try:
+        return followable(settings.endpoint, next_url, what="saved next-page link")
+    except BadListing as exc:
+        raise StoreError(store.uri, None, name, f"{exc.reason}: {RESTART}") from None
 
 
 def _save_record(store: Store, state: SweepState, settings: Settings, status: str) -> None:

@@ -1,7 +1,8 @@
 """Read whole matrices of a stored model again, locally or by HTTP ranges, as its fingerprint was read.
 
 A model whose files are on this machine (a local source, or the demo hub's folder, recorded in
-models.local_dir) is read from disk, so no server has to be running.
+models.local_dir) is read from disk, so no server has to be running. The folder is read under the
+local source's rule: a file that is now a link out of it, a pipe or a device is refused, never opened.
 
 The fingerprints hold only sampled rows; the permutation test and the attention spectra need whole
 matrices of a few layers, read through the same readers from the same endpoint, with a byte cap so
@@ -25,6 +26,7 @@ from pipeline.keys import ModelKey
 from pipeline.readers import checkpoint
 from pipeline.readers.byte_source import ByteSource, LocalFile
 from pipeline.readers.remote import RemoteFile
+from pipeline.sources.local import confined_file
 from pipeline.storage.duckdb import model_row, role_matrices
 
 # Bytes of whole matrices read per model and test; beyond it the test is refused (three Llama-7B up
@@ -57,6 +59,7 @@ def read_whole(
         ResourceLimit: the matrices exceed MAX_READ_BYTES.
         FormatError: the matrices are not in the files.
         RepoMissing: the model's recorded folder no longer holds its files.
+        SourceError: a file of the recorded folder is a link out of it, a pipe or a device.
         FetchError: a range could not be had.
     """
     origin = model_row(con, key)
@@ -89,13 +92,14 @@ def _open(origin: dict[str, Any], settings: Settings, key: ModelKey, file: str) 
 
     Raises:
         RepoMissing: the recorded folder no longer holds the file.
+        SourceError: the file is a link out of the folder, a pipe or a device (as a local source).
     """
     kind, endpoint = origin["source"], origin["endpoint"]
     folder = origin.get("local_dir") or (endpoint if kind in LOCAL_SOURCES else None)
     if folder is None:
         return RemoteFile(HubHttp(replace(settings, endpoint=endpoint)), key[0], key[1], file, None)
-    path = Path(folder) / file
-    if not path.is_file():
+    path = confined_file(Path(folder), file, key[0], key[1])
+    if path is None:
         raise RepoMissing(key[0], key[1], file, _gone(kind, endpoint, folder))
     return LocalFile(path, key[0], key[1], file)
 

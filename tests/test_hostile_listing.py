@@ -9,12 +9,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from typer.testing import CliRunner
 
 from jobs import sweep
+from jobs.cli import app
 from jobs.sweep import ListingFilters
 from pipeline.config import Settings
 from pipeline.errors import BadListing
 from pipeline.storage.duckdb import connect
+from pipeline.storage.parquet import Store
 from testbed.fakehub import FakeHub
 from testbed.fakehub.faults import Fault
 from testbed.fakehub.listing import encode_cursor
@@ -166,6 +169,20 @@ def test_a_next_link_off_the_endpoint_is_refused_in_one_line(ray_session, hub, t
     assert not [r for r in hub.log.snapshot() if r.origin == "cdn" and r.path == "/api/models"]
 
 
+@pytest.mark.parametrize("path", ["/api/models/secret/private", "/secret/private/resolve/main/model.gguf"])
+def test_a_next_link_to_another_path_of_the_endpoint_is_refused_unrequested(ray_session, hub, tmp_path, path):
+    hub.page_size = 1
+    hub.script("/api/models", [Fault(headers=(("Link", f'<{path}>; rel="next"'),))])
+    settings = _settings(hub, tmp_path)
+    with pytest.raises(
+        BadListing,
+        match=rf"next-page link '{path}' is not the endpoint's listing {re.escape(hub.url)}/api/models$",
+    ):
+        _org(settings)
+    assert _stored(settings) == ["org/a"]
+    assert not [r for r in hub.log.snapshot() if "secret" in r.path]
+
+
 def test_a_listing_page_that_is_no_list_is_refused(ray_session, hub, tmp_path):
     hub.script("/api/models", [Fault(body=b'{"id": "org/a"}')])
     with pytest.raises(BadListing, match=r"^<listing>: listing page is a dict, not a list$"):
@@ -249,3 +266,67 @@ def test_a_429_asking_for_more_than_the_cap_is_rate_limited_naming_the_cap(ray_s
     assert message.endswith(
         ": HTTP 429: server asks to wait 1000000000000s, more than max_retry_after_s (300s)"
     )
+
+
+SWEEP_ID = "resumed"
+CURSOR = f"sweeps/{SWEEP_ID}.cursor.json"
+TAMPERED_LINKS = {
+    "another-origin": ("{cdn}/api/models?author=org", "leaves the endpoint {hub}"),
+    "file": ("file:///etc/passwd", "leaves the endpoint {hub}"),
+    "model-info": ("{hub}/api/models/secret/private", "is not the endpoint's listing {hub}/api/models"),
+    "resolve": (
+        "{hub}/secret/private/resolve/main/model.gguf",
+        "is not the endpoint's listing {hub}/api/models",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(TAMPERED_LINKS))
+def test_a_resumed_sweep_refuses_a_tampered_cursor_before_any_request(hub, tmp_path, monkeypatch, case):
+    link, reason = (text.format(cdn=hub.cdn_url, hub=hub.url) for text in TAMPERED_LINKS[case])
+    store = Store(tmp_path / "store").init()
+    store.write_bytes(CURSOR, json.dumps({"next_url": link, "listed": 1}).encode())
+    monkeypatch.setenv("HF_ENDPOINT", hub.url)
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    result = CliRunner().invoke(app, ["sweep", "--store", store.uri, "--sweep-id", SWEEP_ID])
+    assert result.exit_code == 1
+    assert result.stderr.strip().splitlines() == [
+        f"hubscan: {store.uri}:{CURSOR}: saved next-page link {link!r} {reason}: remove it to list from the start"
+    ]
+    assert hub.log.snapshot() == []  # not one request, to the endpoint or anywhere else
+
+
+def test_a_resumed_sweep_lists_from_its_saved_cursor(ray_session, hub, tmp_path, monkeypatch):
+    hub.page_size = 1
+    link = f"{hub.url}/api/models?author=org&cursor={encode_cursor(2)}"
+    store = Store(tmp_path / "store").init()
+    store.write_bytes(CURSOR, json.dumps({"next_url": link, "listed": 2}).encode())
+    monkeypatch.setenv("HF_ENDPOINT", hub.url)
+    result = CliRunner().invoke(app, ["sweep", "--store", store.uri, "--sweep-id", SWEEP_ID])
+    assert result.exit_code == 0, result.stderr
+    assert _listing_requests(hub) == [f"author=org&cursor={encode_cursor(2)}"]
+    assert sorted(r for (r,) in connect(store.uri).execute("SELECT repo_id FROM models").fetchall()) == [
+        "org/c"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("saved", "reason"),
+    [
+        (b"{not json", "not JSON"),
+        (b"[1]", "not a JSON object"),
+        (b'{"next_url": 5}', "next_url is not a string"),
+        (b"[" * 100_000 + b"]" * 100_000, "JSON nests deeper than 64 levels"),
+    ],
+    ids=["not-json", "array", "int-url", "deep"],
+)
+def test_a_cursor_hubscan_did_not_write_is_one_line(hub, tmp_path, monkeypatch, saved, reason):
+    store = Store(tmp_path / "store").init()
+    store.write_bytes(CURSOR, saved)
+    monkeypatch.setenv("HF_ENDPOINT", hub.url)
+    result = CliRunner().invoke(app, ["sweep", "--store", store.uri, "--sweep-id", SWEEP_ID])
+    assert result.exit_code == 1
+    assert result.stderr.strip().splitlines() == [
+        f"hubscan: {store.uri}:{CURSOR}: not what hubscan writes ({reason}): remove it to list from the start"
+    ]
+    assert hub.log.snapshot() == []

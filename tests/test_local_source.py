@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from jobs import sweep
+from jobs import fingerprint, sweep
 from jobs.cli import app
 from pipeline.config import Settings
 from pipeline.storage.duckdb import connect
@@ -202,3 +202,31 @@ def test_a_cache_snapshot_linking_out_of_the_cache_fails_alone(ray_session, tmp_
     assert con.execute("SELECT message FROM failures").fetchall() == [
         (f"org/leaky@{'a' * 7}:config.json: {OUTSIDE}",)
     ]
+
+
+def _bytes_read_by_this_process() -> int:
+    """Bytes this process has read through read(2) and friends (``rchar``): counts reads, not time."""
+    for line in Path("/proc/self/io").read_text().splitlines():
+        if line.startswith("rchar:"):
+            return int(line.split()[1])
+    raise AssertionError("no rchar in /proc/self/io")
+
+
+@pytest.mark.timeout(600)  # the old code hashed all 64 GiB before reading the header
+def test_a_sparse_weight_file_inside_the_folder_fails_on_its_header_before_it_is_hashed(tmp_path):
+    good = small_repo(tmp_path / "repos", "org/good")
+    sparse = small_repo(tmp_path / "repos", "org/sparse-inside", seed=2)
+    garbage = b"{not a safetensors header at all}" + b" " * 31  # 64 bytes
+    with (sparse / "model.safetensors").open("wb") as fh:
+        fh.write(len(garbage).to_bytes(8, "little") + garbage)
+        fh.truncate(SPARSE_BYTES)  # 64 GiB that cost no disk, inside the source folder
+    settings = Settings(store=tmp_path / "store")
+    before = _bytes_read_by_this_process()
+    summary = fingerprint.run(settings, [str(sparse), str(good)])
+    read = _bytes_read_by_this_process() - before
+    assert (summary.done, summary.failed) == (1, 1), summary.messages
+    assert read < 64 << 20, f"{read:,} bytes read"  # the header and the good model, not 64 GiB
+    con = connect(settings.store)
+    assert [r for (r,) in con.execute("SELECT repo_id FROM models").fetchall()] == ["org/good"]
+    rows = con.execute("SELECT repo_id, file, category FROM failures").fetchall()
+    assert rows == [("org/sparse-inside", "model.safetensors", "MalformedHeader")]

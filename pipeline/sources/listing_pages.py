@@ -1,10 +1,12 @@
 """Listing pages of ``/api/models``, followed through ``Link: rel="next"`` without trusting the link.
 
 The next link is the server's word: it may be relative (legal per RFC 8288, resolved against the
-request URL by RFC 3986), loop back to a page already read, point at another scheme or origin, or
-never end. Only http(s) links on the endpoint's own origin are followed (the listing is the
-endpoint's API, and the token goes with every request to that origin); a URL already requested,
-or more than ``Settings.max_listing_pages`` pages, ends the listing with one line.
+request URL by RFC 3986), loop back to a page already read, point at another scheme, origin or
+path, or never end. Only http(s) links to the endpoint's own ``/api/models`` are followed (the
+listing is the endpoint's API, and the token goes with every request to that origin: a link to
+``/api/models/other/private`` would read a repo no listing named); a URL already requested, or
+more than ``Settings.max_listing_pages`` pages, ends the listing with one line. A sweep's saved
+cursor is such a link too, and passes the same check before it is resumed.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ def list_pages(
         BadListing: a page that is not a JSON array, or a next link that is refused (another
             scheme or origin, a page already read, past the page budget).
     """
-    url: str | None = followable(http, start_url) if start_url else f"{http.endpoint}/api/models"
+    url: str | None = followable(http.endpoint, start_url) if start_url else listing_url(http.endpoint)
     query: dict[str, Any] | None = None if start_url else dict(params or {})
     seen: set[str] = set()
     while url:
@@ -71,7 +73,7 @@ def _next(http: HubHttp, response: httpx2.Response, seen: set[str]) -> str | Non
     link = _next_link(response)
     if link is None:
         return None
-    url = followable(http, link, base=str(response.request.url))
+    url = followable(http.endpoint, link, base=str(response.request.url))
     if str(httpx2.URL(url)) in seen:
         raise BadListing(
             LISTING.repo_id, None, None, f"next-page link {shown(link)} loops back to a page already read"
@@ -88,22 +90,32 @@ def _next_link(response: httpx2.Response) -> str | None:
     return found if isinstance(found, str) and found else None
 
 
-def followable(http: HubHttp, link: str, base: str | None = None) -> str:
-    """``link`` (resolved against ``base``, RFC 3986) when it is http(s) on the endpoint's own origin.
+def listing_url(endpoint: str) -> str:
+    """The endpoint's model listing, the only URL a next-page link may name (with any query)."""
+    return f"{endpoint.rstrip('/')}/api/models"
+
+
+def followable(endpoint: str, link: str, base: str | None = None, what: str = "next-page link") -> str:
+    """``link`` (resolved against ``base``, RFC 3986) when it is http(s) to the endpoint's own listing.
 
     Raises:
         BadListing: another scheme (``file://``, ``ftp:``, ``javascript:``…), another host or
-            port, or a URL that does not parse.
+            port, another path than the listing's, or a URL that does not parse.
     """
     url = link
     try:
         url = urljoin(base, link) if base else link
-        parts, home = urlsplit(url), urlsplit(http.endpoint)
+        parts, home = urlsplit(url), urlsplit(listing_url(endpoint))
         same = (parts.scheme, parts.hostname, parts.port) == (home.scheme, home.hostname, home.port)
     except ValueError:
         same = False
     if not same or parts.scheme not in ("http", "https"):
+        raise BadListing(LISTING.repo_id, None, None, f"{what} {shown(link)} leaves the endpoint {endpoint}")
+    if parts.path != home.path:
         raise BadListing(
-            LISTING.repo_id, None, None, f"next-page link {shown(link)} leaves the endpoint {http.endpoint}"
+            LISTING.repo_id,
+            None,
+            None,
+            f"{what} {shown(link)} is not the endpoint's listing {listing_url(endpoint)}",
         )
     return url

@@ -19,6 +19,7 @@ from typing import Any
 from pipeline.bounded_json import loads_bounded
 from pipeline.config import MAX_JSON_BYTES
 from pipeline.errors import RepoMissing, SourceError
+from pipeline.names import BadName, check_filename
 from pipeline.sources.cards import parse_card
 from pipeline.sources.refs import (
     FileRef,
@@ -115,6 +116,33 @@ def check_refused(ref: ModelRef) -> None:
         name, reason = ref.refused[0]
         more = f" ({len(ref.refused) - 1} more refused)" if len(ref.refused) > 1 else ""
         raise SourceError(ref.repo_id, ref.revision, name or None, reason + more)
+
+
+def confined_file(folder: Path, name: str, repo_id: str, revision: str | None) -> Path | None:
+    """The real path of file ``name`` of a recorded local repo folder, under the listing's rule
+    (links only into the folder's root, regular files only); None when the file is gone.
+
+    Raises:
+        SourceError: the name is not a path inside the repo, the file is a link out of the
+            folder's root, or it is a pipe, socket or device.
+    """
+    try:
+        check_filename(name)
+    except BadName as exc:
+        raise SourceError(repo_id, revision, name, str(exc)) from None
+    path = Path(folder) / name
+    if not os.path.lexists(path):
+        return None
+    real = os.path.realpath(path)
+    if not _within(real, os.path.realpath(_default_root(Path(folder)))):
+        raise SourceError(repo_id, revision, name, OUTSIDE)
+    try:
+        info = os.stat(real)
+    except OSError:  # a dangling link: the file is gone
+        return None
+    if not stat.S_ISREG(info.st_mode):
+        raise SourceError(repo_id, revision, name, SPECIAL)
+    return Path(real)
 
 
 def _default_root(path: Path) -> Path:
