@@ -91,8 +91,12 @@ def test_the_report_draws_a_large_family_as_its_summary_and_lineage_edges(block,
     out = _hubscan("report", "--store", str(root), "-o", str(tmp_path / "site"))
     assert out.returncode == 0, out.stderr
     index = (tmp_path / "site" / "index.html").read_text()
-    # one page per lineage edge of the family (members - 1), not one per flagged pair
+    # one page per drawn lineage edge of the family (members - roots), not one per flagged pair; with no
+    # declaration, dtype or creation time here, directions come from star centres alone, so a sub-star
+    # whose link to the rest is undirected is an origin of its own (7 of 341 members when measured)
+    (family,) = [f for f in load_families(connect(root)) if len(f.members) == FAMILY]
+    assert 1 <= len(family.roots) <= 10
     pages = list((tmp_path / "site" / "pairs").iterdir())
-    assert len(pages) == FAMILY - 1 < result.flagged
-    assert "Lineage edges" in index and index.count("<tr><td>fam/") >= FAMILY - 1
+    assert len(pages) == FAMILY - len(family.roots) < result.flagged
+    assert "Lineage edges" in index and index.count("<tr><td>fam/") >= FAMILY - len(family.roots)
     assert all(f'href="pairs/{page.name}"' in index for page in pages)

@@ -71,23 +71,40 @@ class FamilyDag:
 
 
 def layout(members: Sequence[str], links: Iterable[Link]) -> FamilyDag:
-    """Lay a family out from its links (directed where known); every member is reachable from a root."""
+    """Lay a family out from its links (directed where known); every member is reachable from a root.
+
+    The first root is the origin reaching most members (``members`` order breaks ties: families.sql's
+    ranking); further origins hang under a drawn relative by an undirected link when they have one
+    that is not their own descendant, and start a root of their own only when they have none.
+    """
     links = list(links)
-    directed = acyclic(_drawn_parents([k for k in links if k.directed]))
-    undirected = [k for k in links if not k.directed] + [k for k in directed if not k.directed]
-    directed = [k for k in directed if k.directed]
+    ordered = acyclic([k for k in links if k.directed])
+    undirected = [k for k in links if not k.directed] + [k for k in ordered if not k.directed]
+    # every directed edge says who descends from whom; only each child's strongest parents are drawn
+    descends: dict[str, list[Link]] = defaultdict(list)
+    for k in ordered:
+        if k.directed:
+            descends[k.parent].append(k)
     below: dict[str, list[Link]] = defaultdict(list)
-    for k in directed:
+    for k in _drawn_parents([k for k in ordered if k.directed]):
         below[k.parent].append(k)
-    has_parent = {k.child for k in directed}
-    origins = [m for m in members if m not in has_parent]  # no directed edge points into them
-    roots = [m for m in origins if below.get(m)]
-    placed = _reachable(roots, below)
+    has_parent = {k.child for ks in below.values() for k in ks}
+    rank = {m: i for i, m in enumerate(members)}
+    degree: dict[str, int] = defaultdict(int)
+    for k in links:
+        degree[k.parent] += 1
+        degree[k.child] += 1
+    origins = sorted(
+        (m for m in members if m not in has_parent),
+        key=lambda m: (-len(_reachable([m], below)), -degree[m], rank[m]),
+    )
+    roots: list[str] = []
+    placed: set[str] = set()
     pending = sorted(undirected, key=lambda k: (-k.score, k.parent, k.child))
     while len(placed) < len(members):
-        link = _next_attachment(pending, placed)
-        if link is None:  # nothing left to hang on the drawing: an origin starts a part of its own
-            start = _strongest(pending, placed, [m for m in origins if m not in placed] or list(members))
+        link = _next_attachment(pending, placed, has_parent, descends)
+        if link is None:  # nothing left to hang on the drawing: the best unplaced origin starts a part
+            start = next(m for m in origins if m not in placed)
             roots.append(start)
             placed |= _reachable([start], below)
             continue
@@ -98,16 +115,24 @@ def layout(members: Sequence[str], links: Iterable[Link]) -> FamilyDag:
         placed |= _reachable([new], below)
     for links_ in below.values():
         links_.sort(key=lambda k: (-k.score, k.child))
-    return FamilyDag(sorted(roots, key=lambda r: (-len(_reachable([r], below)), r)), dict(below))
+    return FamilyDag(roots, dict(below))
 
 
-def _next_attachment(pending: list[Link], placed: set[str]) -> Link | None:
-    """The strongest undirected link from a placed member to an unplaced one.
+def _next_attachment(
+    pending: list[Link], placed: set[str], has_parent: set[str], descends: dict[str, list[Link]]
+) -> Link | None:
+    """The strongest undirected link from a drawn member to an undrawn origin that is not its ancestor.
 
-    Every member with a directed edge is placed from the roots before any undirected link is used,
-    so the member it hangs has no directed edge at all and cannot be an ancestor of anything.
+    Only an origin is hung this way (a member with a parent is drawn under it), and never under one of
+    its own descendants.
     """
-    return next((k for k in pending if (k.parent in placed) != (k.child in placed)), None)
+    for k in pending:
+        if (k.parent in placed) == (k.child in placed):
+            continue
+        top, new = (k.parent, k.child) if k.parent in placed else (k.child, k.parent)
+        if new not in has_parent and top not in _reachable([new], descends):
+            return k
+    return None
 
 
 def _drawn_parents(directed: list[Link]) -> list[Link]:
@@ -154,14 +179,3 @@ def _reachable(starts: Iterable[str], below: dict[str, list[Link]] | dict[str, s
         seen.add(node)
         stack.extend(k.child if isinstance(k, Link) else k for k in below.get(node, ()))
     return seen
-
-
-def _strongest(pending: list[Link], placed: set[str], candidates: Sequence[str]) -> str:
-    """The candidate with the most (then strongest) pending links: where a part of the drawing starts."""
-    weight: dict[str, tuple[int, float]] = {m: (0, 0.0) for m in candidates if m not in placed}
-    for k in pending:
-        for side in (k.parent, k.child):
-            if side in weight:
-                n, s = weight[side]
-                weight[side] = (n + 1, s + k.score)
-    return min(weight, key=lambda m: (-weight[m][0], -weight[m][1], m))
