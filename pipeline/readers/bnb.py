@@ -130,7 +130,7 @@ class Bnb4bit:
         return (code[q] * scale[k]).reshape(b.count, self.logical.n_cols)
 
     def _absmax(self, data: Mapping[object, bytes], b: RowBlock, first: int, count: int) -> np.ndarray:
-        raw = _got(self.absmax, data, b, count)
+        raw = block_values(self.absmax, data, b, count)
         if self.nested_absmax is None or self.nested_quant_map is None:
             return raw.astype(np.float32)
         code = _whole(self.nested_quant_map, data).astype(np.float32)
@@ -324,7 +324,12 @@ def _slice(t: TensorHeader, first: int, end: int) -> tuple[int, int]:
     return t.start + first * item, t.start + end * item
 
 
-def _got(t: TensorHeader, data: Mapping[object, bytes], b: RowBlock, count: int) -> np.ndarray:
+def block_values(t: TensorHeader, data: Mapping[object, bytes], b: RowBlock, count: int) -> np.ndarray:
+    """``count`` elements of ``t`` read for block ``b`` (bnb 4- and 8-bit alike).
+
+    Raises:
+        ValueError: the bytes read are not that many elements.
+    """
     raw = data.get((t.name, b.first), b"")
     dtype = SAFETENSORS_DTYPES[t.dtype]
     if len(raw) != count * dtype.itemsize:

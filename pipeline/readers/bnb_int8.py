@@ -16,6 +16,7 @@ import numpy as np
 
 from pipeline.config import Settings
 from pipeline.errors import FormatError
+from pipeline.readers.bnb import block_values
 from pipeline.readers.byte_source import ByteSource
 from pipeline.readers.dtypes import SAFETENSORS_DTYPES
 from pipeline.readers.records import CheckpointHeader, RowBlock, TensorHeader
@@ -46,8 +47,8 @@ class Bnb8bit:
         """weight * SCB / 127 for the rows of ``blocks``, in float32."""
         out = []
         for b in blocks:
-            w = _got(self.weight, data, b, b.count * self.logical.n_cols).astype(np.float32)
-            scb = _got(self.scb, data, b, b.count).astype(np.float32)
+            w = block_values(self.weight, data, b, b.count * self.logical.n_cols).astype(np.float32)
+            scb = block_values(self.scb, data, b, b.count).astype(np.float32)
             out.append(w.reshape(b.count, -1) * (scb / np.float32(127))[:, None])
         return np.concatenate(out) if len(out) > 1 else out[0]
 
@@ -91,11 +92,3 @@ def _layer(weight: TensorHeader, scb: TensorHeader, bad: partial[FormatError]) -
         row_bytes=weight.n_cols * LOGICAL_ITEMSIZE,
     )
     return Bnb8bit(logical, weight, scb)
-
-
-def _got(t: TensorHeader, data: Mapping[object, bytes], b: RowBlock, count: int) -> np.ndarray:
-    raw = data.get((t.name, b.first), b"")
-    dtype = SAFETENSORS_DTYPES[t.dtype]
-    if len(raw) != count * dtype.itemsize:
-        raise ValueError(f"{t.name}: expected {count * dtype.itemsize} bytes, got {len(raw)}")
-    return np.frombuffer(raw, dtype=dtype)

@@ -128,44 +128,41 @@ def _spans(tensor: TensorHeader, blocks: tuple[RowBlock, ...], header: Checkpoin
 def _rebuild(
     source: ByteSource, rebuilt: Rebuilt, blocks: tuple[RowBlock, ...], data: dict[object, bytes]
 ) -> TensorRows:
-    logical = rebuilt.logical
-    own = {k: data.get((logical.name, k), b"") for k, _, _ in rebuilt.spans(blocks)}
-    try:
-        values = rebuilt.dequantise(own, blocks)
-    except ValueError as exc:
-        raise FormatError(
-            source.repo_id, source.revision, source.name, f"tensor {logical.name}: {exc}"
-        ) from None
-    rows = row_indices(blocks)
-    return TensorRows(header=logical, rows=rows, values=values, sampled=len(rows) < logical.n_rows)
+    own = {k: data.get((rebuilt.logical.name, k), b"") for k, _, _ in rebuilt.spans(blocks)}
+    return _logical_rows(source, rebuilt.logical, blocks, lambda: rebuilt.dequantise(own, blocks))
 
 
 def _dequantise(
     source: ByteSource, packed: PackedLinear, blocks: tuple[RowBlock, ...], data: dict[object, bytes]
 ) -> TensorRows:
-    name = packed.logical.name
-    rows = row_indices(blocks)
-    try:
-        values = packed_int.dequantise_rows(
-            packed, {p.name: data.get((name, p.name), b"") for p in packed.parts}, rows
-        )
-    except ValueError as exc:
-        raise FormatError(source.repo_id, source.revision, source.name, f"tensor {name}: {exc}") from None
-    return TensorRows(
-        header=packed.logical, rows=rows, values=values, sampled=len(rows) < packed.logical.n_rows
+    parts = {p.name: data.get((packed.logical.name, p.name), b"") for p in packed.parts}
+    return _logical_rows(
+        source, packed.logical, blocks, lambda: packed_int.dequantise_rows(packed, parts, row_indices(blocks))
     )
 
 
 def _rebuild_scaled(
     source: ByteSource, s: ScaledLinear, blocks: tuple[RowBlock, ...], data: dict[object, bytes]
 ) -> TensorRows:
-    name = s.logical.name
-    rows = row_indices(blocks)
+    return _logical_rows(source, s.logical, blocks, lambda: scaled.rebuild(s, data, blocks))
+
+
+def _logical_rows(
+    source: ByteSource, logical: TensorHeader, blocks: tuple[RowBlock, ...], values: Callable[[], np.ndarray]
+) -> TensorRows:
+    """Rows ``blocks`` of a quantised layout's logical tensor; bytes that do not fit are a FormatError line.
+
+    Raises:
+        FormatError: the layout's decoder found the bytes inconsistent (names model, file and tensor).
+    """
     try:
-        values = scaled.rebuild(s, data, blocks)
+        decoded = values()
     except ValueError as exc:
-        raise FormatError(source.repo_id, source.revision, source.name, f"tensor {name}: {exc}") from None
-    return TensorRows(header=s.logical, rows=rows, values=values, sampled=len(rows) < s.logical.n_rows)
+        raise FormatError(
+            source.repo_id, source.revision, source.name, f"tensor {logical.name}: {exc}"
+        ) from None
+    rows = row_indices(blocks)
+    return TensorRows(header=logical, rows=rows, values=decoded, sampled=len(rows) < logical.n_rows)
 
 
 def _check_guards(source: ByteSource, guards: list[LocalHeaderGuard], data: dict[object, bytes]) -> None:
