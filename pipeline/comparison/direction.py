@@ -24,13 +24,22 @@ from datetime import datetime, timedelta
 
 from pipeline.comparison.lineage import ancestors
 from pipeline.comparison.parentage import DIRECTIONAL
-from pipeline.comparison.verdicts import CAST_COPY, EXACT_COPY, FINE_TUNE, VOCAB_COPY
+from pipeline.comparison.verdicts import (
+    CAST_COPY,
+    EXACT_COPY,
+    FINE_TUNE,
+    LOW_RANK_FINE_TUNE,
+    REPARAM_FINE_TUNE,
+    VOCAB_COPY,
+)
 
 # Creation times closer than this do not order two repos (see module docstring).
 MIN_CREATED_GAP = timedelta(days=1)
 # A vocabulary this many times another's was cut down to it (a multilingual vocabulary pruned to
 # one language keeps a fifth of it); tokens added to a vocabulary are a few percent, not a direction.
 MIN_PRUNED_RATIO = 1.5
+# Verdicts that say one side was made from the other by changing weights: what a star's centre may order.
+DERIVED_VERDICTS = frozenset({FINE_TUNE, CAST_COPY, LOW_RANK_FINE_TUNE, REPARAM_FINE_TUNE})
 # A star's centre is the nearest relative of at least this many of the models it links.
 MIN_CENTRE = 2
 
@@ -204,7 +213,11 @@ def _created(edge: Edge, fa: ModelFacts, fb: ModelFacts) -> Found | None:
 
 
 def _centre(edge: Edge, centres: Mapping[str, int]) -> Found | None:
-    """The side that is the nearest relative of more models (at least MIN_CENTRE) is the parent."""
+    """The side that is the nearest relative of more models (at least MIN_CENTRE) is the parent, for an
+    edge whose verdict says one was made from the other: exact copies have no centre (the same weights,
+    whichever was uploaded first), cousins ("same lineage") share an ancestor and are neither's child."""
+    if edge.verdict not in DERIVED_VERDICTS:
+        return None
     ca, cb = centres.get(edge.a, 0), centres.get(edge.b, 0)
     if max(ca, cb) < MIN_CENTRE or ca == cb:
         return None
@@ -228,13 +241,20 @@ def contradiction(edge: Edge, fa: ModelFacts, fb: ModelFacts) -> str | None:
 
 
 def nearest_counts(edges: Iterable[Edge]) -> Counter[str]:
-    """For each model, how many models have it as their nearest relative (highest edge score)."""
-    best: dict[str, tuple[float, str]] = {}
+    """For each model, how many models have it as their nearest relative (highest edge score).
+
+    A model whose best score is shared by several relatives (exact copies of one another all score
+    alike) names none: a tie says nothing about who is the centre.
+    """
+    best: dict[str, tuple[float, list[str]]] = {}
     for e in edges:
         for me, other in ((e.a, e.b), (e.b, e.a)):
-            if me not in best or (e.score, other) > best[me]:
-                best[me] = (e.score, other)
-    return Counter(other for _, other in best.values())
+            score, names = best.get(me, (float("-inf"), []))
+            if e.score > score:
+                best[me] = (e.score, [other])
+            elif e.score == score:
+                names.append(other)
+    return Counter(names[0] for _, names in best.values() if len(names) == 1)
 
 
 def bits_per_weight(dtype: str | None) -> float | None:

@@ -142,11 +142,20 @@ def _drawn_parents(directed: list[Link]) -> list[Link]:
     by_child: dict[str, list[Link]] = defaultdict(list)
     for k in directed:
         by_child[k.child].append(k)
+    descends: dict[str, list[Link]] = defaultdict(list)
+    for k in directed:
+        descends[k.parent].append(k)
     out: list[Link] = []
     for ks in by_child.values():
         best = min(_rank(k.evidence) for k in ks)
         top = sorted((k for k in ks if _rank(k.evidence) == best), key=lambda k: (-k.score, k.parent))
-        out += top if top[0].evidence in MULTI_PARENT else top[:1]
+        if top[0].evidence not in MULTI_PARENT:
+            out.append(top[0])
+            continue
+        # a parent that another of the child's parents descends from is a relation through that one
+        # (a 30-layer original, its 4-layer cut, and the cut's MoE upcycle): drawn once, nearest first
+        parents = {k.parent for k in top}
+        out += [k for k in top if not (parents - {k.parent}) & _reachable([k.parent], descends)]
     return out
 
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from pipeline.comparison import direction as d
-from pipeline.comparison.verdicts import CAST_COPY, FINE_TUNE, STRUCTURAL, VOCAB_COPY
+from pipeline.comparison.verdicts import CAST_COPY, EXACT_COPY, FINE_TUNE, STRUCTURAL, VOCAB_COPY
 
 BASE, FT, Q = "org/base", "org/base-ft", "someone/base-GGUF"
 
@@ -123,3 +123,10 @@ def test_the_order_of_trust():
     edge = d.Edge("x/a", "x/b", CAST_COPY, 9.0, structure="pruned", derived="b")
     facts = _facts(d.ModelFacts("x/a", "Q4_K"), d.ModelFacts("x/b", "F32"))
     assert d.direct(edge, facts).child == "x/b"
+
+
+def test_exact_copies_have_no_centre_and_a_tied_nearest_names_none():
+    copies = ["x/orig", "x/reupload", "x/renamed"]
+    edges = [d.Edge(a, b, EXACT_COPY, float("inf")) for i, a in enumerate(copies) for b in copies[i + 1 :]]
+    assert d.nearest_counts(edges) == {}  # each copy's best score is shared by the other two
+    assert d.direct(edges[0], {}, {"x/orig": 5}).kind == d.UNKNOWN

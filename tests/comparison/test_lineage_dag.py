@@ -116,3 +116,15 @@ def _directed_descendants(node: str, links: list[Link]) -> set[str]:
                 out.add(k.child)
                 frontier.append(k.child)
     return out
+
+
+def test_a_structural_parent_reached_through_another_parent_is_not_drawn_twice():
+    # SmolLM2 (30 layers) -> its 4-layer cut -> the cut's MoE upcycle; the map also relates the MoE to
+    # the 30-layer original, through the cut: the MoE is drawn under the cut alone
+    links = [
+        Link("smol", "smol-4l", "structural", 80, evidence="structure"),
+        Link("smol-4l", "moe", "structural", 240, evidence="structure"),
+        Link("smol", "moe", "structural", 3, evidence="structure"),
+    ]
+    dag = layout(["smol", "smol-4l", "moe"], links)
+    assert dag.parents_of("moe") == ["smol-4l"] and not any("drawn above" in line for line in dag.lines())
