@@ -32,7 +32,7 @@ from pipeline.quant_parts import may_split_parts
 from pipeline.readers.byte_source import ByteSource
 from pipeline.readers.dtypes import SAFETENSORS_DTYPES
 from pipeline.readers.ranges import Span, fetch, plan_requests
-from pipeline.readers.records import CheckpointHeader, RowBlock, TensorHeader
+from pipeline.readers.records import CheckpointHeader, RowBlock, TensorHeader, logical_matrix
 from pipeline.roles import READS_HIDDEN, WRITES_HIDDEN, classify
 
 SCHEMES = ("NF4", "FP4")
@@ -302,15 +302,7 @@ def _four_bit(
             raise bad(f"tensor {t.name}: dtype {t.dtype}, bitsandbytes tables are F32")
     item = DTYPE_BYTES.get(str(state.get("dtype")).removeprefix("torch."), 2)
     double = "-dq" if nested[0] is not None else ""
-    logical = TensorHeader(
-        name=prefix,
-        dtype=f"{kind.upper()}{double}",
-        shape=(out, n_in),
-        file=weight.file,
-        start=weight.start,
-        nbytes=numel * item,
-        row_bytes=n_in * item,
-    )
+    logical = logical_matrix(prefix, f"{kind.upper()}{double}", out, n_in, weight, item)
     offset = float(state.get("nested_offset", 0.0))
     nested_block = state.get("nested_blocksize", NESTED_BLOCK)
     if not isinstance(nested_block, int) or isinstance(nested_block, bool) or nested_block <= 0:

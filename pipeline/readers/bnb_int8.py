@@ -19,10 +19,9 @@ from pipeline.errors import FormatError
 from pipeline.readers.bnb import block_values
 from pipeline.readers.byte_source import ByteSource
 from pipeline.readers.dtypes import SAFETENSORS_DTYPES
-from pipeline.readers.records import CheckpointHeader, RowBlock, TensorHeader
+from pipeline.readers.records import CheckpointHeader, RowBlock, TensorHeader, logical_matrix
 
 SCHEME = "INT8-bnb"
-LOGICAL_ITEMSIZE = 2  # LLM.int8 quantises F16/BF16 models: the base's size for the sampling cut-off
 
 
 @dataclass(frozen=True)
@@ -85,10 +84,5 @@ def _layer(weight: TensorHeader, scb: TensorHeader, bad: partial[FormatError]) -
         )
     if scb.dtype not in ("F32", "F16") or scb.numel != weight.shape[0]:
         raise bad(f"tensor {scb.name}: {scb.dtype}{list(scb.shape)}, expected F32[{weight.shape[0]}]")
-    logical = replace(
-        weight,
-        dtype=SCHEME,
-        nbytes=weight.numel * LOGICAL_ITEMSIZE,
-        row_bytes=weight.n_cols * LOGICAL_ITEMSIZE,
-    )
+    logical = logical_matrix(weight.name, SCHEME, *weight.shape, weight)
     return Bnb8bit(logical, weight, scb)

@@ -22,14 +22,12 @@ from collections.abc import Callable, Mapping
 import numpy as np
 
 from pipeline.errors import FormatError
-from pipeline.readers.records import ScaledLinear, TensorHeader
+from pipeline.readers.records import ScaledLinear, TensorHeader, logical_matrix
 
 # The bit width a pack factor implies (32 // bits codes per word); 7 and 8 bits share 4 codes a
 # word, and 8 is the one quantisers ship.
 BITS_BY_FACTOR = {16: 2, 10: 3, 8: 4, 6: 5, 5: 6, 4: 8}
 SCALE_DTYPES = ("F16", "BF16", "F32")
-# The original weights were F16/BF16: the logical tensor reports that size, as packed_int does.
-LOGICAL_ITEMSIZE = 2
 
 
 def find(
@@ -78,15 +76,7 @@ def find(
                 f"tensor {zero.name}: {zero.dtype}{list(zero.shape)} fits no zero-point layout for {[out, groups]}"
             )
     suffix = f"-g{group_size}" if groups > 1 else "-channel"
-    logical = TensorHeader(
-        name=f"{prefix}.weight",
-        dtype=f"INT{bits}{suffix}",
-        shape=(out, n_in),
-        file=packed.file,
-        start=packed.start,
-        nbytes=out * n_in * LOGICAL_ITEMSIZE,
-        row_bytes=n_in * LOGICAL_ITEMSIZE,
-    )
+    logical = logical_matrix(f"{prefix}.weight", f"INT{bits}{suffix}", out, n_in, packed)
     g_idx = by_name.get(f"{prefix}.weight_g_idx")
     if g_idx is not None:
         if g_idx.dtype not in ("I32", "I64") or g_idx.shape != (n_in,):

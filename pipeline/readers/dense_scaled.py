@@ -23,13 +23,11 @@ from collections.abc import Callable, Mapping
 import numpy as np
 
 from pipeline.errors import FormatError
-from pipeline.readers.records import ScaledLinear, TensorHeader
+from pipeline.readers.records import ScaledLinear, TensorHeader, logical_matrix
 
 FP8_DTYPES = {"F8_E4M3": "FP8-E4M3", "F8_E5M2": "FP8-E5M2"}
 CODE_DTYPES = {**FP8_DTYPES, "I8": "INT8"}
 SCALE_DTYPES = ("F32", "BF16", "F16")
-# The original weights were BF16 (every FP8 release is cast from it): the logical size is that.
-LOGICAL_ITEMSIZE = 2
 
 
 def find(
@@ -75,15 +73,7 @@ def find(
         raise bad(
             f"tensor {scale.name}: shape {list(scale.shape)} scales no granularity of {weight.name} {list(weight.shape)}"
         )
-    logical = TensorHeader(
-        name=weight.name,
-        dtype=f"{CODE_DTYPES[weight.dtype]}-{kind}",
-        shape=(out, n_in),
-        file=weight.file,
-        start=weight.start,
-        nbytes=out * n_in * LOGICAL_ITEMSIZE,
-        row_bytes=n_in * LOGICAL_ITEMSIZE,
-    )
+    logical = logical_matrix(weight.name, f"{CODE_DTYPES[weight.dtype]}-{kind}", out, n_in, weight)
     parts: tuple[tuple[str, TensorHeader], ...] = (("values", weight), ("scale", scale))
     zero = by_name.get(f"{prefix}.weight_zero_point")
     if zero is not None:

@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 import numpy as np
 
 from pipeline.errors import FormatError
-from pipeline.readers.records import ScaledLinear, TensorHeader
+from pipeline.readers.records import ScaledLinear, TensorHeader, logical_matrix
 
 E2M1 = np.array(
     [0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, -0.0, -0.5, -1.0, -1.5, -2.0, -3.0, -4.0, -6.0], np.float32
@@ -27,8 +27,6 @@ E2M1 = np.array(
 # Inputs per scale the two specifications fix; other sizes are read but named with their group.
 NVFP4_GROUP, MXFP4_GROUP = 16, 32
 E8M0_BIAS, E8M0_NAN = 127, 255
-# The original weights were BF16: the logical tensor reports that size.
-LOGICAL_ITEMSIZE = 2
 
 
 def find(prefix: str, by_name: Mapping[str, TensorHeader], bad: Callable[[str], FormatError]) -> ScaledLinear:
@@ -62,14 +60,8 @@ def find(prefix: str, by_name: Mapping[str, TensorHeader], bad: Callable[[str], 
         raise bad(
             f"tensor {scale.name}: {scale.dtype} scales {has} a global scale fit neither NVFP4 nor MXFP4"
         )
-    logical = TensorHeader(
-        name=f"{prefix}.weight",
-        dtype=name if group == standard else f"{name}-g{group}",
-        shape=(out, n_in),
-        file=packed.file,
-        start=packed.start,
-        nbytes=out * n_in * LOGICAL_ITEMSIZE,
-        row_bytes=n_in * LOGICAL_ITEMSIZE,
+    logical = logical_matrix(
+        f"{prefix}.weight", name if group == standard else f"{name}-g{group}", out, n_in, packed
     )
     dropped = tuple(n for n in (f"{prefix}.weight_shape",) if n in by_name)
     whole = frozenset({"global"}) if codec == "nvfp4" else frozenset()

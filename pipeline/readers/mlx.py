@@ -27,7 +27,7 @@ from pipeline.quant_parts import may_split_parts
 from pipeline.readers.byte_source import ByteSource
 from pipeline.readers.dtypes import SAFETENSORS_DTYPES
 from pipeline.readers.packed_int import unpack_last
-from pipeline.readers.records import CheckpointHeader, RowBlock, TensorHeader
+from pipeline.readers.records import CheckpointHeader, RowBlock, TensorHeader, logical_matrix
 
 SCHEME = "MLX-"
 BITS = (2, 3, 4, 5, 6, 8)
@@ -149,16 +149,8 @@ def _layer(
         )
     n_in = groups * group_size
     item = SAFETENSORS_DTYPES[sc.dtype].itemsize
-    logical = TensorHeader(
-        name=w.name,
-        dtype=f"{SCHEME}int{bits}-g{group_size}",
-        shape=(out, n_in),
-        file=w.file,
-        start=w.start,
-        # The original's size in the scales' dtype (the model's): the whole-tensor cut-off falls as for the base.
-        nbytes=out * n_in * item,
-        row_bytes=n_in * item,
-    )
+    # the original's size in the scales' dtype (the model's): the whole-tensor cut-off falls as for the base
+    logical = logical_matrix(w.name, f"{SCHEME}int{bits}-g{group_size}", out, n_in, w, item)
     return MlxAffine(logical, w, sc, bi, bits, group_size)
 
 

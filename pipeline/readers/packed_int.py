@@ -29,7 +29,7 @@ import numpy as np
 from pipeline.errors import FormatError
 from pipeline.readers.byte_source import ByteSource
 from pipeline.readers.dtypes import SAFETENSORS_DTYPES
-from pipeline.readers.records import CheckpointHeader, PackedLinear, TensorHeader
+from pipeline.readers.records import CheckpointHeader, PackedLinear, TensorHeader, logical_matrix
 from pipeline.roles import QUANT_PARTS
 
 # Prefixes of the logical tensors' dtype names ("GPTQ-int4-g128", "AWQ-int4-g64").
@@ -39,9 +39,6 @@ SUPPORTED_BITS = (2, 3, 4, 8)
 AWQ_ORDER = (0, 2, 4, 6, 1, 3, 5, 7)
 AWQ_POSITION = tuple(int(i) for i in np.argsort(AWQ_ORDER))  # nibble that holds output t of a word
 SCALE_DTYPES = ("F16", "BF16", "F32")
-# The original weights of a quantised checkpoint were (almost always) F16: the logical tensor
-# reports that size, so the whole-tensor cut-off of row sampling matches the base's.
-LOGICAL_ITEMSIZE = 2
 GPTQ_V2 = "gptq_v2"
 
 
@@ -193,15 +190,7 @@ def _infer(
     _cross_check(quant, scheme, bits, group_size, groups, n_in, qw, bad)
     zero_offset = 1 if scheme == "GPTQ" and quant.get("checkpoint_format") != GPTQ_V2 else 0
     suffix = f"-g{group_size}" if groups > 1 else ""
-    logical = TensorHeader(
-        name=f"{prefix}.weight",
-        dtype=f"{scheme}-int{bits}{suffix}",
-        shape=(out, n_in),
-        file=qw.file,
-        start=qw.start,
-        nbytes=out * n_in * LOGICAL_ITEMSIZE,
-        row_bytes=n_in * LOGICAL_ITEMSIZE,
-    )
+    logical = logical_matrix(f"{prefix}.weight", f"{scheme}-int{bits}{suffix}", out, n_in, qw)
     return PackedLinear(logical, scheme, bits, group_size, qw, qz, sc, gi, zero_offset)
 
 

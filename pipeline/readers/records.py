@@ -47,6 +47,22 @@ class TensorHeader:
         return (self.start + first * self.row_bytes, self.start + (first + count) * self.row_bytes)
 
 
+# A quantised layout's original weights were (almost always) 16-bit, F16 or BF16 (FP8 and int releases
+# are cast from them): its logical tensor reports that size, so the whole-tensor cut-off of row
+# sampling falls as for the base.
+LOGICAL_ITEMSIZE = 2
+
+
+def logical_matrix(
+    name: str, dtype: str, out: int, n_in: int, stored: TensorHeader, itemsize: int = LOGICAL_ITEMSIZE
+) -> TensorHeader:
+    """The [out, n_in] original a quantised layout stands for, placed at its stored values: what roles,
+    sampling and fingerprints see of it."""
+    return TensorHeader(
+        name, dtype, (out, n_in), stored.file, stored.start, out * n_in * itemsize, n_in * itemsize
+    )
+
+
 @dataclass(frozen=True)
 class RowBlock:
     """A contiguous run of rows of one tensor."""
