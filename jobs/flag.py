@@ -43,6 +43,7 @@ from pipeline.comparison.signals import SIGNALS
 from pipeline.comparison.structure import PartialPair, derived_sides
 from pipeline.config import Settings
 from pipeline.keys import ModelKey, PairKey
+from pipeline.storage.compact import hidden_sizes
 from pipeline.storage.duckdb import candidate_pairs, connect, fetch_rows, use_candidates
 from pipeline.storage.homes import Homes, pair_homes, read_homes
 from pipeline.storage.parquet import Store
@@ -261,7 +262,7 @@ def signal_batches(
         from jobs import flag_blocks  # imports Ray, which an in-process run never needs
 
         yield from flag_blocks.signals_on_ray(
-            ray_settings, store, cand, by_layout, _hidden_sizes(store), homes
+            ray_settings, store, cand, by_layout, hidden_sizes(store), homes
         )
         return
     unit = 0
@@ -295,7 +296,7 @@ def candidates(
         cand = [c for c in cand if hidden is not None and c["hidden"] == hidden]
         by_layout = [c for c in by_layout if layout is not None and c["layout"] == layout]
     have = {pair_key(c) for c in cand + by_layout}
-    hidden_of = _hidden_sizes(store) if extra_pairs and hidden is None else {}
+    hidden_of = hidden_sizes(store) if extra_pairs and hidden is None else {}
     extra = [
         {"a_repo_id": k[0], "a_revision": k[1], "b_repo_id": k[2], "b_revision": k[3],
          "hidden": hidden if hidden is not None else hidden_of.get((k[0], k[1])), "layout": layout,
@@ -385,11 +386,6 @@ def _read(store: Store, relative: str) -> pa.Table | None:
     """One of flag's own files of the store (written by `Store.write`), or None when absent."""
     data = store.read_bytes(relative)
     return None if data is None else pq.read_table(pa.BufferReader(data))
-
-
-def _hidden_sizes(store: Store) -> dict[ModelKey, int | None]:
-    table = store.dataset("models").to_table(columns=["repo_id", "revision", "hidden"])
-    return {(r["repo_id"], r["revision"]): r["hidden"] for r in table.to_pylist()}
 
 
 def _profiles(rows: list[dict[str, Any]]) -> dict[ModelKey, dict[str, list[float]]]:

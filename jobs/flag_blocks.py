@@ -23,6 +23,7 @@ from pipeline.comparison.scoring import PairInputs
 from pipeline.config import Settings
 from pipeline.errors import HubscanError
 from pipeline.keys import ModelKey
+from pipeline.storage.compact import block_folder
 from pipeline.storage.homes import Homes, read_homes
 from pipeline.storage.parquet import Store
 from pipeline.storage.remote import storage_env
@@ -144,11 +145,7 @@ def _folders(chunk: list[dict[str, Any]], hidden_of: dict[ModelKey, int | None])
     keys = [(r["a_repo_id"], r["a_revision"]) for r in chunk] + [
         (r["b_repo_id"], r["b_revision"]) for r in chunk
     ]
-    return frozenset(_folder(hidden_of.get(k)) for k in keys)
-
-
-def _folder(hidden: int | None) -> str:
-    return f"block-{hidden if hidden is not None else 'none'}"
+    return frozenset(block_folder(hidden_of.get(k)) for k in keys)
 
 
 @ray.remote(num_cpus=TASK_CPUS, memory=TASK_MEMORY_BYTES)

@@ -18,7 +18,7 @@ Nobody supplies candidates: the parents are found among the edges flag already c
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import duckdb
@@ -32,12 +32,11 @@ from pipeline.comparison.judge import ModelLicence
 from pipeline.comparison.merge_fit import MergeFit, find_merge
 from pipeline.comparison.verdicts import MERGED
 from pipeline.keys import ModelKey
-from pipeline.storage.duckdb import fetch_rows, use_candidates
+from pipeline.storage.compact import block_folder, hidden_sizes
+from pipeline.storage.duckdb import connect
+from pipeline.storage.layer_sketches import Budget, Group, Sketch, Sketches, Slot, fetch_groups
 from pipeline.storage.parquet import Store
 
-# Merge candidates whose relatives' sketches are fetched at once (about 10 relatives each, a few MB
-# of float32 sketches per model once converted).
-CHILDREN_PER_FETCH = 16
 # The columns the pass may rewrite.
 _COLUMNS = ("verdict", "reason", "parent", "parent_how", "parent_evidence", "merge_weight", "merge_method",
             "declared_finding")  # fmt: skip
@@ -58,8 +57,7 @@ def annotate(con: duckdb.DuckDBPyConnection, store: Store, table: pa.Table) -> p
         a, b = _keys(rows[i])
         neighbours[a].add(b)
         neighbours[b].add(a)
-    hidden = {k: rows[i]["hidden"] for i in flagged for k in _keys(rows[i])}
-    fits = find_merges(con, neighbours, hidden)
+    fits = find_merges(con, neighbours, lambda blocks: connect(store, blocks=blocks), hidden_sizes(store))
     columns = {c: table[c].to_pylist() for c in _COLUMNS}
     for i in flagged:
         _set_merge(rows[i], i, fits, columns)
@@ -75,22 +73,34 @@ def annotate(con: duckdb.DuckDBPyConnection, store: Store, table: pa.Table) -> p
 def find_merges(
     con: duckdb.DuckDBPyConnection,
     neighbours: Mapping[ModelKey, set[ModelKey]],
-    hidden: Mapping[ModelKey, Any],
+    connect_blocks: Callable[[frozenset[str]], duckdb.DuckDBPyConnection] | None = None,
+    hidden: Mapping[ModelKey, int | None] | None = None,
 ) -> dict[ModelKey, MergeFit]:
-    """Each model's merge fit over its flagged relatives, for those that are merges (two rounds)."""
+    """Each model's merge fit over its flagged relatives, for those that are merges (two rounds).
+
+    ``connect_blocks``: a connection over the named block folders only, so that each fetch scans the
+    blocks its models live in (``hidden``: each model's hidden size) rather than the whole store.
+    """
     children = sorted(m for m, ns in neighbours.items() if len(ns) >= 2)
     found: dict[ModelKey, MergeFit] = {}
-    sketches_of: dict[ModelKey, dict[ModelKey, dict[str, np.ndarray]]] = {}
-    for start in range(0, len(children), CHILDREN_PER_FETCH):
-        batch = children[start : start + CHILDREN_PER_FETCH]
-        pairs = [_candidate(c, n, hidden.get(c)) for c in batch for n in sorted(neighbours[c])]
-        use_candidates(con, pairs)
-        sketches = _by_model(fetch_rows(con, "list_layer_sketches"))
-        for child in batch:
-            fit = _fit(child, neighbours[child], sketches, frozenset())
-            if fit is not None:
-                found[child] = fit
-                sketches_of[child] = {m: sketches.get(m, {}) for m in (child, *neighbours[child])}
+    sketches_of: dict[ModelKey, Sketches] = {}
+    by_blocks: dict[frozenset[str], list[Group[ModelKey]]] = defaultdict(list)
+    for child in children:
+        models = frozenset({child, *neighbours[child]})
+        folders = frozenset(block_folder((hidden or {}).get(m)) for m in models)
+        by_blocks[folders if connect_blocks is not None else frozenset()].append(Group(child, models))
+    budget = Budget()
+    for folders, groups in by_blocks.items():
+        block_con = connect_blocks(folders) if connect_blocks is not None else con
+        try:
+            for group, sketches in fetch_groups(block_con, groups, budget):
+                fit = _fit(group.name, neighbours[group.name], sketches, frozenset())
+                if fit is not None:
+                    found[group.name] = fit
+                    sketches_of[group.name] = sketches
+        finally:
+            if block_con is not con:
+                block_con.close()
     mixtures = frozenset(_name(m) for m in found)
     for child in list(found):  # second round: ties go to parents that are not mixtures themselves
         fit = _fit(child, neighbours[child], sketches_of[child], mixtures)
@@ -104,12 +114,12 @@ def find_merges(
 def _fit(
     child: ModelKey,
     relatives: Iterable[ModelKey],
-    sketches: Mapping[ModelKey, dict[str, np.ndarray]],
+    sketches: Sketches,
     mixtures: frozenset[str],
 ) -> MergeFit | None:
     """The merge fit of one child, its relatives named "repo@revision" as _name gives them."""
-    rel = {_name(r): sketches.get(r, {}) for r in relatives}
-    return find_merge(sketches.get(child, {}), rel, mixtures)
+    rel = {_name(r): _matrices(sketches.get(r, {})) for r in relatives}
+    return find_merge(_matrices(sketches.get(child, {})), rel, mixtures)
 
 
 def _set_merge(
@@ -225,15 +235,6 @@ def _name(key: ModelKey) -> str:
     return f"{key[0]}@{key[1]}"
 
 
-def _candidate(a: ModelKey, b: ModelKey, hidden: Any) -> dict[str, Any]:
-    return {"a_repo_id": a[0], "a_revision": a[1], "b_repo_id": b[0], "b_revision": b[1], "hidden": hidden,
-            "via": "lineage"}  # fmt: skip
-
-
-def _by_model(rows: Iterable[dict[str, Any]]) -> dict[ModelKey, dict[str, np.ndarray]]:
-    """{model: {role/layer/expert/shape: sketch}} of the fetched layer matrices (float32 at once)."""
-    out: dict[ModelKey, dict[str, np.ndarray]] = defaultdict(dict)
-    for r in rows:
-        slot = f"{r['role']}/{r['layer']}/{r['expert']}/{'x'.join(map(str, r['shape']))}"
-        out[(r["repo_id"], r["revision"])][slot] = np.asarray(r["sketch"], np.float32)
-    return out
+def _matrices(sketches: Mapping[Slot, Sketch]) -> dict[str, np.ndarray]:
+    """{role/layer/expert/shape: values} of one model's layer matrices, as the merge fit names them."""
+    return {f"{s[0]}/{s[1]}/{s[2]}/{'x'.join(map(str, s[3]))}": v.values for s, v in sketches.items()}

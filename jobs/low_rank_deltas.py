@@ -14,23 +14,15 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import duckdb
-import numpy as np
 
 from pipeline.comparison.low_rank import MatrixDelta, PairDelta, matrix_delta, pair_delta
 from pipeline.comparison.scoring import pair_key
 from pipeline.comparison.verdicts import THRESHOLDS
-from pipeline.keys import ModelKey
-from pipeline.storage.duckdb import fetch_rows, use_candidates
+from pipeline.storage.layer_sketches import Budget, Group, Sketch, Slot, fetch_groups
 
 # The column of a working row the verdict reads (pipeline.comparison.verdicts).
 COLUMN = "delta"
-# Pairs whose sketches are fetched per query. A Llama-7B's 224 layer sketches are 459k values, ~15 MB
-# as the Python floats a fetch makes: 16 pairs (at most 32 models, fewer when pairs share a base, as
-# they are sorted to) keep a batch under ~0.5 GB.
-PAIRS_PER_BATCH = 16
-
 Units = Callable[[list[dict[str, Any]]], Iterable[tuple[duckdb.DuckDBPyConnection, list[dict[str, Any]]]]]
-_Slot = tuple[str, int, int, tuple[int, ...], bool]  # role, layer, expert, shape, transposed
 
 
 def needs_delta(row: Mapping[str, Any]) -> bool:
@@ -63,42 +55,29 @@ def annotate(con: duckdb.DuckDBPyConnection, rows: list[dict[str, Any]], units: 
         return
     cand = [{"a_repo_id": r["a_repo_id"], "a_revision": r["a_revision"], "b_repo_id": r["b_repo_id"],
              "b_revision": r["b_revision"], "hidden": r.get("hidden"), "via": r.get("via")} for r in todo]  # fmt: skip
-    cand.sort(key=pair_key)  # pairs of one model next to each other: fewer models per batch
+    cand.sort(key=pair_key)  # pairs of one model next to each other: fewer models per fetch
     found: dict[tuple[str, str, str, str], PairDelta] = {}
+    budget = Budget()
     for unit_con, part in units(cand) if units is not None else [(con, cand)]:
-        for start in range(0, len(part), PAIRS_PER_BATCH):
-            batch = part[start : start + PAIRS_PER_BATCH]
-            use_candidates(unit_con, batch)
-            sketches = _by_model(fetch_rows(unit_con, "list_layer_sketches"))
-            for c in batch:
-                key = pair_key(c)
-                delta = matrix_deltas(sketches.get(key[:2], {}), sketches.get(key[2:], {}))
-                if delta is not None:
-                    found[key] = delta
+        groups = [Group(pair_key(c), frozenset({pair_key(c)[:2], pair_key(c)[2:]})) for c in part]
+        for group, sketches in fetch_groups(unit_con, groups, budget):
+            key = group.name
+            delta = matrix_deltas(sketches.get(key[:2], {}), sketches.get(key[2:], {}))
+            if delta is not None:
+                found[key] = delta
     for r in todo:
         if (delta := found.get(pair_key(r))) is not None:
             r[COLUMN] = delta
 
 
-def matrix_deltas(a: Mapping[_Slot, dict[str, Any]], b: Mapping[_Slot, dict[str, Any]]) -> PairDelta | None:
+def matrix_deltas(a: Mapping[Slot, Sketch], b: Mapping[Slot, Sketch]) -> PairDelta | None:
     """The delta of two models' same-index matrices read on the same rows, or None when none were."""
     deltas: list[MatrixDelta] = []
     for slot, ra in a.items():
         rb = b.get(slot)
-        if rb is None or not ra["row_idx"] or ra["row_idx"] != rb["row_idx"]:
+        if rb is None or not ra.row_idx or ra.row_idx != rb.row_idx:
             continue
-        d = matrix_delta(slot[0], ra["sketch"], rb["sketch"], len(ra["row_idx"]))
+        d = matrix_delta(slot[0], ra.values, rb.values, len(ra.row_idx))
         if d is not None:
             deltas.append(d)
     return pair_delta(deltas)
-
-
-def _by_model(rows: Iterable[dict[str, Any]]) -> dict[ModelKey, dict[_Slot, dict[str, Any]]]:
-    out: dict[ModelKey, dict[_Slot, dict[str, Any]]] = {}
-    for r in rows:
-        slot = (r["role"], int(r["layer"]), int(r["expert"]), tuple(r["shape"]), bool(r["transposed"]))
-        # float32 arrays at once: the fetched Python floats take ~8x the memory
-        # a store written without row indices (bench/detection_synth's) has none to align on
-        kept = {"row_idx": tuple(r["row_idx"] or ()), "sketch": np.asarray(r["sketch"], np.float32)}
-        out.setdefault((r["repo_id"], r["revision"]), {})[slot] = kept
-    return out

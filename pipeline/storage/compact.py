@@ -24,6 +24,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from pipeline.errors import StoreError
+from pipeline.keys import ModelKey
 from pipeline.storage.lock import compaction_lock
 from pipeline.storage.manifest import COMPACT_TABLES, COMPACTED, MANIFEST, Manifest
 from pipeline.storage.parquet import Store, model_key
@@ -196,6 +197,17 @@ def _without(store: Store, files: list[str], keys: pa.Array, generation: int) ->
     return kept, rewritten
 
 
+def block_folder(hidden: int | None) -> str:
+    """The folder of a comparability block's compacted parts: block-<hidden> (block-none: no hidden size)."""
+    return f"block-{hidden if hidden is not None else 'none'}"
+
+
+def hidden_sizes(store: Store) -> dict[ModelKey, int | None]:
+    """Each stored model's hidden size, which names the block folder its compacted parts live in."""
+    table = store.dataset("models").to_table(columns=["repo_id", "revision", "hidden"])
+    return {(r["repo_id"], r["revision"]): r["hidden"] for r in table.to_pylist()}
+
+
 def _block(rel: str) -> str:
     """The block folder (block-<hidden>) a compacted file lives in."""
     return rel.rsplit("/", 2)[-2]
@@ -240,7 +252,7 @@ class _BlockWriters:
             part = rows.slice(start, end - start).select(TABLES[table].names)
             if not part.schema.equals(TABLES[table]):  # rows built by hand (bench/); compaction's are exact
                 part = part.cast(TABLES[table])
-            block = f"block-{value if value is not None else 'none'}"
+            block = block_folder(value)
             self.append(table, block, part, int(per_row * part.num_rows))
 
     def append(self, table: str, block: str, rows: pa.Table, nbytes: int | None = None) -> None:
