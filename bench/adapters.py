@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jobs.model_task import fingerprint_model
+from pipeline.chain.model_task import fingerprint_model
 from pipeline.comparison.low_rank import matrix_delta, pair_delta
 from pipeline.config import Settings
 from pipeline.http import HubHttp

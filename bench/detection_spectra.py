@@ -15,9 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from jobs import fingerprint, spectra
+from jobs import fingerprint
 from pipeline.comparison import spectra as sp
 from pipeline.config import Settings
+from pipeline.flagging import spectra
 from pipeline.storage.duckdb import connect
 from testbed.demohub.realmodels import default_cache
 from testbed.demohub.testbed import build_testbed

@@ -194,8 +194,8 @@ def _one(store: str, mode: str, extra_path: str) -> None:
     plus the pairs in ``extra_path`` (every family pair and a random sample of the rest), with the
     same backgrounds and test count as the LSH run.
     """
-    from jobs import flag
     from pipeline.config import Settings
+    from pipeline.flagging import engine as flag
 
     t0 = time.perf_counter()
     if mode == "exhaustive":
@@ -206,7 +206,9 @@ def _one(store: str, mode: str, extra_path: str) -> None:
         extra = [tuple(k) for k in json.loads(Path(extra_path).read_text())]
         st = Store(Path(store)).init()
         rows, _ = flag.all_units(
-            flag.score_units(flag.flag_connection(st), st, exhaustive_max=0, extra_pairs=extra)
+            flag.score_units(
+                flag.flag_connection(st), st, flag.Scope(exhaustive_max=0, focus=flag.Focus(tuple(extra)))
+            )
         )
     else:
         rows = flag.run(Settings(store=store), exhaustive_max=0).rows

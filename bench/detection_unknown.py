@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench.detection import _value, auroc, tpr_at_fpr
+from bench.metrics import auroc, score_of, tpr_at_fpr
 from testbed.demohub.unknown_arch import AKIKI, CNN, NEGATIVE_SEEDS
 
 FAMILIES = {
@@ -62,7 +62,7 @@ def unknown_arch_table(rows: list[dict[str, Any]]) -> list[str]:
             ]
             cells = []
             for m in METHODS:
-                p, n = [_value(r, m) for r in pos], [_value(r, m) for r in neg]
+                p, n = [score_of(r, m) for r in pos], [score_of(r, m) for r in neg]
                 cells.append("" if kind == "unrelated" else f"{auroc(p, n):.3f}({tpr_at_fpr(p, n):.2f})")
             verdicts: dict[str, int] = {}
             for r in pos:

@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from bench.detection_synth import build_store
-from jobs import flag, flag_rows, layer_maps
 from pipeline.config import Settings
+from pipeline.flagging import engine as flag
+from pipeline.flagging import flag_rows, layer_maps
 from pipeline.storage import homes
 
 MB = 1024 * 1024

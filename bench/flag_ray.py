@@ -1,4 +1,4 @@
-"""`hubscan flag` in one process vs its signal SQL as Ray tasks per batch of a unit (jobs/flag_blocks.py),
+"""`hubscan flag` in one process vs its signal SQL as Ray tasks per batch of a unit (pipeline/flagging/flag_blocks.py),
 on the testbed store and on compacted synthetic stores. Each run is its own process (the Ray one
 includes starting and stopping local Ray, as `hubscan flag` pays it); a digest of the pairs table
 (run stamps dropped) shows both wrote the same pairs.
@@ -22,8 +22,9 @@ from pathlib import Path
 
 from bench.detection_synth import build_store
 from bench.store_scale import run_step
-from jobs import fingerprint, flag
+from jobs import fingerprint
 from pipeline.config import Settings
+from pipeline.flagging import engine as flag
 from pipeline.storage.compact import compact
 from pipeline.storage.parquet import Store
 from testbed.demohub.realmodels import default_cache

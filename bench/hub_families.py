@@ -210,8 +210,8 @@ def membership_recall(truth: dict[str, int], flagged: list[tuple[str, str]]) -> 
 
 def _one(store: str, incremental: bool = False) -> None:
     """Child process: flag the store; print seconds, peak RSS, pairs and the flagged pairs as JSON."""
-    from jobs import flag
     from pipeline.config import Settings
+    from pipeline.flagging import engine as flag
 
     t0 = time.perf_counter()
     result = flag.run(Settings(store=store), incremental=incremental)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jobs.model_task import fingerprint_model
+from pipeline.chain.model_task import fingerprint_model
 from pipeline.config import MERGE_GAP_BYTES, Settings
 from pipeline.fingerprints.tensor import _seeded_columns
 from pipeline.http import HubHttp

@@ -27,7 +27,7 @@ from typing import Any
 import ml_dtypes
 import numpy as np
 
-from jobs.model_task import ModelOutcome, fingerprint_model
+from pipeline.chain.model_task import ModelOutcome, fingerprint_model
 from pipeline.config import Settings
 from pipeline.http import HubHttp
 from pipeline.readers import checkpoint

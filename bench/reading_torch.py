@@ -14,7 +14,7 @@ import time
 from functools import partial
 from pathlib import Path
 
-from jobs.model_task import fingerprint_model
+from pipeline.chain.model_task import fingerprint_model
 from pipeline.config import Settings
 from pipeline.http import HubHttp
 from pipeline.sources.hf import resolve

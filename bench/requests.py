@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from bench.reading import HUB_ROOT, prepare_models
-from jobs.model_task import fingerprint_model
-from jobs.sweep import LISTING_EXPAND, whole_hub_hours
+from pipeline.chain.model_task import fingerprint_model
 from pipeline.config import HUB_QUOTA_TIERS, QUOTA_WINDOW_S, TASK_CPUS, Settings
 from pipeline.http import HubHttp
+from pipeline.runtime.sweep import LISTING_EXPAND, whole_hub_hours
 from pipeline.sources import hf
 from testbed.fakehub import FakeHub, RequestRecord
 

@@ -60,8 +60,8 @@ class Tally:
 
 def run_driver(url: str, store: str, sweep_id: str) -> None:
     """Child process: one sweep driver, exactly as `hubscan sweep --sweep-id` runs it."""
-    from jobs import sweep
     from pipeline.config import Settings
+    from pipeline.runtime import sweep
 
     settings = Settings(
         endpoint=url,

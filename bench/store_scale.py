@@ -83,8 +83,8 @@ def _step(store: str, step: str) -> None:
 
         extra["models"] = compact(Store(store)).models
     else:
-        from jobs import flag
         from pipeline.config import Settings
+        from pipeline.flagging import engine as flag
 
         extra["flagged"] = flag.run(Settings(store=store), exhaustive_max=0).flagged
     seconds = time.perf_counter() - t0

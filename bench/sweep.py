@@ -44,8 +44,8 @@ def one_config(
     """
     import ray
 
-    from jobs import sweep
     from pipeline.config import Settings
+    from pipeline.runtime import sweep
     from testbed.fakehub import FakeHub
 
     ray.init(address="local", num_cpus=workers, include_dashboard=False, log_to_driver=False)

@@ -1,1 +1,2 @@
-"""Entry points users run: each command of the CLI is a thin wrapper over jobs/<command>.py."""
+"""The commands users run: `cli.py` parses and prints; jobs/<command>.py builds the settings and calls the
+library (pipeline/), where the engine lives."""

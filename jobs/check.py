@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from jobs.summary import RunSummary
 from pipeline.config import Settings
 from pipeline.errors import StoreError
 from pipeline.storage.check import find_bad_files, quarantine
 from pipeline.storage.parquet import Store
+from pipeline.summary import RunSummary
 
 
 def run(settings: Settings, repair: bool = False) -> RunSummary:

@@ -9,10 +9,11 @@ from typing import Annotated
 
 import typer
 
-from jobs.output import FORMATS, emit, json_safe
-from jobs.summary import EXIT_FATAL, EXIT_USAGE, RunSummary
+from jobs.output import FORMATS, emit
 from pipeline.config import Settings, settings_from_env
 from pipeline.errors import HubscanError
+from pipeline.outputs.values import json_safe
+from pipeline.summary import EXIT_FATAL, EXIT_USAGE, RunSummary
 
 app = typer.Typer(
     help="hubscan: fingerprint model checkpoints and check where a model really came from.",
@@ -92,7 +93,7 @@ def sweep(
     ] = None,
 ) -> None:
     """Sweep a hub (or local repos) on Ray: fingerprint every revision not yet in the store."""
-    from jobs import sweep as job
+    from pipeline.runtime import sweep as job
 
     filters = job.ListingFilters(
         search=search,
@@ -176,20 +177,20 @@ def flag(
 ) -> None:
     """Score candidate model pairs, calibrate each signal, and write the `pairs` table; prints the flags."""
     from jobs import flag as job
+    from pipeline.flagging.engine import RUNNERS
 
     if fmt not in FORMATS or not 0 < q < 1:
         _usage(f"--format must be one of {', '.join(FORMATS)} and 0 < --q < 1")
-    if runner not in job.RUNNERS:
-        _usage(f"--runner must be one of {', '.join(job.RUNNERS)}")
-    unrelated = job.read_known_unrelated(known_unrelated) if known_unrelated else []
+    if runner not in RUNNERS:
+        _usage(f"--runner must be one of {', '.join(RUNNERS)}")
     settings = _existing(settings_from_env(store=store))
     result = _guard(
         lambda: job.run(
-            settings, q_level=q, known_unrelated=unrelated, runner=runner, incremental=incremental
+            settings, q_level=q, known_unrelated=known_unrelated, runner=runner, incremental=incremental
         )
     )
     if fmt == "table":  # people read families; csv and json stay one row per flagged pair
-        from jobs.families import family_text
+        from pipeline.outputs.families import family_text
 
         typer.echo(_guard(lambda: family_text(settings.store)))
     else:
@@ -243,7 +244,7 @@ def compare(
         )
     )
     if output is not None:  # the report's pair page, alone
-        from jobs.report import write_pair_page
+        from pipeline.outputs.report import write_pair_page
 
         _guard(lambda: write_pair_page(settings, result.row, output))
         typer.echo(f"pair page written to {output}", err=True)

@@ -14,12 +14,9 @@ from typing import Any
 import pyarrow as pa
 from rich.console import Console
 
-from jobs import flag, layer_maps, licence_edges, permutation, spectra
-from jobs.commit import commit
-from jobs.known_files import StoreKnownFiles
-from jobs.model_task import ModelOutcome, fingerprint_model
-from jobs.output import format_p
-from jobs.summary import RunSummary
+from pipeline.chain.commit import commit
+from pipeline.chain.known_files import StoreKnownFiles
+from pipeline.chain.model_task import ModelOutcome, fingerprint_model
 from pipeline.comparison.layout import match_lines
 from pipeline.comparison.licences import finding_text
 from pipeline.comparison.permutation_test import PermutationTest
@@ -28,11 +25,15 @@ from pipeline.comparison.signals import SIGNAL_TABLE, signal_columns
 from pipeline.comparison.spectra import SpectraTest
 from pipeline.config import Settings
 from pipeline.errors import FormatError, NotComparable, ResourceLimit
+from pipeline.flagging import engine, layer_maps, licence_edges, permutation, spectra
+from pipeline.flagging.engine import Focus, Scope
 from pipeline.http import HubHttp
 from pipeline.keys import ModelKey
+from pipeline.outputs.values import format_p
 from pipeline.sources.targets import resolve_target
 from pipeline.storage.duckdb import load_sql, model_layout, model_row, run_sql
 from pipeline.storage.parquet import Store
+from pipeline.summary import RunSummary
 
 _EVIDENCE = pa.schema(
     [("signal", pa.string()), ("value", pa.float64()), ("n", pa.int64()), ("background_lo", pa.float64()),
@@ -154,15 +155,14 @@ def run(
     ka, kb = (_ensure(store, settings, t, revision, summary, known) for t in (a, b))
     if ka == kb:
         raise NotComparable(ka[0], ka[1], None, "compare needs two different models")
-    con = flag.flag_connection(store)
+    con = engine.flag_connection(store)
     layout = _layout(con, ka, kb)
     hidden = None if layout else _hidden(con, ka, kb)
     pair = (*ka, *kb) if ka < kb else (*kb, *ka)
+    stored_maps = tuple(layer_maps.known_partial_maps(con, [ka, kb]))
+    focus = Focus((pair,), hidden, layout, map_pairs=True, known_maps=stored_maps)
     # the requested pair is always mapped (flag maps only flagged pairs whose structure differs)
-    rows, pair_maps = flag.all_units(
-        flag.score_units(con, store, q_level, hidden=hidden, extra_pairs=[pair], layout=layout, source="compare",
-                         map_only=[pair], known_maps=layer_maps.known_partial_maps(con, [ka, kb]))
-    )  # fmt: skip
+    rows, pair_maps = engine.all_units(engine.score_units(con, store, Scope(q_level, focus=focus)))
     row = next(r for r in rows if r.key == pair)
     perm, perm_error = _permutation(con, settings, ka, kb, row, permutation_test)
     spec, spec_error = _spectra(con, settings, ka, kb, row, spectra_test)

@@ -12,13 +12,15 @@ from pathlib import Path
 
 from rich.console import Console
 
-from jobs import flag, sql, sweep
-from jobs.families import family_text
-from jobs.summary import RunSummary
-from jobs.sweep import ListingFilters
+from jobs import sql
 from pipeline.config import Settings
+from pipeline.flagging import engine as flag
+from pipeline.outputs.families import family_text
+from pipeline.runtime import sweep
+from pipeline.runtime.sweep import ListingFilters
 from pipeline.storage.duckdb import CLI_COMPACTED
 from pipeline.storage.parquet import Store
+from pipeline.summary import RunSummary
 from testbed.demohub.realmodels import default_cache
 from testbed.demohub.testbed import build_testbed
 from testbed.fakehub import FakeHub

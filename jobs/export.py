@@ -11,11 +11,11 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from jobs.families import family_of, load_families
-from jobs.output import json_safe
 from pipeline import __version__
 from pipeline.config import Settings
 from pipeline.errors import StoreError
+from pipeline.outputs.families import family_of, load_families
+from pipeline.outputs.values import json_safe
 from pipeline.storage.duckdb import connect, load_sql, run_sql, scored_pair_keys, use_candidates
 from pipeline.storage.parquet import Store, write_table
 

@@ -5,16 +5,16 @@ from __future__ import annotations
 import pyarrow as pa
 from rich.console import Console
 
-from jobs.commit import commit
-from jobs.known_files import StoreKnownFiles
-from jobs.model_task import ModelOutcome, fingerprint_model
-from jobs.summary import RunSummary
-from jobs.task_limits import as_failure
+from pipeline.chain.commit import commit
+from pipeline.chain.known_files import StoreKnownFiles
+from pipeline.chain.model_task import ModelOutcome, fingerprint_model
+from pipeline.chain.task_limits import as_failure
 from pipeline.config import Settings
 from pipeline.errors import HubscanError
 from pipeline.http import HubHttp
 from pipeline.sources.targets import resolve_target
 from pipeline.storage.parquet import Store
+from pipeline.summary import RunSummary
 
 
 def run(settings: Settings, targets: list[str], revision: str = "main", force: bool = False) -> RunSummary:

@@ -10,8 +10,8 @@ from pathlib import Path
 import ray
 from ray.cluster_utils import Cluster
 
-from jobs import sweep
 from pipeline.config import Settings
+from pipeline.runtime import sweep
 from pipeline.storage.duckdb import connect
 from testbed.fakehub import FakeHub
 

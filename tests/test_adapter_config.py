@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from jobs import fingerprint, sql
-from jobs.model_task import fingerprint_model
 from pipeline.adapter_config import adapter_facts
+from pipeline.chain.model_task import fingerprint_model
 from pipeline.config import Settings
 from pipeline.roles import classify, classify_all
 from pipeline.sources.local import local_model

@@ -13,9 +13,12 @@ import json
 import numpy as np
 import pytest
 
-from jobs import compare, families, flag, sql, sweep
+from jobs import compare, sql
 from pipeline.comparison import verdicts as v
 from pipeline.config import Settings
+from pipeline.flagging import engine as flag
+from pipeline.outputs import families
+from pipeline.runtime import sweep
 from pipeline.storage.duckdb import connect
 from testbed.demohub.lora import DRIFT, MINILM, ORG, RANK, build_lora_repos, embedding_inputs, train_lora
 from testbed.fakehub import FakeHub

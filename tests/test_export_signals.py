@@ -12,11 +12,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from jobs import compare, export, flag
+from jobs import compare, export
 from pipeline.comparison import verdicts as v
 from pipeline.comparison.signals import SIGNAL_TABLE, signal_columns
 from pipeline.config import Settings
 from pipeline.errors import NotComparable, StoreError
+from pipeline.flagging import engine as flag
 from pipeline.storage.duckdb import connect, fetch_rows
 from pipeline.storage.parquet import Store
 from pipeline.storage.schema import FILES, SWEEPS

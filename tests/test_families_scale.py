@@ -13,9 +13,9 @@ import sys
 import pytest
 
 from bench.hub_families import build_block, truth_of
-from jobs import flag
-from jobs.families import UNDECLARED_MARK, load_families
 from pipeline.config import Settings
+from pipeline.flagging import engine as flag
+from pipeline.outputs.families import UNDECLARED_MARK, load_families
 from pipeline.storage.duckdb import connect
 
 FAMILY, INDEPENDENT = 341, 60

@@ -16,9 +16,10 @@ import sys
 import pyarrow.parquet as pq
 import pytest
 
-from jobs import flag, layer_maps
 from pipeline.comparison import verdicts as v
 from pipeline.config import Settings
+from pipeline.flagging import engine as flag
+from pipeline.flagging import layer_maps
 from pipeline.storage.duckdb import candidate_pairs, connect, load_sql, run_sql
 from pipeline.storage.parquet import Store
 from tests.stores import fingerprinted_store, pair_row
@@ -246,7 +247,7 @@ def test_lineage_edges_keep_every_family_the_exhaustive_run_finds(store, result)
     # scored through lineage edges with a background sample, the false discovery rate over every
     # same-size pair: no new flag, and every exhaustive family whole
     st = Store(store).init()
-    rows, _ = flag.all_units(flag.score_units(flag.flag_connection(st), st, exhaustive_max=0))
+    rows, _ = flag.all_units(flag.score_units(flag.flag_connection(st), st, flag.Scope(exhaustive_max=0)))
     assert {r["via"] for r in rows} <= {"lsh", "background", "copy_of"}
     by_edges = {(r["a_repo_id"], r["b_repo_id"]) for r in rows if r["flagged"]}
     assert by_edges <= {(r["a_repo_id"], r["b_repo_id"]) for r in result.rows if r["flagged"]}
@@ -324,7 +325,7 @@ def test_cli_errors_are_one_line_with_the_documented_exit_codes(store, tmp_path)
 
 
 def test_families_are_the_connected_components_of_the_flagged_pairs(store, result):
-    from jobs.families import UNDECLARED_MARK, family_of, load_families
+    from pipeline.outputs.families import UNDECLARED_MARK, family_of, load_families
 
     families = load_families(connect(store))
     of = family_of(families)
@@ -394,7 +395,7 @@ def _canonical(table, stamps) -> list[tuple]:
 def test_no_family_draws_a_model_below_its_own_derivative(store, result):
     # issue 22: the demo drew e5-small (a source of the stacked model) under the stack, and SmolLM2's
     # GGUF under its own 4-layer pruned derivative; a root is an origin, no directed edge into it
-    from jobs.families import load_families
+    from pipeline.outputs.families import load_families
 
     directed = {(r[f"{r['parent']}_repo_id"], r[f"{'b' if r['parent'] == 'a' else 'a'}_repo_id"])
                 for r in result.rows if r["flagged"] and r["parent"] in ("a", "b")}  # fmt: skip

@@ -8,9 +8,9 @@ import pyarrow as pa
 import pytest
 
 from bench.hub_families import build_block
-from jobs import flag
-from jobs.families import load_families
 from pipeline.config import Settings
+from pipeline.flagging import engine as flag
+from pipeline.outputs.families import load_families
 from pipeline.storage.duckdb import connect
 
 SIZES = [341] + [1] * 60

@@ -19,10 +19,12 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from jobs import fingerprint, flag, flag_blocks
+from jobs import fingerprint
 from jobs.cli import app
 from pipeline.config import Settings
 from pipeline.errors import QueryError
+from pipeline.flagging import engine as flag
+from pipeline.flagging import flag_blocks
 from pipeline.storage.compact import compact
 from pipeline.storage.duckdb import connect
 from pipeline.storage.parquet import Store

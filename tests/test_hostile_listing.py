@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from jobs import sweep
 from jobs.cli import app
-from jobs.sweep import ListingFilters
 from pipeline.config import Settings
 from pipeline.errors import BadListing
+from pipeline.runtime import sweep
+from pipeline.runtime.sweep import ListingFilters
 from pipeline.storage.duckdb import connect
 from pipeline.storage.parquet import Store
 from testbed.fakehub import FakeHub

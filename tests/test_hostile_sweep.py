@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 import ray
 
-from jobs import sweep
-from jobs.sweep_inflight import InFlight
-from jobs.sweep_task import Candidate
 from pipeline.config import Settings
+from pipeline.runtime import sweep
+from pipeline.runtime.sweep_inflight import InFlight
+from pipeline.runtime.sweep_task import Candidate
 from pipeline.storage.duckdb import connect
 from pipeline.storage.parquet import Store
 from testbed.fakehub import FakeHub

@@ -30,7 +30,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 INFRA = ROOT / "infra"
 
-# Mirrors the options of jobs/sweep.py (`python -m jobs.sweep`, `hubscan sweep`): change both
+# Mirrors the options of pipeline/runtime/sweep.py (`python -m jobs.sweep`, `hubscan sweep`): change both
 # together. test_sweep_flags_match_jobs_sweep fails when one of these leaves its --help.
 SWEEP_FLAGS = frozenset(
     {
@@ -666,7 +666,7 @@ def test_sweep_command_parser():
 def test_sweep_flags_match_jobs_sweep():
     source = ROOT / "jobs" / "sweep.py"
     if not source.is_file() or "__main__" not in source.read_text():
-        pytest.skip("jobs/sweep.py has no command-line entry point yet")
+        pytest.skip("pipeline/runtime/sweep.py has no command-line entry point yet")
     env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1", "TERM": "dumb"}
     result = subprocess.run(
         [sys.executable, "-m", "jobs.sweep", "--help"],

@@ -6,7 +6,7 @@ import time
 
 import ray
 
-from jobs.known_files import start_known_files
+from pipeline.chain.known_files import start_known_files
 from pipeline.storage.parquet import Store
 
 

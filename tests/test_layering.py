@@ -6,8 +6,20 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PIPELINE = ROOT / "pipeline"
-# Stage order; modules at the package root (errors, config, http, roles, model_config) are shared.
-STAGES = ["sources", "readers", "fingerprints", "comparison", "storage"]
+# Stage order, the flow read bottom-up: source -> reader -> fingerprint -> comparison -> store -> the
+# per-model chain -> the Ray runtime -> the flag engine -> outputs. Modules at the package root
+# (errors, config, http, roles, keys, summary) are shared.
+STAGES = [
+    "sources",
+    "readers",
+    "fingerprints",
+    "comparison",
+    "storage",
+    "chain",
+    "runtime",
+    "flagging",
+    "outputs",
+]
 # Which project folders each top-level folder may import. `queries` holds SQL only (read as package
 # data); `testbed` (fake Hub, demo-hub generator, writers, controls) serves the demo, benches and tests.
 ALLOWED = {
@@ -63,6 +75,69 @@ def test_every_folder_imports_only_the_folders_below_it():
                     continue
                 violations.append(f"{path.relative_to(ROOT)} imports {module}")
     assert violations == []
+
+
+def _module_graph(folders: tuple[str, ...]) -> dict[str, set[str]]:
+    """Each project module of ``folders`` -> the project modules it imports (at any depth of its code)."""
+    files = {}
+    for folder in folders:
+        for path in (ROOT / folder).rglob("*.py"):
+            name = ".".join(path.relative_to(ROOT).with_suffix("").parts)
+            files[name.removesuffix(".__init__")] = path
+    graph: dict[str, set[str]] = {name: set() for name in files}
+    for name, path in files.items():
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                targets = [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
+            elif isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            else:
+                continue
+            graph[name].update(t for t in targets if t in files and t != name)
+    return graph
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The import circles of the graph (its strongly connected components of two or more modules)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in sorted(graph[v]):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_no_import_circle_in_the_product_or_the_benches():
+    # a lazy import inside a function counts: a circle that only runs later is still a circle
+    assert _cycles(_module_graph(("pipeline", "jobs", "bench"))) == []
+
+
+def test_the_circle_check_sees_a_circle():
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
+    assert _cycles(graph) == [["a", "b", "c"]]
 
 
 def test_the_product_never_imports_torch():

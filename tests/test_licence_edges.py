@@ -16,9 +16,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from jobs import compare, export, fingerprint, flag, sweep
+from jobs import compare, export, fingerprint
 from pipeline.comparison.licences import ATTRIBUTION_MISSING, LICENCE_UNKNOWN, RELICENSED, finding_text
 from pipeline.config import Settings
+from pipeline.flagging import engine as flag
+from pipeline.runtime import sweep
 from pipeline.storage.duckdb import connect, load_sql, run_sql
 from pipeline.storage.parquet import Store
 from pipeline.storage.schema import MODELS

@@ -19,9 +19,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from jobs import fingerprint, sweep
+from jobs import fingerprint
 from jobs.cli import app
 from pipeline.config import Settings
+from pipeline.runtime import sweep
 from pipeline.storage.duckdb import connect
 from tests.storage.test_keys import small_repo
 from tests.storage.test_store_files import read_only_prefix

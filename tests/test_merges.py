@@ -13,9 +13,9 @@ import shutil
 
 import pytest
 
-from jobs import flag
 from pipeline.comparison.verdicts import MERGED
 from pipeline.config import Settings
+from pipeline.flagging import engine as flag
 from tests.comparison.test_merge_fit import BF16_COPY, FT_A, FT_B, FT_C, MINILM, UNRELATED
 from tests.stores import fingerprinted_store
 

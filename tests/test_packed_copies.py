@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from jobs.model_task import fingerprint_model
+from pipeline.chain.model_task import fingerprint_model
 from pipeline.http import HubHttp
 from pipeline.sources import hf
 from pipeline.sources.local import local_model

@@ -14,11 +14,13 @@ from types import SimpleNamespace
 
 import pytest
 
-from jobs import compare, flag, sweep
-from jobs.model_task import fingerprint_model
+from jobs import compare
+from pipeline.chain.model_task import fingerprint_model
 from pipeline.comparison import verdicts as v
 from pipeline.config import Settings
+from pipeline.flagging import engine as flag
 from pipeline.quant_parts import is_auxiliary
+from pipeline.runtime import sweep
 from pipeline.sources.local import local_model
 from pipeline.storage.duckdb import connect
 from testbed.demohub import quant_zoo

@@ -9,7 +9,8 @@ import subprocess
 
 import pytest
 
-from jobs import fingerprint, flag
+from jobs import fingerprint
+from pipeline.flagging import engine as flag
 from pipeline.storage.duckdb import (
     CANDIDATE_STEPS,
     QUERIES,

@@ -16,11 +16,12 @@ import pyarrow.parquet as pq
 import pytest
 from safetensors import safe_open
 
-from jobs import compare, fingerprint, flag
-from jobs.whole_matrices import layer_tensors, read_whole
+from jobs import compare, fingerprint
 from pipeline.comparison import verdicts as v
 from pipeline.config import Settings
 from pipeline.errors import RepoMissing
+from pipeline.flagging import engine as flag
+from pipeline.flagging.whole_matrices import layer_tensors, read_whole
 from pipeline.storage.duckdb import connect
 from testbed.demohub import reparam
 from testbed.demohub.testbed import REPARAM_VARIANTS
@@ -91,7 +92,7 @@ def test_the_permutation_test_recovers_the_hidden_permutation(store, testbed, va
     con = connect(store)
     keys = {r: con.sql("SELECT revision FROM models WHERE repo_id = $r", params={"r": r}).fetchall()[0][0]
             for r in (MINILM, variant)}  # fmt: skip
-    from jobs import permutation
+    from pipeline.flagging import permutation
 
     test = permutation.run(con, Settings(store=store), (MINILM, keys[MINILM]), (variant, keys[variant]))
     # new unit j holds old unit hidden[j], so old unit i sits at argsort(hidden)[i]

@@ -12,10 +12,11 @@ import sys
 
 import pytest
 
-from jobs import flag, report
-from jobs.families import load_families
 from pipeline.comparison import verdicts as v
 from pipeline.config import Settings
+from pipeline.flagging import engine as flag
+from pipeline.outputs import report
+from pipeline.outputs.families import load_families
 from pipeline.storage.duckdb import connect
 from pipeline.storage.parquet import Store
 from tests.stores import fingerprinted_store
@@ -42,7 +43,7 @@ def store(testbed, tmp_path_factory):
 @pytest.fixture(scope="module")
 def site(store, tmp_path_factory):
     out = tmp_path_factory.mktemp("report") / "site"
-    pages = report.run(Settings(store=store), out)
+    pages = report.write_report(store, out)
     return out, pages
 
 

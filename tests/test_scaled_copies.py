@@ -15,11 +15,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from jobs import flag, sweep
-from jobs.model_task import fingerprint_model
+from pipeline.chain.model_task import fingerprint_model
 from pipeline.comparison import verdicts as v
 from pipeline.config import Settings
+from pipeline.flagging import engine as flag
 from pipeline.http import HubHttp
+from pipeline.runtime import sweep
 from pipeline.sources import hf
 from pipeline.sources.local import local_model
 from pipeline.storage.duckdb import connect

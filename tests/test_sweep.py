@@ -12,9 +12,9 @@ import tracemalloc
 import duckdb
 import pytest
 
-from jobs import sweep
-from jobs.sweep_task import Candidate, process
 from pipeline.http import HubHttp
+from pipeline.runtime import sweep
+from pipeline.runtime.sweep_task import Candidate, process
 from pipeline.sources import hf
 from pipeline.storage.duckdb import connect
 from testbed.demohub.badrepos import BAD_REPOS

@@ -2,10 +2,10 @@
 
 from typer.testing import CliRunner
 
-from jobs import sweep
 from jobs.cli import app
-from jobs.sweep_progress import SweepProgress
 from pipeline.config import Settings
+from pipeline.runtime import sweep
+from pipeline.runtime.sweep_progress import SweepProgress
 from testbed.demohub.small_repos import main as write_small_repos
 
 

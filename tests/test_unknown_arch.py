@@ -13,9 +13,9 @@ import sys
 
 import pytest
 
-from jobs import flag
 from pipeline.comparison import verdicts as v
 from pipeline.config import Settings
+from pipeline.flagging import engine as flag
 from pipeline.storage.duckdb import connect
 from testbed.demohub.unknown_arch import AKIKI, CNN, NEGATIVE_SEEDS
 from tests.stores import fingerprinted_store, pair_row

@@ -1,6 +1,6 @@
 """Score candidate pairs: merge the SQL signals, calibrate each against its block, combine, flag.
 
-Pure python over working rows (the DuckDB side lives in jobs/flag.py, the verdict in judge.py), so the
+Pure python over working rows (the DuckDB side lives in pipeline/flagging/engine.py, the verdict in judge.py), so the
 same code scores a whole sweep and the single pair of ``hubscan compare``.
 """
 
@@ -100,7 +100,7 @@ def score_pairs(
     ``known_unrelated`` holds {repo_a, repo_b} sets always counted in the background; ``tests`` is
     how many pairs the false discovery rate is controlled over (every comparable pair, when only
     candidates were scored). ``inputs`` is consumed: its candidates, signals and profiles are emptied
-    into the rows. `hubscan flag` runs the same steps batch by batch (jobs/flag_units.py).
+    into the rows. `hubscan flag` runs the same steps batch by batch (pipeline/flagging/engine.py).
     """
     links = copy_links(inputs.models)
     inputs.candidates += copy_pairs(inputs.candidates, links)

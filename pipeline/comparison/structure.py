@@ -1,6 +1,6 @@
 """A mapped pair's structure: its layer and expert maps, two-parent stacks, and the rows `layer_maps` stores.
 
-Pure: jobs/layer_maps.py fetches the similarity matrices and MLP tensors and writes the rows; the
+Pure: pipeline/flagging/layer_maps.py fetches the similarity matrices and MLP tensors and writes the rows; the
 structure found here enters the pair's verdict (pipeline.comparison.judge) once, with its signals.
 """
 

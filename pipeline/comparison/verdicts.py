@@ -13,11 +13,11 @@ VOCAB_COPY = "copy with vocabulary pruned/extended"
 CAST_COPY = "cast/quantised copy"
 FINE_TUNE = "fine-tune"
 # The moved matrices each moved by a low-rank delta on the sampled rows: a merged LoRA
-# (jobs/low_rank_deltas.py sets the row's ``delta``; pipeline/comparison/low_rank.py measures it).
+# (pipeline/flagging/low_rank_deltas.py sets the row's ``delta``; pipeline/comparison/low_rank.py measures it).
 LOW_RANK_FINE_TUNE = "low-rank fine-tune"
 SAME_LINEAGE = "same lineage"
 STRUCTURAL = "structural derivative"
-# A mixture of two relatives (set after judging, by the lineage pass: jobs/flag_lineage.py).
+# A mixture of two relatives (set after judging, by the lineage pass: pipeline/flagging/flag_lineage.py).
 MERGED = "merge"
 REPARAM = "re-parameterised copy"
 REPARAM_FINE_TUNE = "re-parameterised fine-tune"

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import pytest
 
-from jobs import fingerprint, flag
+from jobs import fingerprint
 from pipeline.comparison import expert_map as em
 from pipeline.comparison import layer_align as la
 from pipeline.config import Settings
+from pipeline.flagging import engine as flag
 from pipeline.storage.duckdb import load_sql, run_sql
 from pipeline.storage.parquet import Store
 from testbed.demohub.testbed import PERMUTED_EXPERTS

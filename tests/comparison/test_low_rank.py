@@ -7,9 +7,9 @@ import ml_dtypes
 import numpy as np
 import pytest
 
-from jobs.low_rank_deltas import needs_delta
 from pipeline.comparison import verdicts as v
 from pipeline.comparison.low_rank import MatrixDelta, matrix_delta, pair_delta
+from pipeline.flagging.low_rank_deltas import needs_delta
 from testbed.writers.safetensors_write import read_safetensors_np
 from tests.real_checkpoints import real_model
 

@@ -8,9 +8,9 @@ from datetime import datetime, timezone
 import pyarrow.parquet as pq
 import pytest
 
-from jobs.flag import FlagResult
 from pipeline.comparison.records import PAIRS_SCHEMA, ScoredPair, SignalValue, pairs_from_table, pairs_table
 from pipeline.comparison.signals import SIGNAL_TABLE, SIGNALS, signal_columns
+from pipeline.flagging.engine import FlagResult
 from pipeline.storage.schema import PAIRS, TABLES
 
 

@@ -15,7 +15,7 @@ import ml_dtypes
 import numpy as np
 import pytest
 
-from jobs.model_task import fingerprint_model
+from pipeline.chain.model_task import fingerprint_model
 from pipeline.config import Settings
 from pipeline.errors import FormatError
 from pipeline.readers import checkpoint

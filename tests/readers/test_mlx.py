@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from jobs.model_task import fingerprint_model
+from pipeline.chain.model_task import fingerprint_model
 from pipeline.config import Settings
 from pipeline.errors import FormatError, UnsupportedDtype
 from pipeline.readers import checkpoint

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from jobs.model_task import fingerprint_model
+from pipeline.chain.model_task import fingerprint_model
 from pipeline.config import Settings
 from pipeline.readers import checkpoint
 from pipeline.readers.byte_source import LocalFile

@@ -9,7 +9,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from jobs.model_task import fingerprint_model
+from pipeline.chain.model_task import fingerprint_model
 from pipeline.config import Settings
 from pipeline.errors import FormatError, UnsafeContent
 from pipeline.http import HubHttp

@@ -11,9 +11,10 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
 
-from jobs import fingerprint, flag
+from jobs import fingerprint
 from pipeline.config import Settings
 from pipeline.errors import StoreError
+from pipeline.flagging import engine as flag
 from pipeline.storage.check import find_bad_files, quarantine
 from pipeline.storage.compact import compact
 from pipeline.storage.duckdb import connect

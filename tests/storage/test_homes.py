@@ -16,9 +16,9 @@ import pyarrow as pa
 import pytest
 
 from bench.detection_synth import build_store
-from jobs import flag
 from pipeline.config import Settings
 from pipeline.errors import QueryError
+from pipeline.flagging import engine as flag
 from pipeline.storage import homes
 from pipeline.storage.check import find_bad_files
 from pipeline.storage.homes import CROSS, SHARED_FOLDER, pair_homes, plan_homes, read_homes, units

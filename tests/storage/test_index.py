@@ -4,8 +4,8 @@ import hashlib
 import os
 from dataclasses import replace
 
-from jobs import sweep
 from pipeline.errors import MalformedHeader
+from pipeline.runtime import sweep
 from pipeline.storage.duckdb import connect
 from pipeline.storage.index import StoreIndex, load_owners
 from pipeline.storage.parquet import Store

@@ -8,9 +8,10 @@ from pathlib import Path
 import numpy as np
 from typer.testing import CliRunner
 
-from jobs import fingerprint, sweep
+from jobs import fingerprint
 from jobs.cli import app
 from pipeline.config import Settings
+from pipeline.runtime import sweep
 from pipeline.storage.duckdb import connect
 from pipeline.storage.parquet import MAX_NAME_BYTES, Store, model_key
 from testbed.writers.safetensors_write import write_safetensors

@@ -9,9 +9,9 @@ import time
 import numpy as np
 import pytest
 
-from jobs import sweep
 from pipeline.config import Settings
 from pipeline.errors import StoreLocked
+from pipeline.runtime import sweep
 from pipeline.storage.duckdb import connect
 from pipeline.storage.lock import LOCK_FILE, sweep_lock
 from testbed.writers.safetensors_write import write_safetensors

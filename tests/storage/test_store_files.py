@@ -14,10 +14,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from jobs import fingerprint, sweep
+from jobs import fingerprint
 from jobs.cli import app
 from pipeline.config import Settings
 from pipeline.errors import StoreError
+from pipeline.runtime import sweep
 from pipeline.storage.duckdb import connect
 from pipeline.storage.lock import LOCK_FILE
 from pipeline.storage.manifest import MANIFEST, MANIFEST_FOREIGN

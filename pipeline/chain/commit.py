@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from rich.console import Console
 
-from jobs.known_files import StoreKnownFiles
-from jobs.model_task import ModelOutcome
-from jobs.summary import RunSummary
+from pipeline.chain.known_files import StoreKnownFiles
+from pipeline.chain.model_task import ModelOutcome
 from pipeline.storage.parquet import Store
+from pipeline.summary import RunSummary
 
 
 def commit(

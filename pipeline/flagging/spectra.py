@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from jobs.whole_matrices import layer_tensors, read_whole
 from pipeline.comparison.permutation_test import pick_layers
 from pipeline.comparison.spectra import HeadSpectra, SpectraTest, head_spectra, spectra_test
 from pipeline.config import Settings
 from pipeline.errors import NotComparable
+from pipeline.flagging.whole_matrices import layer_tensors, read_whole
 from pipeline.keys import ModelKey
 from pipeline.storage.duckdb import model_row
 

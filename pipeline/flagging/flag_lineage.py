@@ -25,12 +25,12 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from jobs.licence_edges import model_licences
 from pipeline.comparison import lineage_dag
 from pipeline.comparison.direction import CENTRE, DECLARED, MERGE, UNKNOWN, Edge, direct, nearest_counts
 from pipeline.comparison.judge import ModelLicence
 from pipeline.comparison.merge_fit import MergeFit, find_merge
 from pipeline.comparison.verdicts import MERGED
+from pipeline.flagging.licence_edges import model_licences
 from pipeline.keys import ModelKey
 from pipeline.storage.compact import block_folder, hidden_sizes
 from pipeline.storage.duckdb import connect

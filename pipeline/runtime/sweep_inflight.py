@@ -1,6 +1,6 @@
 """The driver's view of a sweep's running tasks: hard deadlines, and Ray's own failures as rows.
 
-The task enforces its time budget itself (jobs/task_limits.py); a task stuck inside one C
+The task enforces its time budget itself (pipeline/chain/task_limits.py); a task stuck inside one C
 call never sees that signal, so the driver cancels it with ``ray.cancel(force=True)`` (which
 kills its worker process) once a deadline that no honest task can reach has passed. A worker
 that died past Ray's retries, a task Ray's memory monitor killed, or one the driver
@@ -17,9 +17,9 @@ from typing import Generic, TypeVar
 import ray
 from ray.exceptions import OutOfMemoryError, RayError, TaskCancelledError
 
-from jobs.sweep_task import Candidate, TaskResult
 from pipeline.config import Settings
 from pipeline.errors import HubscanError, InternalError, ResourceLimit
+from pipeline.runtime.sweep_task import Candidate, TaskResult
 from pipeline.storage.parquet import Store
 
 # How often the driver looks for overdue tasks while it waits for one to finish.

@@ -16,8 +16,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol
 
-from jobs.task_limits import ModelTimeout, as_failure, blame
 from pipeline.adapter_config import AdapterFacts, adapter_facts
+from pipeline.chain.task_limits import ModelTimeout, as_failure, blame
 from pipeline.config import Settings
 from pipeline.errors import HubscanError
 from pipeline.fingerprints.model import ModelRecord

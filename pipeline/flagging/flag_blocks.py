@@ -5,7 +5,7 @@ The driver computes the candidate pairs (compute_*candidate_pairs.sql), writes t
 `tensors` are its unit's home only, runs the signal SQL on its batch, and returns the signal rows. An
 object store gets no homes: its batches are cut per comparability block and read that block's compacted
 files plus the loose files. The driver calibrates and controls the false discovery rate over every
-batch exactly as the in-process run does (jobs/flag_rows.py), so both write the same pairs.
+batch exactly as the in-process run does (pipeline/flagging/flag_rows.py), so both write the same pairs.
 """
 
 from __future__ import annotations
@@ -16,13 +16,13 @@ from typing import Any
 
 import ray
 
-from jobs.flag import add_signals, flag_connection
-from jobs.sweep import ray_init
 from pipeline.comparison.layout import block_key
 from pipeline.comparison.scoring import PairInputs
 from pipeline.config import Settings
 from pipeline.errors import HubscanError
+from pipeline.flagging.signal_sql import add_signals, flag_connection
 from pipeline.keys import ModelKey
+from pipeline.runtime.ray_session import ray_init
 from pipeline.storage.compact import block_folder
 from pipeline.storage.homes import Homes, read_homes
 from pipeline.storage.parquet import Store

@@ -20,7 +20,7 @@ from pipeline.storage.parquet import Store
 
 
 class StoreKnownFiles:
-    """The `jobs.model_task.KnownFiles` protocol in one process: owners loaded on first use, once per run."""
+    """The `pipeline.chain.model_task.KnownFiles` protocol in one process: owners loaded on first use, once per run."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -71,7 +71,7 @@ class OwnersActor:
 
 
 class RayKnownFiles:
-    """The `jobs.model_task.KnownFiles` protocol over an OwnersActor (picklable, so tasks get it)."""
+    """The `pipeline.chain.model_task.KnownFiles` protocol over an OwnersActor (picklable, so tasks get it)."""
 
     def __init__(self, actor: ray.actor.ActorHandle, store_uri: str) -> None:
         self.actor = actor

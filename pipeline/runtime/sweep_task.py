@@ -12,8 +12,8 @@ from dataclasses import dataclass, field, replace
 
 import ray
 
-from jobs.model_task import KnownFiles, fingerprint_model
-from jobs.task_limits import ModelTimeout, as_failure, model_budget
+from pipeline.chain.model_task import KnownFiles, fingerprint_model
+from pipeline.chain.task_limits import ModelTimeout, as_failure, model_budget
 from pipeline.config import Settings
 from pipeline.errors import HubscanError, RevisionMissing
 from pipeline.http import Budget, HubHttp, RequestLog

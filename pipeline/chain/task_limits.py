@@ -3,7 +3,7 @@
 A thread cannot be killed, so the time budget is a SIGALRM in the task's own (main) thread:
 it raises ``ModelTimeout`` between bytecodes, the model is recorded and the worker lives on.
 Code stuck inside one C call never sees the signal; for that the driver cancels the task
-with ``ray.cancel(force=True)`` after a hard deadline (jobs/sweep.py). The memory cap is
+with ``ray.cancel(force=True)`` after a hard deadline (pipeline/runtime/sweep.py). The memory cap is
 RLIMIT_DATA raised to the worker's current data size plus the cap: an allocation past it
 fails with MemoryError in the task instead of the kernel OOM-killing the node's processes.
 RLIMIT_AS would not do: Ray maps gigabytes of address space (object store, thread stacks)

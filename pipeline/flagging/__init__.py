@@ -1,0 +1,1 @@
+"""The flag engine: candidates, signals, calibration, verdicts, maps and the lineage pass."""

@@ -1,0 +1,1 @@
+"""What people read from a flag run: families, the HTML report and its figures."""

@@ -1,0 +1,1 @@
+"""The Ray runtime of a sweep: session start, the shared Hub request budget, tasks and the driver."""
