@@ -30,6 +30,12 @@ def clip(text: str, limit: int) -> str:
     return data[: limit - len(note.encode())].decode("utf-8", "ignore") + note
 
 
+def one_line(message: object, limit: int = MAX_REASON_BYTES) -> str:
+    """Any message (an exception, a DuckDB or cloud SDK error spanning lines) as one line of at most
+    ``limit`` UTF-8 bytes: the one way every error text reaches a table, a failures row or stderr."""
+    return clip(" ".join(str(message).split()), limit)
+
+
 class HubscanError(Exception):
     """Base of every error hubscan records as data instead of crashing on.
 
@@ -44,7 +50,7 @@ class HubscanError(Exception):
         repo_id = None if repo_id is None else clip(str(repo_id), MAX_NAME_BYTES)
         revision = None if revision is None else clip(str(revision), MAX_NAME_BYTES)
         filename = None if filename is None else clip(str(filename), MAX_NAME_BYTES)
-        reason = clip(" ".join(str(reason).split()), MAX_REASON_BYTES)  # one line, always, and bounded
+        reason = one_line(reason)  # one line, always, and bounded
         super().__init__(repo_id, revision, filename, reason)
         self.repo_id = repo_id
         self.revision = revision
@@ -216,7 +222,7 @@ def from_exception(
         if exc.repo_id and exc.revision and (exc.filename or not filename):
             return exc
         return _relabel(exc, repo_id, revision, filename)
-    detail = _one_line(exc)
+    detail = _described(exc)
     # A thread that cannot get its stack is the same cap reached (pthread_create fails with EAGAIN).
     if isinstance(exc, MemoryError) or (isinstance(exc, RuntimeError) and "new thread" in str(exc)):
         return ResourceLimit(repo_id, revision, filename, f"out of memory under the per-model cap ({detail})")
@@ -238,9 +244,9 @@ def _relabel(exc: HubscanError, repo_id: str, revision: str | None, filename: st
     return type(exc)(*fields)  # type: ignore[arg-type]
 
 
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(f"{type(exc).__name__}: {exc}".split()).rstrip(":")
-    return text if len(text) <= MAX_REASON_CHARS else text[: MAX_REASON_CHARS - 1] + "…"
+def _described(exc: BaseException) -> str:
+    """An unexpected exception's type and message, short enough for a table cell."""
+    return one_line(" ".join(f"{type(exc).__name__}: {exc}".split()).rstrip(":"), MAX_REASON_CHARS)
 
 
 def _module(exc: BaseException) -> str:

@@ -4,6 +4,7 @@ from typer.testing import CliRunner
 
 from jobs.cli import app
 from pipeline.config import Settings
+from pipeline.request_counts import RequestCounts
 from pipeline.runtime import sweep
 from pipeline.runtime.sweep_progress import SweepProgress
 from testbed.demohub.small_repos import main as write_small_repos
@@ -21,7 +22,11 @@ def test_a_local_sweep_prints_no_whole_hub_projection(ray_session, tmp_path):
 
 def test_a_sweep_with_quota_counted_requests_prints_its_projection(capsys):
     state = sweep.SweepState(
-        "sweep-x", "hub", sweep.ListingFilters(), done=4, api_requests=4, resolver_requests=8
+        "sweep-x",
+        "hub",
+        sweep.ListingFilters(),
+        done=4,
+        counts=RequestCounts(api_requests=4, resolver_requests=8),
     )
     SweepProgress(state, total=4).summary(sweep._projection(state, Settings()))
     err = capsys.readouterr().err

@@ -33,6 +33,7 @@ from pipeline.readers.quantised import REBUILT_SCHEMES
 from pipeline.readers.records import CheckpointHeader
 from pipeline.readers.remote import RemoteFile
 from pipeline.readers.scaled import SCALED_SCHEMES
+from pipeline.request_counts import RequestCounts
 from pipeline.roles import classify_all
 from pipeline.sources.adapter_files import fetch_adapter_config, is_adapter
 from pipeline.sources.code_notices import read_code_notices
@@ -294,6 +295,7 @@ def _model_record(
     schemes = PACKED_SCHEMES + SCALED_SCHEMES + REBUILT_SCHEMES
     packed = Counter({d: n for d, n in by_dtype.items() if d.startswith(schemes)})
     local = ref.local_dir is not None
+    counts = _counts(sources, http, local)
     return ModelRecord(
         repo_id=ref.repo_id,
         revision=ref.revision,
@@ -318,12 +320,11 @@ def _model_record(
         license_name=ref.license_name,
         created_at=ref.created_at,
         checkpoint_bytes=sum(f.size or 0 for f in plan.files) or sum(s.size for s in sources),
-        bytes_read=sum(s.stats.bytes for s in sources),
-        requests=sum(s.stats.requests for s in sources) if local else sum(http.log.requests.values()),
-        # What the Hub's quotas count (api, resolvers) and what they do not (the CDN origin).
-        api_requests=0 if local else http.log.requests["api"],
-        resolver_requests=0 if local else http.log.requests["resolvers"],
-        cdn_requests=0 if local else http.log.requests["cdn"],
+        bytes_read=counts.bytes_read,
+        requests=counts.requests,
+        api_requests=counts.api_requests,
+        resolver_requests=counts.resolver_requests,
+        cdn_requests=counts.cdn_requests,
         tensors=len(tensors),
         has_tokens=tokens is not None,
         exact=settings.exact,
@@ -332,6 +333,14 @@ def _model_record(
         fingerprinted_at=datetime.now(timezone.utc),
         local_dir=_local_dir(ref, settings),
     )
+
+
+def _counts(sources: list[ByteSource], http: HubHttp, local: bool) -> RequestCounts:
+    """What the model's reads cost: a local folder's reads count as requests in no Hub bucket."""
+    read = sum(s.stats.bytes for s in sources)
+    if local:
+        return RequestCounts(requests=sum(s.stats.requests for s in sources), bytes_read=read)
+    return RequestCounts.by_bucket(http.log.requests, bytes_read=read)
 
 
 def _local_dir(ref: ModelRef, settings: Settings) -> str | None:

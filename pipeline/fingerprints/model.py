@@ -13,6 +13,7 @@ from typing import Annotated
 import pyarrow as pa
 
 from pipeline.fingerprints.arrow_record import ArrowRecord
+from pipeline.request_counts import RequestCounts
 
 _str_list = pa.list_(pa.string())
 _utc = pa.timestamp("us", tz="UTC")
@@ -80,3 +81,10 @@ class ModelRecord(ArrowRecord):
     # "relation:base" for declared bases whose relation the Hub's tags (base_model:<relation>:<id>) or a
     # local card's base_model_relation state: finetune, adapter, quantized, merge
     base_relations: Annotated[list[str] | None, _str_list] = None
+
+    @property
+    def counts(self) -> RequestCounts:
+        """The model's requests and bytes read, as one record."""
+        return RequestCounts(
+            self.requests, self.api_requests, self.resolver_requests, self.cdn_requests, self.bytes_read
+        )

@@ -26,9 +26,18 @@ from pipeline import __version__
 from pipeline.bounded_json import JsonLimit, loads_bounded
 from pipeline.chain.known_files import RayKnownFiles, start_known_files
 from pipeline.config import HUB_QUOTA_TIERS, QUOTA_WINDOW_S, Settings
-from pipeline.errors import BadListing, HubscanError, RepoGated, SourceError, StoreError, permanent_categories
+from pipeline.errors import (
+    BadListing,
+    HubscanError,
+    RepoGated,
+    SourceError,
+    StoreError,
+    one_line,
+    permanent_categories,
+)
 from pipeline.http import HubHttp
 from pipeline.names import BadName, check_commit, check_repo_id
+from pipeline.request_counts import RequestCounts
 from pipeline.runtime.budget import start_budget
 from pipeline.runtime.ray_session import ray_init
 from pipeline.runtime.sweep_inflight import InFlight
@@ -112,8 +121,8 @@ def _run(store: Store, settings: Settings, state: SweepState, plan_only: bool) -
         done=state.done,
         failed=state.failed,
         skipped=state.skipped,
-        bytes_read=state.bytes_read,
-        requests=state.requests,
+        bytes_read=state.counts.bytes_read,
+        requests=state.counts.requests,
         messages=state.failures,
     )
 
@@ -246,8 +255,7 @@ def _candidates(
                 break
             seen += 1
             batch.append(candidate)
-        state.api_requests += 1
-        state.requests += 1
+        state.counts += RequestCounts(requests=1, api_requests=1)
         yield (None if limit is not None and seen >= limit else next_url), batch
         if limit is not None and seen >= limit:
             return
@@ -340,13 +348,9 @@ def _save_record(store: Store, state: SweepState, settings: Settings, status: st
         "skipped": state.skipped,
         "copies": state.copies,
         "failed": state.failed,
-        "requests": state.requests,
-        "api_requests": state.api_requests,
-        "resolver_requests": state.resolver_requests,
-        "cdn_requests": state.cdn_requests,
-        "bytes_read": state.bytes_read,
-        "requests_per_model": state.requests / models,
-        "bytes_per_model": state.bytes_read / models,
+        **state.counts.columns(),
+        "requests_per_model": state.counts.requests / models,
+        "bytes_per_model": state.counts.bytes_read / models,
         "quota": json.dumps(projection["quota"]),
         "projected_hub_hours": projection["hours"],
         "hub_models": settings.hub_model_count,
@@ -365,7 +369,7 @@ def _bookkeeping(path: str, write: Callable[[], None]) -> None:
     try:
         write()
     except OSError as exc:
-        print(f"hubscan: {path} not written: {' '.join(str(exc).split())}", file=sys.stderr)
+        print(f"hubscan: {path} not written: {one_line(exc)}", file=sys.stderr)
 
 
 def _projection(state: SweepState, settings: Settings) -> dict[str, Any]:
@@ -374,12 +378,7 @@ def _projection(state: SweepState, settings: Settings) -> dict[str, Any]:
         "api": state.policy.get("api", (settings.quota_api, int(settings.quota_window_s))),
         "resolvers": state.policy.get("resolvers", (settings.quota_resolvers, int(settings.quota_window_s))),
     }
-    models = max(1, state.done + state.failed)
-    per_model = {
-        "api": state.api_requests / models,
-        "resolvers": state.resolver_requests / models,
-        "cdn": state.cdn_requests / models,
-    }
+    per_model = state.counts.per(state.done + state.failed)
     tiers = {
         tier: whole_hub_hours(
             per_model, {"api": (api, QUOTA_WINDOW_S), "resolvers": (res, QUOTA_WINDOW_S)}, settings

@@ -46,13 +46,14 @@ class SweepProgress:
         rate = s.done / max(1e-9, (time.monotonic() - self.started) / 60)
         counts = (
             f"{s.done} done ({s.copies} copies) · {s.failed} failed · {s.skipped} skipped · "
-            f"{s.bytes_read / 1e6:,.1f} MB · {rate:,.1f} models/min"
+            f"{s.counts.bytes_read / 1e6:,.1f} MB · {rate:,.1f} models/min"
         )
         self.progress.update(self.task, completed=finished, counts=counts)
 
     def summary(self, projection: dict[str, Any]) -> None:
         """One screen: what was covered, what it cost, and what a whole-hub sweep would take."""
         s = self.state
+        c = s.counts
         models = max(1, s.done + s.failed)
         table = Table(title=f"sweep {s.sweep_id} ({s.source})", show_header=False)
         table.add_row("listed", f"{s.listed:,}")
@@ -64,9 +65,9 @@ class SweepProgress:
             table.add_row("would fingerprint (plan only)", f"{s.planned:,}")
         table.add_row(
             "requests",
-            f"{s.requests:,} ({s.api_requests:,} API, {s.resolver_requests:,} resolvers, {s.cdn_requests:,} CDN)",
+            f"{c.requests:,} ({c.api_requests:,} API, {c.resolver_requests:,} resolvers, {c.cdn_requests:,} CDN)",
         )
-        table.add_row("bytes read", f"{s.bytes_read:,} ({s.bytes_read / models / 1e6:,.2f} MB per model)")
+        table.add_row("bytes read", f"{c.bytes_read:,} ({c.bytes_read / models / 1e6:,.2f} MB per model)")
         per = projection["per_model"]
         table.add_row(
             "requests per model",

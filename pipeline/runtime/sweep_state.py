@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from pipeline.request_counts import RequestCounts
 from pipeline.runtime.sweep_task import TaskResult
 
 # Listing fields that let the driver skip stored revisions, and fingerprint the others, with
@@ -59,22 +60,14 @@ class SweepState:
     skipped: int = 0
     failed: int = 0
     planned: int = 0
-    requests: int = 0
-    api_requests: int = 0
-    resolver_requests: int = 0
-    cdn_requests: int = 0
-    bytes_read: int = 0
+    counts: RequestCounts = field(default_factory=RequestCounts)
     policy: dict[str, tuple[int, int]] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)
     failed_by: Counter[str] = field(default_factory=Counter)  # category → models, "internal" = bugs
 
     def add(self, result: TaskResult) -> None:
         """Count one finished task."""
-        self.requests += result.requests
-        self.api_requests += result.api_requests
-        self.resolver_requests += result.resolver_requests
-        self.cdn_requests += result.cdn_requests
-        self.bytes_read += result.bytes_read
+        self.counts += result.counts
         self.policy.update(result.policy)
         if result.status == "failed":
             self.failed += 1

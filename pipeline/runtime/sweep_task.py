@@ -17,6 +17,7 @@ from pipeline.chain.task_limits import ModelTimeout, as_failure, model_budget
 from pipeline.config import Settings
 from pipeline.errors import HubscanError, RevisionMissing
 from pipeline.http import Budget, HubHttp, RequestLog
+from pipeline.request_counts import RequestCounts
 from pipeline.sources import hf
 from pipeline.sources.refs import ModelRef
 from pipeline.storage.parquet import Store
@@ -40,11 +41,7 @@ class TaskResult:
     repo_id: str
     revision: str
     status: str  # done, copy, failed, skipped
-    bytes_read: int = 0
-    requests: int = 0
-    api_requests: int = 0
-    resolver_requests: int = 0
-    cdn_requests: int = 0
+    counts: RequestCounts = field(default_factory=RequestCounts)
     message: str = ""
     category: str = ""
     policy: dict[str, tuple[int, int]] = field(default_factory=dict)
@@ -91,11 +88,8 @@ def process(
         error = as_failure(exc, candidate.repo_id, revision, None)
         return _failed(settings, candidate.repo_id, revision, [error], http)
     result = _result(ref.repo_id, ref.revision, "copy" if model.copy_of else "done", http)
-    result.bytes_read = model.bytes_read
-    result.requests += model.requests
-    result.api_requests += model.api_requests
-    result.resolver_requests += model.resolver_requests
-    result.cdn_requests += model.cdn_requests
+    # the task's own requests (resolving the revision) and the model's
+    result.counts += model.counts
     result.file_hashes = sorted({str(f["sha256"]) for f in outcome.file_rows if f.get("sha256")})
     return result
 
@@ -133,10 +127,7 @@ def _result(
         repo_id=repo_id,
         revision=revision,
         status=status,
-        requests=sum(http.log.requests.values()),
-        api_requests=http.log.requests["api"],
-        resolver_requests=http.log.requests["resolvers"],
-        cdn_requests=http.log.requests["cdn"],
+        counts=RequestCounts.by_bucket(http.log.requests),
         message=str(error) if error else "",
         category=error.category if error else "",
         policy=dict(http.log.policy),

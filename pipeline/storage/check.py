@@ -18,7 +18,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.errors import StoreError
+from pipeline.errors import StoreError, one_line
 from pipeline.storage.homes import SHARED_FOLDER
 from pipeline.storage.manifest import MANIFEST, MANIFEST_FOREIGN, Manifest
 from pipeline.storage.own_files import marker_version, read_own
@@ -93,7 +93,7 @@ def _why_bad(path: Path) -> str | None:
     try:
         pq.read_table(path)
     except (pa.ArrowException, OSError) as exc:
-        return " ".join(str(exc).split())
+        return one_line(exc)
     return None
 
 

@@ -28,7 +28,7 @@ from pipeline.keys import ModelKey
 from pipeline.storage.lock import compaction_lock
 from pipeline.storage.manifest import COMPACT_TABLES, COMPACTED, MANIFEST, Manifest
 from pipeline.storage.parquet import Store, model_key
-from pipeline.storage.remote import one_line
+from pipeline.storage.remote import storage_error
 from pipeline.storage.schema import TABLES
 from pipeline.storage.small_files import read_files
 
@@ -75,7 +75,7 @@ def compact(store: Store, group_models: int = GROUP_MODELS, merge_parts: int = M
         with compaction_lock(store.root):
             return _compact(store, group_models, merge_parts)
     except (OSError, pa.ArrowException) as exc:  # a damaged store (a folder named like a part): one line
-        reason = f"compaction stopped: {one_line(exc)} (`hubscan check` lists what is damaged)"
+        reason = f"compaction stopped: {storage_error(exc)} (`hubscan check` lists what is damaged)"
         raise StoreError(store.uri, None, None, reason) from None
 
 

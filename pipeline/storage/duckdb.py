@@ -14,7 +14,7 @@ import duckdb
 import pyarrow as pa
 
 from pipeline.comparison.edges import LineageEdge, spanning_forest
-from pipeline.errors import QueryError
+from pipeline.errors import QueryError, one_line
 from pipeline.storage.manifest import COMPACT_TABLES
 from pipeline.storage.parquet import Store
 from pipeline.storage.remote import register
@@ -278,11 +278,6 @@ def _parse_default(raw: str, sql_type: str) -> Any:
         return raw.lower() in ("1", "true", "yes")
     cast = _CASTS.get(sql_type)
     return cast(raw) if cast else raw
-
-
-def one_line(exc: Exception) -> str:
-    """A DuckDB error on one line (its messages span several), for a HubscanError's reason."""
-    return " ".join(str(exc).split())
 
 
 # Look-ups the commands share (compare, export, report, families, the whole-matrix tests), so no

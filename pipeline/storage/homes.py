@@ -31,9 +31,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from pipeline.errors import QueryError
+from pipeline.errors import QueryError, one_line
 from pipeline.keys import ModelKey
-from pipeline.storage.duckdb import one_line
 from pipeline.storage.parquet import Store
 
 # Models per home: 10,000 synthetic 2-6-layer models are ~0.4 GB of tensors rows on disk, well inside a

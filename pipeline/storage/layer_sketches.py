@@ -21,9 +21,9 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from pipeline.errors import QueryError
+from pipeline.errors import QueryError, one_line
 from pipeline.keys import ModelKey
-from pipeline.storage.duckdb import load_sql, one_line, run_sql, use_candidates
+from pipeline.storage.duckdb import load_sql, run_sql, use_candidates
 
 # float32 sketch values per fetch: ~128 MB as arrays (and once more as the Arrow table they come from).
 VALUES_PER_FETCH = 32_000_000

@@ -28,7 +28,7 @@ from pipeline.fingerprints.tensor import TensorFingerprint
 from pipeline.storage.file_names import MAX_NAME_BYTES
 from pipeline.storage.manifest import COMPACT_TABLES, MANIFEST, MANIFEST_FOREIGN, Manifest
 from pipeline.storage.own_files import check_own_path, check_writable, marker_version, read_own
-from pipeline.storage.remote import one_line, open_filesystem
+from pipeline.storage.remote import open_filesystem, storage_error
 from pipeline.storage.schema import FAILURES, FILES, MODELS, SCHEMA_VERSION, TABLES, TENSORS
 
 MARKER = "_hubscan.json"
@@ -88,7 +88,7 @@ class Store:
         try:
             return self._init()
         except (OSError, pa.ArrowException) as exc:  # GCS raises ArrowException for unreadable credentials
-            raise StoreError(self.uri, None, None, one_line(exc)) from None
+            raise StoreError(self.uri, None, None, storage_error(exc)) from None
 
     def _init(self) -> Store:
         # GCS's create_dir makes a missing bucket (S3's refuses): a mistyped bucket must be an error
@@ -301,7 +301,7 @@ class Store:
             if not found:
                 self._check_bucket()  # the more useful of the two messages for a mistyped bucket
         except (OSError, pa.ArrowException) as exc:
-            raise StoreError(self.uri, None, None, one_line(exc)) from None
+            raise StoreError(self.uri, None, None, storage_error(exc)) from None
         if not found:
             raise StoreError(self.uri, None, None, "no hubscan store here (no _hubscan.json)")
         return self
@@ -313,7 +313,7 @@ def _filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
         try:
             return open_filesystem(uri)
         except (pa.ArrowInvalid, OSError) as exc:
-            raise StoreError(uri, None, None, f"cannot open store: {one_line(exc)}") from None
+            raise StoreError(uri, None, None, f"cannot open store: {storage_error(exc)}") from None
     return pafs.LocalFileSystem(), str(Path(uri).resolve())
 
 

@@ -18,6 +18,8 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 from fsspec.implementations.arrow import ArrowFSWrapper
 
+from pipeline.errors import one_line
+
 # A GCS endpoint other than Google's (an emulator): "http://host:port"; it takes no credentials.
 GCS_ENDPOINT_ENV = "STORAGE_EMULATOR_HOST"
 # Environment names that configure object storage; a sweep forwards them to its Ray workers.
@@ -69,7 +71,7 @@ def register(con: duckdb.DuckDBPyConnection, fs: pafs.FileSystem, scheme: str) -
     con.register_filesystem(wrapper(fs))
 
 
-def one_line(exc: BaseException) -> str:
+def storage_error(exc: BaseException) -> str:
     """A storage error as one line (the AWS SDK's messages span several; the GCS client appends metadata)."""
-    text = " ".join(str(exc).split()).split(" error_info=", 1)[0]
+    text = one_line(str(exc).split(" error_info=", 1)[0])
     return text if not isinstance(exc, pa.ArrowInvalid) else f"invalid store location: {text}"
