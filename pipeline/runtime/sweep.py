@@ -19,7 +19,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
 import ray
 
 from pipeline import __version__
@@ -42,7 +41,7 @@ from pipeline.runtime.budget import start_budget
 from pipeline.runtime.ray_session import ray_init
 from pipeline.runtime.sweep_inflight import InFlight
 from pipeline.runtime.sweep_progress import SweepProgress
-from pipeline.runtime.sweep_state import ListingFilters, SweepState
+from pipeline.runtime.sweep_state import ListingFilters, Projection, SweepState
 from pipeline.runtime.sweep_task import Candidate, TaskResult, fingerprint_task
 from pipeline.sources import hf
 from pipeline.sources.hf_cache import cached_models
@@ -54,7 +53,7 @@ from pipeline.storage.index import StoreIndex
 from pipeline.storage.lock import sweep_lock
 from pipeline.storage.parquet import Store
 from pipeline.storage.remote import storage_env
-from pipeline.storage.schema import SWEEPS
+from pipeline.storage.sweep_record import SweepRecord
 from pipeline.summary import RunSummary
 
 # Failures that the same bytes will always reproduce: a sweep does not fetch such a revision again.
@@ -336,31 +335,37 @@ def _load_cursor(store: Store, settings: Settings, state: SweepState) -> str | N
 def _save_record(store: Store, state: SweepState, settings: Settings, status: str) -> None:
     models = max(1, state.done + state.failed)
     projection = _projection(state, settings)
-    row = {
-        "sweep_id": state.sweep_id,
-        "source": state.source,
-        "filters": json.dumps(asdict(state.filters)),
-        "started_at": state.started_at,
-        "ended_at": None if status == "running" else datetime.now(timezone.utc),
-        "status": status,
-        "listed": state.listed,
-        "done": state.done,
-        "skipped": state.skipped,
-        "copies": state.copies,
-        "failed": state.failed,
-        **state.counts.columns(),
-        "requests_per_model": state.counts.requests / models,
-        "bytes_per_model": state.counts.bytes_read / models,
-        "quota": json.dumps(projection["quota"]),
-        "projected_hub_hours": projection["hours"],
-        "hub_models": settings.hub_model_count,
-        **{f"projected_hours_{tier}": hours for tier, hours in projection["tiers"].items()},
-        "hubscan_version": __version__,
-    }
+    record = SweepRecord(
+        sweep_id=state.sweep_id,
+        source=state.source,
+        filters=json.dumps(asdict(state.filters)),
+        started_at=state.started_at,
+        ended_at=None if status == "running" else datetime.now(timezone.utc),
+        status=status,
+        listed=state.listed,
+        done=state.done,
+        skipped=state.skipped,
+        copies=state.copies,
+        failed=state.failed,
+        requests=state.counts.requests,
+        api_requests=state.counts.api_requests,
+        resolver_requests=state.counts.resolver_requests,
+        cdn_requests=state.counts.cdn_requests,
+        bytes_read=state.counts.bytes_read,
+        requests_per_model=state.counts.requests / models,
+        bytes_per_model=state.counts.bytes_read / models,
+        quota=json.dumps(projection.quota),
+        projected_hub_hours=projection.hours,
+        hub_models=settings.hub_model_count,
+        projected_hours_anonymous=projection.tiers["anonymous"],
+        projected_hours_free=projection.tiers["free"],
+        projected_hours_pro=projection.tiers["pro"],
+        hubscan_version=__version__,
+    )
     # One record per run: a resumed or nightly sweep id keeps the history of every run.
     run_key = f"{state.sweep_id}-{state.started_at:%Y%m%dT%H%M%S%f}"
     path = f"sweeps/{run_key}.parquet"
-    _bookkeeping(path, lambda: store.write(path, pa.Table.from_pylist([row], SWEEPS)))
+    _bookkeeping(path, lambda: store.write(path, SweepRecord.as_arrow([record])))
 
 
 def _bookkeeping(path: str, write: Callable[[], None]) -> None:
@@ -372,7 +377,7 @@ def _bookkeeping(path: str, write: Callable[[], None]) -> None:
         print(f"hubscan: {path} not written: {one_line(exc)}", file=sys.stderr)
 
 
-def _projection(state: SweepState, settings: Settings) -> dict[str, Any]:
+def _projection(state: SweepState, settings: Settings) -> Projection:
     """Hours a whole-hub sweep would take under the quota the Hub announced (else the anonymous one)."""
     quota = {
         "api": state.policy.get("api", (settings.quota_api, int(settings.quota_window_s))),
@@ -388,7 +393,7 @@ def _projection(state: SweepState, settings: Settings) -> dict[str, Any]:
     hours = whole_hub_hours(per_model, quota, settings)
     # The CDN is in no quota, but the projection needs it to keep up: its request rate at the PRO pace.
     cdn_rate = per_model["cdn"] * settings.hub_model_count / max(1.0, tiers["pro"] * 3600)
-    return {"quota": quota, "per_model": per_model, "hours": hours, "tiers": tiers, "cdn_per_s_pro": cdn_rate}
+    return Projection(quota, per_model, hours, tiers, cdn_rate)
 
 
 def whole_hub_hours(

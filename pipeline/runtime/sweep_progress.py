@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
 if TYPE_CHECKING:
-    from pipeline.runtime.sweep_state import SweepState
+    from pipeline.runtime.sweep_state import Projection, SweepState
 
 
 class SweepProgress:
@@ -50,7 +50,7 @@ class SweepProgress:
         )
         self.progress.update(self.task, completed=finished, counts=counts)
 
-    def summary(self, projection: dict[str, Any]) -> None:
+    def summary(self, projection: Projection) -> None:
         """One screen: what was covered, what it cost, and what a whole-hub sweep would take."""
         s = self.state
         c = s.counts
@@ -68,7 +68,7 @@ class SweepProgress:
             f"{c.requests:,} ({c.api_requests:,} API, {c.resolver_requests:,} resolvers, {c.cdn_requests:,} CDN)",
         )
         table.add_row("bytes read", f"{c.bytes_read:,} ({c.bytes_read / models / 1e6:,.2f} MB per model)")
-        per = projection["per_model"]
+        per = projection.per_model
         table.add_row(
             "requests per model",
             f"{per['api']:.2f} API + {per['resolvers']:.1f} resolvers (quota) + {per['cdn']:.1f} CDN (no quota)",
@@ -82,13 +82,13 @@ class SweepProgress:
             self.console.print(f"… and {len(s.failures) - 10} more in the failures table", markup=False)
 
     @staticmethod
-    def _projection_rows(table: Table, projection: dict[str, Any]) -> None:
+    def _projection_rows(table: Table, projection: Projection) -> None:
         """Whole-hub hours: only from a sweep that made quota-counted requests (a local one projects 0 h)."""
-        quota = ", ".join(f"{b} {q}/{w}s" for b, (q, w) in projection["quota"].items())
-        table.add_row("whole-hub sweep", f"{projection['hours']:,.0f} h under quota {quota}")
-        tiers = projection["tiers"]
+        quota = ", ".join(f"{b} {q}/{w}s" for b, (q, w) in projection.quota.items())
+        table.add_row("whole-hub sweep", f"{projection.hours:,.0f} h under quota {quota}")
+        tiers = projection.tiers
         table.add_row(
             "  by account",
             f"anonymous {tiers['anonymous']:,.0f} h, free {tiers['free']:,.0f} h, PRO {tiers['pro']:,.0f} h"
-            f" (CDN {projection['cdn_per_s_pro']:,.0f} requests/s at the PRO pace)",
+            f" (CDN {projection.cdn_per_s_pro:,.0f} requests/s at the PRO pace)",
         )

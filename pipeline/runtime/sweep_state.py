@@ -19,6 +19,17 @@ LISTING_EXPAND = ("sha", "gated", "private", "siblings", "cardData", "config", "
 
 
 @dataclass(frozen=True)
+class Projection:
+    """How long a whole-hub sweep would take at this sweep's requests per model."""
+
+    quota: dict[str, tuple[int, int]]  # bucket -> (requests, window seconds) the pace was set by
+    per_model: dict[str, float]  # requests per model by bucket: api, resolvers, cdn
+    hours: float  # under ``quota``
+    tiers: dict[str, float]  # the same under each account's quota (anonymous, free, pro)
+    cdn_per_s_pro: float  # CDN requests per second a sweep at the PRO pace would make
+
+
+@dataclass(frozen=True)
 class ListingFilters:
     """The Hub listing filters users expect; None means not filtered."""
 

@@ -7,6 +7,7 @@ import pyarrow as pa
 from pipeline.comparison.records import PAIRS_SCHEMA
 from pipeline.fingerprints.model import ModelRecord
 from pipeline.fingerprints.tensor import TensorFingerprint
+from pipeline.storage.sweep_record import SweepRecord
 
 SCHEMA_VERSION = 1
 
@@ -38,35 +39,7 @@ FILES = pa.schema(
     ]
 )
 
-SWEEPS = pa.schema(
-    [
-        ("sweep_id", pa.string()),
-        ("source", pa.string()),
-        ("filters", pa.string()),  # JSON of the listing filters
-        ("started_at", pa.timestamp("us", tz="UTC")),
-        ("ended_at", pa.timestamp("us", tz="UTC")),
-        ("status", pa.string()),  # running, done, interrupted
-        ("listed", pa.int64()),
-        ("done", pa.int64()),
-        ("skipped", pa.int64()),
-        ("copies", pa.int64()),
-        ("failed", pa.int64()),
-        ("requests", pa.int64()),
-        ("api_requests", pa.int64()),
-        ("resolver_requests", pa.int64()),
-        ("cdn_requests", pa.int64()),
-        ("bytes_read", pa.int64()),
-        ("requests_per_model", pa.float64()),
-        ("bytes_per_model", pa.float64()),
-        ("quota", pa.string()),  # JSON {bucket: [requests, window_s]} as announced by the Hub
-        ("projected_hub_hours", pa.float64()),  # whole-hub sweep under that quota
-        ("hub_models", pa.int64()),  # model count the projection assumes
-        ("projected_hours_anonymous", pa.float64()),  # the same projection under each account's quota
-        ("projected_hours_free", pa.float64()),
-        ("projected_hours_pro", pa.float64()),
-        ("hubscan_version", pa.string()),
-    ]
-)
+SWEEPS = SweepRecord.arrow_schema()
 
 # Scored model pairs written by `hubscan flag`, one file replaced per run: the field list of the pair
 # record (pipeline.comparison.records), every signal of the signal table included.
