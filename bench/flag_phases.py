@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.detection_synth import build_store
+from bench.results import recorded
 from jobs import flag, flag_rows, layer_maps
 from pipeline.config import Settings
 from pipeline.storage import homes
@@ -95,4 +96,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with recorded("Flag phases towards 1M models"):
+        main()

@@ -27,6 +27,7 @@ from typing import Any
 import ml_dtypes
 import numpy as np
 
+from bench.results import recorded
 from jobs.model_task import ModelOutcome, fingerprint_model
 from pipeline.config import Settings
 from pipeline.http import HubHttp
@@ -610,4 +611,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    with recorded(
+        "Reading: quantised layouts" if "--formats" in sys.argv else "Reading: sampled, dense, exact, naive"
+    ):
+        raise SystemExit(main())

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bench.reading import HUB_ROOT, prepare_models
+from bench.results import recorded
 from jobs.model_task import fingerprint_model
 from jobs.sweep import LISTING_EXPAND, whole_hub_hours
 from pipeline.config import HUB_QUOTA_TIERS, QUOTA_WINDOW_S, TASK_CPUS, Settings
@@ -261,4 +262,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    with recorded("Request economy"):
+        raise SystemExit(main())

@@ -27,6 +27,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from bench.detection_synth import build_store
+from bench.results import recorded
 from pipeline.storage.parquet import Store, model_key
 from pipeline.storage.schema import FILES, MODELS
 
@@ -172,6 +173,8 @@ if __name__ == "__main__":
     if sys.argv[1:2] == ["--step"]:
         _step(sys.argv[2], sys.argv[3])
     elif sys.argv[1:2] == ["--skip"]:
-        skip_at_scale(int(sys.argv[2]), int(sys.argv[3]))
+        with recorded("Skip check at hub scale"):
+            skip_at_scale(int(sys.argv[2]), int(sys.argv[3]))
     else:
-        main(tuple(int(a) for a in sys.argv[1:]) or SIZES)
+        with recorded("The store at hub scale"):
+            main(tuple(int(a) for a in sys.argv[1:]) or SIZES)

@@ -18,6 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.results import recorded
 from testbed.demohub.realmodels import default_cache
 from testbed.demohub.testbed import build_testbed
 
@@ -132,4 +133,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    if "--child" in sys.argv:
+        main()
+    else:
+        with recorded("Sweeping: models per minute by workers and latency"):
+            main()
