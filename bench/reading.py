@@ -611,7 +611,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    titles = {"--formats": "Reading: quantised layouts", "--quick": "Reading: MiniLM and its copies (quick)"}
     with recorded(
-        "Reading: quantised layouts" if "--formats" in sys.argv else "Reading: sampled, dense, exact, naive"
+        next((t for o, t in titles.items() if o in sys.argv), "Reading: sampled, dense, exact, naive")
     ):
         raise SystemExit(main())

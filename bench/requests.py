@@ -262,5 +262,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    with recorded("Request economy"):
+    with recorded(
+        "Request economy (quick: all-MiniLM-L6-v2 only)" if "--quick" in sys.argv else "Request economy"
+    ):
         raise SystemExit(main())

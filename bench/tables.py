@@ -67,17 +67,24 @@ What each figure means, and which targets it meets, is told in the topic pages
 def load(folder: Path) -> list[Result]:
     """Every result file of the folder, in the page's order. Raises MalformedResult."""
     results = [parse(path) for path in sorted(folder.glob("*.md"))]
+    seen: dict[str, str] = {}
+    for r in results:
+        if r.title in seen:  # two sections of one title would share a link anchor
+            raise MalformedResult(f"{folder / r.name}.md: title {r.title!r} is also {seen[r.title]}.md's")
+        seen[r.title] = r.name
     rank = {name: i for i, name in enumerate(ORDER)}
     return sorted(results, key=lambda r: (rank.get(r.name, len(ORDER)), r.name))
 
 
 def section(result: Result) -> str:
     """One result as a page section: heading, provenance line, the printed tables."""
-    how = "measured" if result.status == "measured" else "**carried** (figures from the README)"
+    if result.status == "measured":
+        how = f"measured {result.date} on commit `{result.commit}`"
+    else:
+        how = f"**carried**: recorded {result.date} in the README of commit `{result.commit}`, not re-run"
     return (
         f"## {result.title}\n\n"
-        f"`{result.command}` — {how} {result.date}, commit `{result.commit}`, "
-        f"{result.cores} cores, load {result.load}\n\n"
+        f"`{result.command}` — {how}; {result.cores} cores, load average {result.load}\n\n"
         f"{result.body}\n"
     )
 

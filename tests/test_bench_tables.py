@@ -81,7 +81,7 @@ def test_the_page_is_rebuilt_from_result_files_in_order(tmp_path):
     page = out.read_text()
     assert page.index("## The reading bench") < page.index("## The zeta bench")  # ORDER, then by name
     assert "| 1 | 2 |" in page and "read 3.19 MB" in page
-    assert "`python -m bench.zeta` — measured 2026-12-07 16:00 UTC, commit `abc1234`, 2 cores" in page
+    assert "`python -m bench.zeta` — measured 2026-12-07 16:00 UTC on commit `abc1234`; 2 cores" in page
     assert _tables("--results", str(folder), "--out", str(out), "--check").returncode == 0
     write(_result("zeta", "| a | b |\n|---|---|\n| 1 | 3 |"), folder)  # a bench ran again
     stale = _tables("--results", str(folder), "--out", str(out), "--check")
@@ -105,6 +105,15 @@ def test_a_malformed_result_file_is_one_line_and_the_page_is_left_alone(tmp_path
     assert _tables("--results", str(folder), "--out", str(out)).stderr == (
         f"bench.tables: {ragged}: front matter lacks commit\n"
     )
+
+
+def test_two_results_of_one_title_are_refused(tmp_path):
+    folder = tmp_path / "results"
+    write(_result("reading", "x"), folder)
+    write(Result(**{**_result("sweep", "y").__dict__, "title": "The reading bench"}), folder)
+    done = _tables("--results", str(folder), "--out", str(tmp_path / "page.md"))
+    assert done.returncode == 1
+    assert done.stderr == f"bench.tables: {folder}/sweep.md: title 'The reading bench' is also reading.md's\n"
 
 
 def test_write_refuses_a_result_it_could_not_read_back(tmp_path):
