@@ -155,7 +155,7 @@ def write(result: Result, folder: Path = RESULTS) -> Path:
 
 
 class _Tee(io.TextIOBase):
-    """Writes to the terminal and keeps a copy."""
+    """Writes to the terminal and keeps a copy; says it is no tty, so nothing prints colour codes into it."""
 
     def __init__(self, out: TextIO) -> None:
         self.out, self.copy = out, io.StringIO()
@@ -166,6 +166,14 @@ class _Tee(io.TextIOBase):
 
     def flush(self) -> None:
         self.out.flush()
+
+    def fileno(self) -> int:
+        """The terminal's descriptor (what is written to it directly is not recorded)."""
+        return self.out.fileno()
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return self.out.encoding
 
 
 def run_name(argv: list[str]) -> str:
