@@ -59,8 +59,8 @@ each run is given; compare rows of one table, not tables of different runs). A t
 **carried** was measured before result files existed: its figures are copied from the README of
 the commit it names, not measured again; re-running its command replaces it with a measured one.
 What each figure means, and which targets it meets, is told in the topic pages
-([sweeps](sweeps.md), [store](store.md), [flagging](flagging.md), [formats](formats.md),
-[lineage](lineage.md), [hardening](hardening.md)).
+([sweeps](sweeps.md), [store](store.md), [flagging](flagging.md), [flag at hub scale](scale.md),
+[formats](formats.md), [lineage](lineage.md), [hardening](hardening.md)).
 """
 
 
