@@ -191,7 +191,7 @@ def recorded(title: str, folder: Path = RESULTS) -> Iterator[None]:
     exit or exception records nothing, so a failed run never replaces a good result.
     """
     cores, load_before = machine()
-    started = datetime.now(UTC)
+    started, code = datetime.now(UTC), commit()  # the code that runs, not what is checked out at the end
     tee = _Tee(sys.stdout)
     exit_after: SystemExit | None = None
     with contextlib.redirect_stdout(tee):
@@ -209,7 +209,7 @@ def recorded(title: str, folder: Path = RESULTS) -> Iterator[None]:
         command=command,
         status="measured",
         date=started.strftime("%Y-%m-%d %H:%M UTC"),
-        commit=commit(),
+        commit=code,
         cores=cores,
         load=f"{load_before} at start, {load_after} at end (1/5/15 min)",
         body=as_markdown(tee.copy.getvalue()),
