@@ -136,5 +136,8 @@ if __name__ == "__main__":
     if "--child" in sys.argv:
         main()
     else:
-        with recorded("Sweeping: models per minute by workers and latency"):
+        per_worker = (
+            sys.argv[sys.argv.index("--tasks-per-worker") + 1] if "--tasks-per-worker" in sys.argv else "1"
+        )
+        with recorded(f"Sweeping: models per minute, {per_worker} task(s) per worker"):
             main()
