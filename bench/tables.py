@@ -26,6 +26,8 @@ ORDER = (
     "requests",
     "requests-quick",
     "sweep",
+    "sweep-tasks-per-worker",
+    "sweep-readme",
     "detection",
     "detection-controls",
     "detection-reparam",
