@@ -33,7 +33,7 @@ from pipeline.storage.schema import FILES, MODELS
 
 SIZES = (1000, 3000, 10000)
 # Flag on loose files binds its views over every per-model file: at 10,000 models it did not finish in
-# 6.5 min before flag read by homes (README, The store at hub scale). A sweep compacts every 5,000
+# 6.5 min before flag read by homes (docs/store.md, "At hub scale"). A sweep compacts every 5,000
 # models, so the loose-store cell is run up to 10,000 models only.
 FLAG_LOOSE_MAX = 10_000
 WRITERS = 2  # processes splitting chunks into per-model files: one per core here  # 100k+ models do not fit in one run on this shared 2-core machine
