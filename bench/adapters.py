@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.results import recorded
 from pipeline.chain.model_task import fingerprint_model
 from pipeline.comparison.low_rank import matrix_delta, pair_delta
 from pipeline.config import Settings
@@ -62,4 +63,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with recorded("PEFT adapters: reading cost and the low-rank delta step"):
+        main()

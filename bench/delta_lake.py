@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 from deltalake import DeltaTable, write_deltalake
 
+from bench.results import recorded
 from bench.store_scale import write_loose_store
 from pipeline.storage.compact import GROUP_MODELS, _BlockWriters, _read_loose, _with_hidden, merge_small_parts
 from pipeline.storage.manifest import MANIFEST, Manifest
@@ -91,4 +92,5 @@ def main(n: int) -> None:
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if sys.argv[1:] else 10_000)
+    with recorded("Delta Lake against the manifest"):
+        main(int(sys.argv[1]) if sys.argv[1:] else 10_000)

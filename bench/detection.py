@@ -29,12 +29,14 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from bench.metrics import auroc, score_of, tpr_at_fpr
+from bench.results import recorded
 from jobs import fingerprint
 from pipeline.config import Settings
 from pipeline.flagging import engine as flag
@@ -463,5 +465,15 @@ def main() -> None:
             print(line, flush=True)
 
 
+# Result titles by option (bench/results.py names the file after the options).
+TITLES = {
+    "--controls": "Trained controls",
+    "--spectra": "Attention spectra",
+    "--structural": "Structural derivations",
+    "--synthetic": "Detection quality and scale",
+    "--reparam": "Detection quality with re-parameterised copies",
+}
+
 if __name__ == "__main__":
-    main()
+    with recorded(next((t for o, t in TITLES.items() if o in sys.argv), "Detection quality on the testbed")):
+        main()

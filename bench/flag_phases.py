@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.detection_synth import build_store
+from bench.results import recorded
 from pipeline.config import Settings
 from pipeline.flagging import engine as flag
 from pipeline.flagging import flag_rows, layer_maps
@@ -96,4 +97,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with recorded("Flag phases towards 1M models"):
+        main()

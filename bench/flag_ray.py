@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 from bench.detection_synth import build_store
+from bench.results import recorded
 from bench.store_scale import run_step
 from jobs import fingerprint
 from pipeline.config import Settings
@@ -87,4 +88,5 @@ if __name__ == "__main__":
         _step(args[1], args[2])
     else:
         sizes = tuple(int(a) for a in args if a.isdigit()) or SYNTHETIC
-        main("--no-testbed" not in args, sizes)
+        with recorded("Flag on Ray tasks against one process"):
+            main("--no-testbed" not in args, sizes)

@@ -21,6 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.results import recorded
+
 # 100k inputs per parser (the figure); a few minutes per parser on one core.
 DEFAULT_RUNS = 100_000
 # Inputs are capped like a header probe: bigger ones only slow the fuzzer down.
@@ -140,4 +142,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    if "--child" in sys.argv:
+        main()
+    else:
+        with recorded("Fuzzing the parsers"):
+            main()

@@ -32,6 +32,7 @@ import numpy as np
 import pyarrow as pa
 
 from bench.detection_synth import _tensor_table
+from bench.results import recorded
 from pipeline.storage.parquet import Store
 from pipeline.storage.schema import MODELS
 
@@ -286,8 +287,10 @@ if __name__ == "__main__":
     if sys.argv[1] in ("--one", "--incremental"):
         _one(sys.argv[2], incremental=sys.argv[1] == "--incremental")
     elif sys.argv[1] == "--grow":  # python -m bench.hub_families --grow 10000,500
-        for line in incremental_table(*(int(x) for x in sys.argv[2].split(","))):
-            print(line, flush=True)
+        with recorded("Incremental flag after a sweep grows a block"):
+            for line in incremental_table(*(int(x) for x in sys.argv[2].split(","))):
+                print(line, flush=True)
     else:
-        for line in table([int(x) for x in sys.argv[1].split(",")]):
-            print(line, flush=True)
+        with recorded("Families at the Hub's shape"):
+            for line in table([int(x) for x in sys.argv[1].split(",")]):
+                print(line, flush=True)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.results import recorded
 from pipeline.chain.model_task import fingerprint_model
 from pipeline.config import MERGE_GAP_BYTES, Settings
 from pipeline.fingerprints.tensor import _seeded_columns
@@ -181,4 +182,5 @@ def _scheme_rows(what: str, packed: list[PackedLinear], settings: Settings, laye
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    with recorded("GPTQ and AWQ: packed parts read whole"):
+        sys.exit(main())

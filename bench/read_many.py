@@ -26,6 +26,7 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from bench.results import recorded
 from bench.store_scale import write_loose_store
 from pipeline.storage.parquet import Store
 from pipeline.storage.remote import register
@@ -130,4 +131,5 @@ def main(local_n: int, s3_n: int) -> None:
 
 
 if __name__ == "__main__":
-    main(*(int(a) for a in sys.argv[1:3]))
+    with recorded("Reading many small Parquet files"):
+        main(*(int(a) for a in sys.argv[1:3]))

@@ -27,6 +27,7 @@ from typing import Any
 import ml_dtypes
 import numpy as np
 
+from bench.results import recorded
 from pipeline.chain.model_task import ModelOutcome, fingerprint_model
 from pipeline.config import Settings
 from pipeline.http import HubHttp
@@ -610,4 +611,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    titles = {"--formats": "Reading: quantised layouts", "--quick": "Reading: MiniLM and its copies (quick)"}
+    with recorded(
+        next((t for o, t in titles.items() if o in sys.argv), "Reading: sampled, dense, exact, naive")
+    ):
+        raise SystemExit(main())

@@ -14,6 +14,7 @@ import time
 from functools import partial
 from pathlib import Path
 
+from bench.results import recorded
 from pipeline.chain.model_task import fingerprint_model
 from pipeline.config import Settings
 from pipeline.http import HubHttp
@@ -71,4 +72,5 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    with recorded("Reading PyTorch zip checkpoints"):
+        sys.exit(main())

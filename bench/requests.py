@@ -17,10 +17,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from bench.reading import HUB_ROOT, prepare_models
+from bench.results import recorded
 from pipeline.chain.model_task import fingerprint_model
 from pipeline.config import HUB_QUOTA_TIERS, QUOTA_WINDOW_S, TASK_CPUS, Settings
 from pipeline.http import HubHttp
-from pipeline.runtime.sweep import LISTING_EXPAND, whole_hub_hours
+from pipeline.runtime.sweep import whole_hub_hours
+from pipeline.runtime.sweep_state import LISTING_EXPAND
 from pipeline.sources import hf
 from testbed.fakehub import FakeHub, RequestRecord
 
@@ -261,4 +263,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    with recorded(
+        "Request economy (quick: all-MiniLM-L6-v2 only)" if "--quick" in sys.argv else "Request economy"
+    ):
+        raise SystemExit(main())

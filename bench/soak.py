@@ -25,6 +25,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.results import recorded
 from bench.soak_hub import SoakHub, build_hub, script_faults
 from bench.soak_procs import Watch, cmdline, descendants
 from testbed.demohub.badrepos import MALICIOUS_MARKER
@@ -234,4 +235,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    if "--driver" in sys.argv:
+        main()
+    else:
+        with recorded("Soak: a sweep under hostile files, faults and kills"):
+            main()

@@ -27,12 +27,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from bench.detection_synth import build_store
+from bench.results import recorded
 from pipeline.storage.parquet import Store, model_key
 from pipeline.storage.schema import FILES, MODELS
 
 SIZES = (1000, 3000, 10000)
 # Flag on loose files binds its views over every per-model file: at 10,000 models it did not finish in
-# 6.5 min before flag read by homes (README, The store at hub scale). A sweep compacts every 5,000
+# 6.5 min before flag read by homes (docs/store.md, "At hub scale"). A sweep compacts every 5,000
 # models, so the loose-store cell is run up to 10,000 models only.
 FLAG_LOOSE_MAX = 10_000
 WRITERS = 2  # processes splitting chunks into per-model files: one per core here  # 100k+ models do not fit in one run on this shared 2-core machine
@@ -172,6 +173,8 @@ if __name__ == "__main__":
     if sys.argv[1:2] == ["--step"]:
         _step(sys.argv[2], sys.argv[3])
     elif sys.argv[1:2] == ["--skip"]:
-        skip_at_scale(int(sys.argv[2]), int(sys.argv[3]))
+        with recorded("Skip check at hub scale"):
+            skip_at_scale(int(sys.argv[2]), int(sys.argv[3]))
     else:
-        main(tuple(int(a) for a in sys.argv[1:]) or SIZES)
+        with recorded("The store at hub scale"):
+            main(tuple(int(a) for a in sys.argv[1:]) or SIZES)

@@ -18,6 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.results import recorded
 from testbed.demohub.realmodels import default_cache
 from testbed.demohub.testbed import build_testbed
 
@@ -132,4 +133,11 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    if "--child" in sys.argv:
+        main()
+    else:
+        per_worker = (
+            sys.argv[sys.argv.index("--tasks-per-worker") + 1] if "--tasks-per-worker" in sys.argv else "1"
+        )
+        with recorded(f"Sweeping: models per minute, {per_worker} task(s) per worker"):
+            main()
