@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -155,7 +155,7 @@ def index_page(view: StoreView, flagged: list[dict[str, Any]]) -> str:
         _kv("flag run", ", ".join(flag_ids)),
         _kv("pairs scored / flagged", f"{len(view.pairs)} / {sum(bool(p['flagged']) for p in view.pairs)}"),
         _kv("hubscan version", __version__),
-        _kv("written", f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC}"),
+        _kv("written", f"{datetime.now(UTC):%Y-%m-%d %H:%M UTC}"),
         "</table>",
         f"<h2>Families ({len(view.families)})</h2>",
         "<p>Connected components of the flagged pairs, drawn from each edge's direction (declared, merge, "
