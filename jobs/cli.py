@@ -133,15 +133,30 @@ def sql(
             help="Print where views.sql is, for `.read` in the duckdb CLI started in the store folder.",
         ),
     ] = False,
+    shell: Annotated[
+        bool,
+        typer.Option(
+            "--shell",
+            help="Start the duckdb CLI in the store folder with these views loaded (needs duckdb-cli).",
+        ),
+    ] = False,
 ) -> None:
-    """Run SQL over the store's views (models, tensors, failures, std_profiles)."""
+    """Run SQL over the store's views (models, tensors, failures, std_profiles), or open them in the duckdb CLI."""
     from jobs import sql as job
 
     if views_path:
         typer.echo(job.views_path())
         return
+    if shell:
+        if query is not None:
+            _usage("--shell takes no QUERY: type it at the duckdb prompt")
+        launch = _guard(lambda: job.shell(settings_from_env(store=store)))
+        typer.echo(f"duckdb CLI in {launch.cwd} with the store's views (FROM models; .quit leaves)", err=True)
+        # exec, not a child: Ctrl-C then cancels a query in the CLI instead of ending hubscan under it
+        os.chdir(launch.cwd)
+        os.execv(launch.argv[0], list(launch.argv))
     if query is None:
-        return _usage("give a QUERY (a queries/ name, a .sql file or SQL text), or --views-path")
+        return _usage("give a QUERY (a queries/ name, a .sql file or SQL text), --shell or --views-path")
     text = query  # a local the lambda below sees as str
     if fmt not in FORMATS:
         _usage(f"--format must be one of {', '.join(FORMATS)}")
