@@ -330,15 +330,17 @@ def demo(
         bool, typer.Option("--with-bad-repos", help="Also sweep the deliberately broken repos.")
     ] = False,
 ) -> None:
-    """Build a local demo hub from real checkpoints, serve it on 127.0.0.1 and sweep it on local Ray."""
+    """Serve a local demo hub of real checkpoints on 127.0.0.1, sweep it on local Ray, flag it, write the report."""
+    from jobs import demo as job
+
     try:
-        from jobs import demo as job
+        parts = job.demo_parts()
     except ModuleNotFoundError as exc:  # the demo extra: onnx, to convert the ONNX-only checkpoints
         typer.echo(f"hubscan: demo needs {exc.name!r}: python -m pip install 'hubscan[demo]'", err=True)
         raise typer.Exit(EXIT_FATAL) from None
 
     settings = settings_from_env(store=store or "hubscan-demo-store")
-    _finish(_guard(lambda: job.run(settings, workdir, with_bad_repos)))
+    _finish(_guard(lambda: job.run(settings, workdir, with_bad_repos, parts)))
 
 
 @app.command()
