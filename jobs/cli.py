@@ -267,7 +267,7 @@ def compare(
     if fmt == "json":
         typer.echo(json.dumps(json_safe(result.as_json()), indent=2, default=str, allow_nan=False))
         return
-    emit(result.evidence, fmt, title=f"{result.row['a_repo_id']} vs {result.row['b_repo_id']}")
+    emit(result.evidence, fmt, title=f"{result.row.a_repo_id} vs {result.row.b_repo_id}")
     if fmt == "table":
         typer.echo(result.summary_lines())
 
