@@ -53,7 +53,7 @@ def test_the_index_names_every_family_flagged_model_and_verdict(store, site, tmp
     for fam in families:
         assert f"Family {fam.family}: root {fam.root}" in text
         for m in fam.members:
-            assert m["repo_id"] in text
+            assert m.repo_id in text
     flagged = [p for p in report.load_view(store).pairs if p["flagged"]]
     assert pages == len(flagged) == len(list((out / "pairs").glob("*.html")))
     for verdict in {p["verdict"] for p in flagged}:
