@@ -24,7 +24,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -162,7 +162,7 @@ def build_block(
         _rows(planned.repo_id, _fingerprint(plan, i, hidden, layers, seed), cols)
         rows.append({"repo_id": planned.repo_id, "revision": revision, "architecture": "LlamaForCausalLM",
                      "layers": layers, "hidden": hidden, "dtype": "BF16", "base_models": [],
-                     "fingerprinted_at": datetime.now(timezone.utc)})  # fmt: skip
+                     "fingerprinted_at": datetime.now(UTC)})  # fmt: skip
         if len(rows) == CHUNK or i == todo[-1]:
             name = f"chunk-{revision}-{i + 1 - len(rows):07d}.parquet"  # by its first model: slices never collide
             tensors = _tensor_table(cols)

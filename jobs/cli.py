@@ -133,15 +133,30 @@ def sql(
             help="Print where views.sql is, for `.read` in the duckdb CLI started in the store folder.",
         ),
     ] = False,
+    shell: Annotated[
+        bool,
+        typer.Option(
+            "--shell",
+            help="Start the duckdb CLI in the store folder with these views loaded (needs duckdb-cli).",
+        ),
+    ] = False,
 ) -> None:
-    """Run SQL over the store's views (models, tensors, failures, std_profiles)."""
+    """Run SQL over the store's views (models, tensors, failures, std_profiles), or open them in the duckdb CLI."""
     from jobs import sql as job
 
     if views_path:
         typer.echo(job.views_path())
         return
+    if shell:
+        if query is not None:
+            _usage("--shell takes no QUERY: type it at the duckdb prompt")
+        launch = _guard(lambda: job.shell(settings_from_env(store=store)))
+        typer.echo(f"duckdb CLI in {launch.cwd} with the store's views (FROM models; .quit leaves)", err=True)
+        # exec, not a child: Ctrl-C then cancels a query in the CLI instead of ending hubscan under it
+        os.chdir(launch.cwd)
+        os.execv(launch.argv[0], list(launch.argv))
     if query is None:
-        return _usage("give a QUERY (a queries/ name, a .sql file or SQL text), or --views-path")
+        return _usage("give a QUERY (a queries/ name, a .sql file or SQL text), --shell or --views-path")
     text = query  # a local the lambda below sees as str
     if fmt not in FORMATS:
         _usage(f"--format must be one of {', '.join(FORMATS)}")
@@ -252,7 +267,7 @@ def compare(
     if fmt == "json":
         typer.echo(json.dumps(json_safe(result.as_json()), indent=2, default=str, allow_nan=False))
         return
-    emit(result.evidence, fmt, title=f"{result.row['a_repo_id']} vs {result.row['b_repo_id']}")
+    emit(result.evidence, fmt, title=f"{result.row.a_repo_id} vs {result.row.b_repo_id}")
     if fmt == "table":
         typer.echo(result.summary_lines())
 
@@ -315,15 +330,17 @@ def demo(
         bool, typer.Option("--with-bad-repos", help="Also sweep the deliberately broken repos.")
     ] = False,
 ) -> None:
-    """Build a local demo hub from real checkpoints, serve it on 127.0.0.1 and sweep it on local Ray."""
+    """Serve a local demo hub of real checkpoints on 127.0.0.1, sweep it on local Ray, flag it, write the report."""
+    from jobs import demo as job
+
     try:
-        from jobs import demo as job
+        parts = job.demo_parts()
     except ModuleNotFoundError as exc:  # the demo extra: onnx, to convert the ONNX-only checkpoints
         typer.echo(f"hubscan: demo needs {exc.name!r}: python -m pip install 'hubscan[demo]'", err=True)
         raise typer.Exit(EXIT_FATAL) from None
 
     settings = settings_from_env(store=store or "hubscan-demo-store")
-    _finish(_guard(lambda: job.run(settings, workdir, with_bad_repos)))
+    _finish(_guard(lambda: job.run(settings, workdir, with_bad_repos, parts)))
 
 
 @app.command()

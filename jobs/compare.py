@@ -7,8 +7,7 @@ of its comparability block, so its backgrounds are the block's and its q-value i
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import pyarrow as pa
@@ -20,8 +19,9 @@ from pipeline.chain.model_task import ModelOutcome, fingerprint_model
 from pipeline.comparison.layout import match_lines
 from pipeline.comparison.licences import finding_text
 from pipeline.comparison.permutation_test import PermutationTest
+from pipeline.comparison.records import SIGNALS_FIELD, ScoredPair
 from pipeline.comparison.scoring import DEFAULT_Q
-from pipeline.comparison.signals import SIGNAL_TABLE, signal_columns
+from pipeline.comparison.signals import SIGNAL_TABLE
 from pipeline.comparison.spectra import SpectraTest
 from pipeline.config import Settings
 from pipeline.errors import FormatError, NotComparable, ResourceLimit
@@ -43,9 +43,9 @@ _EVIDENCE = pa.schema(
 
 @dataclass
 class Comparison:
-    """The scored pair row and its evidence table (one row per signal)."""
+    """The scored pair and its evidence table (one row per signal)."""
 
-    row: Mapping[str, Any]
+    row: ScoredPair
     evidence: pa.Table
     fingerprinted: RunSummary
     permutation: PermutationTest | None = None  # run for re-parameterised-looking or requested pairs
@@ -58,21 +58,19 @@ class Comparison:
     def summary_lines(self) -> str:
         """The verdict, the combined evidence and the layer map, as printed under the table."""
         row = self.row
-        layers = ", ".join(
-            f"{m['a_layer']}->{m['b_layer']} ({m['r']:.3f})" for m in row.get("layer_map") or []
-        )
-        declared = f"declared: {row['declared_how']}" if row["declared"] else "undeclared"
+        layers = ", ".join(f"{m['a_layer']}->{m['b_layer']} ({m['r']:.3f})" for m in row.layer_map or [])
+        declared = f"declared: {row.declared_how}" if row.declared else "undeclared"
         matched = (
             "\n".join(["matrices matched (architecture unknown):", *match_lines(row)])
-            if row.get("layout")
+            if row.layout
             else f"best layer matches: {layers or 'none (no same-shape matrices)'}"
         )
         lines = (
-            f"verdict: {row['verdict']} ({row['reason']}); score {row['score']:.1f}, p {format_p(row['p'])}, "
-            f"q {format_p(row['q'])}; {declared}\n{matched}"
+            f"verdict: {row.verdict} ({row.reason}); score {row.score:.1f}, p {format_p(row.p)}, "
+            f"q {format_p(row.q)}; {declared}\n{matched}"
         ) + self.map_lines()
         lines += "\n" + finding_text(row) + self.notice_lines()
-        if row.get("obfuscation"):
+        if row.obfuscation:
             lines += "\nOBFUSCATION: the weights were re-parameterised to hide the relation (see the reason)"
         if self.permutation is not None:
             lines += "\n" + self.permutation.summary()
@@ -96,7 +94,7 @@ class Comparison:
         """The layer / expert map, one line per layer or expert of the derived side."""
         if self.maps is None or self.maps.num_rows == 0:
             return ""
-        lines = [f"\nstructure: {self.row.get('structure') or 'none'}"]
+        lines = [f"\nstructure: {self.row.structure or 'none'}"]
         for m in self.maps.to_pylist():
             r = "" if m["r"] is None else f"r {m['r']:.4f}"
             col = "" if m["col_norms_r"] is None else f", col-norms r {m['col_norms_r']:.3f}"
@@ -105,11 +103,7 @@ class Comparison:
         return "\n".join(lines)
 
     def as_json(self) -> dict[str, Any]:
-        """Everything about the pair, for --format json."""
-        keep = ["a_repo_id", "a_revision", "b_repo_id", "b_revision", "hidden", "verdict", "reason", "flagged",
-                "score", "p", "q", "q_level", "obfuscation", "declared", "declared_how", "sketch_same", "sketch_identical",
-                "values_identical", "layer_map", "col_norms_map", "background_pairs", "structure", "layout", "compared",
-                "matches", "a_license", "b_license", "parent", "parent_how", "license_finding", "license_reason"]  # fmt: skip
+        """Everything about the pair, for --format json: every field of its record (the signals as its evidence)."""
         perm = None
         if self.permutation is not None:
             perm = {k: v for k, v in vars(self.permutation).items() if k != "hidden_map"}
@@ -118,7 +112,7 @@ class Comparison:
         if self.spectra is not None:
             spec = {**vars(self.spectra), "p": self.spectra.p, "r": math.tanh(self.spectra.statistic)}
         return {
-            **{k: self.row.get(k) for k in keep},
+            **{f.name: getattr(self.row, f.name) for f in fields(ScoredPair) if f.name != SIGNALS_FIELD},
             "evidence": self.evidence.to_pylist(),
             "permutation_test": perm,
             "spectra": spec,
@@ -147,12 +141,18 @@ def run(
     Raises:
         SourceError: a target is neither stored, a folder, nor a resolvable Hub repo.
         HubscanError: a target could not be fingerprinted (the error that stopped it).
-        NotComparable: the same model twice, or models of different hidden sizes or tensor layouts.
+        NotComparable: the same model twice, models of different hidden sizes or tensor layouts, or a repo id
+            whose fingerprint failed before (the stored failure: what and when; nothing is fetched).
     """
     store = Store(settings.store).init().writable()
     summary = RunSummary()
+    stored = {t: _stored(store, t) for t in (a, b)}
+    for target, key in stored.items():  # before either is fetched: the other's fingerprint would be wasted
+        failed = None if key is not None else stored_failure(store, target)
+        if failed is not None:
+            raise failed
     known = StoreKnownFiles(store)  # loaded once for both targets, and only if one needs fingerprinting
-    ka, kb = (_ensure(store, settings, t, revision, summary, known) for t in (a, b))
+    ka, kb = (stored[t] or _fingerprinted(store, settings, t, revision, summary, known) for t in (a, b))
     if ka == kb:
         raise NotComparable(ka[0], ka[1], None, "compare needs two different models")
     con = engine.flag_connection(store)
@@ -175,14 +175,14 @@ def run(
 
 
 def _permutation(
-    con: Any, settings: Settings, ka: ModelKey, kb: ModelKey, row: Mapping[str, Any], asked: bool | None
+    con: Any, settings: Settings, ka: ModelKey, kb: ModelKey, row: ScoredPair, asked: bool | None
 ) -> tuple[PermutationTest | None, str | None]:
     """The permutation test when asked, or unasked for a re-parameterised-looking pair.
 
     Unasked, a test the pair's matrices cannot have is a line in the output, not the end of the
     compare: the verdict is already scored without it.
     """
-    if asked is False or (asked is None and not row.get("obfuscation")):
+    if asked is False or (asked is None and not row.obfuscation):
         return None, None
     try:
         return permutation.run(con, settings, ka, kb), None
@@ -193,10 +193,10 @@ def _permutation(
 
 
 def _spectra(
-    con: Any, settings: Settings, ka: ModelKey, kb: ModelKey, row: Mapping[str, Any], asked: bool | None
+    con: Any, settings: Settings, ka: ModelKey, kb: ModelKey, row: ScoredPair, asked: bool | None
 ) -> tuple[SpectraTest | None, str | None]:
     """The attention-spectra test when asked, or unasked for a re-parameterised-looking pair."""
-    if asked is False or (asked is None and not row.get("obfuscation")):
+    if asked is False or (asked is None and not row.obfuscation):
         return None, None
     try:
         return spectra.run(con, settings, ka, kb), None
@@ -206,24 +206,19 @@ def _spectra(
         return None, exc.reason
 
 
-def evidence_table(row: Mapping[str, Any]) -> pa.Table:
+def evidence_table(row: ScoredPair) -> pa.Table:
     """One line per signal: value, what it counts, the block's background range, its p-value."""
     out = []
-    for s in SIGNAL_TABLE:
-        value, n, lo, hi, p = signal_columns(s.name)
-        out.append({"signal": s.name, "value": row.get(value), "n": row.get(n), "background_lo": row.get(lo),
-                    "background_hi": row.get(hi), "p": row.get(p), "decides": s.decisive,
-                    "what": f"{s.what} (n = {s.n_counts})"})  # fmt: skip
+    for s, v in zip(SIGNAL_TABLE, row.by_signal, strict=True):
+        out.append({"signal": s.name, "value": v.value, "n": v.n, "background_lo": v.bg_lo, "background_hi": v.bg_hi,
+                    "p": v.p, "decides": s.decisive, "what": f"{s.what} (n = {s.n_counts})"})  # fmt: skip
     return pa.Table.from_pylist(out, _EVIDENCE)
 
 
-def _ensure(
+def _fingerprinted(
     store: Store, settings: Settings, target: str, revision: str, summary: RunSummary, known: StoreKnownFiles
 ) -> ModelKey:
-    """The stored (repo_id, revision) of a target, fingerprinting it first when it is not stored."""
-    stored = _stored(store, target)
-    if stored is not None:
-        return stored
+    """The (repo_id, revision) of a target not stored under its repo id, fingerprinted first unless stored."""
     http = HubHttp(settings)
     ref = resolve_target(target, http, revision)
     if not store.has_model(ref.repo_id, ref.revision):
@@ -250,6 +245,32 @@ def _stored(store: Store, target: str) -> ModelKey | None:
         return None
     newest = max(rows, key=lambda r: (r["fingerprinted_at"] is not None, r["fingerprinted_at"] or 0))
     return newest["repo_id"], newest["revision"]
+
+
+def stored_failure(store: Store, target: str) -> NotComparable | None:
+    """Why a repo id is not in the store, when a sweep or fingerprint recorded its failure (None otherwise).
+
+    Compare reports the stored failure rather than fetching the model again: the same bytes would
+    fail the same way, and a repo the sweep could not read may be one the Hub no longer serves.
+    """
+    table = store.dataset("failures").to_table(
+        columns=["repo_id", "revision", "file", "category", "message", "failed_at"]
+    )
+    rows = [r for r in table.to_pylist() if r["repo_id"] == target]
+    if not rows:
+        return None
+    last = max(rows, key=lambda r: (r["failed_at"] is not None, r["failed_at"] or 0))
+    revision, file = last["revision"] or None, last["file"] or None
+    # the stored message is the error's own line, which already names the model: keep only its reason
+    where = str(NotComparable(target, revision, file, ""))
+    reason = last["message"].removeprefix(where)
+    when = (
+        "at an unrecorded time" if last["failed_at"] is None else f"on {last['failed_at']:%Y-%m-%d %H:%M} UTC"
+    )
+    return NotComparable(
+        target, revision, file, f"not in the store: fingerprinting failed {when} ({last['category']}: {reason}); "
+        f"`hubscan fingerprint {target}` tries again"
+    )  # fmt: skip
 
 
 def _layout(con: Any, ka: ModelKey, kb: ModelKey) -> str | None:

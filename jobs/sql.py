@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
 from pipeline.config import Settings
+from pipeline.errors import QueryError, StoreError
 from pipeline.storage.duckdb import SqlFile, coerce_param, connect, load_sql, run_sql, shipped_sql
+from pipeline.storage.manifest import COMPACT_TABLES, MANIFEST
 from pipeline.storage.parquet import Store
+
+# The duckdb CLI's program name: the `duckdb-cli` package (in the demo and test extras) puts it on PATH.
+DUCKDB_CLI = "duckdb"
+# The SQL files a hubscan connection runs (pipeline/storage/duckdb.py connect), in that order.
+SHELL_SQL = ("views", "number_candidates")
 
 
 def run(settings: Settings, query: str, raw_params: dict[str, str]) -> pa.Table:
@@ -29,6 +38,47 @@ def run(settings: Settings, query: str, raw_params: dict[str, str]) -> pa.Table:
 def views_path() -> Path:
     """Where views.sql is in this install: the one place the demo and `hubscan sql --views-path` ask."""
     return Path(str(shipped_sql("views")))
+
+
+@dataclass(frozen=True)
+class Shell:
+    """The duckdb CLI started on a store: its arguments, and the folder it starts in (the store's)."""
+
+    argv: tuple[str, ...]
+    cwd: Path
+
+
+def shell(settings: Settings) -> Shell:
+    """The duckdb CLI on a local store with the views of `hubscan sql` loaded, ready for the user's SQL.
+
+    The CLI starts in the store folder with the store variable unset, so views.sql reads the tables
+    relative to it and no path is spliced into SQL; the compacted files are taken from the manifest
+    by SQL too, for each table the manifest (checked by Store.manifest) names parts of.
+
+    Raises:
+        QueryError: the duckdb CLI is not installed.
+        StoreError: the store is not a local folder, or no store is there.
+    """
+    program = shutil.which(DUCKDB_CLI)
+    if program is None:
+        raise QueryError(
+            None, None, None, "the duckdb CLI is not installed: python -m pip install duckdb-cli"
+        )
+    store = Store(settings.store)
+    if not store.local:
+        # the CLI reads s3:// and gs:// through httpfs, an extension it would download at run time
+        raise StoreError(None, None, store.uri, "sql --shell opens a local store folder only")
+    store.open_existing()
+    manifest = store.manifest()
+    commands = [_compacted(table) for table in COMPACT_TABLES if manifest.files(table)]
+    commands += [f".read '{Path(str(shipped_sql(name)))}'" for name in SHELL_SQL]
+    return Shell((program, *(arg for c in commands for arg in ("-cmd", c))), store.root.resolve())
+
+
+def _compacted(table: str) -> str:
+    """The CLI line that points the views at a table's compacted parts, read from the manifest in SQL."""
+    # SET VARIABLE takes no parameters in its name; the table names are our own constants
+    return f"SET VARIABLE compacted_{table} = (SELECT parts.{table} FROM read_json('{MANIFEST}'))"
 
 
 def _as_sql(query: str) -> SqlFile:

@@ -3,6 +3,7 @@ and every command of its "Try next" list working once the demo has exited (issue
 
 import csv
 import io
+import re
 import shlex
 import subprocess
 from contextlib import redirect_stderr, redirect_stdout
@@ -13,9 +14,12 @@ import pytest
 
 from jobs import demo
 from pipeline.config import Settings
+from tests.browser import looks_rendered
 from tests.demo_install import demo_install
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
+# What the test types into a suggested interactive shell (`hubscan sql --shell`), through a pipe.
+SHELL_INPUT = "SELECT repo_id, format FROM models ORDER BY repo_id;\n"
 # A suggested command gets this long: compare re-reads whole MLP matrices and scores the pair's block.
 COMMAND_TIMEOUT_S = 300
 
@@ -52,6 +56,24 @@ def test_the_demo_sweeps_then_prints_the_families_of_flagged_models(demo_run):
     assert "hubscan sql" in err
 
 
+def test_the_demo_writes_the_report_and_prints_the_path_it_wrote(demo_run, tmp_path):
+    _, out, err = demo_run
+    said = [line for line in err.splitlines() if "opens from disk, in any browser: " in line]
+    assert len(said) == 1, err
+    index = Path(said[0].rsplit(": ", 1)[1])
+    assert index.is_absolute() and index.name == "index.html" and index.parent.name == "hubscan-report"
+    # beside the demo's store, written by this run (the stated number of pair pages are there)
+    assert (index.parent.parent / "store").is_dir()
+    pages = int(said[0].split("(", 1)[1].split(" pair pages")[0])
+    assert pages > 0 and len(list((index.parent / "pairs").glob("*.html"))) == pages
+    text = looks_rendered(tmp_path, index).text()
+    # the families the demo printed are the ones the report draws
+    printed = [re.match(r"family (\d+): .*?, root (\S+)", line) for line in out.splitlines()]
+    assert [m for m in printed if m]
+    for m in filter(None, printed):
+        assert f"Family {m[1]}: root {m[2]}" in text, m[0]
+
+
 def _try_next(err: str) -> list[str]:
     """The suggested commands, exactly as the demo printed them."""
     tail = err.split("Try next:\n", 1)[1]
@@ -80,10 +102,11 @@ def _meaningful(command: str, stdout: str, cwd: Path) -> None:
     elif words[:2] == ["hubscan", "report"]:
         index = (cwd / words[words.index("-o") + 1] / "index.html").read_text()
         assert MINILM in index and "family" in index.lower()
+    elif words[:3] == ["hubscan", "sql", "--shell"]:
+        # the duckdb CLI answered the typed query on the store's views
+        assert MINILM in stdout and "safetensors" in stdout, stdout
     elif words[:2] == ["hubscan", "sql"]:
         assert _table_rows(stdout) >= 1, stdout
-    elif words[0] == "cd" and "duckdb" in words:
-        assert MINILM in stdout
     else:
         pytest.fail(f"no check for the suggested command {command!r}: add one to _meaningful")
 
@@ -108,8 +131,15 @@ def test_every_try_next_command_works_after_the_demo_has_exited(demo_run, tmp_pa
     assert programs <= _installed_programs(), programs
     for command in commands:
         # from another folder than the demo's, with the demo hub's server gone
+        typed = SHELL_INPUT if "--shell" in shlex.split(command) else ""
         done = subprocess.run(
-            command, shell=True, cwd=tmp_path, capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S
+            command,
+            shell=True,
+            cwd=tmp_path,
+            input=typed,
+            capture_output=True,
+            text=True,
+            timeout=COMMAND_TIMEOUT_S,
         )
         assert done.returncode == 0, f"{command}\n{done.stderr}"
         _meaningful(command, done.stdout, tmp_path)

@@ -6,7 +6,7 @@ and two independent same-shape models, so the permuted pair's sorted signal has 
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -124,7 +124,7 @@ def test_the_sweeps_view_reads_the_sweep_rows(tmp_path):
     root = tmp_path / "store"
     store = Store(root).init()
     assert connect(store).sql("SELECT count(*) FROM sweeps").fetchall() == [(0,)]
-    now = datetime(2026, 1, 2, tzinfo=timezone.utc)
+    now = datetime(2026, 1, 2, tzinfo=UTC)
     row = {f.name: None for f in SWEEPS} | {
         "sweep_id": "sweep-1",
         "status": "done",

@@ -44,8 +44,8 @@ def test_every_member_lands_in_the_bases_family_and_no_independent_is_flagged(bl
     base = next(p.repo_id for p in plan if p.family == 0 and p.parent is None)
     members = {p.repo_id for p in plan if p.family == 0}
     families = load_families(connect(root))
-    of_base = next(f for f in families if base in {m["repo_id"] for m in f.members})
-    assert {m["repo_id"] for m in of_base.members} == members and of_base.root == base
+    of_base = next(f for f in families if base in {m.repo_id for m in f.members})
+    assert {m.repo_id for m in of_base.members} == members and of_base.root == base
     flagged = result.pairs.filter(result.pairs["flagged"]).select(["a_repo_id", "b_repo_id"]).to_pylist()
     assert flagged and all(r["a_repo_id"] in members and r["b_repo_id"] in members for r in flagged)
 

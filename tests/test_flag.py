@@ -338,7 +338,7 @@ def test_families_are_the_connected_components_of_the_flagged_pairs(store, resul
     # MiniLM (declared base of the most cards) roots the largest family; SmolLM's derivatives are apart
     assert families[0].root == MINILM and of[SMOLLM] != of[MINILM]
     for f in families:  # the drawing reaches every member once from its roots, parents above children
-        assert {link.child for link in f.links} | set(f.roots) == {m["repo_id"] for m in f.members}
+        assert {link.child for link in f.links} | set(f.roots) == {m.repo_id for m in f.members}
         assert len(f.links) == len(f.members) - len(f.roots)
     minilm = families[0]
     links = {link.child: link for link in minilm.links}

@@ -53,8 +53,8 @@ def test_the_new_models_land_in_their_families_as_in_a_full_run(runs, tmp_path):
     base = next(p.repo_id for p in plan if p.family == 0 and p.parent is None)
     members = {p.repo_id for p in plan if p.family == 0}
     families = load_families(connect(root))
-    of_base = next(f for f in families if base in {m["repo_id"] for m in f.members})
-    assert {m["repo_id"] for m in of_base.members} == members
+    of_base = next(f for f in families if base in {m.repo_id for m in f.members})
+    assert {m.repo_id for m in of_base.members} == members
     flagged = second.pairs.filter(second.pairs["flagged"]).select(["a_repo_id", "b_repo_id"]).to_pylist()
     assert all(r["a_repo_id"] in members and r["b_repo_id"] in members for r in flagged)
 

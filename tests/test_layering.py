@@ -2,6 +2,8 @@
 folder imports only the folders below it (the product never imports its test helpers)."""
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,7 +33,8 @@ ALLOWED = {
     "tests": {"pipeline", "jobs", "queries", "testbed", "bench", "tests"},
 }
 PROJECT = set(ALLOWED)
-# The one product module that starts the demo hub: `hubscan demo` runs the real path against it.
+# The one product module that starts the demo hub: `hubscan demo` runs the real path against it, importing
+# the test bed only when it runs (jobs.demo.demo_parts).
 TESTBED_USERS = {ROOT / "jobs" / "demo.py"}
 NEVER_IN_PRODUCT = ("torch", "transformers")
 
@@ -153,3 +156,35 @@ def test_the_layering_rules_see_violations(tmp_path):
     probe = tmp_path / "probe.py"
     probe.write_text("import testbed.fakehub\nfrom jobs.flag import run\nfrom . import sibling\n")
     assert _imports(probe) == {"testbed.fakehub", "jobs.flag"}
+
+
+def _imported(code: str, path: str = str(ROOT)) -> tuple[str, list[str]]:
+    """(stdout of ``code`` run in a fresh interpreter, the testbed modules loaded by then)."""
+    probe = (
+        code + "\nimport sys\nprint(' '.join(sorted(m for m in sys.modules if m.split('.')[0] == 'testbed')))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, timeout=300,
+        env={"PYTHONPATH": path, "PATH": ""},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    *out, loaded = done.stdout.splitlines()
+    return "\n".join(out), loaded.split()
+
+
+def test_the_product_imported_does_not_import_the_test_bed():
+    # the import graph as Python runs it: the command and every command module, imported, load no testbed
+    # module (the demo reaches the test bed only when it runs)
+    out, loaded = _imported(
+        "import importlib, pkgutil, sys, jobs, jobs.cli\n"
+        "for m in pkgutil.iter_modules(jobs.__path__): importlib.import_module(f'jobs.{m.name}')\n"
+        "print(len([m for m in sys.modules if m.startswith('jobs.')]))"
+    )
+    assert int(out) == len(list((ROOT / "jobs").glob("*.py"))) - 1  # every command module (not __init__)
+    assert loaded == []
+
+
+def test_the_test_bed_check_sees_an_import(tmp_path):
+    # the check above must fail when a product module imports the test bed at import time
+    (tmp_path / "leaky.py").write_text("import testbed.fakehub\n")
+    assert "testbed.fakehub" in _imported("import leaky", f"{tmp_path}:{ROOT}")[1]

@@ -1,12 +1,11 @@
 """`hubscan report` and `compare --format html`, tested as a reader sees them: headless Chromium opens
-the pages from disk with networking off, and the screenshot, the rendered DOM and the console say
-what a person would see. Skips when Chromium is missing (.ci/run installs it)."""
+the pages from disk with networking off (tests/browser.py), and the screenshot, the rendered DOM and the
+console say what a person would see. Skips when Chromium is missing (.ci/run installs it)."""
 
 from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 import sys
 
@@ -19,17 +18,11 @@ from pipeline.outputs import report
 from pipeline.outputs.families import load_families
 from pipeline.storage.duckdb import connect
 from pipeline.storage.parquet import Store
+from tests.browser import looks_rendered
 from tests.stores import fingerprinted_store
 
-CHROMIUM = shutil.which("chromium")
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 COUSIN = "sentence-transformers/paraphrase-MiniLM-L3-v2"
-# Every flag Chromium needs to run headless here without reaching any network service.
-OFFLINE = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-           "--disable-component-update", "--disable-sync", "--no-first-run", "--enable-logging=stderr",
-           "--v=0"]  # fmt: skip
-# A rendered page's PNG against a blank page's of the same size: text and figures compress far worse.
-MIN_SCREENSHOT_RATIO = 10
 
 
 @pytest.fixture(scope="module")
@@ -47,56 +40,20 @@ def site(store, tmp_path_factory):
     return out, pages
 
 
-def _chromium(tmp_path, url: str, *extra: str) -> subprocess.CompletedProcess[str]:
-    if CHROMIUM is None:
-        pytest.skip("chromium not installed (.ci/run installs it with apt-get)")
-    profile = tmp_path / f"profile-{len(list(tmp_path.iterdir()))}"
-    return subprocess.run(
-        [CHROMIUM, *OFFLINE, f"--user-data-dir={profile}", "--window-size=1200,1600", *extra, url],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-
-
-def _seen(tmp_path, page) -> tuple[str, int, str]:
-    """(rendered DOM, screenshot bytes, console lines) of a page opened from disk."""
-    dom = _chromium(tmp_path, page.as_uri(), "--dump-dom")
-    assert dom.returncode == 0, dom.stderr[-2000:]
-    shot = tmp_path / f"{page.stem}.png"
-    run = _chromium(tmp_path, page.as_uri(), f"--screenshot={shot}")
-    assert run.returncode == 0 and shot.exists(), run.stderr[-2000:]
-    console = "\n".join(line for line in dom.stderr.splitlines() + run.stderr.splitlines()
-                        if "CONSOLE" in line or "net::ERR" in line or "Failed to load" in line)  # fmt: skip
-    return dom.stdout, shot.stat().st_size, console
-
-
-def _blank_size(tmp_path) -> int:
-    blank = tmp_path / "blank.html"
-    blank.write_text("<!DOCTYPE html><html><body></body></html>")
-    shot = tmp_path / "blank.png"
-    _chromium(tmp_path, blank.as_uri(), f"--screenshot={shot}")
-    return shot.stat().st_size
-
-
-def _text(dom: str) -> str:
-    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", dom))
-
-
 def test_the_index_names_every_family_flagged_model_and_verdict(store, site, tmp_path):
     out, pages = site
     index = out / "index.html"
     html = index.read_text()
     # self-contained: nothing to fetch (no scripts, external styles, fonts or images)
     assert not re.search(r"(src|href)=\"(https?:)?//", html) and "<script" not in html and "<img" not in html
-    dom, shot, console = _seen(tmp_path, index)
-    assert shot > MIN_SCREENSHOT_RATIO * _blank_size(tmp_path), "screenshot looks blank"
-    assert console == "", console
-    text = _text(dom)
+    shown = looks_rendered(tmp_path, index)
+    dom, text = shown.dom, shown.text()
     families = load_families(connect(store))
     assert len(families) >= 2 and dom.count("<svg") >= len(families)  # one lineage graph each, rendered
     for fam in families:
         assert f"Family {fam.family}: root {fam.root}" in text
         for m in fam.members:
-            assert m["repo_id"] in text
+            assert m.repo_id in text
     flagged = [p for p in report.load_view(store).pairs if p["flagged"]]
     assert pages == len(flagged) == len(list((out / "pairs").glob("*.html")))
     for verdict in {p["verdict"] for p in flagged}:
@@ -114,9 +71,8 @@ def test_a_pair_page_shows_its_verdict_evidence_figures_and_provenance(store, si
     )
     page = out / "pairs" / report.pair_file(pair)
     assert f'href="pairs/{page.name}"' in (out / "index.html").read_text()  # linked from the index
-    dom, shot, console = _seen(tmp_path, page)
-    assert shot > MIN_SCREENSHOT_RATIO * _blank_size(tmp_path) and console == "", console
-    text = _text(dom)
+    shown = looks_rendered(tmp_path, page)
+    dom, text = shown.dom, shown.text()
     assert f"Verdict: {v.SAME_LINEAGE}" in text and "undeclared" in text
     for signal in ("sketch", "gain", "dim_std", "tokens", "std_profile"):
         assert f" {signal} " in text, signal

@@ -12,7 +12,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, closing
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -330,7 +330,7 @@ def _model_record(
         exact=settings.exact,
         seed=settings.seed,
         seconds=time.monotonic() - started,
-        fingerprinted_at=datetime.now(timezone.utc),
+        fingerprinted_at=datetime.now(UTC),
         local_dir=_local_dir(ref, settings),
     )
 

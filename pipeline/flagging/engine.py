@@ -14,7 +14,7 @@ import functools
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import duckdb
@@ -107,8 +107,8 @@ def run(
     """
     store = Store(settings.store).init().writable()
     con = flag_connection(store)
-    flag_id = f"flag-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
-    stamp = {"flag_id": flag_id, "flagged_at": datetime.now(timezone.utc), "hubscan_version": __version__}
+    flag_id = f"flag-{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
+    stamp = {"flag_id": flag_id, "flagged_at": datetime.now(UTC), "hubscan_version": __version__}
     tables = [pairs_table([], stamp)]
     maps = [LAYER_MAPS.empty_table()]
     previous = _previous(store) if incremental else None

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterable, Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import duckdb
@@ -98,7 +98,7 @@ def map_pairs(
             sims.update(similarity_matrices(fetch_rows(unit_con, "compute_layer_similarity")))
             if any_moe:
                 mlps.update(models_from_rows(fetch_rows(unit_con, "list_mlp_tensors")))
-    stamp = {"source": source, "written_at": datetime.now(timezone.utc), "hubscan_version": __version__}
+    stamp = {"source": source, "written_at": datetime.now(UTC), "hubscan_version": __version__}
     structures, out = structure.map_pairs(keys, sims, mlps, depths, stamp, known)
     return structures, pa.Table.from_pylist(out, LAYER_MAPS)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import duckdb
 
@@ -29,6 +29,45 @@ TREE_MAX = 40
 SUMMARY_EDGES = 5
 # Families printed, largest first; the rest are counted, every member one query away.
 SHOWN_FAMILIES = 10
+
+
+@dataclass(frozen=True)
+class Member:
+    """One member of a family: a row of families.sql, root first."""
+
+    repo_id: str
+    family: int
+    family_pairs: int  # flagged pairs inside the family (the same on every member's row)
+    undeclared_pairs: int
+    flagged_links: int | None = None
+    declared_base_of: int | None = None  # members whose card names this one as their base
+    adapter_of: str | None = None  # the stored base a PEFT adapter declares
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Self:
+        """From a families.sql row (its other columns are for people reading the query)."""
+        return cls(row["repo_id"], int(row["family"]), int(row["family_pairs"]), int(row["undeclared_pairs"]),
+                   row.get("flagged_links"), row.get("declared_base_of"), row.get("adapter_of"))  # fmt: skip
+
+
+@dataclass(frozen=True)
+class FlaggedEdge:
+    """A flagged pair as a family draws it (or an adapter's declaration of its base, which is not scored)."""
+
+    a: str
+    b: str
+    verdict: str
+    reason: str
+    declared: bool
+    score: float
+    parent: str | None  # "a", "b", or None / "neither" when nothing settles the direction
+    evidence: str  # what set the direction (pipeline/comparison/direction.py), "" when unknown
+
+    @classmethod
+    def from_row(cls, p: dict[str, Any]) -> Self:
+        """From a flagged_pairs row (storage/duckdb.py)."""
+        return cls(p["a_repo_id"], p["b_repo_id"], p["verdict"], p["reason"], bool(p["declared"]),
+                   float(p["score"]), p.get("parent"), p.get("parent_evidence") or "")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -50,7 +89,7 @@ class Family:
 
     family: int
     root: str
-    members: list[dict[str, Any]]  # rows of families.sql, root first
+    members: list[Member]  # root first
     pairs: int
     undeclared_pairs: int
     links: list[Link] = field(default_factory=list)  # tree edges, breadth first from the root
@@ -99,9 +138,9 @@ class Family:
             )
         return lines
 
-    def _member(self, repo_id: str) -> dict[str, Any]:
-        """The families.sql row of one member."""
-        return next((m for m in self.members if m["repo_id"] == repo_id), {"repo_id": repo_id})
+    def _member(self, repo_id: str) -> Member:
+        """One member by repo id."""
+        return next(m for m in self.members if m.repo_id == repo_id)
 
     def summary_lines(self) -> list[str]:
         """The family in a few lines whatever its size: header, root, flagged pairs by verdict, how many
@@ -138,62 +177,55 @@ def load_families(con: duckdb.DuckDBPyConnection) -> list[Family]:
     Raises:
         QueryError: families.sql failed (e.g. no pairs table yet).
     """
-    rows = fetch_rows(con, "families")
-    by_family: dict[int, list[dict[str, Any]]] = defaultdict(list)
-    for r in rows:
-        by_family[int(r["family"])].append(r)
-    family_of_repo = {r["repo_id"]: int(r["family"]) for r in rows}
-    pairs_of: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    rows = [Member.from_row(r) for r in fetch_rows(con, "families")]
+    by_family: dict[int, list[Member]] = defaultdict(list)
+    for m in rows:
+        by_family[m.family].append(m)
+    family_of_repo = {m.repo_id: m.family for m in rows}
+    pairs_of: dict[int, list[FlaggedEdge]] = defaultdict(list)
     for p in flagged_pairs(con):  # most significant first
-        pairs_of[family_of_repo[p["a_repo_id"]]].append(
-            {"a": p["a_repo_id"], "b": p["b_repo_id"], "verdict": p["verdict"], "reason": p["reason"],
-             "declared": p["declared"], "score": p["score"], "parent": p.get("parent"),
-             "evidence": p.get("parent_evidence") or ""}
-        )  # fmt: skip
-    for r in rows:  # an adapter hangs under the base it declares (a declaration, not a scored pair)
-        if r.get("adapter_of"):
-            pairs_of[int(r["family"])].append(adapter_link(r))
+        pairs_of[family_of_repo[p["a_repo_id"]]].append(FlaggedEdge.from_row(p))
+    for m in rows:  # an adapter hangs under the base it declares (a declaration, not a scored pair)
+        if m.adapter_of:
+            pairs_of[m.family].append(adapter_link(m, m.adapter_of))
     out = []
     for number in sorted(by_family):
         members = by_family[number]
         mine = pairs_of.pop(number, [])
-        dag = lineage_dag.layout([m["repo_id"] for m in members], [_dag_link(p) for p in mine])
-        family = Family(number, dag.roots[0], members, int(members[0]["family_pairs"]),
-                        int(members[0]["undeclared_pairs"]))  # fmt: skip
+        dag = lineage_dag.layout([m.repo_id for m in members], [_dag_link(p) for p in mine])
+        family = Family(number, dag.roots[0], members, members[0].family_pairs, members[0].undeclared_pairs)
         family.roots = dag.roots
         family.links, family.second_parents = _drawn_links(dag, mine)
         # flagged pairs the tree leaves out (adapter declarations are not pairs)
-        flagged = [p for p in mine if p["verdict"] != ADAPTER_VERDICT]
+        flagged = [p for p in mine if p.verdict != ADAPTER_VERDICT]
         family.other_links = len(flagged) - sum(link.verdict != ADAPTER_VERDICT for link in family.links)
-        family.verdicts = dict(Counter(str(p["verdict"]) for p in mine))
+        family.verdicts = dict(Counter(str(p.verdict) for p in mine))
         family.strongest_undeclared = [
-            Link(p["a"], p["b"], p["verdict"], p["reason"], False, float(p["score"]))
-            for p in [p for p in flagged if not p["declared"]][:SUMMARY_EDGES]
+            Link(p.a, p.b, p.verdict, p.reason, False, p.score)
+            for p in [p for p in flagged if not p.declared][:SUMMARY_EDGES]
         ]
         out.append(family)
     return out
 
 
-def adapter_link(member: dict[str, Any]) -> dict[str, Any]:
+def adapter_link(member: Member, base: str) -> FlaggedEdge:
     """A PEFT adapter's link to the base it declares: a declaration, no score (`hubscan sql adapters` checks
     whether it fits)."""
-    return {"a": member["adapter_of"], "b": member["repo_id"], "verdict": ADAPTER_VERDICT,
-            "reason": "PEFT adapter declaring this base (adapter_config.json)", "declared": True, "score": 0.0,
-            "parent": "a", "evidence": "declared"}  # fmt: skip
+    return FlaggedEdge(base, member.repo_id, ADAPTER_VERDICT, "PEFT adapter declaring this base (adapter_config.json)",
+                       declared=True, score=0.0, parent="a", evidence="declared")  # fmt: skip
 
 
-def _dag_link(p: dict[str, Any]) -> lineage_dag.Link:
+def _dag_link(p: FlaggedEdge) -> lineage_dag.Link:
     """A flagged pair as the DAG layout takes it: parent -> child where its direction is known."""
-    side = p.get("parent")
-    if side in ("a", "b"):
-        parent, child = (p["a"], p["b"]) if side == "a" else (p["b"], p["a"])
-        return lineage_dag.Link(parent, child, str(p["verdict"]), float(p["score"]), True, str(p["evidence"]))
-    return lineage_dag.Link(p["a"], p["b"], str(p["verdict"]), float(p["score"]), False)
+    if p.parent in ("a", "b"):
+        parent, child = (p.a, p.b) if p.parent == "a" else (p.b, p.a)
+        return lineage_dag.Link(parent, child, str(p.verdict), p.score, True, p.evidence)
+    return lineage_dag.Link(p.a, p.b, str(p.verdict), p.score, False)
 
 
-def _drawn_links(dag: lineage_dag.FamilyDag, pairs: list[dict[str, Any]]) -> tuple[list[Link], list[Link]]:
+def _drawn_links(dag: lineage_dag.FamilyDag, pairs: list[FlaggedEdge]) -> tuple[list[Link], list[Link]]:
     """(tree links: each member under the parent it is first drawn below, parents first; second parents)."""
-    by_pair = {frozenset((p["a"], p["b"])): p for p in pairs}
+    by_pair = {frozenset((p.a, p.b)): p for p in pairs}
     first: list[Link] = []
     again: list[Link] = []
     drawn = set(dag.roots)
@@ -201,8 +233,7 @@ def _drawn_links(dag: lineage_dag.FamilyDag, pairs: list[dict[str, Any]]) -> tup
     def walk(node: str) -> None:
         for k in dag.below.get(node, []):
             p = by_pair[frozenset((k.parent, k.child))]
-            link = Link(k.parent, k.child, p["verdict"], p["reason"], bool(p["declared"]), float(p["score"]),
-                        k.directed)  # fmt: skip
+            link = Link(k.parent, k.child, p.verdict, p.reason, p.declared, p.score, k.directed)
             if k.child in drawn:
                 again.append(link)
                 continue
@@ -217,15 +248,14 @@ def _drawn_links(dag: lineage_dag.FamilyDag, pairs: list[dict[str, Any]]) -> tup
 
 def family_of(families: list[Family]) -> dict[str, int]:
     """repo_id -> family number, for the export's family column."""
-    return {m["repo_id"]: f.family for f in families for m in f.members}
+    return {m.repo_id: f.family for f in families for m in f.members}
 
 
-def _root_note(member: dict[str, Any]) -> str:
+def _root_note(member: Member) -> str:
     """Why this member is a root, in a few words: no edge points into it, and what else it is."""
-    declared = member.get("declared_base_of") or 0
-    if declared:
-        return f"(root: no parent edge; declared base of {declared})"
-    return f"(root: no parent edge; {member.get('flagged_links', 0)} flagged links)"
+    if member.declared_base_of:
+        return f"(root: no parent edge; declared base of {member.declared_base_of})"
+    return f"(root: no parent edge; {member.flagged_links} flagged links)"
 
 
 def family_text(store: str | Path) -> str:

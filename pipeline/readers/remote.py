@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from urllib.parse import parse_qs, urlsplit
 
 from pipeline.config import MULTIPART_PART_OVERHEAD
@@ -54,7 +54,7 @@ def signed_url_expiry(url: str) -> float | None:
     lifetime = header_int(amz_expires)
     if amz_date and lifetime is not None:
         try:
-            signed = datetime.strptime(amz_date, "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc)
+            signed = datetime.strptime(amz_date, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
         except ValueError:
             return None
         return signed.timestamp() + lifetime

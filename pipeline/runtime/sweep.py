@@ -15,7 +15,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -340,7 +340,7 @@ def _save_record(store: Store, state: SweepState, settings: Settings, status: st
         source=state.source,
         filters=json.dumps(asdict(state.filters)),
         started_at=state.started_at,
-        ended_at=None if status == "running" else datetime.now(timezone.utc),
+        ended_at=None if status == "running" else datetime.now(UTC),
         status=status,
         listed=state.listed,
         done=state.done,
@@ -421,7 +421,7 @@ def _worker_env(store: Store) -> dict[str, Any] | None:
 
 
 def _new_id() -> str:
-    return datetime.now(timezone.utc).strftime("sweep-%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:6]
+    return datetime.now(UTC).strftime("sweep-%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:6]
 
 
 def _take(items: Iterator[Any], limit: int | None) -> list[Any]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from pipeline.request_counts import RequestCounts
@@ -64,7 +64,7 @@ class SweepState:
     sweep_id: str
     source: str
     filters: ListingFilters
-    started_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     listed: int = 0
     done: int = 0
     copies: int = 0

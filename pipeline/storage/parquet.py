@@ -14,7 +14,7 @@ import json
 import os
 import uuid
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow as pa
@@ -162,7 +162,7 @@ class Store:
 
     def write_failures(self, repo_id: str, revision: str, errors: Sequence[HubscanError]) -> None:
         """Record why a model revision could not be fingerprinted (replacing earlier attempts)."""
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         rows = [
             {
                 "repo_id": repo_id,

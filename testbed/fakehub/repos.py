@@ -8,7 +8,7 @@ import os
 import re
 import threading
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,7 @@ _HASH_CHUNK = 1 << 20
 
 def iso(ts: float) -> str:
     """Unix time as the Hub's timestamp format, e.g. 2024-05-01T12:00:00.000Z."""
-    return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
 
 
 def lfs_pointer(sha256: str, size: int) -> bytes:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -119,8 +119,8 @@ def test_finding_text_reads_a_pairs_row():
     assert lic.finding_text({**row, "flagged": False}).endswith("not flagged, so no lineage edge to judge")
 
 
-T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
-T1 = datetime(2024, 3, 1, tzinfo=timezone.utc)
+T0 = datetime(2024, 1, 1, tzinfo=UTC)
+T1 = datetime(2024, 3, 1, tzinfo=UTC)
 
 
 def test_parent_from_declaration_then_structure_then_creation_time():

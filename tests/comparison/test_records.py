@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pyarrow.parquet as pq
 import pytest
@@ -28,7 +28,7 @@ def _record(i: int, flagged: bool = True) -> ScoredPair:
         col_norms_map=[{"role": "q", "a_layer": 1, "b_layer": 2, "r": 0.8}], signals=5, score=12.5 + i,
         p=1e-12, q=1e-10, flagged=flagged, verdict="fine-tune", reason=f"reason {i}", obfuscation=False,
         structure="pruned" if i else None, declared=bool(i % 2), declared_how="", background_pairs=22,
-        flag_id="flag-x", q_level=0.01, flagged_at=datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc),
+        flag_id="flag-x", q_level=0.01, flagged_at=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
         hubscan_version="0.1", a_license="mit", b_license="apache-2.0", parent="a", parent_how="declared",
         license_finding="relicensed", license_reason="because",
     )  # fmt: skip

@@ -1,6 +1,6 @@
 """The models and tensors schemas come from the records' field lists; stores written before must still read."""
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -128,9 +128,9 @@ def _model(**changes: object) -> ModelRecord:
         "base_models": ["org/base"], "copy_of": None, "sweep_id": "s1", "license": "apache-2.0",
         "checkpoint_bytes": 90_000_000, "bytes_read": 1_000_000, "requests": 9, "api_requests": 1,
         "resolver_requests": 2, "cdn_requests": 6, "tensors": 104, "has_tokens": True, "exact": False,
-        "seed": 0, "seconds": 1.5, "fingerprinted_at": datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=timezone.utc),
+        "seed": 0, "seconds": 1.5, "fingerprinted_at": datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=UTC),
         "hubscan_version": "0.1", "schema_version": 1, "local_dir": None, "license_name": None,
-        "created_at": datetime(2024, 5, 6, tzinfo=timezone.utc), "code_notices": ["a.py:1: (c) other"],
+        "created_at": datetime(2024, 5, 6, tzinfo=UTC), "code_notices": ["a.py:1: (c) other"],
         "adapter_type": "LORA", "adapter_base": "org/base", "adapter_rank": 8, "adapter_alpha": 16.0,
         "adapter_targets": ["q_proj", "v_proj"], "adapter_layers": [0, 1],
         "base_relations": ["finetune:org/base"],
