@@ -17,13 +17,14 @@ Nobody supplies candidates: the parents are found among the edges flag already c
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import duckdb
 import numpy as np
 import pyarrow as pa
+from threadpoolctl import threadpool_limits
 
 from pipeline.comparison import lineage_dag
 from pipeline.comparison.direction import CENTRE, DECLARED, MERGE, UNKNOWN, Edge, direct, nearest_counts
@@ -70,6 +71,7 @@ def annotate(con: duckdb.DuckDBPyConnection, store: Store, table: pa.Table) -> p
     return table
 
 
+@threadpool_limits.wrap(limits=1, user_api="blas")  # small products: threads only contend
 def find_merges(
     con: duckdb.DuckDBPyConnection,
     neighbours: Mapping[ModelKey, set[ModelKey]],
@@ -81,7 +83,7 @@ def find_merges(
     ``connect_blocks``: a connection over the named block folders only, so that each fetch scans the
     blocks its models live in (``hidden``: each model's hidden size) rather than the whole store.
     """
-    children = sorted(m for m, ns in neighbours.items() if len(ns) >= 2)
+    children = graph_order([m for m, ns in neighbours.items() if len(ns) >= 2], neighbours)
     found: dict[ModelKey, MergeFit] = {}
     sketches_of: dict[ModelKey, Sketches] = {}
     by_blocks: dict[frozenset[str], list[Group[ModelKey]]] = defaultdict(list)
@@ -109,6 +111,29 @@ def find_merges(
         else:
             found[child] = fit
     return found
+
+
+def graph_order(children: Iterable[ModelKey], neighbours: Mapping[ModelKey, set[ModelKey]]) -> list[ModelKey]:
+    """The children breadth first through the flagged graph, one family after another: consecutive
+    children then share most of their relatives, so a fetch of a budget's models fits more of them
+    (in key order, a run's relatives were scattered over the whole block)."""
+    wanted = set(children)
+    seen: set[ModelKey] = set()
+    order: list[ModelKey] = []
+    for start in sorted(wanted):
+        if start in seen:
+            continue
+        seen.add(start)
+        queue = deque([start])
+        while queue:
+            model = queue.popleft()
+            if model in wanted:
+                order.append(model)
+            for n in sorted(neighbours.get(model, ())):
+                if n not in seen:
+                    seen.add(n)
+                    queue.append(n)
+    return order
 
 
 def _fit(

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import duckdb
+from threadpoolctl import threadpool_limits
 
 from pipeline.comparison.low_rank import MatrixDelta, PairDelta, matrix_delta, pair_delta
 from pipeline.comparison.scoring import pair_key
@@ -42,6 +43,7 @@ def needs_delta(row: Mapping[str, Any]) -> bool:
     return bool(aligned and (identical > 0 or one_dtype))
 
 
+@threadpool_limits.wrap(limits=1, user_api="blas")  # small products: threads only contend
 def annotate(con: duckdb.DuckDBPyConnection, rows: list[dict[str, Any]], units: Units | None = None) -> None:
     """Set ``row["delta"]`` (a PairDelta) on each pair that needs one.
 
