@@ -8,7 +8,7 @@ stored pairs and every printout that lists ``SIGNALS`` without another edit.
 from __future__ import annotations
 
 import operator
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
@@ -16,6 +16,7 @@ from typing import Any
 import pyarrow as pa
 
 from pipeline.comparison.signals import SIGNALS, signal_columns
+from pipeline.comparison.working_row import WorkingRow
 from pipeline.keys import PairKey
 
 _layer_match = pa.struct([("a_layer", pa.int64()), ("b_layer", pa.int64()), ("r", pa.float64())])
@@ -204,12 +205,6 @@ def _from_row(row: Mapping[str, Any]) -> ScoredPair:
     return ScoredPair(by_signal=by_signal, **values)
 
 
-def signal_values(row: Mapping[str, Any]) -> tuple[SignalValue, ...]:
+def signal_values(row: WorkingRow) -> tuple[SignalValue, ...]:
     """Every signal's values out of a scorer's working row, in the signal table's order."""
-    return tuple(SignalValue(*(row.get(c) for c in signal_columns(name))) for name in SIGNALS)
-
-
-def stored_fields(row: Mapping[str, Any], names: Iterable[str] = ()) -> dict[str, Any]:
-    """A working row's values of the record's stored fields (``names`` left out: the caller sets them)."""
-    skip = set(names)
-    return {name: row.get(name) for name in _STORED if name not in skip}
+    return tuple(SignalValue(*(row.value(c) for c in signal_columns(name))) for name in SIGNALS)

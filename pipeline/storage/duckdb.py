@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from importlib.resources import files
 from importlib.resources.abc import Traversable
@@ -13,6 +13,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from pipeline.comparison.candidates import CandidatePair, candidate_table
 from pipeline.comparison.edges import LineageEdge, spanning_forest
 from pipeline.errors import QueryError
 from pipeline.storage.manifest import COMPACT_TABLES
@@ -126,13 +127,9 @@ def connect(
     return con
 
 
-def use_candidates(con: duckdb.DuckDBPyConnection, candidates: list[dict[str, Any]]) -> None:
+def use_candidates(con: duckdb.DuckDBPyConnection, candidates: Iterable[CandidatePair]) -> None:
     """Point the `candidates` view of this connection at the given pairs, numbered (the SQL files read them)."""
-    schema = pa.schema(
-        [("a_repo_id", pa.string()), ("a_revision", pa.string()), ("b_repo_id", pa.string()),
-         ("b_revision", pa.string()), ("hidden", pa.int64()), ("via", pa.string())]
-    )  # fmt: skip
-    con.register("_candidate_arrow", pa.Table.from_pylist(candidates, schema))
+    con.register("_candidate_arrow", candidate_table(candidates))
     # A real table rather than the Arrow scan, so the optimizer sees its cardinality.
     con.execute("CREATE OR REPLACE TEMP TABLE _candidate_pairs AS SELECT * FROM _candidate_arrow")
     con.unregister("_candidate_arrow")
@@ -152,7 +149,7 @@ def number_candidates(con: duckdb.DuckDBPyConnection) -> None:
 
 def candidate_pairs(
     con: duckdb.DuckDBPyConnection, params: dict[str, Any] | None = None
-) -> list[dict[str, Any]]:
+) -> list[CandidatePair]:
     """Candidate pairs of the hidden-size blocks: each step file's rows kept as the temp table it names,
     then compute_candidate_pairs.sql joins them. ``params`` go to the steps that declare them.
 
@@ -172,7 +169,18 @@ def candidate_pairs(
     for table, sql in steps.items():
         create_temp_table(con, table, sql, {k: v for k, v in params.items() if k in sql.params})
     add_spanning_forest(con)
-    return fetch_rows(con, "compute_candidate_pairs")
+    return fetch_candidates(con, "compute_candidate_pairs")
+
+
+def fetch_candidates(
+    con: duckdb.DuckDBPyConnection, name: str, params: dict[str, Any] | None = None
+) -> list[CandidatePair]:
+    """A candidate query's rows as records (compute_candidate_pairs, compute_layout_candidate_pairs).
+
+    Raises:
+        QueryError: as fetch_rows.
+    """
+    return [CandidatePair.from_row(r) for r in fetch_rows(con, name, params)]
 
 
 def add_spanning_forest(con: duckdb.DuckDBPyConnection) -> None:
@@ -332,10 +340,10 @@ def scored_pairs(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
     return list(con.sql("FROM pairs").to_arrow_table().to_pylist())
 
 
-def scored_pair_keys(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
-    """The candidate rows (keys, hidden size, how proposed) of the pairs the last flag run scored."""
+def scored_pair_keys(con: duckdb.DuckDBPyConnection) -> list[CandidatePair]:
+    """The candidates (keys, hidden size, how proposed) of the pairs the last flag run scored."""
     rel = con.sql("SELECT a_repo_id, a_revision, b_repo_id, b_revision, hidden, via FROM pairs")
-    return list(rel.to_arrow_table().to_pylist())
+    return [CandidatePair.from_row(r) for r in rel.to_arrow_table().to_pylist()]
 
 
 def flagged_pairs(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
