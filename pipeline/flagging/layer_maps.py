@@ -9,7 +9,7 @@ or where either model has routed experts; `hubscan compare` maps its pair always
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 
 import duckdb
@@ -20,7 +20,7 @@ from pipeline.comparison import structure
 from pipeline.comparison.candidates import CandidatePair
 from pipeline.comparison.expert_map import Model, models_from_rows
 from pipeline.comparison.layer_align import PARTIAL, Similarity, similarity_matrices
-from pipeline.comparison.structure import PairStructure, PartialPair
+from pipeline.comparison.structure import MapRow, MapStamp, PairStructure, PartialPair
 from pipeline.comparison.working_row import WorkingRow
 from pipeline.errors import QueryError
 from pipeline.flagging.signal_sql import Units
@@ -93,9 +93,15 @@ def map_pairs(
             sims.update(similarity_matrices(fetch_rows(unit_con, "compute_layer_similarity")))
             if any_moe:
                 mlps.update(models_from_rows(fetch_rows(unit_con, "list_mlp_tensors")))
-    stamp = {"source": source, "written_at": datetime.now(timezone.utc), "hubscan_version": __version__}
+    stamp = MapStamp(source, datetime.now(timezone.utc), __version__)
     structures, out = structure.map_pairs(keys, sims, mlps, depths, stamp, known)
-    return structures, pa.Table.from_pylist(out, LAYER_MAPS)
+    return structures, map_table(out)
+
+
+def map_table(rows: Sequence[MapRow]) -> pa.Table:
+    """`layer_maps` rows as its Arrow table, column by column in the schema's order."""
+    columns = [pa.array([getattr(r, f.name) for r in rows], f.type) for f in LAYER_MAPS]
+    return pa.Table.from_arrays(columns, schema=LAYER_MAPS)
 
 
 def known_partial_maps(con: duckdb.DuckDBPyConnection, models: Iterable[ModelKey]) -> list[PartialPair]:

@@ -315,14 +315,27 @@ def model_layout(con: duckdb.DuckDBPyConnection, key: tuple[str, str]) -> str | 
     return str(got[0][0]) if got else None
 
 
-def role_matrices(con: duckdb.DuckDBPyConnection, key: tuple[str, str], role: str) -> list[dict[str, Any]]:
-    """The dense (non-expert) per-layer weight matrices of one role, by layer: name, file, layout, shape."""
-    rel = con.sql(
+@dataclass(frozen=True)
+class StoredMatrix:
+    """Where one layer's weight matrix of a stored model lies: its tensor, file, layout and shape."""
+
+    layer: int
+    name: str
+    file: str
+    transposed: bool  # stored [in, out] instead of PyTorch Linear's [out, in]
+    shape: tuple[int, ...]
+
+
+def role_matrices(con: duckdb.DuckDBPyConnection, key: tuple[str, str], role: str) -> list[StoredMatrix]:
+    """The dense (non-expert) per-layer weight matrices of one role, by layer."""
+    rows = con.sql(
         "SELECT layer, name, file, transposed, shape FROM tensors WHERE repo_id = $r AND revision = $v "
         "AND role = $role AND kind = 'weight' AND expert IS NULL AND layer IS NOT NULL ORDER BY layer",
         params={"r": key[0], "v": key[1], "role": role},
-    )
-    return list(rel.to_arrow_table().to_pylist())
+    ).fetchall()
+    return [
+        StoredMatrix(int(layer), name, file, bool(tr), tuple(shape)) for layer, name, file, tr, shape in rows
+    ]
 
 
 def q_profile(con: duckdb.DuckDBPyConnection, repo_id: str) -> list[tuple[float, float]]:
