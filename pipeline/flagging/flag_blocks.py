@@ -33,7 +33,7 @@ PAIRS_PER_TASK = 10_000
 # One core per task, and DuckDB told so: two tasks each running DuckDB's default thread count on a
 # 2-core node would fight over the cores.
 TASK_CPUS = 1
-# Ray schedules a task only where this much memory is free: DuckDB's own limit (flag.DUCKDB_MEMORY_LIMIT,
+# Ray schedules a task only where this much memory is free: DuckDB's own limit (signal_sql.DUCKDB_MEMORY_LIMIT,
 # 2 GB) plus the task's working rows in Python.
 TASK_MEMORY_BYTES = 3 * 1024**3
 

@@ -1,8 +1,8 @@
 """Flag's working rows kept on disk between its three passes, so the driver holds a unit's rows, not a hub's.
 
-A pair's working row (pipeline.comparison.working_row: every signal, its background, p) with its chance z
-is several kB in Python: 1.4M pairs of a 1M-model hub would be GBs in the driver. Calibration needs every pair of a block before any p-value
-(the background is fitted on them) and the false discovery rate needs every p-value before any flag, so
+A pair's working row (pipeline.comparison.working_row: every signal, its background, p) and its chance z
+are ~1-2 kB in Python: 1.4M pairs of a 1M-model hub would be GBs in the driver. Calibration needs every
+pair of a block before any p-value (the background is fitted on them) and the false discovery rate needs every p-value before any flag, so
 flag scores in three passes over batches written here:
 1. each batch's merged rows and chance z go to a file; a small `FitSample` per pair stays in memory;
 2. backgrounds are fitted on the samples; each batch is read back and calibrated for its log p only
