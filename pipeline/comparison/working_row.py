@@ -139,8 +139,14 @@ class WorkingRow:
         return getattr(self, column)
 
 
-# Every field a signal query may fill (the pair itself and the computed ones are set by scoring only).
-_SQL_FIELDS = frozenset(f.name for f in fields(WorkingRow)) - {"pair", "copy_link"}
+def _sql_fields() -> frozenset[str]:
+    """The fields a signal query may fill: those declared from ``sketch`` to ``matches`` (the pair and the
+    values scoring computes are set by scoring only)."""
+    names = [f.name for f in fields(WorkingRow)]
+    return frozenset(names[names.index("sketch") : names.index("matches") + 1])
+
+
+_SQL_FIELDS = _sql_fields()
 
 
 def _check_signal_fields() -> None:
