@@ -3,6 +3,8 @@ pair of unknown architecture and nothing else: expected pairs, labels, ids and p
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from jobs import fingerprint
@@ -85,6 +87,18 @@ def test_a_drawn_pair_keeps_its_background_label_when_lsh_finds_it_too(store):
     # more draws than the block has pairs: every pair is drawn, each once
     rows = candidate_pairs(con, {"exhaustive_max": 0, "background_pairs": 50})
     assert len(rows) == 3 and {c.via for c in rows} == {"background"}
+
+
+def test_every_column_the_candidate_queries_return_is_a_field_of_the_record(store):
+    con = connect(store)
+    candidate_pairs(con, {"exhaustive_max": 300})  # builds the step tables the last file joins
+    fields = {f.name for f in dataclasses.fields(CandidatePair)}
+    for name in ("compute_candidate_pairs", "compute_layout_candidate_pairs"):
+        rows = fetch_rows(con, name, {"exhaustive_max": 300} if "layout" in name else None)
+        assert rows and set(rows[0]) <= fields, name
+        assert [CandidatePair.from_row(r).key for r in rows] == [
+            (r["a_repo_id"], r["a_revision"], r["b_repo_id"], r["b_revision"]) for r in rows
+        ]
 
 
 def test_a_parameter_no_step_declares_is_refused(store):
