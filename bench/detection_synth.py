@@ -196,11 +196,12 @@ def _one(store: str, mode: str, extra_path: str) -> None:
     """
     from pipeline.config import Settings
     from pipeline.flagging import engine as flag
+    from pipeline.flagging import signal_sql
 
     t0 = time.perf_counter()
     if mode == "exhaustive":
         # the exhaustive baseline needs more than the production limit (500k pairs at 1000 models)
-        flag.DUCKDB_MEMORY_LIMIT = "8GB"
+        signal_sql.DUCKDB_MEMORY_LIMIT = "8GB"
         rows = flag.run(Settings(store=store), exhaustive_max=10**9).rows
     elif mode == "strata":
         extra = [tuple(k) for k in json.loads(Path(extra_path).read_text())]

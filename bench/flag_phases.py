@@ -31,9 +31,9 @@ MB = 1024 * 1024
 # resident set seen when one of its calls returned.
 PHASES = (
     (flag, "candidate_pairs", "candidate SQL"),
-    (flag, "fetch_rows", "candidate SQL"),
+    (flag, "fetch_candidates", "candidate SQL"),
     (homes, "write_homes", "homes"),
-    (flag, "add_signals", "signal SQL"),
+    (flag, "batch_signals", "signal SQL"),
     (flag, "merge_rows", "scoring"),
     (flag_rows, "chance_z", "scoring"),
     (flag_rows, "fit_backgrounds", "scoring"),
@@ -58,9 +58,6 @@ def _rss_mb() -> float:
 def _timed(phase: str, fn: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        # add_signals calls fetch_rows too: only the candidate queries are that phase
-        if fn.__name__ == "fetch_rows" and "candidate" not in args[1]:
-            return fn(*args, **kwargs)
         t0 = time.perf_counter()
         out = fn(*args, **kwargs)
         TIMES[phase] = TIMES.get(phase, 0.0) + time.perf_counter() - t0

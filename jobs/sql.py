@@ -5,13 +5,12 @@ from __future__ import annotations
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pyarrow as pa
 
 from pipeline.config import Settings
 from pipeline.errors import QueryError, StoreError
-from pipeline.storage.duckdb import SqlFile, coerce_param, connect, load_sql, run_sql, shipped_sql
+from pipeline.storage.duckdb import SqlFile, SqlValue, coerce_param, connect, load_sql, run_sql, shipped_sql
 from pipeline.storage.manifest import COMPACT_TABLES, MANIFEST
 from pipeline.storage.parquet import Store
 
@@ -29,7 +28,7 @@ def run(settings: Settings, query: str, raw_params: dict[str, str]) -> pa.Table:
     """
     Store(settings.store).init()
     sql = _as_sql(query)
-    params: dict[str, Any] = {k: coerce_param(sql, k, v) for k, v in raw_params.items()}
+    params: dict[str, SqlValue] = {k: coerce_param(sql, k, v) for k, v in raw_params.items()}
     con = connect(settings.store)
     rel = run_sql(con, sql, params)
     return rel.to_arrow_table() if rel is not None else pa.table({})

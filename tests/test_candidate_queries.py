@@ -3,9 +3,12 @@ pair of unknown architecture and nothing else: expected pairs, labels, ids and p
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from jobs import fingerprint
+from pipeline.comparison.candidates import CandidatePair
 from pipeline.config import Settings
 from pipeline.errors import QueryError
 from pipeline.storage.duckdb import candidate_pairs, connect, fetch_rows, use_candidates
@@ -30,6 +33,10 @@ def _pairs(rows: list[dict]) -> set[frozenset[str]]:
     return {frozenset((r["a_repo_id"], r["b_repo_id"])) for r in rows}
 
 
+def _candidate_pairs(pairs: list[CandidatePair]) -> set[frozenset[str]]:
+    return {frozenset((c.a_repo_id, c.b_repo_id)) for c in pairs}
+
+
 def _table(con, name: str) -> list[dict]:
     return con.sql(f"SELECT * FROM {name}").to_arrow_table().to_pylist()
 
@@ -49,15 +56,15 @@ def test_known_architectures_are_blocked_by_hidden_size(store):
 
 def test_a_small_block_gives_every_pair_once_in_key_order(store):
     rows = candidate_pairs(connect(store), {"exhaustive_max": 300})
-    assert _pairs(rows) == BLOCK_384 and len(rows) == 3
-    assert {(r["via"], r["hidden"], r["block_pairs"]) for r in rows} == {("exhaustive", 384, 3)}
-    assert all(r["a_repo_id"] < r["b_repo_id"] for r in rows)
+    assert _candidate_pairs(rows) == BLOCK_384 and len(rows) == 3
+    assert {(c.via, c.hidden, c.block_pairs, c.layout) for c in rows} == {("exhaustive", 384, 3, None)}
+    assert all(c.a_repo_id < c.b_repo_id for c in rows)
 
 
 def test_lsh_finds_the_minilm_family_and_the_screen_can_drop_it(store):
     con = connect(store)
     rows = candidate_pairs(con, {"exhaustive_max": 0, "background_pairs": 0})
-    assert _pairs(rows) == BLOCK_384 and {r["via"] for r in rows} == {"lsh"}
+    assert _candidate_pairs(rows) == BLOCK_384 and {c.via for c in rows} == {"lsh"}
     # two signatures (gain, dim_std) of 384 dims per model, 10 bits at 3 models, a code per band
     sigs = _table(con, "lsh_signatures")
     assert {(r["kind"], r["d"], r["bits"]) for r in sigs} == {("gain", 384, 10), ("dim_std", 384, 10)}
@@ -74,12 +81,24 @@ def test_a_drawn_pair_keeps_its_background_label_when_lsh_finds_it_too(store):
     drawn = _pairs(_table(con, "background_pairs"))
     # one draw; LSH alone finds all three pairs (above), so the drawn one is found both ways
     assert len(drawn) == 1 and drawn < BLOCK_384
-    assert {frozenset((r["a_repo_id"], r["b_repo_id"])): r["via"] for r in rows} == {
+    assert {frozenset((c.a_repo_id, c.b_repo_id)): c.via for c in rows} == {
         p: "background" if p in drawn else "lsh" for p in BLOCK_384
     }
     # more draws than the block has pairs: every pair is drawn, each once
     rows = candidate_pairs(con, {"exhaustive_max": 0, "background_pairs": 50})
-    assert len(rows) == 3 and {r["via"] for r in rows} == {"background"}
+    assert len(rows) == 3 and {c.via for c in rows} == {"background"}
+
+
+def test_every_column_the_candidate_queries_return_is_a_field_of_the_record(store):
+    con = connect(store)
+    candidate_pairs(con, {"exhaustive_max": 300})  # builds the step tables the last file joins
+    fields = {f.name for f in dataclasses.fields(CandidatePair)}
+    for name in ("compute_candidate_pairs", "compute_layout_candidate_pairs"):
+        rows = fetch_rows(con, name, {"exhaustive_max": 300} if "layout" in name else None)
+        assert rows and set(rows[0]) <= fields, name
+        assert [CandidatePair.from_row(r).key for r in rows] == [
+            (r["a_repo_id"], r["a_revision"], r["b_repo_id"], r["b_revision"]) for r in rows
+        ]
 
 
 def test_a_parameter_no_step_declares_is_refused(store):
@@ -99,7 +118,7 @@ def test_candidates_are_numbered_in_key_order_and_materialised_per_batch(store):
     assert keys == sorted(keys) and _pairs(ids) == BLOCK_384
     assert all(models[r["a_mid"]] == r["a_repo_id"] and models[r["b_mid"]] == r["b_repo_id"] for r in ids)
     # given pairs: exactly those, kept as temp tables
-    use_candidates(con, [{**ids[2], "hidden": 384, "via": "requested"}])
+    use_candidates(con, [CandidatePair.from_row({**ids[2], "hidden": 384, "via": "requested"})])
     one = _table(con, "candidate_ids")
     assert [(r["pid"], r["a_repo_id"], r["b_repo_id"]) for r in one] == [
         (1, ids[2]["a_repo_id"], ids[2]["b_repo_id"])

@@ -228,8 +228,8 @@ def test_lineage_edges_keep_every_family_the_exhaustive_run_finds(store, result)
     con = connect(store)
     params = {"exhaustive_max": 0, "background_pairs": 0}
     lsh = candidate_pairs(con, params)
-    assert {r["via"] for r in lsh} == {"lsh"}
-    found = {(r["a_repo_id"], r["b_repo_id"]) for r in lsh}
+    assert {c.via for c in lsh} == {"lsh"}
+    found = {(c.a_repo_id, c.b_repo_id) for c in lsh}
 
     # permuted copies are found only exhaustively: the LSH keys are position-aligned (README); so is a
     # stack's second parent, whose layers sit at other indices behind the first parent's embeddings

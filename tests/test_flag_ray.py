@@ -21,11 +21,12 @@ from typer.testing import CliRunner
 
 from jobs import fingerprint
 from jobs.cli import app
+from pipeline.comparison.candidates import CandidatePair
 from pipeline.config import Settings
 from pipeline.errors import QueryError
 from pipeline.flagging import engine as flag
 from pipeline.flagging import flag_blocks
-from pipeline.storage.compact import compact
+from pipeline.storage.compact import compact, hidden_sizes
 from pipeline.storage.duckdb import connect
 from pipeline.storage.parquet import Store
 from tests.stores import corrupt_column, fingerprinted_store
@@ -74,14 +75,16 @@ def test_block_tasks_on_local_ray_write_the_pairs_one_process_writes(
 def test_batches_keep_to_one_block_and_name_its_compacted_folder(store):
     con = flag.flag_connection(Store(store))
     # every same-hidden pair (views.sql's candidates), as the driver hands them over
-    cand = con.sql("SELECT * FROM candidates").to_arrow_table().to_pylist()
-    batches = list(flag_blocks.batches(cand, [], flag._hidden_sizes(Store(store)), size=40))
+    cand = [
+        CandidatePair.from_row(r) for r in con.sql("SELECT * FROM candidates").to_arrow_table().to_pylist()
+    ]
+    batches = list(flag_blocks.batches(cand, [], hidden_sizes(Store(store)), size=40))
     assert sum(len(b.by_hidden) for b in batches) == len(cand)
-    assert len(batches) > len({c["hidden"] for c in cand})  # the large block went into several
+    assert len(batches) > len({c.hidden for c in cand})  # the large block went into several
     for b in batches:
         assert len(b.by_hidden) <= 40
-        assert len({c["hidden"] for c in b.by_hidden}) == 1
-        assert b.blocks == {f"block-{b.by_hidden[0]['hidden']}"}
+        assert len({c.hidden for c in b.by_hidden}) == 1
+        assert b.blocks == {f"block-{b.by_hidden[0].hidden}"}
 
 
 def test_a_block_connection_reads_only_that_blocks_compacted_parts_and_the_loose_files(store):
@@ -134,7 +137,10 @@ def test_a_failed_task_raises_its_own_one_line_error(store, ray_session, tmp_pat
     shutil.copytree(store, copy)
     part = _corrupt_column(copy, "sketch")
     con = flag.flag_connection(Store(copy))
-    cand = con.sql("SELECT * FROM candidates LIMIT 20").to_arrow_table().to_pylist()
+    cand = [
+        CandidatePair.from_row(r)
+        for r in con.sql("SELECT * FROM candidates LIMIT 20").to_arrow_table().to_pylist()
+    ]
     # a task whose unit reads the corrupt part: its signal SQL fails in the worker
     task = flag_blocks._signals_task.remote(
         str(copy), flag_blocks.Batch(frozenset(), cand, files=(str(part),), home_store=str(copy))

@@ -175,7 +175,7 @@ def test_weights_of_a_served_folder_are_read_from_it_and_a_gone_one_is_one_line(
     hub.log.clear()
     (matrix,) = read_whole(con, mirrored, key, wanted, "mlp_up")
     with safe_open(testbed / MINILM / "model.safetensors", "numpy") as f:
-        assert np.array_equal(matrix, f.get_tensor(wanted[0]["name"]))
+        assert np.array_equal(matrix, f.get_tensor(wanted[0].name))
     assert not [r for r in hub.log if r.path.endswith(".safetensors")]  # from the folder, not the server
     (served / MINILM).unlink()
     with pytest.raises(RepoMissing) as gone:

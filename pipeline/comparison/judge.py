@@ -9,18 +9,14 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from pipeline.comparison.direction import DECLARED, Edge, ModelFacts, direct
 from pipeline.comparison.licences import edge_finding
-from pipeline.comparison.records import ScoredPair, signal_values, stored_fields
+from pipeline.comparison.records import ScoredPair, signal_values
 from pipeline.comparison.structure import PairStructure
 from pipeline.comparison.verdicts import decide
+from pipeline.comparison.working_row import WorkingRow
 from pipeline.keys import ModelKey, PairKey
-
-# The columns judging sets; every other stored column comes from the scorer's working row.
-_JUDGED = ("verdict", "reason", "obfuscation", "structure", "a_license", "b_license", "parent", "parent_how",
-           "license_finding", "license_reason", "parent_evidence", "declared_finding")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -44,7 +40,7 @@ _NO_LICENCE = ModelLicence(None, None, ())
 
 
 def judge_pairs(
-    rows: list[dict[str, Any]],
+    rows: list[WorkingRow],
     structures: Mapping[PairKey, PairStructure] | None = None,
     derived: Mapping[PairKey, str] | None = None,
     licences: Mapping[ModelKey, ModelLicence] | None = None,
@@ -64,39 +60,82 @@ def judge_pairs(
     return out
 
 
+@dataclass(frozen=True)
+class _EdgeColumns:
+    """The columns a flagged pair's edge sets: its direction and the licence finding along it."""
+
+    parent: str | None = None
+    parent_how: str | None = None
+    parent_evidence: str | None = None
+    declared_finding: str | None = None
+    license_finding: str | None = None
+    license_reason: str | None = None
+
+
 def judge(
-    row: Mapping[str, Any],
+    row: WorkingRow,
     structures: Mapping[PairKey, PairStructure],
     derived: Mapping[PairKey, str],
     licences: Mapping[ModelKey, ModelLicence],
     bases: Mapping[str, tuple[str, ...]],
 ) -> ScoredPair:
     """One scored row's record, its verdict decided here and nowhere else."""
-    key: PairKey = (row["a_repo_id"], row["a_revision"], row["b_repo_id"], row["b_revision"])
+    pair = row.pair
+    key = pair.key
     mapped = structures.get(key)
     structure = mapped.structure if mapped else None
     name, reason, obfuscated = decide(row, structure, mapped.summary if mapped else "")
-    a, b = licences.get(key[:2], _NO_LICENCE), licences.get(key[2:], _NO_LICENCE)
-    edge: dict[str, Any] = {"a_license": a.license, "b_license": b.license}
-    if row.get("flagged"):
-        facts = _Facts(bases, {key[0]: a.facts(key[0], row.get("a_dtype")),
-                                         key[2]: b.facts(key[2], row.get("b_dtype"))})  # fmt: skip
-        score = float(row.get("score") or 0.0)
+    a, b = licences.get(pair.a, _NO_LICENCE), licences.get(pair.b, _NO_LICENCE)
+    edge = _EdgeColumns()
+    if row.flagged:
+        facts = _Facts(bases, {key[0]: a.facts(key[0], row.a_dtype), key[2]: b.facts(key[2], row.b_dtype)})
+        score = float(row.score or 0.0)
         way = direct(Edge(key[0], key[2], name, score, structure, derived.get(key)), facts)
         parent = parent_side(key[0], key[2], way.parent, way.kind, way.how)
-        found = edge_finding(key[0], a.license, key[2], b.license, parent, bool(row.get("declared")))
-        edge |= {"parent": parent, "parent_how": way.how, "parent_evidence": way.kind,
-                 "declared_finding": way.finding, "license_finding": found.kind if found else None,
-                 "license_reason": found.reason if found else None}  # fmt: skip
+        found = edge_finding(key[0], a.license, key[2], b.license, parent, bool(row.declared))
+        edge = _EdgeColumns(parent, way.how, way.kind, way.finding, found.kind if found else None,
+                            found.reason if found else None)  # fmt: skip
     return ScoredPair(
-        **stored_fields(row, _JUDGED),
-        **edge,
+        a_repo_id=pair.a_repo_id,
+        a_revision=pair.a_revision,
+        b_repo_id=pair.b_repo_id,
+        b_revision=pair.b_revision,
+        hidden=pair.hidden,
+        via=pair.via,
+        layout=pair.layout,
+        compared=row.compared,
+        a_layers=row.a_layers,
+        b_layers=row.b_layers,
+        a_dtype=row.a_dtype,
+        b_dtype=row.b_dtype,
         by_signal=signal_values(row),
+        sketch_same=row.sketch_same,
+        sketch_identical=row.sketch_identical,
+        values_identical=row.values_identical,
+        layer_map=row.layer_map,
+        col_norms_map=row.col_norms_map,
+        signals=row.signals,
+        score=row.score,
+        p=row.p,
+        q=row.q,
+        flagged=row.flagged,
         verdict=name,
         reason=reason,
         obfuscation=obfuscated,
         structure=structure,
-        matches=row.get("matches"),
+        declared=row.declared,
+        declared_how=row.declared_how,
+        background_pairs=row.background_pairs,
+        q_level=row.q_level,
+        a_license=a.license,
+        b_license=b.license,
+        parent=edge.parent,
+        parent_how=edge.parent_how,
+        license_finding=edge.license_finding,
+        license_reason=edge.license_reason,
+        parent_evidence=edge.parent_evidence,
+        declared_finding=edge.declared_finding,
+        matches=row.matches,
     )
 
 

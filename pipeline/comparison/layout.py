@@ -1,4 +1,4 @@
-"""Unknown architectures: the comparability block of a pair and the words its verdict carries.
+"""Unknown architectures: the words a verdict of a pair blocked by tensor layout carries.
 
 A model none of whose tensors the roles table knows has no hidden size to block on, so it is
 blocked by its tensor layout (queries/compute_layout_candidate_pairs.sql) and scored on roles-free
@@ -14,17 +14,11 @@ from typing import Any
 UNKNOWN = "architecture: unknown"
 
 
-def block_key(row: Mapping[str, Any]) -> int | str:
-    """The block a candidate pair belongs to: its layout when the architecture is unknown, else its hidden size."""
-    layout = row.get("layout")
-    return str(layout) if layout else int(row.get("hidden") or 0)
-
-
-def with_compared(row: Mapping[str, Any], reason: str) -> str:
-    """A verdict's reason, followed for an unknown architecture by what was compared."""
-    if not row.get("layout"):
+def with_compared(reason: str, layout: str | None, compared: str | None) -> str:
+    """A verdict's reason, followed for an unknown architecture (a pair blocked by ``layout``) by what was compared."""
+    if not layout:
         return reason
-    return f"{reason} ({row.get('compared') or UNKNOWN + '; no tensors compared'})"
+    return f"{reason} ({compared or UNKNOWN + '; no tensors compared'})"
 
 
 def match_lines(row: Mapping[str, Any]) -> list[str]:

@@ -8,14 +8,16 @@ stored pairs and every printout that lists ``SIGNALS`` without another edit.
 from __future__ import annotations
 
 import operator
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
 import pyarrow as pa
 
+from pipeline.comparison.match_rows import LayerMatch, RoleMatch
 from pipeline.comparison.signals import SIGNALS, signal_columns
+from pipeline.comparison.working_row import WorkingRow
 from pipeline.keys import PairKey
 
 _layer_match = pa.struct([("a_layer", pa.int64()), ("b_layer", pa.int64()), ("r", pa.float64())])
@@ -74,9 +76,9 @@ class ScoredPair(Mapping[str, Any]):
     # fraction of 1-D tensors bit-identical
     values_identical: float | None = field(default=None, metadata=_arrow(pa.float64()))
     # best match per shallow layer
-    layer_map: list[dict[str, Any]] | None = field(default=None, metadata=_arrow(pa.list_(_layer_match)))
+    layer_map: list[LayerMatch] | None = field(default=None, metadata=_arrow(pa.list_(_layer_match)))
     # best col-norm layers per role
-    col_norms_map: list[dict[str, Any]] | None = field(default=None, metadata=_arrow(pa.list_(_role_match)))
+    col_norms_map: list[RoleMatch] | None = field(default=None, metadata=_arrow(pa.list_(_role_match)))
     # decisive signals available
     signals: int | None = field(default=None, metadata=_arrow(pa.int64()))
     # -log10 of the combined p-value
@@ -195,21 +197,16 @@ def pairs_table(records: Sequence[ScoredPair], stamp: Mapping[str, Any] | None =
 
 def pairs_from_table(table: pa.Table) -> list[ScoredPair]:
     """The records a `pairs` table holds (as `pairs_table` wrote them)."""
-    return [_from_row(row) for row in table.to_pylist()]
+    return [pair_from_row(row) for row in table.to_pylist()]
 
 
-def _from_row(row: Mapping[str, Any]) -> ScoredPair:
+def pair_from_row(row: Mapping[str, Any]) -> ScoredPair:
+    """The record of one `pairs` table row (as `pairs_table` wrote it)."""
     by_signal = tuple(SignalValue(*(row.get(c) for c in signal_columns(name))) for name in SIGNALS)
     values: dict[str, Any] = {name: row.get(name) for name in _STORED}
     return ScoredPair(by_signal=by_signal, **values)
 
 
-def signal_values(row: Mapping[str, Any]) -> tuple[SignalValue, ...]:
+def signal_values(row: WorkingRow) -> tuple[SignalValue, ...]:
     """Every signal's values out of a scorer's working row, in the signal table's order."""
-    return tuple(SignalValue(*(row.get(c) for c in signal_columns(name))) for name in SIGNALS)
-
-
-def stored_fields(row: Mapping[str, Any], names: Iterable[str] = ()) -> dict[str, Any]:
-    """A working row's values of the record's stored fields (``names`` left out: the caller sets them)."""
-    skip = set(names)
-    return {name: row.get(name) for name in _STORED if name not in skip}
+    return tuple(SignalValue(*(row.value(c) for c in signal_columns(name))) for name in SIGNALS)

@@ -1,7 +1,8 @@
-"""Score candidate pairs: merge the SQL signals, calibrate each against its block, combine, flag.
+"""Score candidate pairs: complete their working rows, calibrate each signal against its block, combine, flag.
 
-Pure python over working rows (the DuckDB side lives in pipeline/flagging/engine.py, the verdict in judge.py), so the
-same code scores a whole sweep and the single pair of ``hubscan compare``.
+Pure python over working rows (pipeline.comparison.working_row): the DuckDB side lives in
+pipeline/flagging/engine.py, the passes over a hub's rows in pipeline/flagging/flag_rows.py, the verdict in
+judge.py, so the same code scores a whole sweep and the single pair of ``hubscan compare``.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from pipeline.comparison import chance
 from pipeline.comparison.calibrate import (
     BACKGROUND_Z,
@@ -20,14 +23,14 @@ from pipeline.comparison.calibrate import (
     acat,
     fit_data_only,
     fit_shrunk,
-    log_benjamini_hochberg,
     log_tail,
     with_range,
 )
-from pipeline.comparison.layout import block_key
+from pipeline.comparison.candidates import CandidatePair
 from pipeline.comparison.lineage import declared
 from pipeline.comparison.signals import DECISIVE, signal_columns
 from pipeline.comparison.std_profile import std_profile_r_z, zscored
+from pipeline.comparison.working_row import WorkingRow
 from pipeline.keys import ModelKey, PairKey
 
 # The false discovery rate flags are controlled at across one run.
@@ -53,66 +56,31 @@ class ModelInfo:
 
 
 @dataclass
-class PairInputs:
-    """Rows of the compute_*.sql files and list_std_profiles.sql, plus the models they name."""
+class BatchSignals:
+    """One batch's working rows (a row per candidate, its signal columns filled by the compute_*.sql files)
+    and the std profiles of its models (list_std_profiles.sql): what a Ray task sends back."""
 
-    candidates: list[dict[str, Any]]
-    sketch: list[dict[str, Any]] = field(default_factory=list)
-    dims: list[dict[str, Any]] = field(default_factory=list)
-    tokens: list[dict[str, Any]] = field(default_factory=list)
-    sorted_vectors: list[dict[str, Any]] = field(default_factory=list)  # compute_sorted_scores.sql
+    rows: dict[PairKey, WorkingRow] = field(default_factory=dict)
     profiles: dict[ModelKey, dict[str, list[float]]] = field(default_factory=dict)
-    models: dict[ModelKey, ModelInfo] = field(default_factory=dict)
-    # the signal rows merged per pair as they arrive (`add_signal_rows`), so a run holds one dict per pair
-    # instead of one per pair and signal table
-    signals: dict[PairKey, dict[str, Any]] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, candidates: Iterable[CandidatePair]) -> BatchSignals:
+        """Empty rows for these candidates, in their order (the first of a repeated pair kept)."""
+        out = cls()
+        for c in candidates:
+            out.rows.setdefault(c.key, WorkingRow(c))
+        return out
 
     def add_signal_rows(self, rows: Iterable[Mapping[str, Any]]) -> None:
-        """Merge one signal table's rows (their non-null values) into ``signals``; a later table wins."""
+        """One signal query's rows into the working rows of their pairs (non-null values; a later query wins).
+
+        Raises:
+            QueryError: a row has a column the working row has no field for.
+        """
         for r in rows:
-            merged = self.signals.setdefault(pair_key(r), {})
-            merged.update({k: v for k, v in r.items() if v is not None})
-
-    def add_signals_of(self, other: PairInputs) -> None:
-        """Merge another batch's signals and std profiles (a Ray task's) after those already here."""
-        for pk, values in other.signals.items():
-            self.signals.setdefault(pk, {}).update(values)
-        for key, roles in other.profiles.items():
-            self.profiles.setdefault(key, roles)
-
-
-def pair_key(row: Mapping[str, Any]) -> PairKey:
-    """The (a_repo_id, a_revision, b_repo_id, b_revision) of a row."""
-    return (row["a_repo_id"], row["a_revision"], row["b_repo_id"], row["b_revision"])
-
-
-def score_pairs(
-    inputs: PairInputs,
-    q_level: float = DEFAULT_Q,
-    known_unrelated: Iterable[frozenset[str]] = (),
-    tests: int | None = None,
-) -> list[dict[str, Any]]:
-    """One working row per candidate pair with every signal, its background and p-value, q-value and flag.
-
-    The verdict is not decided here: it waits for the layer/expert maps of the flagged pairs
-    (pipeline.comparison.judge decides it once, from the row and the map).
-
-    ``known_unrelated`` holds {repo_a, repo_b} sets always counted in the background; ``tests`` is
-    how many pairs the false discovery rate is controlled over (every comparable pair, when only
-    candidates were scored). ``inputs`` is consumed: its candidates, signals and profiles are emptied
-    into the rows. `hubscan flag` runs the same steps batch by batch (pipeline/flagging/engine.py).
-    """
-    links = copy_links(inputs.models)
-    inputs.candidates += copy_pairs(inputs.candidates, links)
-    rows = merge_rows(inputs, links)
-    known = set(known_unrelated)
-    # scoring's own working values, beside the rows and never in them
-    zcs = [chance_z(row) for row in rows]
-    fitted = fit_backgrounds([fit_sample(row, zc, known) for row, zc in zip(rows, zcs, strict=True)])
-    log_ps = [calibrate(row, zc, fitted) for row, zc in zip(rows, zcs, strict=True)]
-    del zcs
-    set_flags(rows, log_benjamini_hochberg(log_ps, tests), q_level, declared_bases(inputs.models))
-    return rows
+            row = self.rows.get((r["a_repo_id"], r["a_revision"], r["b_repo_id"], r["b_revision"]))
+            if row is not None:  # the queries read only this batch's candidates
+                row.take(r)
 
 
 def declared_bases(models: Mapping[ModelKey, ModelInfo]) -> dict[str, tuple[str, ...]]:
@@ -121,7 +89,7 @@ def declared_bases(models: Mapping[ModelKey, ModelInfo]) -> dict[str, tuple[str,
 
 
 def set_flags(
-    rows: Iterable[dict[str, Any]],
+    rows: Iterable[WorkingRow],
     log_qs: Iterable[float],
     q_level: float,
     bases: Mapping[str, tuple[str, ...]],
@@ -129,10 +97,10 @@ def set_flags(
     """Each row's q-value (from its BH-adjusted log q), flag, and whether a model card declares the link."""
     for row, log_q in zip(rows, log_qs, strict=True):
         q = _p_of(log_q)
-        row["q"] = q
-        row["q_level"] = q_level
-        row["flagged"] = bool(row["copy_link"] or q <= q_level)
-        row["declared"], row["declared_how"] = declared(row["a_repo_id"], row["b_repo_id"], bases)
+        row.q = q
+        row.q_level = q_level
+        row.flagged = bool(row.copy_link or q <= q_level)
+        row.declared, row.declared_how = declared(row.pair.a_repo_id, row.pair.b_repo_id, bases)
 
 
 def copy_links(models: Mapping[ModelKey, ModelInfo]) -> set[PairKey]:
@@ -148,94 +116,79 @@ def copy_links(models: Mapping[ModelKey, ModelInfo]) -> set[PairKey]:
     return links
 
 
-def copy_pairs(cand: Iterable[Mapping[str, Any]], links: Collection[PairKey]) -> list[dict[str, Any]]:
-    """Candidate rows for the byte-identical copies (``links``, from `copy_links`) no candidate query
+def copy_pairs(cand: Iterable[CandidatePair], links: Collection[PairKey]) -> list[CandidatePair]:
+    """Candidates for the byte-identical copies (``links``, from `copy_links`) no candidate query
     proposed, in the block of their model."""
     have = set()
-    block_of: dict[ModelKey, tuple[Any, Any]] = {}  # (hidden, layout) of every candidate model
+    block_of: dict[ModelKey, tuple[int | None, str | None]] = {}  # (hidden, layout) of every candidate model
     for c in cand:
-        k = pair_key(c)
-        have.add(k)
-        block_of[k[:2]] = block_of[k[2:]] = (c.get("hidden"), c.get("layout"))
+        have.add(c.key)
+        block_of[c.a] = block_of[c.b] = (c.hidden, c.layout)
     out = []
     for pk in sorted(set(links) - have):
         hidden, layout = block_of.get(pk[:2]) or block_of.get(pk[2:]) or (None, None)
-        out.append({"a_repo_id": pk[0], "a_revision": pk[1], "b_repo_id": pk[2], "b_revision": pk[3],
-                    "hidden": hidden, "layout": layout, "via": "copy_of"})  # fmt: skip
+        out.append(CandidatePair.of(pk, hidden, "copy_of", layout))
     return out
 
 
-def merge_rows(inputs: PairInputs, links: Collection[PairKey]) -> list[dict[str, Any]]:
-    """Join the signal tables on the candidates' pair keys; mark the byte-identical copies among them."""
-    by_key: dict[PairKey, dict[str, Any]] = {}
-    # consumed from the end of the reversed list: each candidate dict is freed once copied (unless the
-    # caller still holds it), so a million pairs are not held twice
-    inputs.candidates.reverse()
-    while inputs.candidates:
-        cand = inputs.candidates.pop()
-        k = pair_key(cand)
-        by_key.setdefault(k, {**cand, "copy_link": k in links})
-    for table in (inputs.sketch, inputs.dims, inputs.tokens, inputs.sorted_vectors):
-        for r in table:
-            if pair_key(r) in by_key:
-                by_key[pair_key(r)].update({k: v for k, v in r.items() if v is not None})
-    for pk, values in inputs.signals.items():
-        if pk in by_key:
-            by_key[pk].update(values)
-    inputs.signals.clear()  # consumed: the rows hold the values now, and a million pairs are ~GBs
-    rows = list(by_key.values())
-    profiles: dict[ModelKey, dict[str, Any]] = {}
-    while inputs.profiles:  # consumed one model at a time, so raw and z-scored lists never both whole
-        key, roles = inputs.profiles.popitem()
+def merge_rows(
+    batch: BatchSignals, models: Mapping[ModelKey, ModelInfo], links: Collection[PairKey]
+) -> list[WorkingRow]:
+    """A batch's working rows completed: the byte-identical copies marked, the models' dtypes and
+    vocabularies, the std profiles compared, and each signal's n as the pairs table counts it."""
+    rows = list(batch.rows.values())
+    batch.rows.clear()  # the list holds them now
+    profiles: dict[ModelKey, dict[str, np.ndarray]] = {}
+    while batch.profiles:  # consumed one model at a time, so raw and z-scored lists never both whole
+        key, roles = batch.profiles.popitem()
         profiles[key] = zscored(roles)
     for row in rows:
-        ka, kb = (row["a_repo_id"], row["a_revision"]), (row["b_repo_id"], row["b_revision"])
-        ma, mb = inputs.models.get(ka, ModelInfo()), inputs.models.get(kb, ModelInfo())
-        row["a_dtype"], row["b_dtype"] = ma.dtype, mb.dtype
-        row["a_vocab"], row["b_vocab"] = ma.vocab, mb.vocab
-        row["std_profile"], row["std_profile_n"] = std_profile_r_z(profiles.get(ka, {}), profiles.get(kb, {}))
+        ka, kb = row.pair.a, row.pair.b
+        ma, mb = models.get(ka, ModelInfo()), models.get(kb, ModelInfo())
+        row.copy_link = row.key in links
+        row.a_dtype, row.b_dtype = ma.dtype, mb.dtype
+        row.a_vocab, row.b_vocab = ma.vocab, mb.vocab
+        row.std_profile, row.std_profile_n = std_profile_r_z(profiles.get(ka, {}), profiles.get(kb, {}))
         # SQL gives vector widths as *_n; the pairs table counts what its n_counts says
-        for s in ("gain", "dim_std", "col_norms"):
-            row[f"{s}_width"] = row.get(f"{s}_width", row.get(f"{s}_n"))
-        row["gain_n"], row["dim_std_n"] = _int(row["gain_width"]), _int(row["dim_std_width"])
-        row["col_norms_n"] = _int(row.get("col_norms_roles"))
-        row["tokens_n"] = row.get("tokens_shared")
-        row["sorted_n"] = _int(row.get("sorted_vectors"))
+        row.gain_width, row.dim_std_width, row.col_norms_width = row.gain_n, row.dim_std_n, row.col_norms_n
+        row.gain_n, row.dim_std_n = _int(row.gain_width), _int(row.dim_std_width)
+        row.col_norms_n = _int(row.col_norms_roles)
+        row.tokens_n = row.tokens_shared
+        row.sorted_n = _int(row.sorted_vectors)
     return rows
 
 
-def chance_z(row: dict[str, Any]) -> dict[str, float]:
+def chance_z(row: WorkingRow) -> dict[str, float]:
     """Each decisive signal's chance-level z (the prior), before any data background; counts them in the row."""
     zc = {}
     for s in DECISIVE:
         params = _prior_params(s, row)
-        if row.get(s) is None or params is None:
+        value = row.value(s)
+        if value is None or params is None:
             continue
-        zc[s] = chance.z_from_log_p(chance.prior_log_p(s, float(row[s]), *params))
-    row["signals"] = len(zc)
+        zc[s] = chance.z_from_log_p(chance.prior_log_p(s, float(value), *params))
+    row.signals = len(zc)
     return zc
 
 
-def _prior_params(signal: str, row: Mapping[str, Any]) -> tuple[float, int, int, int] | None:
+def _prior_params(signal: str, row: WorkingRow) -> tuple[float, int, int, int] | None:
     """(n, tries, roles, layers) of a signal's chance null; None when the signal has too few values."""
     if signal == "sketch":
-        n, roles, layers = row.get("sketch_len"), row.get("sketch_roles"), row.get("sketch_layers")
-        deep = max(row.get("a_layers") or 1, row.get("b_layers") or 1)
+        n, roles, layers = row.sketch_len, row.sketch_roles, row.sketch_layers
+        deep = max(row.a_layers or 1, row.b_layers or 1)
         return None if n is None else (float(n), int(deep), _int(roles) or 1, _int(layers) or 1)
     if signal == "col_norms":
-        return _maybe(
-            row.get("col_norms_width"), _int(row.get("col_norms_tries")), _int(row.get("col_norms_roles"))
-        )
+        return _maybe(row.col_norms_width, _int(row.col_norms_tries), _int(row.col_norms_roles))
     if signal == "sorted":
-        width, vectors = row.get("sorted_width"), _int(row.get("sorted_vectors"))
+        width, vectors = row.sorted_width, _int(row.sorted_vectors)
         return None if width is None or not vectors else (float(width), 1, vectors, 1)
     if signal == "tokens":
         # rows of one model share a mean direction: count one row's width, not every value
-        return _maybe(row.get("tokens_cols"), 1, 1)
-    return _maybe(row.get(f"{signal}_width"), 1, 1)
+        return _maybe(row.tokens_cols, 1, 1)
+    return _maybe(row.value(f"{signal}_width"), 1, 1)
 
 
-def _maybe(n: Any, tries: int | None, roles: int | None) -> tuple[float, int, int, int] | None:
+def _maybe(n: float | None, tries: int | None, roles: int | None) -> tuple[float, int, int, int] | None:
     if n is None or float(n) < chance.MIN_VALUES:
         return None
     return float(n), tries or 1, roles or 1, 1
@@ -243,7 +196,7 @@ def _maybe(n: Any, tries: int | None, roles: int | None) -> tuple[float, int, in
 
 @dataclass(frozen=True, slots=True)
 class FitSample:
-    """What fitting a block's backgrounds needs of one pair: ~0.3 kB instead of its ~6 kB working row, so
+    """What fitting a block's backgrounds needs of one pair: ~0.3 kB, a fraction of its working row, so
     `hubscan flag` keeps every pair's sample while the rows themselves wait on disk."""
 
     key: PairKey
@@ -256,20 +209,18 @@ class FitSample:
     std_profile: float | None
 
 
-def fit_sample(
-    row: Mapping[str, Any], zc: Mapping[str, float], known: Collection[frozenset[str]]
-) -> FitSample:
+def fit_sample(row: WorkingRow, zc: Mapping[str, float], known: Collection[frozenset[str]]) -> FitSample:
     """A scored row's sample for `fit_backgrounds`."""
-    is_known = frozenset((row["a_repo_id"], row["b_repo_id"])) in known
+    is_known = frozenset((row.pair.a_repo_id, row.pair.b_repo_id)) in known
     return FitSample(
-        key=pair_key(row),
-        block=block_key(row),
-        unselected=row.get("via") in UNSELECTED_VIA or is_known,
+        key=row.key,
+        block=row.pair.block,
+        unselected=row.pair.via in UNSELECTED_VIA or is_known,
         known=is_known,
-        copy_link=bool(row["copy_link"]),
+        copy_link=row.copy_link,
         z=tuple(zc.get(s) for s in DECISIVE),
-        values=tuple(row.get(s) for s in DECISIVE),
-        std_profile=row.get("std_profile"),
+        values=tuple(row.value(s) for s in DECISIVE),
+        std_profile=row.std_profile,
     )
 
 
@@ -302,39 +253,40 @@ def fit_backgrounds(samples: Sequence[FitSample]) -> dict[tuple[int | str, str],
 
 
 def calibrate(
-    row: dict[str, Any], zc: Mapping[str, float], fitted: Mapping[tuple[int | str, str], Background]
+    row: WorkingRow, zc: Mapping[str, float], fitted: Mapping[tuple[int | str, str], Background]
 ) -> float:
     """Per-signal p-values and background ranges against the block's null; combined score and p (its log returned)."""
-    hidden = block_key(row)
+    hidden = row.pair.block
     log_ps: list[float] = []
-    row["background_pairs"] = 0
+    row.background_pairs = 0
     for s in DECISIVE:
         _, _, lo, hi, p = signal_columns(s)
         bg = fitted.get((hidden, s))
         params = _prior_params(s, row)
         if bg is None or params is None:
             continue
-        row["background_pairs"] = max(row["background_pairs"], bg.pairs)
+        row.background_pairs = max(row.background_pairs, bg.pairs)
         if bg.lo is not None and bg.hi is not None:
-            row[lo], row[hi] = bg.lo, bg.hi
+            setattr(row, lo, bg.lo)
+            setattr(row, hi, bg.hi)
         else:
-            row[lo] = chance.value_at_z(s, bg.delta - BACKGROUND_Z * bg.sigma, *params)
-            row[hi] = chance.value_at_z(s, bg.delta + BACKGROUND_Z * bg.sigma, *params)
+            setattr(row, lo, chance.value_at_z(s, bg.delta - BACKGROUND_Z * bg.sigma, *params))
+            setattr(row, hi, chance.value_at_z(s, bg.delta + BACKGROUND_Z * bg.sigma, *params))
         if s in zc:
             lp = log_tail(zc[s], bg)
-            row[p] = _p_of(lp)
+            setattr(row, p, _p_of(lp))
             log_ps.append(lp)
     std_bg = fitted.get((hidden, "std_profile"))
     if std_bg is not None:
-        row["std_profile_bg_lo"] = std_bg.lo
-        row["std_profile_bg_hi"] = std_bg.hi
-        if row["std_profile"] is not None:
-            lp = log_tail(chance.fisher_z(row["std_profile"]), std_bg)
-            row["std_profile_p"] = _p_of(lp)
+        row.std_profile_bg_lo = std_bg.lo
+        row.std_profile_bg_hi = std_bg.hi
+        if row.std_profile is not None:
+            lp = log_tail(chance.fisher_z(row.std_profile), std_bg)
+            row.std_profile_p = _p_of(lp)
     # byte-identical files (copy_of) have p = 0 exactly: score inf
-    log_p = -math.inf if row["copy_link"] else acat(log_ps)
-    row["p"] = _p_of(log_p)
-    row["score"] = -log_p / math.log(10.0) if log_p < 0.0 else 0.0
+    log_p = -math.inf if row.copy_link else acat(log_ps)
+    row.p = _p_of(log_p)
+    row.score = -log_p / math.log(10.0) if log_p < 0.0 else 0.0
     return log_p
 
 
@@ -343,5 +295,5 @@ def _p_of(log_p: float) -> float:
     return max(MIN_P, math.exp(log_p)) if log_p > -math.inf else MIN_P
 
 
-def _int(v: Any) -> int | None:
+def _int(v: float | None) -> int | None:
     return None if v is None else round(float(v))

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from pipeline.comparison.layout import with_compared
+from pipeline.comparison.working_row import WorkingRow
 
 EXACT_COPY = "exact copy"
 VOCAB_COPY = "copy with vocabulary pruned/extended"
@@ -143,12 +142,12 @@ def cast_band(dtype: str | None) -> float:
     return max((band for prefix, band in CAST_DEV_BY_DTYPE if d.startswith(prefix)), default=0.0)
 
 
-def verdict(row: Mapping[str, Any]) -> tuple[str, str]:
+def verdict(row: WorkingRow) -> tuple[str, str]:
     """(verdict, reason) of one scored pair; the row carries the signals and ``flagged``."""
-    if row.get("copy_link"):
+    if row.copy_link:
         return EXACT_COPY, "byte-identical weight files (copy_of)"
-    signals = int(row.get("signals") or 0)
-    if not row.get("flagged"):
+    signals = int(row.signals or 0)
+    if not row.flagged:
         if signals == 0:
             return INSUFFICIENT, "no decisive signal could be computed (no shared shapes or embeddings)"
         return UNRELATED, "no combination of signals beats its background at the chosen q"
@@ -156,11 +155,11 @@ def verdict(row: Mapping[str, Any]) -> tuple[str, str]:
     hidden = obfuscation(row)
     if hidden is not None:
         return (REPARAM_FINE_TUNE if _moved_after_reparam(row) else REPARAM), hidden
-    sketch, same = row.get("sketch"), row.get("sketch_same")
-    same_depth = row.get("a_layers") == row.get("b_layers") and row.get("map_is_identity") is not False
+    sketch, same = row.sketch, row.sketch_same
+    same_depth = row.a_layers == row.b_layers and row.map_is_identity is not False
     if same_depth and same is not None:
-        if (row.get("sketch_identical") or 0.0) >= t["exact_identical"].value:
-            va, vb = row.get("a_vocab"), row.get("b_vocab")
+        if (row.sketch_identical or 0.0) >= t["exact_identical"].value:
+            va, vb = row.a_vocab, row.b_vocab
             if va and vb and va != vb:
                 return VOCAB_COPY, (
                     f"every same-index matrix bit-identical, vocabularies of {va:,} and {vb:,} rows: "
@@ -168,7 +167,7 @@ def verdict(row: Mapping[str, Any]) -> tuple[str, str]:
                 )
             return EXACT_COPY, "every same-index matrix has bit-identical sampled values"
         # before the cast check: a merge's untouched matrices carry the median r
-        delta = row.get("delta")
+        delta = row.delta
         if delta is not None and delta.rank is not None:
             return LOW_RANK_FINE_TUNE, delta.low_rank_reason()
         if delta is not None and delta.partial and delta.dev > cast_bands(row)[0]:
@@ -186,16 +185,16 @@ def verdict(row: Mapping[str, Any]) -> tuple[str, str]:
     return SAME_LINEAGE, "matrices at chance but per-dimension or token-aligned statistics shared"
 
 
-def cast_bands(row: Mapping[str, Any]) -> tuple[float, str]:
+def cast_bands(row: WorkingRow) -> tuple[float, str]:
     """1 - r the two sides' storage dtypes explain together, and the coarser dtype.
 
     Siblings (two casts of one base) each carry their own rounding, so the bands add up.
     """
-    a, b = row.get("a_dtype"), row.get("b_dtype")
+    a, b = row.a_dtype, row.b_dtype
     return cast_band(a) + cast_band(b), str(max((a, b), key=cast_band))
 
 
-def _cast_reason(row: Mapping[str, Any], dev: float) -> str | None:
+def _cast_reason(row: WorkingRow, dev: float) -> str | None:
     """Why matrices at 1 - r = dev are a cast or quantisation of the same weights, or None."""
     t = THRESHOLDS
     band, dtype = cast_bands(row)
@@ -203,7 +202,7 @@ def _cast_reason(row: Mapping[str, Any], dev: float) -> str | None:
         return f"1 - r = {dev:.1e}, within what rounding to {dtype} explains"
     if dev > t["cast_max_dev"].value:
         return None
-    if (row.get("values_identical") or 0.0) >= t["weight_only_values"].value:
+    if (row.values_identical or 0.0) >= t["weight_only_values"].value:
         return f"norms and biases bit-identical, matrices at 1 - r = {dev:.1e}: weight-only quantisation"
     vec_dev = _vector_dev(row)
     if vec_dev is not None and vec_dev <= t["vector_rounding_max"].value:
@@ -214,13 +213,13 @@ def _cast_reason(row: Mapping[str, Any], dev: float) -> str | None:
     return None
 
 
-def _vector_dev(row: Mapping[str, Any]) -> float | None:
+def _vector_dev(row: WorkingRow) -> float | None:
     """1 - r of the sorted 1-D tensors (scale- and permutation-blind), or None when not computed."""
-    value = row.get("sorted")
+    value = row.sorted
     return None if value is None else max(0.0, 1.0 - float(value))
 
 
-def obfuscation(row: Mapping[str, Any]) -> str | None:
+def obfuscation(row: WorkingRow) -> str | None:
     """Why a flagged pair looks deliberately re-parameterised, or None.
 
     Permuted: the permutation-invariant signal is far beyond chance while every position-aligned
@@ -228,15 +227,15 @@ def obfuscation(row: Mapping[str, Any]) -> str | None:
     while the per-layer std profile, which does not, is bent.
     """
     t = THRESHOLDS
-    sorted_p = row.get("sorted_p")
-    aligned = [float(row[f"{s}_p"]) for s in ALIGNED_SIGNALS if row.get(f"{s}_p") is not None]
+    sorted_p = row.sorted_p
+    aligned = [float(p) for s in ALIGNED_SIGNALS if (p := row.value(f"{s}_p")) is not None]
     at_chance = bool(aligned) and min(aligned) > t["aligned_chance_p"].value
     if sorted_p is not None and sorted_p <= t["invariant_max_p"].value and at_chance:
         return (
-            f"sorted per-dimension vectors agree (r = {row.get('sorted'):.6f}, p = {sorted_p:.1e}) while every "
+            f"sorted per-dimension vectors agree (r = {row.sorted:.6f}, p = {sorted_p:.1e}) while every "
             f"position-aligned signal is at chance: hidden units, neurons or heads permuted (obfuscation)"
         )
-    same, profile = row.get("sketch_same"), row.get("std_profile")
+    same, profile = row.sketch_same, row.std_profile
     if (
         same is not None
         and profile is not None
@@ -250,13 +249,13 @@ def obfuscation(row: Mapping[str, Any]) -> str | None:
     return None
 
 
-def _moved_after_reparam(row: Mapping[str, Any]) -> bool:
+def _moved_after_reparam(row: WorkingRow) -> bool:
     """A re-parameterised pair whose weights also moved beyond rounding: trained before or after it."""
     vec_dev = _vector_dev(row)
     if vec_dev is not None:
         return vec_dev > THRESHOLDS["vector_rounding_max"].value
     # rescaled copies keep same-index matrices element-aligned, so drift shows there too
-    same = row.get("sketch_same")
+    same = row.sketch_same
     return same is not None and 1.0 - same > cast_bands(row)[0]
 
 
@@ -274,7 +273,7 @@ STRUCTURAL_KINDS = (
 )
 
 
-def decide(row: Mapping[str, Any], structure: str | None, summary: str) -> tuple[str, str, bool]:
+def decide(row: WorkingRow, structure: str | None, summary: str) -> tuple[str, str, bool]:
     """(verdict, reason, obfuscation) of one scored pair, with its layer/expert map's structure when mapped.
 
     The one place a pair's verdict is decided. ``obfuscation`` follows the signals alone: a
@@ -282,6 +281,6 @@ def decide(row: Mapping[str, Any], structure: str | None, summary: str) -> tuple
     """
     name, reason = verdict(row)
     obfuscated = name in OBFUSCATION_VERDICTS
-    if row.get("flagged") and structure is not None and structure in STRUCTURAL_KINDS:
+    if row.flagged and structure is not None and structure in STRUCTURAL_KINDS:
         return STRUCTURAL, summary if summary.startswith(structure) else f"{structure}: {summary}", obfuscated
-    return name, with_compared(row, reason), obfuscated
+    return name, with_compared(reason, row.pair.layout, row.compared), obfuscated

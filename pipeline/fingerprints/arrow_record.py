@@ -8,7 +8,7 @@ stay as every existing store was written.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import fields
+from dataclasses import Field, fields
 from typing import Any, ClassVar, Self, get_type_hints
 
 import pyarrow as pa
@@ -17,7 +17,7 @@ import pyarrow as pa
 class ArrowRecord:
     """Mixin for frozen dataclasses whose fields are all ``Annotated[type, arrow type]``."""
 
-    __dataclass_fields__: ClassVar[dict[str, Any]]
+    __dataclass_fields__: ClassVar[dict[str, Field[Any]]]
 
     @classmethod
     def arrow_schema(cls) -> pa.Schema:

@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import functools
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 import duckdb
 import pyarrow as pa
@@ -23,28 +22,27 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipeline import __version__
+from pipeline.comparison.candidates import CandidatePair
 from pipeline.comparison.judge import judge_pairs
-from pipeline.comparison.layout import block_key
 from pipeline.comparison.records import ScoredPair, pairs_from_table, pairs_table
 from pipeline.comparison.scoring import (
     DEFAULT_Q,
+    BatchSignals,
     ModelInfo,
-    PairInputs,
     copy_links,
     copy_pairs,
     declared_bases,
     merge_rows,
-    pair_key,
 )
 from pipeline.comparison.signals import SIGNALS
 from pipeline.comparison.structure import PartialPair, derived_sides
 from pipeline.config import Settings
 from pipeline.flagging import flag_incremental, flag_lineage, layer_maps, licence_edges, low_rank_deltas
 from pipeline.flagging.flag_rows import RowSpill
-from pipeline.flagging.signal_sql import PAIRS_PER_BATCH, add_signals, flag_connection, unit_connections
+from pipeline.flagging.signal_sql import PAIRS_PER_BATCH, batch_signals, flag_connection, unit_connections
 from pipeline.keys import ModelKey, PairKey
 from pipeline.storage.compact import hidden_sizes
-from pipeline.storage.duckdb import candidate_pairs, fetch_rows
+from pipeline.storage.duckdb import candidate_pairs, fetch_candidates
 from pipeline.storage.homes import Homes, pair_homes
 from pipeline.storage.parquet import Store
 from pipeline.storage.schema import LAYER_MAPS
@@ -207,18 +205,17 @@ def score_units(
     # byte-identical copies no candidate query proposed are scored as pairs of their block too
     for extra in copy_pairs(cand + by_layout, links):
         if only is None or flag_incremental.focus([extra], only):  # an incremental run: new models' only
-            (cand if extra["layout"] is None else by_layout).append(extra)
+            (cand if extra.layout is None else by_layout).append(extra)
     tests = comparable_pairs(cand + by_layout)
     spill = RowSpill.open(set(scope.known_unrelated))
     try:
         on_ray = settings is not None and (runner == "ray" or (runner == "auto" and ray_pays(settings)))
         on_cluster = on_ray and settings is not None and settings.ray_address is not None
         with pair_homes(con, store, cand + by_layout, shared=on_cluster) as homes:
-            for unit, batch, inputs in signal_batches(
+            for unit, inputs in signal_batches(
                 con, store, homes, cand, by_layout, settings if on_ray else None
             ):
-                inputs.candidates, inputs.models = list(batch), models
-                spill.add(unit, merge_rows(inputs, links))
+                spill.add(unit, merge_rows(inputs, models, links))
             del cand, by_layout
             spill.rank(tests)
             moe, depths = layer_maps.model_structure(store)
@@ -226,8 +223,8 @@ def score_units(
             for _, rows in spill.units(scope.q_level, declared_bases(models)):
                 # structural derivatives: layer / expert maps of the flagged pairs whose structure differs
                 todo = [
-                    r for r in rows
-                    if (layer_maps.needs_map(r, moe) if map_only is None else pair_key(r) in map_only)
+                    r.pair for r in rows
+                    if (layer_maps.needs_map(r, moe) if map_only is None else r.key in map_only)
                 ]  # fmt: skip
                 structures, maps = layer_maps.map_pairs(
                     con,
@@ -253,12 +250,12 @@ def signal_batches(
     con: duckdb.DuckDBPyConnection,
     store: Store,
     homes: Homes | None,
-    cand: list[dict[str, Any]],
-    by_layout: list[dict[str, Any]],
+    cand: list[CandidatePair],
+    by_layout: list[CandidatePair],
     ray_settings: Settings | None = None,
-) -> Iterator[tuple[int, list[dict[str, Any]], PairInputs]]:
-    """(unit, pairs, their signal rows) batch by batch, the batches of a unit together: in this process,
-    or as Ray tasks when ``ray_settings`` is given."""
+) -> Iterator[tuple[int, BatchSignals]]:
+    """(unit, a batch's working rows with their signals) batch by batch, the batches of a unit together:
+    in this process, or as Ray tasks when ``ray_settings`` is given."""
     if ray_settings is not None:
         from pipeline.flagging import flag_blocks  # imports Ray, which an in-process run never needs
 
@@ -270,10 +267,7 @@ def signal_batches(
     for pairs, layout in ((cand, False), (by_layout, True)):
         for part_con, part in unit_connections(con, store, homes, pairs):
             for start in range(0, len(part), PAIRS_PER_BATCH):
-                batch = part[start : start + PAIRS_PER_BATCH]
-                inputs = PairInputs(candidates=[])
-                add_signals(part_con, inputs, batch, layout)
-                yield unit, batch, inputs
+                yield unit, batch_signals(part_con, part[start : start + PAIRS_PER_BATCH], layout)
             unit += 1
 
 
@@ -284,7 +278,7 @@ def candidates(
     hidden: int | None = None,
     layout: str | None = None,
     extra_pairs: Sequence[PairKey] = (),
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+) -> tuple[list[CandidatePair], list[CandidatePair]]:
     """Candidate pairs blocked by hidden size and, for unknown architectures, by layout (optionally one
     block only), plus the given pairs.
 
@@ -292,30 +286,31 @@ def candidates(
         QueryError: a shipped query failed (e.g. the folder is not a store).
     """
     cand = candidate_pairs(con, {"exhaustive_max": exhaustive_max})
-    by_layout = fetch_rows(con, "compute_layout_candidate_pairs", {"exhaustive_max": exhaustive_max})
+    by_layout = fetch_candidates(con, "compute_layout_candidate_pairs", {"exhaustive_max": exhaustive_max})
     if hidden is not None or layout is not None:
-        cand = [c for c in cand if hidden is not None and c["hidden"] == hidden]
-        by_layout = [c for c in by_layout if layout is not None and c["layout"] == layout]
-    have = {pair_key(c) for c in cand + by_layout}
+        cand = [c for c in cand if hidden is not None and c.hidden == hidden]
+        by_layout = [c for c in by_layout if layout is not None and c.layout == layout]
+    have = {c.key for c in cand + by_layout}
     hidden_of = hidden_sizes(store) if extra_pairs and hidden is None else {}
     extra = [
-        {"a_repo_id": k[0], "a_revision": k[1], "b_repo_id": k[2], "b_revision": k[3],
-         "hidden": hidden if hidden is not None else hidden_of.get((k[0], k[1])), "layout": layout,
-         "via": "requested"}
-        for k in extra_pairs if k not in have
-    ]  # fmt: skip
-    cand += [c for c in extra if c["layout"] is None]
-    by_layout += [c for c in extra if c["layout"] is not None]
+        CandidatePair.of(
+            k, hidden if hidden is not None else hidden_of.get((k[0], k[1])), "requested", layout
+        )
+        for k in extra_pairs
+        if k not in have
+    ]
+    cand += [c for c in extra if c.layout is None]
+    by_layout += [c for c in extra if c.layout is not None]
     return cand, by_layout
 
 
-def comparable_pairs(cand: Iterable[Mapping[str, Any]]) -> int:
+def comparable_pairs(cand: Iterable[CandidatePair]) -> int:
     """Every comparable pair of the candidates' blocks: the false discovery rate is controlled over all of
     them (pairs LSH did not propose count as unflagged)."""
     block_pairs: dict[int | str, int] = {}
     for c in cand:
-        block = block_key(c)
-        block_pairs[block] = max(block_pairs.get(block, 0), c.get("block_pairs") or 0)
+        block = c.block
+        block_pairs[block] = max(block_pairs.get(block, 0), c.block_pairs or 0)
     return sum(block_pairs.values())
 
 

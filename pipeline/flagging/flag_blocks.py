@@ -2,7 +2,7 @@
 
 The driver computes the candidate pairs (compute_*candidate_pairs.sql), writes their homes
 (pipeline/storage/homes.py) and cuts each unit into batches; each Ray task opens its own DuckDB whose
-`tensors` are its unit's home only, runs the signal SQL on its batch, and returns the signal rows. An
+`tensors` are its unit's home only, runs the signal SQL on its batch, and returns its pairs' working rows. An
 object store gets no homes: its batches are cut per comparability block and read that block's compacted
 files plus the loose files. The driver calibrates and controls the false discovery rate over every
 batch exactly as the in-process run does (pipeline/flagging/flag_rows.py), so both write the same pairs.
@@ -12,15 +12,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
 
 import ray
 
-from pipeline.comparison.layout import block_key
-from pipeline.comparison.scoring import PairInputs
+from pipeline.comparison.candidates import CandidatePair
+from pipeline.comparison.scoring import BatchSignals
 from pipeline.config import Settings
 from pipeline.errors import HubscanError
-from pipeline.flagging.signal_sql import add_signals, flag_connection
+from pipeline.flagging.signal_sql import batch_signals, flag_connection
 from pipeline.keys import ModelKey
 from pipeline.runtime.ray_session import ray_init
 from pipeline.storage.compact import block_folder
@@ -34,8 +33,8 @@ PAIRS_PER_TASK = 10_000
 # One core per task, and DuckDB told so: two tasks each running DuckDB's default thread count on a
 # 2-core node would fight over the cores.
 TASK_CPUS = 1
-# Ray schedules a task only where this much memory is free: DuckDB's own limit (flag.DUCKDB_MEMORY_LIMIT,
-# 2 GB) plus the task's signal rows in Python.
+# Ray schedules a task only where this much memory is free: DuckDB's own limit (signal_sql.DUCKDB_MEMORY_LIMIT,
+# 2 GB) plus the task's working rows in Python.
 TASK_MEMORY_BYTES = 3 * 1024**3
 
 
@@ -44,8 +43,8 @@ class Batch:
     """Candidate pairs of one comparability block that one task scores."""
 
     blocks: frozenset[str]  # compacted block folders its models live in (block-<hidden>)
-    by_hidden: list[dict[str, Any]] = field(default_factory=list)
-    by_layout: list[dict[str, Any]] = field(default_factory=list)
+    by_hidden: list[CandidatePair] = field(default_factory=list)
+    by_layout: list[CandidatePair] = field(default_factory=list)
     files: tuple[str, ...] = ()  # its unit's homes (storage/homes.py), read instead of the store's tensors
     home_store: str | None = (
         None  # the empty store a homes batch opens instead of the store (Homes.empty_store)
@@ -55,12 +54,12 @@ class Batch:
 def signals_on_ray(
     settings: Settings,
     store: Store,
-    cand: list[dict[str, Any]],
-    by_layout: list[dict[str, Any]],
+    cand: list[CandidatePair],
+    by_layout: list[CandidatePair],
     hidden_of: dict[ModelKey, int | None],
     homes: Homes | None = None,
-) -> Iterator[tuple[int, list[dict[str, Any]], PairInputs]]:
-    """(unit, pairs, their signal rows) of every batch, scored as Ray tasks (local Ray, or RAY_ADDRESS).
+) -> Iterator[tuple[int, BatchSignals]]:
+    """(unit, working rows) of every batch, scored as Ray tasks (local Ray, or RAY_ADDRESS).
 
     With ``homes`` a batch is a unit's pairs (or a slice of them) and its task reads that unit's homes;
     without, every batch is one unit. Results come in submission order (a unit's batches together),
@@ -75,12 +74,12 @@ def signals_on_ray(
         else list(home_batches(cand, by_layout, hidden_of, PAIRS_PER_TASK, homes))
     )
     refs = [task.remote(store.location, batch) for _, batch in todo]
-    for (unit, batch), ref in zip(todo, refs, strict=True):
-        yield unit, batch.by_hidden or batch.by_layout, _result(ref)
+    for (unit, _), ref in zip(todo, refs, strict=True):
+        yield unit, _result(ref)
 
 
-def _result(ref: ray.ObjectRef) -> PairInputs:
-    """A task's rows; its HubscanError re-raised as itself, so the CLI prints its one line.
+def _result(ref: ray.ObjectRef) -> BatchSignals:
+    """A task's working rows; its HubscanError re-raised as itself, so the CLI prints its one line.
 
     Raises:
         HubscanError: the task's own error (e.g. QueryError on an unreadable part).
@@ -95,16 +94,16 @@ def _result(ref: ray.ObjectRef) -> PairInputs:
 
 
 def batches(
-    cand: list[dict[str, Any]],
-    by_layout: list[dict[str, Any]],
+    cand: list[CandidatePair],
+    by_layout: list[CandidatePair],
     hidden_of: dict[ModelKey, int | None],
     size: int,
 ) -> Iterator[Batch]:
     """The candidates cut into per-block batches of at most ``size`` pairs."""
     for rows, layout in ((cand, False), (by_layout, True)):
-        by_block: dict[int | str, list[dict[str, Any]]] = {}
-        for row in rows:
-            by_block.setdefault(block_key(row), []).append(row)
+        by_block: dict[int | str, list[CandidatePair]] = {}
+        for pair in rows:
+            by_block.setdefault(pair.block, []).append(pair)
         for members in by_block.values():
             for start in range(0, len(members), size):
                 chunk = members[start : start + size]
@@ -113,8 +112,8 @@ def batches(
 
 
 def home_batches(
-    cand: list[dict[str, Any]],
-    by_layout: list[dict[str, Any]],
+    cand: list[CandidatePair],
+    by_layout: list[CandidatePair],
     hidden_of: dict[ModelKey, int | None],
     size: int,
     homes: Homes,
@@ -140,24 +139,21 @@ def home_batches(
             unit += 1
 
 
-def _folders(chunk: list[dict[str, Any]], hidden_of: dict[ModelKey, int | None]) -> frozenset[str]:
+def _folders(chunk: list[CandidatePair], hidden_of: dict[ModelKey, int | None]) -> frozenset[str]:
     """The compacted folders (storage/compact.py names them block-<hidden>) the models of a batch live in."""
-    keys = [(r["a_repo_id"], r["a_revision"]) for r in chunk] + [
-        (r["b_repo_id"], r["b_revision"]) for r in chunk
-    ]
+    keys = [p.a for p in chunk] + [p.b for p in chunk]
     return frozenset(block_folder(hidden_of.get(k)) for k in keys)
 
 
 @ray.remote(num_cpus=TASK_CPUS, memory=TASK_MEMORY_BYTES)
-def _signals_task(store_uri: str, batch: Batch) -> PairInputs:
-    """One batch's signal rows, from a DuckDB over its unit's home (or, with no homes, its block's files)."""
+def _signals_task(store_uri: str, batch: Batch) -> BatchSignals:
+    """One batch's working rows, from a DuckDB over its unit's home (or, with no homes, its block's files)."""
     if batch.home_store is not None:
         con = flag_connection(Store(batch.home_store))
         read_homes(con, batch.files)
     else:
         con = flag_connection(Store(store_uri), blocks=batch.blocks)
     con.execute(f"SET threads = {TASK_CPUS}")
-    out = PairInputs(candidates=[])
-    add_signals(con, out, batch.by_layout or batch.by_hidden, layout=bool(batch.by_layout))
+    out = batch_signals(con, batch.by_layout or batch.by_hidden, layout=bool(batch.by_layout))
     con.close()
     return out

@@ -15,14 +15,13 @@ them. A full `hubscan flag` rescores everything at once.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable
 from datetime import datetime
-from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline.comparison.layout import block_key
+from pipeline.comparison.candidates import CandidatePair, block_of
 from pipeline.keys import ModelKey, PairKey
 from pipeline.storage.parquet import Store
 
@@ -46,11 +45,11 @@ def new_models(store: Store, previous: pa.Table | None) -> set[ModelKey] | None:
     }
 
 
-def focus(rows: list[dict[str, Any]], new: Collection[ModelKey]) -> list[dict[str, Any]]:
+def focus(pairs: list[CandidatePair], new: Collection[ModelKey]) -> list[CandidatePair]:
     """The candidates an incremental run scores: in each block naming a new model, the pairs naming one
     and the whole-block or random ones (see the module docstring)."""
-    touched = {block_key(r) for r in rows if _names(r, new)}
-    return [r for r in rows if block_key(r) in touched and (r.get("via") in RESCORED_VIA or _names(r, new))]
+    touched = {p.block for p in pairs if _names(p, new)}
+    return [p for p in pairs if p.block in touched and (p.via in RESCORED_VIA or _names(p, new))]
 
 
 def merged(previous: pa.Table, scored: pa.Table, stored: Iterable[ModelKey]) -> pa.Table:
@@ -77,8 +76,8 @@ def merged_maps(previous: pa.Table, scored_pairs: pa.Table, maps: pa.Table) -> p
     )
 
 
-def _names(row: Mapping[str, Any], new: Collection[ModelKey]) -> bool:
-    return (row["a_repo_id"], row["a_revision"]) in new or (row["b_repo_id"], row["b_revision"]) in new
+def _names(pair: CandidatePair, new: Collection[ModelKey]) -> bool:
+    return pair.a in new or pair.b in new
 
 
 def _keys(table: pa.Table) -> list[PairKey]:
@@ -87,8 +86,10 @@ def _keys(table: pa.Table) -> list[PairKey]:
 
 
 def _block_column(table: pa.Table) -> list[int | str]:
-    rows = table.select(["hidden", "layout"]).to_pylist()
-    return [block_key(r) for r in rows]
+    return [
+        block_of(h, lay)
+        for h, lay in zip(table["hidden"].to_pylist(), table["layout"].to_pylist(), strict=True)
+    ]
 
 
 def _blocks(scored: pa.Table) -> set[tuple[int | str, str]]:

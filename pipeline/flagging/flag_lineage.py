@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import duckdb
@@ -48,27 +49,43 @@ def annotate(con: duckdb.DuckDBPyConnection, store: Store, table: pa.Table) -> p
     directions set on its flagged edges."""
     if table.num_rows == 0:
         return table
-    rows = table.select(
-        ["a_repo_id", "a_revision", "b_repo_id", "b_revision", "hidden", "flagged", "verdict", "score",
-         "parent", "parent_evidence"]
-    ).to_pylist()  # fmt: skip
-    flagged = [i for i, r in enumerate(rows) if r["flagged"]]
+    edges = flagged_edges(table)
     neighbours: dict[ModelKey, set[ModelKey]] = defaultdict(set)
-    for i in flagged:
-        a, b = _keys(rows[i])
-        neighbours[a].add(b)
-        neighbours[b].add(a)
+    for edge in edges.values():
+        neighbours[edge.a].add(edge.b)
+        neighbours[edge.b].add(edge.a)
     fits = find_merges(con, neighbours, lambda blocks: connect(store, blocks=blocks), hidden_sizes(store))
     columns = {c: table[c].to_pylist() for c in _COLUMNS}
-    for i in flagged:
-        _set_merge(rows[i], i, fits, columns)
-    _check_declared_merges(rows, flagged, fits, model_licences(store), columns)
-    _set_centres(rows, flagged, columns)
-    _break_cycles(rows, flagged, columns)
+    for i, edge in edges.items():
+        _set_merge(edge, i, fits, columns)
+    _check_declared_merges(edges, fits, model_licences(store), columns)
+    _set_centres(edges, columns)
+    _break_cycles(edges, columns)
     for name, values in columns.items():
         field = table.schema.field(name)
         table = table.set_column(table.schema.get_field_index(name), field, pa.array(values, field.type))
     return table
+
+
+@dataclass(frozen=True, slots=True)
+class FlaggedEdge:
+    """A flagged row of the pairs table as the pass reads it: its two models, verdict and score as judged."""
+
+    a: ModelKey
+    b: ModelKey
+    verdict: str  # every judged pair has one
+    score: float
+
+
+def flagged_edges(table: pa.Table) -> dict[int, FlaggedEdge]:
+    """The flagged rows of a pairs table, by row index."""
+    columns = [table[c].to_pylist() for c in ("a_repo_id", "a_revision", "b_repo_id", "b_revision", "flagged",
+                                              "verdict", "score")]  # fmt: skip
+    return {
+        i: FlaggedEdge((ar, av), (br, bv), verdict or "", float(score or 0))
+        for i, (ar, av, br, bv, flagged, verdict, score) in enumerate(zip(*columns, strict=True))
+        if flagged
+    }
 
 
 @threadpool_limits.wrap(limits=1, user_api="blas")  # small products: threads only contend
@@ -148,10 +165,10 @@ def _fit(
 
 
 def _set_merge(
-    row: dict[str, Any], i: int, fits: Mapping[ModelKey, MergeFit], columns: dict[str, list[Any]]
+    edge: FlaggedEdge, i: int, fits: Mapping[ModelKey, MergeFit], columns: dict[str, list[Any]]
 ) -> None:
     """Mark an edge between a merge and one of its parents."""
-    a, b = _keys(row)
+    a, b = edge.a, edge.b
     for child, parent, parent_side in ((a, b, "b"), (b, a, "a")):
         fit = fits.get(child)
         weight = fit.weight_of(_name(parent)) if fit is not None else None
@@ -171,16 +188,15 @@ def _set_merge(
 
 
 def _check_declared_merges(
-    rows: list[dict[str, Any]],
-    flagged: list[int],
+    edges: Mapping[int, FlaggedEdge],
     fits: Mapping[ModelKey, MergeFit],
     licences: Mapping[ModelKey, ModelLicence],
     columns: dict[str, list[Any]],
 ) -> None:
     """A card that declares a merge (mergekit's base_model list, the Hub's merge relation) against the fit:
     other parents, or no mixture at all, is a finding on the merge's edges."""
-    for i in flagged:
-        for child, other in (_keys(rows[i]), _keys(rows[i])[::-1]):
+    for i, edge in edges.items():
+        for child, other in ((edge.a, edge.b), (edge.b, edge.a)):
             declared = _declared_merge(licences.get(child))
             fit = fits.get(child)
             if not declared or (fit is None and other[0] not in declared):
@@ -207,10 +223,9 @@ def _declared_merge(licence: ModelLicence | None) -> tuple[str, ...]:
     return licence.base_models if len(licence.base_models) >= 2 or merge_relation else ()
 
 
-def _set_centres(rows: list[dict[str, Any]], flagged: list[int], columns: dict[str, list[Any]]) -> None:
+def _set_centres(flagged: Mapping[int, FlaggedEdge], columns: dict[str, list[Any]]) -> None:
     """Edges still without a direction take it from a star's centre, when one side is one."""
-    edges = [Edge(rows[i]["a_repo_id"], rows[i]["b_repo_id"], rows[i]["verdict"], float(rows[i]["score"] or 0))
-             for i in flagged]  # fmt: skip
+    edges = [Edge(e.a[0], e.b[0], e.verdict, e.score) for e in flagged.values()]
     centres = nearest_counts(edges)
     for i, edge in zip(flagged, edges, strict=True):
         if columns["parent_evidence"][i] not in (UNKNOWN, None):
@@ -222,19 +237,19 @@ def _set_centres(rows: list[dict[str, Any]], flagged: list[int], columns: dict[s
             columns["parent_evidence"][i] = CENTRE
 
 
-def _break_cycles(rows: list[dict[str, Any]], flagged: list[int], columns: dict[str, list[Any]]) -> None:
+def _break_cycles(flagged: Mapping[int, FlaggedEdge], columns: dict[str, list[Any]]) -> None:
     """Directions from different evidence can close a cycle (a precision order against a star's centre):
     strongest evidence first, an edge that would close one loses its direction, and says why."""
     directed: list[lineage_dag.Link] = []
     index: dict[tuple[str, str], int] = {}
-    for i in flagged:
+    for i, edge in flagged.items():
         side = columns["parent"][i]
         if side not in ("a", "b"):
             continue
-        a, b = rows[i]["a_repo_id"], rows[i]["b_repo_id"]
+        a, b = edge.a[0], edge.b[0]
         parent, child = (a, b) if side == "a" else (b, a)
         evidence = str(columns["parent_evidence"][i] or "")
-        directed.append(lineage_dag.Link(parent, child, "", float(rows[i]["score"] or 0), True, evidence))
+        directed.append(lineage_dag.Link(parent, child, "", edge.score, True, evidence))
         index[(parent, child)] = i
     for link in lineage_dag.acyclic(directed):
         if not link.directed:
@@ -250,10 +265,6 @@ def _describe(fit: MergeFit) -> str:
     """The fit in words, parents by repo id only."""
     parts = [f"{p.split('@')[0]} ({w:.2f})" for p, w in zip(fit.parents, fit.weights, strict=True)]
     return f"merge of {' and '.join(parts)}, {fit.method}"
-
-
-def _keys(row: Mapping[str, Any]) -> tuple[ModelKey, ModelKey]:
-    return (row["a_repo_id"], row["a_revision"]), (row["b_repo_id"], row["b_revision"])
 
 
 def _name(key: ModelKey) -> str:

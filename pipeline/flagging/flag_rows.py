@@ -1,8 +1,8 @@
 """Flag's working rows kept on disk between its three passes, so the driver holds a unit's rows, not a hub's.
 
-A pair's working row (every signal, its chance z, background, p) is ~6 kB in Python: 1.4M pairs of a
-1M-model hub would be ~9 GB in the driver. Calibration needs every pair of a block before any p-value
-(the background is fitted on them) and the false discovery rate needs every p-value before any flag, so
+A pair's working row (pipeline.comparison.working_row: every signal, its background, p) and its chance z
+are ~1-2 kB in Python: 1.4M pairs of a 1M-model hub would be GBs in the driver. Calibration needs every
+pair of a block before any p-value (the background is fitted on them) and the false discovery rate needs every p-value before any flag, so
 flag scores in three passes over batches written here:
 1. each batch's merged rows and chance z go to a file; a small `FitSample` per pair stays in memory;
 2. backgrounds are fitted on the samples; each batch is read back and calibrated for its log p only
@@ -21,7 +21,6 @@ import tempfile
 from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from pipeline.comparison.calibrate import Background, log_benjamini_hochberg
 from pipeline.comparison.scoring import (
@@ -32,8 +31,7 @@ from pipeline.comparison.scoring import (
     fit_sample,
     set_flags,
 )
-
-Rows = list[dict[str, Any]]
+from pipeline.comparison.working_row import WorkingRow
 
 
 @dataclass
@@ -56,7 +54,7 @@ class RowSpill:
         """Remove the folder and its files."""
         shutil.rmtree(self.folder, ignore_errors=True)
 
-    def add(self, unit: int, rows: Rows) -> None:
+    def add(self, unit: int, rows: list[WorkingRow]) -> None:
         """Pass 1: a batch's merged rows, their chance z computed here, written to disk (``rows`` freed)."""
         zcs = [chance_z(row) for row in rows]
         self.samples += [fit_sample(row, zc, self.known) for row, zc in zip(rows, zcs, strict=True)]
@@ -76,11 +74,13 @@ class RowSpill:
             log_ps += [calibrate(row, zc, self.fitted) for row, zc in zip(rows, zcs, strict=True)]
         self.log_qs = log_benjamini_hochberg(log_ps, tests)
 
-    def units(self, q_level: float, bases: Mapping[str, tuple[str, ...]]) -> Iterator[tuple[int, Rows]]:
+    def units(
+        self, q_level: float, bases: Mapping[str, tuple[str, ...]]
+    ) -> Iterator[tuple[int, list[WorkingRow]]]:
         """Pass 3: each unit's rows calibrated, with their q-value and flag (after `rank`)."""
         start = 0
         current: int | None = None
-        rows: Rows = []
+        rows: list[WorkingRow] = []
         for unit, path, _ in self.batches:
             if current is not None and unit != current:
                 yield current, rows
@@ -96,7 +96,7 @@ class RowSpill:
             yield current, rows
 
 
-def _load(path: Path) -> tuple[Rows, list[dict[str, float]]]:
+def _load(path: Path) -> tuple[list[WorkingRow], list[dict[str, float]]]:
     with path.open("rb") as fh:
         rows, zcs = pickle.load(fh)  # this run's own file (see the module docstring), never a hub's
     return rows, zcs

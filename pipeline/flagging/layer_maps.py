@@ -9,20 +9,21 @@ or where either model has routed experts; `hubscan compare` maps its pair always
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
 
 import duckdb
 import pyarrow as pa
 
 from pipeline import __version__
 from pipeline.comparison import structure
+from pipeline.comparison.candidates import CandidatePair
 from pipeline.comparison.expert_map import Model, models_from_rows
 from pipeline.comparison.layer_align import PARTIAL, Similarity, similarity_matrices
-from pipeline.comparison.scoring import pair_key
-from pipeline.comparison.structure import PairStructure, PartialPair
+from pipeline.comparison.structure import MapRow, MapStamp, PairStructure, PartialPair
+from pipeline.comparison.working_row import WorkingRow
 from pipeline.errors import QueryError
+from pipeline.flagging.signal_sql import Units
 from pipeline.keys import ModelKey, PairKey
 from pipeline.storage.duckdb import fetch_rows, use_candidates
 from pipeline.storage.parquet import Store
@@ -50,28 +51,23 @@ def model_structure(store: Store) -> tuple[set[ModelKey], dict[ModelKey, int]]:
     return moe, depths
 
 
-def needs_map(row: Mapping[str, Any], moe: set[ModelKey]) -> bool:
+def needs_map(row: WorkingRow, moe: set[ModelKey]) -> bool:
     """A flagged pair whose layer structure or MLP structure differs (or may)."""
-    if not row.get("flagged") or row.get("copy_link"):
+    if not row.flagged or row.copy_link:
         return False
-    k = pair_key(row)
     return (
-        row.get("a_layers") != row.get("b_layers")
-        or row.get("map_is_identity") is False
-        or k[:2] in moe
-        or k[2:] in moe
+        row.a_layers != row.b_layers or row.map_is_identity is False or row.pair.a in moe or row.pair.b in moe
     )
 
 
 def map_pairs(
     con: duckdb.DuckDBPyConnection,
-    rows: Iterable[Mapping[str, Any]],
+    pairs: Iterable[CandidatePair],
     moe: set[ModelKey],
     depths: Mapping[ModelKey, int],
     source: str,
     known: Iterable[PartialPair] = (),
-    units: Callable[[list[dict[str, Any]]], Iterable[tuple[duckdb.DuckDBPyConnection, list[dict[str, Any]]]]]
-    | None = None,
+    units: Units | None = None,
 ) -> tuple[dict[PairKey, PairStructure], pa.Table]:
     """Map the given pairs: each one's structure (its verdict is decided with it later) and the layer_maps rows.
 
@@ -83,11 +79,10 @@ def map_pairs(
     Raises:
         QueryError: a shipped query failed.
     """
-    cand = [{"a_repo_id": r["a_repo_id"], "a_revision": r["a_revision"], "b_repo_id": r["b_repo_id"],
-             "b_revision": r["b_revision"], "hidden": r.get("hidden"), "via": r.get("via")} for r in rows]  # fmt: skip
+    cand = list(pairs)
     if not cand:
         return {}, LAYER_MAPS.empty_table()
-    keys = [pair_key(c) for c in cand]
+    keys = [c.key for c in cand]
     any_moe = any(k[:2] in moe or k[2:] in moe for k in keys)
     sims: dict[PairKey, Similarity] = {}
     mlps: dict[ModelKey, Model] = {}
@@ -98,9 +93,15 @@ def map_pairs(
             sims.update(similarity_matrices(fetch_rows(unit_con, "compute_layer_similarity")))
             if any_moe:
                 mlps.update(models_from_rows(fetch_rows(unit_con, "list_mlp_tensors")))
-    stamp = {"source": source, "written_at": datetime.now(UTC), "hubscan_version": __version__}
+    stamp = MapStamp(source, datetime.now(UTC), __version__)
     structures, out = structure.map_pairs(keys, sims, mlps, depths, stamp, known)
-    return structures, pa.Table.from_pylist(out, LAYER_MAPS)
+    return structures, map_table(out)
+
+
+def map_table(rows: Sequence[MapRow]) -> pa.Table:
+    """`layer_maps` rows as its Arrow table, column by column in the schema's order."""
+    columns = [pa.array([getattr(r, f.name) for r in rows], f.type) for f in LAYER_MAPS]
+    return pa.Table.from_arrays(columns, schema=LAYER_MAPS)
 
 
 def known_partial_maps(con: duckdb.DuckDBPyConnection, models: Iterable[ModelKey]) -> list[PartialPair]:

@@ -10,42 +10,38 @@ copies of a base, the most common flagged pairs, are not read again. The delta i
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from collections.abc import Mapping
 
 import duckdb
 from threadpoolctl import threadpool_limits
 
 from pipeline.comparison.low_rank import MatrixDelta, PairDelta, matrix_delta, pair_delta
-from pipeline.comparison.scoring import pair_key
 from pipeline.comparison.verdicts import THRESHOLDS
+from pipeline.comparison.working_row import WorkingRow
+from pipeline.flagging.signal_sql import Units
 from pipeline.storage.layer_sketches import Budget, Group, Sketch, Slot, fetch_groups
 
-# The column of a working row the verdict reads (pipeline.comparison.verdicts).
-COLUMN = "delta"
-Units = Callable[[list[dict[str, Any]]], Iterable[tuple[duckdb.DuckDBPyConnection, list[dict[str, Any]]]]]
 
-
-def needs_delta(row: Mapping[str, Any]) -> bool:
+def needs_delta(row: WorkingRow) -> bool:
     """A flagged pair of same-depth models, layer for layer, whose sampled matrices are not all the same and
     either partly the same or stored in one dtype."""
-    identical = row.get("sketch_identical")
+    identical = row.sketch_identical
     if identical is None or identical >= THRESHOLDS["exact_identical"].value:
         return False
     aligned = (
-        row.get("flagged")
-        and not row.get("copy_link")
-        and row.get("sketch_same") is not None
-        and row.get("a_layers") == row.get("b_layers")
-        and row.get("map_is_identity") is not False
+        row.flagged
+        and not row.copy_link
+        and row.sketch_same is not None
+        and row.a_layers == row.b_layers
+        and row.map_is_identity is not False
     )
-    one_dtype = row.get("a_dtype") is not None and row.get("a_dtype") == row.get("b_dtype")
+    one_dtype = row.a_dtype is not None and row.a_dtype == row.b_dtype
     return bool(aligned and (identical > 0 or one_dtype))
 
 
 @threadpool_limits.wrap(limits=1, user_api="blas")  # small products: threads only contend
-def annotate(con: duckdb.DuckDBPyConnection, rows: list[dict[str, Any]], units: Units | None = None) -> None:
-    """Set ``row["delta"]`` (a PairDelta) on each pair that needs one.
+def annotate(con: duckdb.DuckDBPyConnection, rows: list[WorkingRow], units: Units | None = None) -> None:
+    """Set ``row.delta`` (a PairDelta, read by the verdict) on each pair that needs one.
 
     ``units``: the pairs cut into groups, each with the connection to query it on (flag's homes).
 
@@ -55,21 +51,19 @@ def annotate(con: duckdb.DuckDBPyConnection, rows: list[dict[str, Any]], units: 
     todo = [r for r in rows if needs_delta(r)]
     if not todo:
         return
-    cand = [{"a_repo_id": r["a_repo_id"], "a_revision": r["a_revision"], "b_repo_id": r["b_repo_id"],
-             "b_revision": r["b_revision"], "hidden": r.get("hidden"), "via": r.get("via")} for r in todo]  # fmt: skip
-    cand.sort(key=pair_key)  # pairs of one model next to each other: fewer models per fetch
+    cand = sorted((r.pair for r in todo), key=lambda c: c.key)  # pairs of one model together: fewer per fetch
     found: dict[tuple[str, str, str, str], PairDelta] = {}
     budget = Budget()
     for unit_con, part in units(cand) if units is not None else [(con, cand)]:
-        groups = [Group(pair_key(c), frozenset({pair_key(c)[:2], pair_key(c)[2:]})) for c in part]
+        groups = [Group(c.key, frozenset({c.a, c.b})) for c in part]
         for group, sketches in fetch_groups(unit_con, groups, budget):
             key = group.name
             delta = matrix_deltas(sketches.get(key[:2], {}), sketches.get(key[2:], {}))
             if delta is not None:
                 found[key] = delta
     for r in todo:
-        if (delta := found.get(pair_key(r))) is not None:
-            r[COLUMN] = delta
+        if (delta := found.get(r.key)) is not None:
+            r.delta = delta
 
 
 def matrix_deltas(a: Mapping[Slot, Sketch], b: Mapping[Slot, Sketch]) -> PairDelta | None:

@@ -6,12 +6,13 @@ over a unit's home (pipeline/storage/homes.py) or a block's files and runs the c
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from typing import Any
 
 import duckdb
 
-from pipeline.comparison.scoring import PairInputs
+from pipeline.comparison.candidates import CandidatePair
+from pipeline.comparison.scoring import BatchSignals
 from pipeline.keys import ModelKey
 from pipeline.storage.duckdb import connect, fetch_rows, use_candidates
 from pipeline.storage.homes import Homes, read_homes
@@ -23,6 +24,8 @@ DUCKDB_MEMORY_LIMIT = "2GB"
 # Pairs scored per batch of SQL: the sketch query holds ~40 rows per pair in materialized CTEs,
 # which do not spill; 255k pairs at once ran out of 2 GB, batches of 40k stay under it.
 PAIRS_PER_BATCH = 40_000
+# The pairs cut into groups, each with the connection to query it on (`unit_connections` over flag's homes).
+Units = Callable[[list[CandidatePair]], Iterable[tuple[duckdb.DuckDBPyConnection, list[CandidatePair]]]]
 
 
 def flag_connection(store: Store, blocks: Collection[str] | None = None) -> duckdb.DuckDBPyConnection:
@@ -38,8 +41,8 @@ def flag_connection(store: Store, blocks: Collection[str] | None = None) -> duck
 
 
 def unit_connections(
-    con: duckdb.DuckDBPyConnection, store: Store, homes: Homes | None, pairs: list[dict[str, Any]]
-) -> Iterator[tuple[duckdb.DuckDBPyConnection, list[dict[str, Any]]]]:
+    con: duckdb.DuckDBPyConnection, store: Store, homes: Homes | None, pairs: list[CandidatePair]
+) -> Iterator[tuple[duckdb.DuckDBPyConnection, list[CandidatePair]]]:
     """The pairs unit by unit, each with a connection whose `tensors` are its unit's homes only (or all
     the pairs with ``con`` over the store's own files, when flag wrote no homes)."""
     if homes is None:
@@ -55,17 +58,20 @@ def unit_connections(
             unit_con.close()
 
 
-def add_signals(
-    con: duckdb.DuckDBPyConnection, inputs: PairInputs, batch: list[dict[str, Any]], layout: bool
-) -> None:
-    """Run the signal SQL over one batch (at most PAIRS_PER_BATCH pairs: its callers cut them) of a
-    hidden-size block or, with ``layout``, of unknown architectures, into ``inputs``."""
+def batch_signals(con: duckdb.DuckDBPyConnection, batch: list[CandidatePair], layout: bool) -> BatchSignals:
+    """The signal SQL run over one batch (at most PAIRS_PER_BATCH pairs: its callers cut them) of a
+    hidden-size block or, with ``layout``, of unknown architectures: a working row per pair.
+
+    Raises:
+        QueryError: a shipped query failed, or returned a column the working row has no field for.
+    """
+    inputs = BatchSignals.of(batch)
     if not batch:
-        return
+        return inputs
     use_candidates(con, batch)
     if layout:  # unknown architectures: the roles-free signals, in the sketch and sorted columns
         inputs.add_signal_rows(fetch_rows(con, "compute_layout_scores"))
-        return
+        return inputs
     for name in (
         "compute_sketch_scores",
         "compute_dim_scores",
@@ -75,6 +81,7 @@ def add_signals(
         inputs.add_signal_rows(fetch_rows(con, name))
     for key, roles in _profiles(fetch_rows(con, "list_std_profiles")).items():
         inputs.profiles.setdefault(key, roles)
+    return inputs
 
 
 def _profiles(rows: list[dict[str, Any]]) -> dict[ModelKey, dict[str, list[float]]]:

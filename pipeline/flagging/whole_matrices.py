@@ -27,7 +27,7 @@ from pipeline.readers import checkpoint
 from pipeline.readers.byte_source import ByteSource, LocalFile
 from pipeline.readers.remote import RemoteFile
 from pipeline.sources.local import confined_file
-from pipeline.storage.duckdb import model_row, role_matrices
+from pipeline.storage.duckdb import StoredMatrix, model_row, role_matrices
 
 # Bytes of whole matrices read per model and test; beyond it the test is refused (three Llama-7B up
 # matrices in BF16 are 270 MB, three layers of Llama-7B Q/K/V/O 400 MB).
@@ -36,21 +36,13 @@ MAX_READ_BYTES = 512 * 1024 * 1024
 LOCAL_SOURCES = ("local", "hf-cache")
 
 
-def layer_tensors(con: Any, key: ModelKey, role: str) -> dict[int, dict[str, Any]]:
-    """Layer -> (name, file, transposed, shape) of the model's dense (non-expert) matrices of one role."""
-    return {
-        int(r["layer"]): {
-            "name": r["name"],
-            "file": r["file"],
-            "transposed": bool(r["transposed"]),
-            "shape": r["shape"],
-        }
-        for r in role_matrices(con, key, role)
-    }
+def layer_tensors(con: Any, key: ModelKey, role: str) -> dict[int, StoredMatrix]:
+    """Layer -> where it lies, of the model's dense (non-expert) matrices of one role."""
+    return {m.layer: m for m in role_matrices(con, key, role)}
 
 
 def read_whole(
-    con: Any, settings: Settings, key: ModelKey, wanted: list[dict[str, Any]], what: str
+    con: Any, settings: Settings, key: ModelKey, wanted: list[StoredMatrix], what: str
 ) -> list[np.ndarray]:
     """Whole matrices, in the order asked, as [out, in] float64 whatever their storage layout.
 
@@ -68,24 +60,28 @@ def read_whole(
     exact = replace(settings, exact=True)
     out: dict[str, np.ndarray] = {}
     total = 0
-    for file in dict.fromkeys(w["file"] for w in wanted):
-        with closing(_open(origin, settings, key, file)) as src:
+    folder = origin.get("local_dir") or (origin["endpoint"] if origin["source"] in LOCAL_SOURCES else None)
+    for file in dict.fromkeys(w.file for w in wanted):
+        with closing(_open(origin["source"], origin["endpoint"], folder, settings, key, file)) as src:
             header = checkpoint.read_header(src, settings)
-            names = {w["name"] for w in wanted if w["file"] == file}
+            names = {w.name for w in wanted if w.file == file}
             picked = tuple(t for t in header.tensors if t.name in names)
             total += sum(t.nbytes for t in picked)
             if total > MAX_READ_BYTES:
                 raise ResourceLimit(key[0], key[1], file, f"{what} matrices exceed {MAX_READ_BYTES:,} bytes")
             for rows in checkpoint.read_rows(src, replace(header, tensors=picked), exact, lambda _: what):
                 out[rows.header.name] = rows.values
-    missing = [w["name"] for w in wanted if w["name"] not in out]
+    missing = [w.name for w in wanted if w.name not in out]
     if missing:
         raise FormatError(key[0], key[1], None, f"tensors not found for the {what} test: {missing[:3]}")
-    return [as_neurons_by_hidden(out[w["name"]], w["transposed"]) for w in wanted]
+    return [as_neurons_by_hidden(out[w.name], w.transposed) for w in wanted]
 
 
-def _open(origin: dict[str, Any], settings: Settings, key: ModelKey, file: str) -> ByteSource:
-    """The stored model's file: from its folder on this machine when one was recorded, else by HTTP.
+def _open(
+    kind: str, endpoint: str, folder: str | None, settings: Settings, key: ModelKey, file: str
+) -> ByteSource:
+    """The stored model's file: from its folder on this machine when one was recorded (``folder``), else by
+    HTTP from its ``endpoint``; ``kind`` is its models.source.
 
     A recorded folder is never bypassed for the endpoint: the demo hub's server is gone once the
     demo exits, and asking a dead server costs retries before the same error.
@@ -94,8 +90,6 @@ def _open(origin: dict[str, Any], settings: Settings, key: ModelKey, file: str) 
         RepoMissing: the recorded folder no longer holds the file.
         SourceError: the file is a link out of the folder, a pipe or a device (as a local source).
     """
-    kind, endpoint = origin["source"], origin["endpoint"]
-    folder = origin.get("local_dir") or (endpoint if kind in LOCAL_SOURCES else None)
     if folder is None:
         return RemoteFile(HubHttp(replace(settings, endpoint=endpoint)), key[0], key[1], file, None)
     path = confined_file(Path(folder), file, key[0], key[1])

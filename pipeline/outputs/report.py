@@ -21,7 +21,7 @@ import duckdb
 import numpy as np
 
 from pipeline import __version__
-from pipeline.comparison.records import ScoredPair, signal_values, stored_fields
+from pipeline.comparison.records import ScoredPair, pair_from_row
 from pipeline.comparison.signals import SIGNAL_TABLE
 from pipeline.config import Settings
 from pipeline.errors import StoreError
@@ -148,7 +148,7 @@ def load_view(store_root: Path | str, require_pairs: bool = True) -> StoreView:
     """
     store = Store(store_root).init()
     con = connect(store)  # not store.root: an object store's root is bucket/prefix, read as a local folder
-    pairs = [ScoredPair(by_signal=signal_values(r), **stored_fields(r)) for r in scored_pairs(con)]
+    pairs = [pair_from_row(r) for r in scored_pairs(con)]
     if not pairs and require_pairs:
         raise StoreError(None, None, store.uri, "no scored pairs: run `hubscan flag` first")
     models = {m["repo_id"]: StoredModel.from_row(m) for m in stored_models(con)}

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 
 from pipeline.request_counts import RequestCounts
 from pipeline.runtime.sweep_task import TaskResult
+from pipeline.sources.listing_pages import ListingQuery
 
 # Listing fields that let the driver skip stored revisions, and fingerprint the others, with
 # no model-info call (≤ 0.01 API calls per model: one page per ~1,000 models): the commit,
@@ -42,9 +42,9 @@ class ListingFilters:
     limit: int | None = None
     exclude_authors: tuple[str, ...] = ()  # applied by the driver: the Hub has no such filter
 
-    def params(self) -> dict[str, Any]:
+    def params(self) -> ListingQuery:
         """Query parameters of /api/models."""
-        params: dict[str, Any] = {"expand": list(LISTING_EXPAND)}
+        params: ListingQuery = {"expand": list(LISTING_EXPAND)}
         for key in ("search", "author", "pipeline_tag", "library", "sort"):
             if getattr(self, key):
                 params[key] = getattr(self, key)

@@ -14,7 +14,7 @@ from typing import Any
 from pipeline.errors import BadListing, RepoMissing, SourceError
 from pipeline.http import HubHttp, Where
 from pipeline.names import BadName, check_commit, check_filename, check_repo_id, check_revision, url_path
-from pipeline.sources.listing_pages import list_pages
+from pipeline.sources.listing_pages import ListingQuery, list_pages
 from pipeline.sources.refs import (
     FileRef,
     ModelRef,
@@ -128,7 +128,7 @@ def _dict(value: object) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def list_models(http: HubHttp, params: dict[str, Any] | None = None) -> Iterator[dict[str, Any]]:
+def list_models(http: HubHttp, params: ListingQuery | None = None) -> Iterator[dict[str, Any]]:
     """Every listing entry, page after page."""
     for entries, _ in list_pages(http, params):
         yield from entries

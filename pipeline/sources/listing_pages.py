@@ -23,9 +23,12 @@ from pipeline.names import shown
 
 LISTING = Where("<listing>")
 
+# /api/models query parameters: strings and numbers, and lists for repeated keys (filter, expand).
+ListingQuery = dict[str, str | int | list[str]]
+
 
 def list_pages(
-    http: HubHttp, params: dict[str, Any] | None = None, start_url: str | None = None
+    http: HubHttp, params: ListingQuery | None = None, start_url: str | None = None
 ) -> Iterator[tuple[list[Any], str | None]]:
     """Listing pages as (entries, next page URL), following ``Link: rel="next"``.
 
@@ -39,7 +42,7 @@ def list_pages(
             scheme or origin, a page already read, past the page budget).
     """
     url: str | None = followable(http.endpoint, start_url) if start_url else listing_url(http.endpoint)
-    query: dict[str, Any] | None = None if start_url else dict(params or {})
+    query: ListingQuery | None = None if start_url else dict(params or {})
     seen: set[str] = set()
     while url:
         if len(seen) >= http.settings.max_listing_pages:

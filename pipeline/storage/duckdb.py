@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Collection
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from importlib.resources import files
 from importlib.resources.abc import Traversable
@@ -13,6 +13,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from pipeline.comparison.candidates import CandidatePair, candidate_table
 from pipeline.comparison.edges import LineageEdge, spanning_forest
 from pipeline.errors import QueryError, one_line
 from pipeline.storage.manifest import COMPACT_TABLES
@@ -41,6 +42,9 @@ CANDIDATE_STEPS = (
 )
 _PARAM_DECL = re.compile(r"\$(\w+)\s+([A-Za-z]+(?:\[\])?)(?:\s*=\s*([^,]+))?")
 _PARAM_USE = re.compile(r"\$(\w+)")
+# A query parameter's value: what a header's types (VARCHAR, BIGINT, INTEGER, DOUBLE, FLOAT, BOOLEAN) hold.
+SqlValue = str | int | float | bool | None
+SqlParams = Mapping[str, SqlValue]
 _CASTS = {"DOUBLE": float, "FLOAT": float, "INTEGER": int, "BIGINT": int, "VARCHAR": str, "BOOLEAN": None}
 
 
@@ -51,7 +55,7 @@ class SqlFile:
     name: str
     text: str
     params: dict[str, str]  # name → SQL type
-    defaults: dict[str, Any]
+    defaults: dict[str, SqlValue]
 
     def used_params(self) -> set[str]:
         """The $names the statement uses (comments ignored)."""
@@ -72,7 +76,7 @@ def load_sql(name_or_path: str | Path) -> SqlFile:
         raise QueryError(None, None, str(name_or_path), "no such query file")
     text = path.read_text()
     params: dict[str, str] = {}
-    defaults: dict[str, Any] = {}
+    defaults: dict[str, SqlValue] = {}
     for line in text.splitlines():
         if line.startswith("-- params:"):
             for name, sql_type, default in _PARAM_DECL.findall(line):
@@ -126,13 +130,9 @@ def connect(
     return con
 
 
-def use_candidates(con: duckdb.DuckDBPyConnection, candidates: list[dict[str, Any]]) -> None:
+def use_candidates(con: duckdb.DuckDBPyConnection, candidates: Iterable[CandidatePair]) -> None:
     """Point the `candidates` view of this connection at the given pairs, numbered (the SQL files read them)."""
-    schema = pa.schema(
-        [("a_repo_id", pa.string()), ("a_revision", pa.string()), ("b_repo_id", pa.string()),
-         ("b_revision", pa.string()), ("hidden", pa.int64()), ("via", pa.string())]
-    )  # fmt: skip
-    con.register("_candidate_arrow", pa.Table.from_pylist(candidates, schema))
+    con.register("_candidate_arrow", candidate_table(candidates))
     # A real table rather than the Arrow scan, so the optimizer sees its cardinality.
     con.execute("CREATE OR REPLACE TEMP TABLE _candidate_pairs AS SELECT * FROM _candidate_arrow")
     con.unregister("_candidate_arrow")
@@ -150,9 +150,7 @@ def number_candidates(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(f"CREATE OR REPLACE VIEW {view} AS SELECT * FROM _{view}")
 
 
-def candidate_pairs(
-    con: duckdb.DuckDBPyConnection, params: dict[str, Any] | None = None
-) -> list[dict[str, Any]]:
+def candidate_pairs(con: duckdb.DuckDBPyConnection, params: SqlParams | None = None) -> list[CandidatePair]:
     """Candidate pairs of the hidden-size blocks: each step file's rows kept as the temp table it names,
     then compute_candidate_pairs.sql joins them. ``params`` go to the steps that declare them.
 
@@ -172,7 +170,18 @@ def candidate_pairs(
     for table, sql in steps.items():
         create_temp_table(con, table, sql, {k: v for k, v in params.items() if k in sql.params})
     add_spanning_forest(con)
-    return fetch_rows(con, "compute_candidate_pairs")
+    return fetch_candidates(con, "compute_candidate_pairs")
+
+
+def fetch_candidates(
+    con: duckdb.DuckDBPyConnection, name: str, params: SqlParams | None = None
+) -> list[CandidatePair]:
+    """A candidate query's rows as records (compute_candidate_pairs, compute_layout_candidate_pairs).
+
+    Raises:
+        QueryError: as fetch_rows.
+    """
+    return [CandidatePair.from_row(r) for r in fetch_rows(con, name, params)]
 
 
 def add_spanning_forest(con: duckdb.DuckDBPyConnection) -> None:
@@ -201,7 +210,7 @@ def add_spanning_forest(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def create_temp_table(
-    con: duckdb.DuckDBPyConnection, table: str, sql: SqlFile, params: dict[str, Any] | None = None
+    con: duckdb.DuckDBPyConnection, table: str, sql: SqlFile, params: SqlParams | None = None
 ) -> None:
     """Keep a query file's rows as a temp table of this connection, for the next file to read.
 
@@ -217,7 +226,7 @@ def create_temp_table(
 
 
 def run_sql(
-    con: duckdb.DuckDBPyConnection, sql: SqlFile, params: dict[str, Any] | None = None
+    con: duckdb.DuckDBPyConnection, sql: SqlFile, params: SqlParams | None = None
 ) -> duckdb.DuckDBPyRelation | None:
     """Run a query file with named parameters (never spliced into the text), defaults filled in.
 
@@ -232,7 +241,7 @@ def run_sql(
 
 
 def fetch_rows(
-    con: duckdb.DuckDBPyConnection, name: str, params: dict[str, Any] | None = None
+    con: duckdb.DuckDBPyConnection, name: str, params: SqlParams | None = None
 ) -> list[dict[str, Any]]:
     """A shipped query's rows as dicts, for the jobs that score and map pairs in Python.
 
@@ -250,7 +259,7 @@ def fetch_rows(
     return list(table.to_pylist())
 
 
-def _bind(sql: SqlFile, params: dict[str, Any] | None) -> dict[str, Any]:
+def _bind(sql: SqlFile, params: SqlParams | None) -> dict[str, SqlValue]:
     """The values of the $names a file uses, defaults filled in.
 
     Raises:
@@ -267,12 +276,12 @@ def _bind(sql: SqlFile, params: dict[str, Any] | None) -> dict[str, Any]:
     return {k: v for k, v in given.items() if k in used}
 
 
-def coerce_param(sql: SqlFile, name: str, raw: str) -> Any:
+def coerce_param(sql: SqlFile, name: str, raw: str) -> SqlValue:
     """Convert a command-line value to the declared type of a parameter."""
     return _parse_default(raw, sql.params.get(name, "VARCHAR"))
 
 
-def _parse_default(raw: str, sql_type: str) -> Any:
+def _parse_default(raw: str, sql_type: str) -> SqlValue:
     raw = raw.strip().strip("'\"")
     if sql_type == "BOOLEAN":
         return raw.lower() in ("1", "true", "yes")
@@ -302,14 +311,27 @@ def model_layout(con: duckdb.DuckDBPyConnection, key: tuple[str, str]) -> str | 
     return str(got[0][0]) if got else None
 
 
-def role_matrices(con: duckdb.DuckDBPyConnection, key: tuple[str, str], role: str) -> list[dict[str, Any]]:
-    """The dense (non-expert) per-layer weight matrices of one role, by layer: name, file, layout, shape."""
-    rel = con.sql(
+@dataclass(frozen=True)
+class StoredMatrix:
+    """Where one layer's weight matrix of a stored model lies: its tensor, file, layout and shape."""
+
+    layer: int
+    name: str
+    file: str
+    transposed: bool  # stored [in, out] instead of PyTorch Linear's [out, in]
+    shape: tuple[int, ...]
+
+
+def role_matrices(con: duckdb.DuckDBPyConnection, key: tuple[str, str], role: str) -> list[StoredMatrix]:
+    """The dense (non-expert) per-layer weight matrices of one role, by layer."""
+    rows = con.sql(
         "SELECT layer, name, file, transposed, shape FROM tensors WHERE repo_id = $r AND revision = $v "
         "AND role = $role AND kind = 'weight' AND expert IS NULL AND layer IS NOT NULL ORDER BY layer",
         params={"r": key[0], "v": key[1], "role": role},
-    )
-    return list(rel.to_arrow_table().to_pylist())
+    ).fetchall()
+    return [
+        StoredMatrix(int(layer), name, file, bool(tr), tuple(shape)) for layer, name, file, tr, shape in rows
+    ]
 
 
 def q_profile(con: duckdb.DuckDBPyConnection, repo_id: str) -> list[tuple[float, float]]:
@@ -327,10 +349,10 @@ def scored_pairs(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
     return list(con.sql("FROM pairs").to_arrow_table().to_pylist())
 
 
-def scored_pair_keys(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
-    """The candidate rows (keys, hidden size, how proposed) of the pairs the last flag run scored."""
+def scored_pair_keys(con: duckdb.DuckDBPyConnection) -> list[CandidatePair]:
+    """The candidates (keys, hidden size, how proposed) of the pairs the last flag run scored."""
     rel = con.sql("SELECT a_repo_id, a_revision, b_repo_id, b_revision, hidden, via FROM pairs")
-    return list(rel.to_arrow_table().to_pylist())
+    return [CandidatePair.from_row(r) for r in rel.to_arrow_table().to_pylist()]
 
 
 def flagged_pairs(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:

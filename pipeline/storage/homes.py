@@ -24,13 +24,13 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from pipeline.comparison.candidates import CandidatePair
 from pipeline.errors import QueryError, one_line
 from pipeline.keys import ModelKey
 from pipeline.storage.parquet import Store
@@ -58,10 +58,10 @@ class Unit:
     """The candidate pairs whose two models both live in ``home`` (CROSS: in different homes)."""
 
     home: int
-    pairs: list[dict[str, Any]] = field(default_factory=list)
+    pairs: list[CandidatePair] = field(default_factory=list)
 
 
-def plan_homes(pairs: Iterable[Mapping[str, Any]], size: int = HOME_MODELS) -> dict[ModelKey, int]:
+def plan_homes(pairs: Iterable[CandidatePair], size: int = HOME_MODELS) -> dict[ModelKey, int]:
     """Each candidate model's home: the connected components of the pairs chosen for similarity, packed
     whole in order (a component larger than a home is cut into pieces)."""
     parent: dict[ModelKey, ModelKey] = {}
@@ -73,8 +73,8 @@ def plan_homes(pairs: Iterable[Mapping[str, Any]], size: int = HOME_MODELS) -> d
         return key
 
     for p in pairs:
-        a, b = root((p["a_repo_id"], p["a_revision"])), root((p["b_repo_id"], p["b_revision"]))
-        if a != b and p.get("via") not in UNJOINED_VIA:
+        a, b = root(p.a), root(p.b)
+        if a != b and p.via not in UNJOINED_VIA:
             parent[a] = b
     components: dict[ModelKey, list[ModelKey]] = {}
     for key in sorted(parent):
@@ -92,16 +92,13 @@ def plan_homes(pairs: Iterable[Mapping[str, Any]], size: int = HOME_MODELS) -> d
     return home_of
 
 
-def home_of_pair(pair: Mapping[str, Any], home_of: Mapping[ModelKey, int]) -> int:
+def home_of_pair(pair: CandidatePair, home_of: Mapping[ModelKey, int]) -> int:
     """The home a pair is scored from: its models' own, or CROSS when they live apart."""
-    ha, hb = (
-        home_of[(pair["a_repo_id"], pair["a_revision"])],
-        home_of[(pair["b_repo_id"], pair["b_revision"])],
-    )
+    ha, hb = home_of[pair.a], home_of[pair.b]
     return ha if ha == hb else CROSS
 
 
-def units(pairs: Iterable[dict[str, Any]], home_of: Mapping[ModelKey, int]) -> list[Unit]:
+def units(pairs: Iterable[CandidatePair], home_of: Mapping[ModelKey, int]) -> list[Unit]:
     """The pairs grouped by the home they are scored from, in the order the homes first appear."""
     by_home: dict[int, Unit] = {}
     for p in pairs:
@@ -175,7 +172,7 @@ class Homes:
     # beside the homes, so every unit binds the full schema.
     empty_store: Store
 
-    def units(self, pairs: Iterable[dict[str, Any]]) -> list[Unit]:
+    def units(self, pairs: Iterable[CandidatePair]) -> list[Unit]:
         """These pairs grouped by the home they are scored from."""
         return units(pairs, self.home_of)
 
@@ -190,7 +187,7 @@ class Homes:
 def pair_homes(
     con: duckdb.DuckDBPyConnection,
     store: Store,
-    pairs: Sequence[dict[str, Any]],
+    pairs: Sequence[CandidatePair],
     size: int | None = None,
     shared: bool = False,
 ) -> Iterator[Homes | None]:
@@ -212,12 +209,7 @@ def pair_homes(
         folder = Path(tempfile.mkdtemp(prefix="hubscan-homes-"))
     try:
         home_of = plan_homes(pairs, size or HOME_MODELS)
-        cross = {
-            k
-            for p in pairs
-            if home_of_pair(p, home_of) == CROSS
-            for k in ((p["a_repo_id"], p["a_revision"]), (p["b_repo_id"], p["b_revision"]))
-        }
+        cross = {k for p in pairs if home_of_pair(p, home_of) == CROSS for k in (p.a, p.b)}
         write_homes(con, home_of, sorted(cross), folder / "homes")
         yield Homes(folder / "homes", home_of, Store(folder / "empty").init())
     finally:

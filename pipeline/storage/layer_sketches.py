@@ -21,6 +21,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
+from pipeline.comparison.candidates import CandidatePair
 from pipeline.errors import QueryError, one_line
 from pipeline.keys import ModelKey
 from pipeline.storage.duckdb import load_sql, run_sql, use_candidates
@@ -74,11 +75,8 @@ def fetch(con: duckdb.DuckDBPyConnection, models: Iterable[ModelKey]) -> Sketche
     Raises:
         QueryError: the shipped query failed.
     """
-    pairs = [
-        {"a_repo_id": m[0], "a_revision": m[1], "b_repo_id": m[0], "b_revision": m[1], "hidden": None,
-         "via": "sketches"}
-        for m in sorted(set(models))
-    ]  # fmt: skip
+    # each model as a pair with itself: the query lists the models of the candidates
+    pairs = [CandidatePair.of((*m, *m), None, "sketches") for m in sorted(set(models))]
     if not pairs:
         return {}
     use_candidates(con, pairs)

@@ -3,20 +3,21 @@
 from __future__ import annotations
 
 from pipeline.comparison import verdicts as v
+from pipeline.comparison.candidates import CandidatePair
 from pipeline.comparison.judge import ModelLicence, judge_pairs
 from pipeline.comparison.structure import PairStructure
+from pipeline.comparison.working_row import WorkingRow
 
 A, B = ("org/a", "r1"), ("org/b", "r2")
 KEY = (*A, *B)
 
 
-def _row(flagged: bool, **extra) -> dict:
+def _row(flagged: bool) -> WorkingRow:
     """A scored row of an element-aligned copy (bit-identical same-index matrices)."""
-    return {
-        "a_repo_id": A[0], "a_revision": A[1], "b_repo_id": B[0], "b_revision": B[1], "hidden": 64,
-        "via": "exhaustive", "a_layers": 6, "b_layers": 6, "sketch": 1.0, "sketch_same": 1.0,
-        "sketch_identical": 1.0, "signals": 3, "flagged": flagged, "declared": False, **extra,
-    }  # fmt: skip
+    return WorkingRow(
+        CandidatePair(*KEY, hidden=64, via="exhaustive"), a_layers=6, b_layers=6, sketch=1.0, sketch_same=1.0,
+        sketch_identical=1.0, signals=3, flagged=flagged, declared=False,
+    )  # fmt: skip
 
 
 def test_a_flagged_pairs_map_decides_its_verdict_and_an_unflagged_pairs_does_not():

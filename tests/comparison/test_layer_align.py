@@ -11,9 +11,10 @@ import pytest
 from jobs import fingerprint
 from pipeline.comparison import expert_map as em
 from pipeline.comparison import layer_align as la
+from pipeline.comparison.candidates import CandidatePair
 from pipeline.config import Settings
 from pipeline.flagging import engine as flag
-from pipeline.storage.duckdb import load_sql, run_sql
+from pipeline.storage.duckdb import load_sql, run_sql, use_candidates
 from pipeline.storage.parquet import Store
 from testbed.demohub.testbed import PERMUTED_EXPERTS
 
@@ -41,23 +42,16 @@ def con(testbed, tmp_path_factory):
     return flag.flag_connection(Store(root).init())
 
 
-def _keys(con, a: str, b: str) -> dict:
+def _keys(con, a: str, b: str) -> CandidatePair:
     revs = dict(con.sql("SELECT repo_id, revision FROM models").fetchall())
     a, b = sorted([a, b])
-    return {
-        "a_repo_id": a,
-        "a_revision": revs[a],
-        "b_repo_id": b,
-        "b_revision": revs[b],
-        "hidden": 0,
-        "via": "t",
-    }
+    return CandidatePair(a, revs[a], b, revs[b], 0, "t")
 
 
-def layer_map(con, a: str, b: str) -> tuple[la.LayerMap, dict]:
+def layer_map(con, a: str, b: str) -> tuple[la.LayerMap, CandidatePair]:
     """The layer map of a pair, oriented so the returned pairs are (model a's layer, model b's layer)."""
     cand = _keys(con, a, b)
-    flag.use_candidates(con, [cand])
+    use_candidates(con, [cand])
     rows = run_sql(con, load_sql("compute_layer_similarity")).to_arrow_table().to_pylist()
     sims = la.similarity_matrices(rows)
     (sim,) = sims.values()
@@ -67,7 +61,7 @@ def layer_map(con, a: str, b: str) -> tuple[la.LayerMap, dict]:
 def mapped(con, source: str, derived: str) -> tuple[la.LayerMap, list[int | None]]:
     """The map and, per layer of ``derived``, the layer of ``source`` it comes from."""
     lmap, cand = layer_map(con, source, derived)
-    derived_side = "a" if cand["a_repo_id"] == derived else "b"
+    derived_side = "a" if cand.a_repo_id == derived else "b"
     assert lmap.derived_side == derived_side
     return lmap, [m.source if m.matched else None for m in lmap.matches]
 
@@ -99,7 +93,7 @@ def test_reordered_layers_are_found_by_assignment_not_the_monotone_path(con):
 def layer_map_reorder(con):
     lmap, cand = layer_map(con, MINILM, REORDER)
     # same depth: the derived side is B by convention; read the map as reordered-layer <- MiniLM layer
-    pairs = dict(lmap.pairs()) if cand["a_repo_id"] == REORDER else {b: a for a, b in lmap.pairs()}
+    pairs = dict(lmap.pairs()) if cand.a_repo_id == REORDER else {b: a for a, b in lmap.pairs()}
     return lmap, [pairs[k] for k in range(6)]
 
 
@@ -125,9 +119,9 @@ def test_cousins_get_no_false_layer_map_although_their_col_norms_are_shared(con)
 
 def _experts(con, a: str, b: str) -> tuple[em.ExpertMap, dict]:
     cand = _keys(con, a, b)
-    flag.use_candidates(con, [cand])
+    use_candidates(con, [cand])
     models = em.models_from_rows(run_sql(con, load_sql("list_mlp_tensors")).to_arrow_table().to_pylist())
-    ka, kb = (cand["a_repo_id"], cand["a_revision"]), (cand["b_repo_id"], cand["b_revision"])
+    ka, kb = cand.a, cand.b
     emap = em.expert_map(models[ka], models[kb])
     assert emap is not None
     return emap, cand
@@ -153,7 +147,7 @@ def test_fine_grained_experts_map_to_their_slice_by_down_column_norms(con):
 
 def test_moe_vs_moe_recovers_the_expert_permutation(con):
     emap, cand = _experts(con, MOE, PERMUTED)
-    assert cand["a_repo_id"] == MOE  # sorted ids: the original MoE is side a
+    assert cand.a_repo_id == MOE  # sorted ids: the original MoE is side a
     assert emap.structure == em.EXPERTS_PERMUTED
     for m in emap.matches:
         assert m.matched and PERMUTED_EXPERTS[m.layer][m.other_expert] == m.expert
@@ -162,6 +156,6 @@ def test_moe_vs_moe_recovers_the_expert_permutation(con):
 
 def test_dense_vs_dense_has_no_expert_map(con):
     cand = _keys(con, MINILM, L3)
-    flag.use_candidates(con, [cand])
+    use_candidates(con, [cand])
     models = em.models_from_rows(run_sql(con, load_sql("list_mlp_tensors")).to_arrow_table().to_pylist())
     assert em.expert_map(*models.values()) is None

@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 
 from pipeline.comparison import verdicts as v
+from pipeline.comparison.candidates import CandidatePair
 from pipeline.comparison.low_rank import MatrixDelta, matrix_delta, pair_delta
+from pipeline.comparison.working_row import WorkingRow
 from pipeline.flagging.low_rank_deltas import needs_delta
 from testbed.writers.safetensors_write import read_safetensors_np
 from tests.real_checkpoints import real_model
@@ -18,6 +20,11 @@ ROWS = np.r_[0:8, 376:384]
 SAMPLED = len(ROWS)
 ROW = {"flagged": True, "signals": 5, "a_layers": 6, "b_layers": 6, "map_is_identity": True, "a_dtype": "F32",
        "b_dtype": "F32", "sketch_same": 1.0, "sketch": 1.0, "sketch_identical": 0.67, "values_identical": 1.0}  # fmt: skip
+
+
+def _row(**changes) -> WorkingRow:
+    """ROW with some columns changed, as the working row the verdict reads."""
+    return WorkingRow(CandidatePair("org/a", "r1", "org/b", "r2", 384, "lsh"), **{**ROW, **changes})
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +97,7 @@ def test_a_pair_whose_moved_matrices_are_low_rank_is_a_low_rank_fine_tune(query)
     assert delta is not None and (delta.rank, delta.moved, delta.matrices, delta.modules) == (
         8, 2, 6, ("attn_q", "attn_v")
     )  # fmt: skip
-    assert v.verdict({**ROW, "delta": delta}) == (v.LOW_RANK_FINE_TUNE, delta.low_rank_reason())
+    assert v.verdict(_row(delta=delta)) == (v.LOW_RANK_FINE_TUNE, delta.low_rank_reason())
     assert delta.low_rank_reason().startswith("low-rank fine-tune (rank ≈ 8) of attn_q, attn_v: 2 of 6")
 
 
@@ -99,12 +106,12 @@ def test_one_fully_trained_matrix_among_them_is_not_a_lora(query):
     full = (query + 0.04 * query.std() * rng.standard_normal(query.shape)).astype(np.float32)
     delta = pair_delta(_deltas(query, {"attn_q": _lora(query, 8), "attn_v": full}, 4))
     assert delta is not None and delta.rank is None and delta.partial
-    assert v.verdict({**ROW, "delta": delta})[0] == v.FINE_TUNE
+    assert v.verdict(_row(delta=delta))[0] == v.FINE_TUNE
 
 
 def test_without_a_delta_a_partly_moved_pair_reads_as_the_cast_the_issue_reported():
     # the median r is carried by the untouched matrices: 1 - r = 0, within "rounding to F32"
-    assert v.verdict(ROW)[0] == v.CAST_COPY
+    assert v.verdict(_row())[0] == v.CAST_COPY
 
 
 def test_a_partial_change_within_the_cast_band_stays_a_cast(query):
@@ -112,7 +119,7 @@ def test_a_partial_change_within_the_cast_band_stays_a_cast(query):
     cast = query.astype(ml_dtypes.bfloat16).astype(np.float32)
     delta = pair_delta(_deltas(query, {"attn_q": cast}, 4))
     assert delta is not None and delta.partial and delta.rank is None
-    assert v.verdict({**ROW, "b_dtype": "BF16", "delta": delta})[0] == v.CAST_COPY
+    assert v.verdict(_row(b_dtype="BF16", delta=delta))[0] == v.CAST_COPY
 
 
 def test_a_lora_merged_into_every_linear_is_low_rank_not_a_weight_only_quantisation(query):
@@ -120,9 +127,9 @@ def test_a_lora_merged_into_every_linear_is_low_rank_not_a_weight_only_quantisat
     moved = {role: _lora(query, 8, seed=i) for i, role in enumerate(("attn_q", "attn_k", "attn_v", "attn_o"))}
     delta = pair_delta(_deltas(query, moved, 0))
     assert delta is not None and not delta.partial and delta.rank == 8
-    everything_moved = {**ROW, "sketch_identical": 0.0, "sketch_same": 1 - 1e-3}
-    assert v.verdict(everything_moved)[0] == v.CAST_COPY  # what it was without the delta
-    assert v.verdict({**everything_moved, "delta": delta})[0] == v.LOW_RANK_FINE_TUNE
+    everything_moved = {"sketch_identical": 0.0, "sketch_same": 1 - 1e-3}
+    assert v.verdict(_row(**everything_moved))[0] == v.CAST_COPY  # what it was without the delta
+    assert v.verdict(_row(**everything_moved, delta=delta))[0] == v.LOW_RANK_FINE_TUNE
 
 
 @pytest.mark.parametrize(
@@ -138,4 +145,4 @@ def test_a_lora_merged_into_every_linear_is_low_rank_not_a_weight_only_quantisat
     ],
 )
 def test_which_flagged_pairs_have_their_delta_read(changes, examined):
-    assert needs_delta({**ROW, **changes}) is examined
+    assert needs_delta(_row(**changes)) is examined

@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 
 from pipeline.comparison import verdicts as v
+from pipeline.comparison.candidates import CandidatePair
+from pipeline.comparison.working_row import WorkingRow
 
 BASE = {"flagged": True, "signals": 5, "a_layers": 6, "b_layers": 6, "map_is_identity": True,
         "a_dtype": "F32", "b_dtype": "F32", "sketch_identical": 0.0, "values_identical": 0.0}  # fmt: skip
@@ -64,4 +66,5 @@ def test_cast_band(dtype, band):
     ],
 )
 def test_verdict_rules(extra, expected):
-    assert v.verdict({**BASE, **extra})[0] == expected
+    row = WorkingRow(CandidatePair("org/a", "r1", "org/b", "r2", 64, "exhaustive"), **{**BASE, **extra})
+    assert v.verdict(row)[0] == expected

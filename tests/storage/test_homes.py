@@ -16,6 +16,7 @@ import pyarrow as pa
 import pytest
 
 from bench.detection_synth import build_store
+from pipeline.comparison.candidates import CandidatePair
 from pipeline.config import Settings
 from pipeline.errors import QueryError
 from pipeline.flagging import engine as flag
@@ -28,15 +29,15 @@ from tests.stores import corrupt_column
 RUN_STAMP = ("flag_id", "flagged_at")
 
 
-def _pair(a: str, b: str) -> dict:
-    return {"a_repo_id": a, "a_revision": "r", "b_repo_id": b, "b_revision": "r"}
+def _pair(a: str, b: str, via: str = "lsh") -> CandidatePair:
+    return CandidatePair(a, "r", b, "r", 64, via)
 
 
 def test_components_stay_in_one_home_and_only_a_larger_one_is_cut():
     # components {a,b,c}, {d,e}, {f..l} (7 models), homes of 4; a background pair joins no component
     pairs = [_pair("a", "b"), _pair("b", "c"), _pair("d", "e")]
     pairs += [_pair("f", x) for x in "ghijkl"]
-    pairs += [{**_pair("c", "d"), "via": "background"}]
+    pairs += [_pair("c", "d", "background")]
     home_of = plan_homes(pairs, size=4)
     home = {k[0]: h for k, h in home_of.items()}
     assert len(home) == 12
@@ -49,16 +50,16 @@ def test_components_stay_in_one_home_and_only_a_larger_one_is_cut():
 
 def test_pairs_whose_models_live_apart_are_scored_from_the_cross_home():
     pairs = [_pair("a", "b"), _pair("b", "c"), _pair("c", "d"), _pair("x", "y")]
-    pairs += [{**_pair("a", "x"), "via": "background"}]
+    pairs += [_pair("a", "x", "background")]
     home_of = plan_homes(pairs, size=2)
     grouped = units(pairs, home_of)
     assert sum(len(u.pairs) for u in grouped) == len(pairs)
     for u in grouped:
         for p in u.pairs:
-            ha, hb = home_of[(p["a_repo_id"], "r")], home_of[(p["b_repo_id"], "r")]
+            ha, hb = home_of[p.a], home_of[p.b]
             assert u.home == (ha if ha == hb else CROSS)
     cross = next(u for u in grouped if u.home == CROSS)
-    assert {(p["a_repo_id"], p["b_repo_id"]) for p in cross.pairs} == {("b", "c"), ("a", "x")}
+    assert {(p.a_repo_id, p.b_repo_id) for p in cross.pairs} == {("b", "c"), ("a", "x")}
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +92,7 @@ def test_many_small_homes_write_the_pairs_and_maps_one_home_writes(synth, tmp_pa
     home_of = plan_homes(cand, size=60)
     assert len(set(home_of.values())) > 5
     # no family cut (only the background sample is scored from the cross home): maps and stacks whole
-    assert all(p.get("via") == "background" for u in units(cand, home_of) if u.home == CROSS for p in u.pairs)
+    assert all(p.via == "background" for u in units(cand, home_of) if u.home == CROSS for p in u.pairs)
     monkeypatch.setattr(homes, "HOME_MODELS", 10**9)
     whole_pairs, whole_maps = _flag(synth, tmp_path, "one")
     monkeypatch.setattr(homes, "HOME_MODELS", 60)

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from bench.hub_families import build_block
+from pipeline.comparison.candidates import CandidatePair
 from pipeline.storage import layer_sketches
 from pipeline.storage.duckdb import connect, fetch_rows, use_candidates
 from pipeline.storage.layer_sketches import Budget, Group, fetch, fetch_groups, run_end
@@ -21,8 +22,7 @@ def store(tmp_path_factory):
 
 def _stored(con, model) -> dict:
     """One model's sketches the old way (Python rows), for comparison."""
-    use_candidates(con, [{"a_repo_id": model[0], "a_revision": model[1], "b_repo_id": model[0],
-                          "b_revision": model[1], "hidden": None, "via": "test"}])  # fmt: skip
+    use_candidates(con, [CandidatePair(*model, *model, None, "test")])
     return {(r["role"], r["layer"]): r["sketch"] for r in fetch_rows(con, "list_layer_sketches")}
 
 
