@@ -17,13 +17,13 @@ python -m venv "$work/venv"
 # (the local index mirror warns once per package it lacks; those lines are noise here)
 "$work/venv/bin/python" -m pip install -q "$work"/dist/hubscan-*.whl 2> >(grep -v 'is ignored' >&2)
 cd "$work"  # away from the source tree, so neither the driver nor Ray workers can import it
-where="$("$work/venv/bin/python" -c 'import pipeline, queries; print(pipeline.__file__, queries.__file__)')"
+where="$("$work/venv/bin/python" -c 'import hubscan.pipeline as p, hubscan.queries as q; print(p.__file__, q.__file__)')"
 case "$where" in
   "$work/venv/"*" $work/venv/"*) echo "wheel smoke: hubscan imported from the wheel" ;;
   *) echo "wheel smoke: hubscan imported from $where, not the wheel" >&2; exit 1 ;;
 esac
 
-"$work/venv/bin/python" -m testbed.demohub.small_repos "$work/repos"
+"$work/venv/bin/python" -m hubscan.testbed.demohub.small_repos "$work/repos"
 hubscan="$work/venv/bin/hubscan"
 "$hubscan" sweep --source "local:$work/repos" --store "$work/store" >/dev/null
 "$hubscan" flag --store "$work/store" >/dev/null

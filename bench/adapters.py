@@ -17,14 +17,14 @@ from pathlib import Path
 import numpy as np
 
 from bench.results import recorded
-from pipeline.chain.model_task import fingerprint_model
-from pipeline.comparison.low_rank import matrix_delta, pair_delta
-from pipeline.config import Settings
-from pipeline.http import HubHttp
-from pipeline.sources.hf import resolve
-from testbed.demohub.lora import MINILM, ORG, build_lora_repos
-from testbed.demohub.realmodels import default_cache, fetch_real_model
-from testbed.fakehub import FakeHub
+from hubscan.pipeline.chain.model_task import fingerprint_model
+from hubscan.pipeline.comparison.low_rank import matrix_delta, pair_delta
+from hubscan.pipeline.config import Settings
+from hubscan.pipeline.http import HubHttp
+from hubscan.pipeline.sources.hf import resolve
+from hubscan.testbed.demohub.lora import MINILM, ORG, build_lora_repos
+from hubscan.testbed.demohub.realmodels import default_cache, fetch_real_model
+from hubscan.testbed.fakehub import FakeHub
 
 REPS = 5  # median of 5: the delta step takes milliseconds and jitters
 LLAMA_MATRICES = 224  # 32 layers x 7 Linears

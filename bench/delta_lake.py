@@ -23,9 +23,15 @@ from deltalake import DeltaTable, write_deltalake
 
 from bench.results import recorded
 from bench.store_scale import write_loose_store
-from pipeline.storage.compact import GROUP_MODELS, _BlockWriters, _read_loose, _with_hidden, merge_small_parts
-from pipeline.storage.manifest import MANIFEST, Manifest
-from pipeline.storage.parquet import Store
+from hubscan.pipeline.storage.compact import (
+    GROUP_MODELS,
+    _BlockWriters,
+    _read_loose,
+    _with_hidden,
+    merge_small_parts,
+)
+from hubscan.pipeline.storage.manifest import MANIFEST, Manifest
+from hubscan.pipeline.storage.parquet import Store
 
 
 def _groups(store: Store) -> list[pa.Table]:

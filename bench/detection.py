@@ -37,11 +37,11 @@ from typing import Any
 
 from bench.metrics import auroc, score_of, tpr_at_fpr
 from bench.results import recorded
-from jobs import fingerprint
-from pipeline.config import Settings
-from pipeline.flagging import engine as flag
-from testbed.demohub.realmodels import default_cache
-from testbed.demohub.testbed import build_testbed
+from hubscan.jobs import fingerprint
+from hubscan.pipeline.config import Settings
+from hubscan.pipeline.flagging import engine as flag
+from hubscan.testbed.demohub.realmodels import default_cache
+from hubscan.testbed.demohub.testbed import build_testbed
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 COUSIN = "sentence-transformers/paraphrase-MiniLM-L3-v2"
@@ -172,8 +172,8 @@ def reparam_bench() -> list[str]:
     Positives: each variant against all-MiniLM-L6-v2 and its int8 and fine-tuned copies (the same
     weights); negatives: every MiniLM-family model against the e5 family (same shape, unrelated).
     """
-    from pipeline.flagging import permutation
-    from pipeline.storage.duckdb import connect
+    from hubscan.pipeline.flagging import permutation
+    from hubscan.pipeline.storage.duckdb import connect
 
     copies = [MINILM, "tryaii/minilm-int8", "demohub/minilm-l6-finetuned"]
     repos = [*copies, *REPARAM_KINDS, E5, E5_PRUNED]
@@ -242,7 +242,7 @@ SMOL_PERM = "demohub/SmolLM2-4x135M-4L-MoE-permuted"
 
 
 def _perm_expected(layer: int, expert: int) -> tuple[int, int | None, int | None]:
-    from testbed.demohub.testbed import PERMUTED_EXPERTS
+    from hubscan.testbed.demohub.testbed import PERMUTED_EXPERTS
 
     return layer, PERMUTED_EXPERTS[layer].index(expert), None
 
@@ -333,7 +333,7 @@ CONTROL_METHODS = ("score", "sketch", "gain", "dim_std", "col_norms", "tokens", 
 def controls_bench() -> list[str]:
     """Every pair of the trained controls with its signals and p-values, then AUROC / TPR at FPR 1 % /
     false positives of real fine-tunes against the independent same-architecture pairs."""
-    from testbed.controls.train import INDEPENDENT, ORG, RUNS, build_controls, relation
+    from hubscan.testbed.controls.train import INDEPENDENT, ORG, RUNS, build_controls, relation
 
     root = build_controls()
     with tempfile.TemporaryDirectory() as tmp:

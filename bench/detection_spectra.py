@@ -15,14 +15,14 @@ from pathlib import Path
 
 import numpy as np
 
-from jobs import fingerprint
-from pipeline.comparison import spectra as sp
-from pipeline.config import Settings
-from pipeline.flagging import spectra
-from pipeline.storage.duckdb import connect
-from testbed.demohub.realmodels import default_cache
-from testbed.demohub.testbed import build_testbed
-from testbed.demohub.variants import load_repo_tensors
+from hubscan.jobs import fingerprint
+from hubscan.pipeline.comparison import spectra as sp
+from hubscan.pipeline.config import Settings
+from hubscan.pipeline.flagging import spectra
+from hubscan.pipeline.storage.duckdb import connect
+from hubscan.testbed.demohub.realmodels import default_cache
+from hubscan.testbed.demohub.testbed import build_testbed
+from hubscan.testbed.demohub.variants import load_repo_tensors
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 # (other model, what it is) compared with all-MiniLM-L6-v2

@@ -27,8 +27,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from pipeline.storage.parquet import Store
-from pipeline.storage.schema import MODELS, TENSORS
+from hubscan.pipeline.storage.parquet import Store
+from hubscan.pipeline.storage.schema import MODELS, TENSORS
 
 SKETCH, TOKENS = 256, 32
 MATRICES = ("attn_q", "attn_k", "attn_v", "attn_o", "mlp_up", "mlp_down")
@@ -194,9 +194,9 @@ def _one(store: str, mode: str, extra_path: str) -> None:
     plus the pairs in ``extra_path`` (every family pair and a random sample of the rest), with the
     same backgrounds and test count as the LSH run.
     """
-    from pipeline.config import Settings
-    from pipeline.flagging import engine as flag
-    from pipeline.flagging import signal_sql
+    from hubscan.pipeline.config import Settings
+    from hubscan.pipeline.flagging import engine as flag
+    from hubscan.pipeline.flagging import signal_sql
 
     t0 = time.perf_counter()
     if mode == "exhaustive":

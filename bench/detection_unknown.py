@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from bench.metrics import auroc, score_of, tpr_at_fpr
-from testbed.demohub.unknown_arch import AKIKI, CNN, NEGATIVE_SEEDS
+from hubscan.testbed.demohub.unknown_arch import AKIKI, CNN, NEGATIVE_SEEDS
 
 FAMILIES = {
     "akiki CNN+GRU (real)": (AKIKI, {f"indep/vad-seed{s}" for s in NEGATIVE_SEEDS}),

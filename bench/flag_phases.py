@@ -20,10 +20,10 @@ from typing import Any
 
 from bench.detection_synth import build_store
 from bench.results import recorded
-from pipeline.config import Settings
-from pipeline.flagging import engine as flag
-from pipeline.flagging import flag_rows, layer_maps
-from pipeline.storage import homes
+from hubscan.pipeline.config import Settings
+from hubscan.pipeline.flagging import engine as flag
+from hubscan.pipeline.flagging import flag_rows, layer_maps
+from hubscan.pipeline.storage import homes
 
 MB = 1024 * 1024
 # (module, function name, phase): the functions flag.run calls, in the order it calls them. Scoring's

@@ -23,13 +23,13 @@ from pathlib import Path
 from bench.detection_synth import build_store
 from bench.results import recorded
 from bench.store_scale import run_step
-from jobs import fingerprint
-from pipeline.config import Settings
-from pipeline.flagging import engine as flag
-from pipeline.storage.compact import compact
-from pipeline.storage.parquet import Store
-from testbed.demohub.realmodels import default_cache
-from testbed.demohub.testbed import build_testbed
+from hubscan.jobs import fingerprint
+from hubscan.pipeline.config import Settings
+from hubscan.pipeline.flagging import engine as flag
+from hubscan.pipeline.storage.compact import compact
+from hubscan.pipeline.storage.parquet import Store
+from hubscan.testbed.demohub.realmodels import default_cache
+from hubscan.testbed.demohub.testbed import build_testbed
 
 SYNTHETIC = (10_000,)  # 100k takes several minutes a run on this shared 2-core machine
 RUNNERS = ("local", "ray")

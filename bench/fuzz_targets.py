@@ -19,20 +19,20 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.config import Settings
-from pipeline.errors import HubscanError
-from pipeline.readers import checkpoint, pickle_walk
-from pipeline.readers.byte_source import ReadStats
-from pipeline.sources.cards import parse_card
-from pipeline.sources.hf import model_ref_from_info
-from pipeline.sources.tokenizer import tokens_from_tokenizer_json
-from pipeline.sources.weights import select_weight_files
-from testbed.demohub.realmodels import default_cache
-from testbed.writers.gguf_write import QType, write_gguf
-from testbed.writers.gptq_pack import gptq_tensors, rtn_quantise
-from testbed.writers.safetensors_write import write_safetensors
-from testbed.writers.scaled_quant import quantised_tensors
-from testbed.writers.torch_write import TensorEntry, state_dict_pickle, write_torch_zip
+from hubscan.pipeline.config import Settings
+from hubscan.pipeline.errors import HubscanError
+from hubscan.pipeline.readers import checkpoint, pickle_walk
+from hubscan.pipeline.readers.byte_source import ReadStats
+from hubscan.pipeline.sources.cards import parse_card
+from hubscan.pipeline.sources.hf import model_ref_from_info
+from hubscan.pipeline.sources.tokenizer import tokens_from_tokenizer_json
+from hubscan.pipeline.sources.weights import select_weight_files
+from hubscan.testbed.demohub.realmodels import default_cache
+from hubscan.testbed.writers.gguf_write import QType, write_gguf
+from hubscan.testbed.writers.gptq_pack import gptq_tensors, rtn_quantise
+from hubscan.testbed.writers.safetensors_write import write_safetensors
+from hubscan.testbed.writers.scaled_quant import quantised_tensors
+from hubscan.testbed.writers.torch_write import TensorEntry, state_dict_pickle, write_torch_zip
 
 SETTINGS = Settings()
 # Real checkpoint headers are cut to this many bytes: enough for the JSON, small enough to mutate fast.

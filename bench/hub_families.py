@@ -33,8 +33,8 @@ import pyarrow as pa
 
 from bench.detection_synth import _tensor_table
 from bench.results import recorded
-from pipeline.storage.parquet import Store
-from pipeline.storage.schema import MODELS
+from hubscan.pipeline.storage.parquet import Store
+from hubscan.pipeline.storage.schema import MODELS
 
 SKETCH, TOKENS = 256, 32
 LLAMA_MATRICES = ("attn_q", "attn_k", "attn_v", "attn_o", "mlp_gate", "mlp_up", "mlp_down")
@@ -211,8 +211,8 @@ def membership_recall(truth: dict[str, int], flagged: list[tuple[str, str]]) -> 
 
 def _one(store: str, incremental: bool = False) -> None:
     """Child process: flag the store; print seconds, peak RSS, pairs and the flagged pairs as JSON."""
-    from pipeline.config import Settings
-    from pipeline.flagging import engine as flag
+    from hubscan.pipeline.config import Settings
+    from hubscan.pipeline.flagging import engine as flag
 
     t0 = time.perf_counter()
     result = flag.run(Settings(store=store), incremental=incremental)

@@ -21,20 +21,20 @@ from pathlib import Path
 import numpy as np
 
 from bench.results import recorded
-from pipeline.chain.model_task import fingerprint_model
-from pipeline.config import MERGE_GAP_BYTES, Settings
-from pipeline.fingerprints.tensor import _seeded_columns
-from pipeline.http import HubHttp
-from pipeline.readers import checkpoint
-from pipeline.readers.byte_source import LocalFile
-from pipeline.readers.ranges import Span, plan_requests
-from pipeline.readers.records import PackedLinear
-from pipeline.readers.sampling import plan_rows, row_indices
-from pipeline.roles import classify
-from pipeline.sources.hf import resolve
-from testbed.demohub.realmodels import REPO_BUILDERS, default_cache, fetch_real_model
-from testbed.demohub.testbed import MINILM, QUANT_VARIANTS, TESTBED_VERSION, _run_builder, build_once
-from testbed.fakehub import FakeHub
+from hubscan.pipeline.chain.model_task import fingerprint_model
+from hubscan.pipeline.config import MERGE_GAP_BYTES, Settings
+from hubscan.pipeline.fingerprints.tensor import _seeded_columns
+from hubscan.pipeline.http import HubHttp
+from hubscan.pipeline.readers import checkpoint
+from hubscan.pipeline.readers.byte_source import LocalFile
+from hubscan.pipeline.readers.ranges import Span, plan_requests
+from hubscan.pipeline.readers.records import PackedLinear
+from hubscan.pipeline.readers.sampling import plan_rows, row_indices
+from hubscan.pipeline.roles import classify
+from hubscan.pipeline.sources.hf import resolve
+from hubscan.testbed.demohub.realmodels import REPO_BUILDERS, default_cache, fetch_real_model
+from hubscan.testbed.demohub.testbed import MINILM, QUANT_VARIANTS, TESTBED_VERSION, _run_builder, build_once
+from hubscan.testbed.fakehub import FakeHub
 
 REPS = 3  # median wall of 3 runs: a run takes a fraction of a second and jitters
 LLAMA7B = {  # one decoder layer of Llama-2-7B: [out, in] per Linear, 32 layers
@@ -122,8 +122,8 @@ def plan_cost(packed: Sequence[PackedLinear], scheme: str, gap: int, settings: S
 
 def llama_layer(bits: int = 4, group: int = 128) -> list[PackedLinear]:
     """One Llama-2-7B layer as GPTQ parts laid out as a safetensors writer orders them."""
-    from pipeline.readers.packed_int import _infer
-    from pipeline.readers.records import TensorHeader
+    from hubscan.pipeline.readers.packed_int import _infer
+    from hubscan.pipeline.readers.records import TensorHeader
 
     headers: dict[str, TensorHeader] = {}
     offset = 0

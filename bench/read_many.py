@@ -28,10 +28,10 @@ import pyarrow.parquet as pq
 
 from bench.results import recorded
 from bench.store_scale import write_loose_store
-from pipeline.storage.parquet import Store
-from pipeline.storage.remote import register
-from pipeline.storage.schema import TABLES
-from pipeline.storage.small_files import read_files
+from hubscan.pipeline.storage.parquet import Store
+from hubscan.pipeline.storage.remote import register
+from hubscan.pipeline.storage.schema import TABLES
+from hubscan.pipeline.storage.small_files import read_files
 
 Reader = Callable[[pafs.FileSystem, list[str], str, pa.Schema], pa.Table]
 

@@ -28,20 +28,24 @@ import ml_dtypes
 import numpy as np
 
 from bench.results import recorded
-from pipeline.chain.model_task import ModelOutcome, fingerprint_model
-from pipeline.config import Settings
-from pipeline.http import HubHttp
-from pipeline.readers import checkpoint
-from pipeline.readers.byte_source import LocalFile
-from pipeline.sources.hf import resolve
-from pipeline.sources.local import local_model
-from pipeline.sources.weights import select_weight_files
-from testbed.demohub import quant_zoo
-from testbed.demohub.realmodels import default_cache
-from testbed.demohub.testbed import build_once, build_testbed
-from testbed.fakehub import FakeHub, RequestRecord
-from testbed.writers import scaled_quant
-from testbed.writers.safetensors_write import read_safetensors_header, read_safetensors_np, write_safetensors
+from hubscan.pipeline.chain.model_task import ModelOutcome, fingerprint_model
+from hubscan.pipeline.config import Settings
+from hubscan.pipeline.http import HubHttp
+from hubscan.pipeline.readers import checkpoint
+from hubscan.pipeline.readers.byte_source import LocalFile
+from hubscan.pipeline.sources.hf import resolve
+from hubscan.pipeline.sources.local import local_model
+from hubscan.pipeline.sources.weights import select_weight_files
+from hubscan.testbed.demohub import quant_zoo
+from hubscan.testbed.demohub.realmodels import default_cache
+from hubscan.testbed.demohub.testbed import build_once, build_testbed
+from hubscan.testbed.fakehub import FakeHub, RequestRecord
+from hubscan.testbed.writers import scaled_quant
+from hubscan.testbed.writers.safetensors_write import (
+    read_safetensors_header,
+    read_safetensors_np,
+    write_safetensors,
+)
 
 HUB_ROOT = Path.home() / ".cache" / "hubscan" / "demo-hub"
 FORMATS_ROOT = Path.home() / ".cache" / "hubscan" / "quant-zoo"

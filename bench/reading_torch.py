@@ -15,14 +15,14 @@ from functools import partial
 from pathlib import Path
 
 from bench.results import recorded
-from pipeline.chain.model_task import fingerprint_model
-from pipeline.config import Settings
-from pipeline.http import HubHttp
-from pipeline.sources.hf import resolve
-from testbed.demohub import variants
-from testbed.demohub.realmodels import REAL_MODELS, REPO_BUILDERS, default_cache, fetch_real_model
-from testbed.demohub.testbed import MINILM, build_once
-from testbed.fakehub import FakeHub
+from hubscan.pipeline.chain.model_task import fingerprint_model
+from hubscan.pipeline.config import Settings
+from hubscan.pipeline.http import HubHttp
+from hubscan.pipeline.sources.hf import resolve
+from hubscan.testbed.demohub import variants
+from hubscan.testbed.demohub.realmodels import REAL_MODELS, REPO_BUILDERS, default_cache, fetch_real_model
+from hubscan.testbed.demohub.testbed import MINILM, build_once
+from hubscan.testbed.fakehub import FakeHub
 
 BIN = "demohub/all-MiniLM-L6-v2-pytorch"
 BIN_SHARDED = "demohub/minilm-bin-sharded"

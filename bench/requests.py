@@ -18,13 +18,13 @@ from typing import Any
 
 from bench.reading import HUB_ROOT, prepare_models
 from bench.results import recorded
-from pipeline.chain.model_task import fingerprint_model
-from pipeline.config import HUB_QUOTA_TIERS, QUOTA_WINDOW_S, TASK_CPUS, Settings
-from pipeline.http import HubHttp
-from pipeline.runtime.sweep import whole_hub_hours
-from pipeline.runtime.sweep_state import LISTING_EXPAND
-from pipeline.sources import hf
-from testbed.fakehub import FakeHub, RequestRecord
+from hubscan.pipeline.chain.model_task import fingerprint_model
+from hubscan.pipeline.config import HUB_QUOTA_TIERS, QUOTA_WINDOW_S, TASK_CPUS, Settings
+from hubscan.pipeline.http import HubHttp
+from hubscan.pipeline.runtime.sweep import whole_hub_hours
+from hubscan.pipeline.runtime.sweep_state import LISTING_EXPAND
+from hubscan.pipeline.sources import hf
+from hubscan.testbed.fakehub import FakeHub, RequestRecord
 
 LATENCY_S = 0.05
 # Ranges per CDN request in the multi-range rows (the fake CDN answers multipart).

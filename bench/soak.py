@@ -28,9 +28,9 @@ from pathlib import Path
 from bench.results import recorded
 from bench.soak_hub import SoakHub, build_hub, script_faults
 from bench.soak_procs import Watch, cmdline, descendants
-from testbed.demohub.badrepos import MALICIOUS_MARKER
-from testbed.fakehub import FakeHub
-from testbed.fakehub.repos import RepoStore
+from hubscan.testbed.demohub.badrepos import MALICIOUS_MARKER
+from hubscan.testbed.fakehub import FakeHub
+from hubscan.testbed.fakehub.repos import RepoStore
 
 # Listing pages of 250: the cursor is saved several times, so the resumed driver starts mid-listing.
 SOAK_PAGE = 250
@@ -61,8 +61,8 @@ class Tally:
 
 def run_driver(url: str, store: str, sweep_id: str) -> None:
     """Child process: one sweep driver, exactly as `hubscan sweep --sweep-id` runs it."""
-    from pipeline.config import Settings
-    from pipeline.runtime import sweep
+    from hubscan.pipeline.config import Settings
+    from hubscan.pipeline.runtime import sweep
 
     settings = Settings(
         endpoint=url,
@@ -86,7 +86,7 @@ def start_driver(url: str, store: Path, sweep_id: str, log: Path) -> subprocess.
 
 def stored_count(store: Path) -> int:
     """Models committed so far (loose and compacted), -1 while the store cannot be read."""
-    from pipeline.storage.duckdb import connect
+    from hubscan.pipeline.storage.duckdb import connect
 
     try:
         row = connect(store).execute("SELECT count(*) FROM models").fetchone()
@@ -110,7 +110,7 @@ def kill_driver(driver: subprocess.Popen[bytes]) -> None:
 
 def tally(root: Path, store: Path, hub: SoakHub) -> Tally:
     """Listed (repo, commit) of the hub against the store's models and failures."""
-    from pipeline.storage.duckdb import connect
+    from hubscan.pipeline.storage.duckdb import connect
 
     listed = {(r.repo_id, r.sha) for r in RepoStore(root).all()}
     con = connect(store)

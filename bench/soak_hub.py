@@ -11,10 +11,10 @@ import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from testbed.demohub.badrepos import tiny_tensors, write_bad_repo
-from testbed.fakehub import FakeHub
-from testbed.fakehub.faults import Fault
-from testbed.writers.safetensors_write import write_safetensors
+from hubscan.testbed.demohub.badrepos import tiny_tensors, write_bad_repo
+from hubscan.testbed.fakehub import FakeHub
+from hubscan.testbed.fakehub.faults import Fault
+from hubscan.testbed.writers.safetensors_write import write_safetensors
 
 SOAK_ORG = "soak"
 # Every bad-repo kind a stranger can upload, plus the crash (nested header JSON).

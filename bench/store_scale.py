@@ -28,8 +28,8 @@ import pyarrow.parquet as pq
 
 from bench.detection_synth import build_store
 from bench.results import recorded
-from pipeline.storage.parquet import Store, model_key
-from pipeline.storage.schema import FILES, MODELS
+from hubscan.pipeline.storage.parquet import Store, model_key
+from hubscan.pipeline.storage.schema import FILES, MODELS
 
 SIZES = (1000, 3000, 10000)
 # Flag on loose files binds its views over every per-model file: at 10,000 models it did not finish in
@@ -74,18 +74,18 @@ def _step(store: str, step: str) -> None:
     t0 = time.perf_counter()
     extra: dict[str, Any] = {}
     if step == "skip":
-        from pipeline.storage.index import StoreIndex
+        from hubscan.pipeline.storage.index import StoreIndex
 
         index = StoreIndex.load(Store(store))
         listing = [(f"syn/m{i:06d}", "r0") for i in range(2 * len(index.models))]  # half stored, half new
         extra["skipped"] = sum(index.has_model(r, v) for r, v in listing)
     elif step == "compact":
-        from pipeline.storage.compact import compact
+        from hubscan.pipeline.storage.compact import compact
 
         extra["models"] = compact(Store(store)).models
     else:
-        from pipeline.config import Settings
-        from pipeline.flagging import engine as flag
+        from hubscan.pipeline.config import Settings
+        from hubscan.pipeline.flagging import engine as flag
 
         extra["flagged"] = flag.run(Settings(store=store), exhaustive_max=0).flagged
     seconds = time.perf_counter() - t0
@@ -108,8 +108,8 @@ def run_step(module: str, store: Path, step: str) -> dict[str, Any]:
 def write_compacted_models(root: Path, n: int, loose: int) -> None:
     """A store whose models table holds ``n`` models in compacted form (parts per block and a manifest,
     as compaction leaves them) plus ``loose`` loose models: what a skip check loads at hub scale."""
-    from pipeline.storage.compact import _BlockWriters
-    from pipeline.storage.manifest import MANIFEST, Manifest
+    from hubscan.pipeline.storage.compact import _BlockWriters
+    from hubscan.pipeline.storage.manifest import MANIFEST, Manifest
 
     store = Store(root).init()
     hidden = pa.array(np.array([64, 96, 128, 48, 80])[np.arange(n) % 5])

@@ -19,8 +19,8 @@ import time
 from pathlib import Path
 
 from bench.results import recorded
-from testbed.demohub.realmodels import default_cache
-from testbed.demohub.testbed import build_testbed
+from hubscan.testbed.demohub.realmodels import default_cache
+from hubscan.testbed.demohub.testbed import build_testbed
 
 CONFIGS = [(1, 0.0), (2, 0.0), (1, 0.05), (2, 0.05)]  # (workers, injected latency in seconds)
 
@@ -45,9 +45,9 @@ def one_config(
     """
     import ray
 
-    from pipeline.config import Settings
-    from pipeline.runtime import sweep
-    from testbed.fakehub import FakeHub
+    from hubscan.pipeline.config import Settings
+    from hubscan.pipeline.runtime import sweep
+    from hubscan.testbed.fakehub import FakeHub
 
     ray.init(address="local", num_cpus=workers, include_dashboard=False, log_to_driver=False)
     with FakeHub(root, page_size=1000, latency=latency) as hub:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from pipeline.config import Settings
-from pipeline.errors import StoreError
-from pipeline.storage.check import find_bad_files, quarantine
-from pipeline.storage.parquet import Store
-from pipeline.summary import RunSummary
+from hubscan.pipeline.config import Settings
+from hubscan.pipeline.errors import StoreError
+from hubscan.pipeline.storage.check import find_bad_files, quarantine
+from hubscan.pipeline.storage.parquet import Store
+from hubscan.pipeline.summary import RunSummary
 
 
 def run(settings: Settings, repair: bool = False) -> RunSummary:

@@ -9,11 +9,11 @@ from typing import Annotated
 
 import typer
 
-from jobs.output import FORMATS, emit
-from pipeline.config import Settings, settings_from_env
-from pipeline.errors import HubscanError
-from pipeline.outputs.values import json_safe
-from pipeline.summary import EXIT_FATAL, EXIT_USAGE, RunSummary
+from hubscan.jobs.output import FORMATS, emit
+from hubscan.pipeline.config import Settings, settings_from_env
+from hubscan.pipeline.errors import HubscanError
+from hubscan.pipeline.outputs.values import json_safe
+from hubscan.pipeline.summary import EXIT_FATAL, EXIT_USAGE, RunSummary
 
 app = typer.Typer(
     help="hubscan: fingerprint model checkpoints and check where a model really came from.",
@@ -43,7 +43,7 @@ def fingerprint(
     ] = False,
 ) -> None:
     """Fingerprint models into the store (reads only headers and sampled rows)."""
-    from jobs import fingerprint as job
+    from hubscan.jobs import fingerprint as job
 
     settings = settings_from_env(store=store, exact=exact or None)
     _finish(_guard(lambda: job.run(settings, targets, revision=revision, force=force)))
@@ -93,7 +93,7 @@ def sweep(
     ] = None,
 ) -> None:
     """Sweep a hub (or local repos) on Ray: fingerprint every revision not yet in the store."""
-    from pipeline.runtime import sweep as job
+    from hubscan.pipeline.runtime import sweep as job
 
     filters = job.ListingFilters(
         search=search,
@@ -142,7 +142,7 @@ def sql(
     ] = False,
 ) -> None:
     """Run SQL over the store's views (models, tensors, failures, std_profiles), or open them in the duckdb CLI."""
-    from jobs import sql as job
+    from hubscan.jobs import sql as job
 
     if views_path:
         typer.echo(job.views_path())
@@ -191,8 +191,8 @@ def flag(
     ] = False,
 ) -> None:
     """Score candidate model pairs, calibrate each signal, and write the `pairs` table; prints the flags."""
-    from jobs import flag as job
-    from pipeline.flagging.engine import RUNNERS
+    from hubscan.jobs import flag as job
+    from hubscan.pipeline.flagging.engine import RUNNERS
 
     if fmt not in FORMATS or not 0 < q < 1:
         _usage(f"--format must be one of {', '.join(FORMATS)} and 0 < --q < 1")
@@ -205,7 +205,7 @@ def flag(
         )
     )
     if fmt == "table":  # people read families; csv and json stay one row per flagged pair
-        from pipeline.outputs.families import family_text
+        from hubscan.pipeline.outputs.families import family_text
 
         typer.echo(_guard(lambda: family_text(settings.store)))
     else:
@@ -248,7 +248,7 @@ def compare(
     """Fingerprint either model if missing and print the evidence table for the pair."""
     import json
 
-    from jobs import compare as job
+    from hubscan.jobs import compare as job
 
     if fmt not in (*FORMATS, "html") or (fmt == "html") != (output is not None):
         _usage(f"--format must be one of {', '.join(FORMATS)}, or html with -o FILE")
@@ -259,7 +259,7 @@ def compare(
         )
     )
     if output is not None:  # the report's pair page, alone
-        from pipeline.outputs.report import write_pair_page
+        from hubscan.pipeline.outputs.report import write_pair_page
 
         _guard(lambda: write_pair_page(settings, result.row, output))
         typer.echo(f"pair page written to {output}", err=True)
@@ -284,7 +284,7 @@ def export(
     min_score: Annotated[float, typer.Option(help="Only pairs with -log10(p) at least this.")] = 0.0,
 ) -> None:
     """Export suspicious pairs with every signal, its background and provenance columns."""
-    from jobs import export as job
+    from hubscan.jobs import export as job
 
     if fmt not in job.EXPORT_FORMATS:
         _usage(f"--format must be one of {', '.join(job.EXPORT_FORMATS)}")
@@ -299,7 +299,7 @@ def report(
     store: StoreOpt = None,
 ) -> None:
     """Write a self-contained HTML report of the last flag run: families, pair pages, figures."""
-    from jobs import report as job
+    from hubscan.jobs import report as job
 
     settings = _existing(settings_from_env(store=store))
     n = _guard(lambda: job.run(settings, output))
@@ -309,7 +309,7 @@ def report(
 @app.command()
 def compact(store: StoreOpt = None) -> None:
     """Merge committed per-model files into large files per comparability block (sweep also does this)."""
-    from jobs import compact as job
+    from hubscan.jobs import compact as job
 
     settings = settings_from_env(store=store)
     result = _guard(lambda: job.run(settings))
@@ -331,7 +331,7 @@ def demo(
     ] = False,
 ) -> None:
     """Serve a local demo hub of real checkpoints on 127.0.0.1, sweep it on local Ray, flag it, write the report."""
-    from jobs import demo as job
+    from hubscan.jobs import demo as job
 
     try:
         parts = job.demo_parts()
@@ -352,7 +352,7 @@ def check(
     ] = False,
 ) -> None:
     """List Parquet files in the store that cannot be read (truncated, corrupt); exit 3 if any."""
-    from jobs import check as job
+    from hubscan.jobs import check as job
 
     summary = _guard(lambda: job.run(_existing(settings_from_env(store=store)), repair=repair))
     raise typer.Exit(summary.exit_code)
@@ -360,7 +360,7 @@ def check(
 
 def _existing(settings: Settings) -> Settings:
     """The settings, once their store is known to exist: commands that only read never create one."""
-    from pipeline.storage.parquet import Store
+    from hubscan.pipeline.storage.parquet import Store
 
     _guard(lambda: Store(settings.store).open_existing())
     return settings
@@ -399,7 +399,7 @@ def _usage(message: str) -> None:
 
 
 def main() -> None:
-    """Entry point for `python -m jobs.cli`."""
+    """Entry point for `python -m hubscan.jobs.cli`."""
     app()
 
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from pipeline.config import Settings
-from pipeline.storage.compact import CompactResult, compact
-from pipeline.storage.parquet import Store
+from hubscan.pipeline.config import Settings
+from hubscan.pipeline.storage.compact import CompactResult, compact
+from hubscan.pipeline.storage.parquet import Store
 
 
 def run(settings: Settings) -> CompactResult:

@@ -13,27 +13,27 @@ from typing import Any
 import pyarrow as pa
 from rich.console import Console
 
-from pipeline.chain.commit import commit
-from pipeline.chain.known_files import StoreKnownFiles
-from pipeline.chain.model_task import ModelOutcome, fingerprint_model
-from pipeline.comparison.layout import match_lines
-from pipeline.comparison.licences import finding_text
-from pipeline.comparison.permutation_test import PermutationTest
-from pipeline.comparison.records import SIGNALS_FIELD, ScoredPair
-from pipeline.comparison.scoring import DEFAULT_Q
-from pipeline.comparison.signals import SIGNAL_TABLE
-from pipeline.comparison.spectra import SpectraTest
-from pipeline.config import Settings
-from pipeline.errors import FormatError, NotComparable, ResourceLimit
-from pipeline.flagging import engine, layer_maps, licence_edges, permutation, spectra
-from pipeline.flagging.engine import Focus, Scope
-from pipeline.http import HubHttp
-from pipeline.keys import ModelKey
-from pipeline.outputs.values import format_p
-from pipeline.sources.targets import resolve_target
-from pipeline.storage.duckdb import load_sql, model_layout, model_row, run_sql
-from pipeline.storage.parquet import Store
-from pipeline.summary import RunSummary
+from hubscan.pipeline.chain.commit import commit
+from hubscan.pipeline.chain.known_files import StoreKnownFiles
+from hubscan.pipeline.chain.model_task import ModelOutcome, fingerprint_model
+from hubscan.pipeline.comparison.layout import match_lines
+from hubscan.pipeline.comparison.licences import finding_text
+from hubscan.pipeline.comparison.permutation_test import PermutationTest
+from hubscan.pipeline.comparison.records import SIGNALS_FIELD, ScoredPair
+from hubscan.pipeline.comparison.scoring import DEFAULT_Q
+from hubscan.pipeline.comparison.signals import SIGNAL_TABLE
+from hubscan.pipeline.comparison.spectra import SpectraTest
+from hubscan.pipeline.config import Settings
+from hubscan.pipeline.errors import FormatError, NotComparable, ResourceLimit
+from hubscan.pipeline.flagging import engine, layer_maps, licence_edges, permutation, spectra
+from hubscan.pipeline.flagging.engine import Focus, Scope
+from hubscan.pipeline.http import HubHttp
+from hubscan.pipeline.keys import ModelKey
+from hubscan.pipeline.outputs.values import format_p
+from hubscan.pipeline.sources.targets import resolve_target
+from hubscan.pipeline.storage.duckdb import load_sql, model_layout, model_row, run_sql
+from hubscan.pipeline.storage.parquet import Store
+from hubscan.pipeline.summary import RunSummary
 
 _EVIDENCE = pa.schema(
     [("signal", pa.string()), ("value", pa.float64()), ("n", pa.int64()), ("background_lo", pa.float64()),

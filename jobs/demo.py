@@ -15,17 +15,17 @@ from typing import TYPE_CHECKING
 
 from rich.console import Console
 
-from pipeline.config import Settings
-from pipeline.flagging import engine as flag
-from pipeline.outputs.families import family_text
-from pipeline.outputs.report import write_report
-from pipeline.runtime import sweep
-from pipeline.runtime.sweep import ListingFilters
-from pipeline.storage.parquet import Store
-from pipeline.summary import RunSummary
+from hubscan.pipeline.config import Settings
+from hubscan.pipeline.flagging import engine as flag
+from hubscan.pipeline.outputs.families import family_text
+from hubscan.pipeline.outputs.report import write_report
+from hubscan.pipeline.runtime import sweep
+from hubscan.pipeline.runtime.sweep import ListingFilters
+from hubscan.pipeline.storage.parquet import Store
+from hubscan.pipeline.summary import RunSummary
 
 if TYPE_CHECKING:  # the test bed is imported when the demo runs (demo_parts), never with the product
-    from testbed.fakehub import FakeHub
+    from hubscan.testbed.fakehub import FakeHub
 
 # Deliberately broken repos live under this org; the demo shows them only when asked.
 BAD_ORG = "badhub"
@@ -53,9 +53,9 @@ def demo_parts() -> DemoParts:
     Raises:
         ModuleNotFoundError: the demo extra is not installed (onnx converts the ONNX-only checkpoints).
     """
-    from testbed.demohub.realmodels import default_cache
-    from testbed.demohub.testbed import build_testbed
-    from testbed.fakehub import FakeHub
+    from hubscan.testbed.demohub.realmodels import default_cache
+    from hubscan.testbed.demohub.testbed import build_testbed
+    from hubscan.testbed.fakehub import FakeHub
 
     return DemoParts(default_cache(), build_testbed, FakeHub)
 

@@ -11,13 +11,13 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline import __version__
-from pipeline.config import Settings
-from pipeline.errors import StoreError
-from pipeline.outputs.families import family_of, load_families
-from pipeline.outputs.values import json_safe
-from pipeline.storage.duckdb import connect, load_sql, run_sql, scored_pair_keys, use_candidates
-from pipeline.storage.parquet import Store, write_table
+from hubscan.pipeline import __version__
+from hubscan.pipeline.config import Settings
+from hubscan.pipeline.errors import StoreError
+from hubscan.pipeline.outputs.families import family_of, load_families
+from hubscan.pipeline.outputs.values import json_safe
+from hubscan.pipeline.storage.duckdb import connect, load_sql, run_sql, scored_pair_keys, use_candidates
+from hubscan.pipeline.storage.parquet import Store, write_table
 
 EXPORT_FORMATS = ("csv", "json", "parquet")
 

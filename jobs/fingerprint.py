@@ -5,16 +5,16 @@ from __future__ import annotations
 import pyarrow as pa
 from rich.console import Console
 
-from pipeline.chain.commit import commit
-from pipeline.chain.known_files import StoreKnownFiles
-from pipeline.chain.model_task import ModelOutcome, fingerprint_model
-from pipeline.chain.task_limits import as_failure
-from pipeline.config import Settings
-from pipeline.errors import HubscanError
-from pipeline.http import HubHttp
-from pipeline.sources.targets import resolve_target
-from pipeline.storage.parquet import Store
-from pipeline.summary import RunSummary
+from hubscan.pipeline.chain.commit import commit
+from hubscan.pipeline.chain.known_files import StoreKnownFiles
+from hubscan.pipeline.chain.model_task import ModelOutcome, fingerprint_model
+from hubscan.pipeline.chain.task_limits import as_failure
+from hubscan.pipeline.config import Settings
+from hubscan.pipeline.errors import HubscanError
+from hubscan.pipeline.http import HubHttp
+from hubscan.pipeline.sources.targets import resolve_target
+from hubscan.pipeline.storage.parquet import Store
+from hubscan.pipeline.summary import RunSummary
 
 
 def run(settings: Settings, targets: list[str], revision: str = "main", force: bool = False) -> RunSummary:

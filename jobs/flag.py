@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline.config import Settings
-from pipeline.flagging import engine
-from pipeline.flagging.engine import FlagResult
+from hubscan.pipeline.config import Settings
+from hubscan.pipeline.flagging import engine
+from hubscan.pipeline.flagging.engine import FlagResult
 
 
 def run(

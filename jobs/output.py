@@ -11,7 +11,7 @@ import pyarrow as pa
 from rich.console import Console
 from rich.table import Table
 
-from pipeline.outputs.values import format_p, is_probability, json_safe
+from hubscan.pipeline.outputs.values import format_p, is_probability, json_safe
 
 FORMATS = ("table", "csv", "json")
 

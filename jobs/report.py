@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline.config import Settings
-from pipeline.outputs.report import write_report
+from hubscan.pipeline.config import Settings
+from hubscan.pipeline.outputs.report import write_report
 
 
 def run(settings: Settings, out_dir: Path) -> int:

@@ -8,11 +8,19 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from pipeline.config import Settings
-from pipeline.errors import QueryError, StoreError
-from pipeline.storage.duckdb import SqlFile, SqlValue, coerce_param, connect, load_sql, run_sql, shipped_sql
-from pipeline.storage.manifest import COMPACT_TABLES, MANIFEST
-from pipeline.storage.parquet import Store
+from hubscan.pipeline.config import Settings
+from hubscan.pipeline.errors import QueryError, StoreError
+from hubscan.pipeline.storage.duckdb import (
+    SqlFile,
+    SqlValue,
+    coerce_param,
+    connect,
+    load_sql,
+    run_sql,
+    shipped_sql,
+)
+from hubscan.pipeline.storage.manifest import COMPACT_TABLES, MANIFEST
+from hubscan.pipeline.storage.parquet import Store
 
 # The duckdb CLI's program name: the `duckdb-cli` package (in the demo and test extras) puts it on PATH.
 DUCKDB_CLI = "duckdb"

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline.roles import ADAPTER_KINDS, TensorRole
+from hubscan.pipeline.roles import ADAPTER_KINDS, TensorRole
 
 ADAPTER_CONFIG = "adapter_config.json"
 # Roles whose Linear reads the residual stream (lora_A's in-features = hidden) and those that write

@@ -19,10 +19,10 @@ import httpx2
 from huggingface_hub import get_session
 from huggingface_hub.utils import build_hf_headers
 
-from pipeline import __version__
-from pipeline.bounded_json import loads_bounded
-from pipeline.config import Settings
-from pipeline.errors import (
+from hubscan.pipeline import __version__
+from hubscan.pipeline.bounded_json import loads_bounded
+from hubscan.pipeline.config import Settings
+from hubscan.pipeline.errors import (
     BadListing,
     FetchError,
     HubscanError,
@@ -31,8 +31,8 @@ from pipeline.errors import (
     RepoMissing,
     RevisionMissing,
 )
-from pipeline.names import BadName, check_filename, check_repo_id, check_revision, shown, url_path
-from pipeline.ratelimit import rate_limit, retry_after
+from hubscan.pipeline.names import BadName, check_filename, check_repo_id, check_revision, shown, url_path
+from hubscan.pipeline.ratelimit import rate_limit, retry_after
 
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 REDIRECTS = frozenset({301, 302, 303, 307, 308})

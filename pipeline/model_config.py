@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
-from pipeline.roles import TensorRole, classify_all
+from hubscan.pipeline.roles import TensorRole, classify_all
 
 # Multimodal wrappers keep the language model's sizes in one of these sub-configs.
 TEXT_CONFIG_KEYS = ("text_config", "llm_config", "language_config")

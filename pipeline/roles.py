@@ -23,7 +23,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import lru_cache
 
-from pipeline.roles_table import BLOCK_RULES, LAYER_CONTAINERS, PREFIXES, TOP_RULES, Rule
+from hubscan.pipeline.roles_table import BLOCK_RULES, LAYER_CONTAINERS, PREFIXES, TOP_RULES, Rule
 
 EMBED_ROLES = frozenset({"embed", "pos_embed", "type_embed", "rel_pos_embed"})
 NORM_ROLES = frozenset(

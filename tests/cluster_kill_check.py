@@ -10,10 +10,10 @@ from pathlib import Path
 import ray
 from ray.cluster_utils import Cluster
 
-from pipeline.config import Settings
-from pipeline.runtime import sweep
-from pipeline.storage.duckdb import connect
-from testbed.fakehub import FakeHub
+from hubscan.pipeline.config import Settings
+from hubscan.pipeline.runtime import sweep
+from hubscan.pipeline.storage.duckdb import connect
+from hubscan.testbed.fakehub import FakeHub
 
 # Ray forwards raylet log lines to stdout, before and after ours: the result line carries a prefix.
 RESULT_PREFIX = "cluster-kill-result: "

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.config import Settings
-from testbed.demohub.realmodels import default_cache
-from testbed.demohub.testbed import build_testbed
-from testbed.fakehub import FakeHub
+from hubscan.pipeline.config import Settings
+from hubscan.testbed.demohub.realmodels import default_cache
+from hubscan.testbed.demohub.testbed import build_testbed
+from hubscan.testbed.fakehub import FakeHub
 from tests.real_checkpoints import real_model, unavailable
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import ray
 from ray.cluster_utils import Cluster
 
-from pipeline.config import Settings
-from pipeline.flagging import engine as flag
+from hubscan.pipeline.config import Settings
+from hubscan.pipeline.flagging import engine as flag
 
 # Ray forwards raylet log lines to stdout, before and after ours: the result line carries a prefix.
 RESULT_PREFIX = "flag-cluster-result: "

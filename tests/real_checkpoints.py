@@ -12,7 +12,7 @@ from typing import NoReturn
 
 import pytest
 
-from testbed.demohub.realmodels import ModelUnavailable, default_cache, fetch_real_model
+from hubscan.testbed.demohub.realmodels import ModelUnavailable, default_cache, fetch_real_model
 
 
 def unavailable(reason: str) -> NoReturn:

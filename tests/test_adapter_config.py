@@ -8,14 +8,14 @@ import json
 import numpy as np
 import pytest
 
-from jobs import fingerprint, sql
-from pipeline.adapter_config import adapter_facts
-from pipeline.chain.model_task import fingerprint_model
-from pipeline.config import Settings
-from pipeline.roles import classify, classify_all
-from pipeline.sources.local import local_model
-from testbed.writers.peft_write import PREFIX, Lora, write_adapter_repo
-from testbed.writers.safetensors_write import write_safetensors
+from hubscan.jobs import fingerprint, sql
+from hubscan.pipeline.adapter_config import adapter_facts
+from hubscan.pipeline.chain.model_task import fingerprint_model
+from hubscan.pipeline.config import Settings
+from hubscan.pipeline.roles import classify, classify_all
+from hubscan.pipeline.sources.local import local_model
+from hubscan.testbed.writers.peft_write import PREFIX, Lora, write_adapter_repo
+from hubscan.testbed.writers.safetensors_write import write_safetensors
 
 LLAMA = "base_model.model.model.layers.{i}.{m}"
 MODULES = {

@@ -13,16 +13,24 @@ import json
 import numpy as np
 import pytest
 
-from jobs import compare, sql
-from pipeline.comparison import verdicts as v
-from pipeline.config import Settings
-from pipeline.flagging import engine as flag
-from pipeline.outputs import families
-from pipeline.runtime import sweep
-from pipeline.storage.duckdb import connect
-from testbed.demohub.lora import DRIFT, MINILM, ORG, RANK, build_lora_repos, embedding_inputs, train_lora
-from testbed.fakehub import FakeHub
-from testbed.writers.safetensors_write import read_safetensors_np
+from hubscan.jobs import compare, sql
+from hubscan.pipeline.comparison import verdicts as v
+from hubscan.pipeline.config import Settings
+from hubscan.pipeline.flagging import engine as flag
+from hubscan.pipeline.outputs import families
+from hubscan.pipeline.runtime import sweep
+from hubscan.pipeline.storage.duckdb import connect
+from hubscan.testbed.demohub.lora import (
+    DRIFT,
+    MINILM,
+    ORG,
+    RANK,
+    build_lora_repos,
+    embedding_inputs,
+    train_lora,
+)
+from hubscan.testbed.fakehub import FakeHub
+from hubscan.testbed.writers.safetensors_write import read_safetensors_np
 from tests.real_checkpoints import real_model
 
 ADAPTER, COPY, WIDE = f"{ORG}/minilm-lora", f"{ORG}/minilm-lora-f16", f"{ORG}/wide-lora"

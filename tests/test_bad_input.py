@@ -3,12 +3,12 @@ never a crash and never a tensors row. Faults the Hub injects are retried or rec
 
 import pytest
 
-from jobs import fingerprint
-from pipeline.http import HubHttp
-from pipeline.sources import hf
-from pipeline.storage.duckdb import connect
-from testbed.demohub.badrepos import BAD_REPOS, MALICIOUS_MARKER
-from testbed.fakehub import Fault
+from hubscan.jobs import fingerprint
+from hubscan.pipeline.http import HubHttp
+from hubscan.pipeline.sources import hf
+from hubscan.pipeline.storage.duckdb import connect
+from hubscan.testbed.demohub.badrepos import BAD_REPOS, MALICIOUS_MARKER
+from hubscan.testbed.fakehub import Fault
 
 EXPECTED = {
     "truncated": ":model.safetensors: tensor layers.1.attn.q_proj.weight: bytes 49944-66328 lie past the end of the file (49944 bytes)",

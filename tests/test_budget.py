@@ -6,7 +6,7 @@ it checks is the schedule, never how busy the machine happens to be.
 
 import ray
 
-from pipeline.runtime.budget import WINDOW_MARGIN, start_budget
+from hubscan.pipeline.runtime.budget import WINDOW_MARGIN, start_budget
 
 
 def _send_times(budget, bucket, asked_at):

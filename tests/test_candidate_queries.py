@@ -7,11 +7,11 @@ import dataclasses
 
 import pytest
 
-from jobs import fingerprint
-from pipeline.comparison.candidates import CandidatePair
-from pipeline.config import Settings
-from pipeline.errors import QueryError
-from pipeline.storage.duckdb import candidate_pairs, connect, fetch_rows, use_candidates
+from hubscan.jobs import fingerprint
+from hubscan.pipeline.comparison.candidates import CandidatePair
+from hubscan.pipeline.config import Settings
+from hubscan.pipeline.errors import QueryError
+from hubscan.pipeline.storage.duckdb import candidate_pairs, connect, fetch_rows, use_candidates
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 FINETUNED = "demohub/minilm-l6-finetuned"

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from jobs.cli import app
-from pipeline.storage.parquet import Store
+from hubscan.jobs.cli import app
+from hubscan.pipeline.storage.parquet import Store
 from tests.demo_install import demo_install
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
@@ -64,7 +64,11 @@ def test_a_folder_that_is_not_a_store_is_refused_and_left_untouched(command, tmp
 
 def _hubscan(*args, cwd=None):
     return subprocess.run(
-        [sys.executable, "-m", "jobs.cli", *args], capture_output=True, text=True, cwd=cwd, timeout=300
+        [sys.executable, "-m", "hubscan.jobs.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=300,
     )
 
 
@@ -145,6 +149,4 @@ def test_the_readme_demo_command_installs_every_module_the_demo_imports():
                 mods = [node.module]
             for mod in mods:
                 top = mod.split(".")[0]
-                assert top in stdlib or top in names or top in {"jobs", "pipeline", "testbed"}, (
-                    f"{path.name} imports {top}"
-                )
+                assert top in stdlib or top in names or top == "hubscan", f"{path.name} imports {top}"

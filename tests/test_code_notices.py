@@ -1,7 +1,7 @@
 """Header lines of model code that name another organisation (pipeline/sources/code_notices.py), pure."""
 
-from pipeline.sources.code_notices import MAX_CODE_BYTES, MAX_CODE_FILES, code_files, notice_lines
-from pipeline.sources.refs import FileRef, ModelRef
+from hubscan.pipeline.sources.code_notices import MAX_CODE_BYTES, MAX_CODE_FILES, code_files, notice_lines
+from hubscan.pipeline.sources.refs import FileRef, ModelRef
 
 PORTED = '''# coding=utf-8
 # Copyright 2024 Meta Platforms, Inc. and affiliates. All rights reserved.

@@ -4,8 +4,8 @@ import os
 import subprocess
 import sys
 
-from pipeline.runtime import sweep
-from pipeline.storage.parquet import Store
+from hubscan.pipeline.runtime import sweep
+from hubscan.pipeline.storage.parquet import Store
 
 BROKEN = "badhub/malicious-pickle"
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
@@ -16,7 +16,7 @@ REFUSED = "archive/data.pkl: pickle calls os.system; refused, never executed"
 def _compare(settings, *targets: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "HF_ENDPOINT": settings.endpoint, "HUBSCAN_DEBUG": ""}
     return subprocess.run(
-        [sys.executable, "-m", "jobs.cli", "compare", *targets, "--store", str(settings.store)],
+        [sys.executable, "-m", "hubscan.jobs.cli", "compare", *targets, "--store", str(settings.store)],
         capture_output=True, text=True, env=env, timeout=300,
     )  # fmt: skip
 

@@ -17,15 +17,15 @@ import pytest
 
 torch = pytest.importorskip("torch", reason="torch (test extra) trains the controls")
 
-from jobs import fingerprint, flag  # noqa: E402
-from pipeline.comparison import verdicts as v  # noqa: E402
-from pipeline.config import Settings  # noqa: E402
-from pipeline.roles import classify  # noqa: E402
-from pipeline.sources.tokenizer import tokens_from_tokenizer_json  # noqa: E402
-from testbed.controls import corpus  # noqa: E402
-from testbed.controls.model import BertMLM  # noqa: E402
-from testbed.controls.stats import init_dim_std_cv, trained_stats, weight_drift  # noqa: E402
-from testbed.controls.train import (  # noqa: E402
+from hubscan.jobs import fingerprint, flag  # noqa: E402
+from hubscan.pipeline.comparison import verdicts as v  # noqa: E402
+from hubscan.pipeline.config import Settings  # noqa: E402
+from hubscan.pipeline.roles import classify  # noqa: E402
+from hubscan.pipeline.sources.tokenizer import tokens_from_tokenizer_json  # noqa: E402
+from hubscan.testbed.controls import corpus  # noqa: E402
+from hubscan.testbed.controls.model import BertMLM  # noqa: E402
+from hubscan.testbed.controls.stats import init_dim_std_cv, trained_stats, weight_drift  # noqa: E402
+from hubscan.testbed.controls.train import (  # noqa: E402
     INDEPENDENT,
     ORG,
     RUNS,
@@ -41,7 +41,7 @@ from testbed.controls.train import (  # noqa: E402
     relation,
     train,
 )
-from testbed.demohub.realmodels import build_repo_e5_small, build_repo_minilm_l6  # noqa: E402
+from hubscan.testbed.demohub.realmodels import build_repo_e5_small, build_repo_minilm_l6  # noqa: E402
 from tests.real_checkpoints import real_model  # noqa: E402
 from tests.stores import pair_row  # noqa: E402
 

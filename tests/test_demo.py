@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from jobs import demo
-from pipeline.config import Settings
+from hubscan.jobs import demo
+from hubscan.pipeline.config import Settings
 from tests.browser import looks_rendered
 from tests.demo_install import demo_install
 

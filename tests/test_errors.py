@@ -8,7 +8,7 @@ import zlib
 import numpy as np
 import pytest
 
-from pipeline import errors
+from hubscan.pipeline import errors
 
 CLASSES = [c for c in vars(errors).values() if isinstance(c, type) and issubclass(c, errors.HubscanError)]
 
@@ -116,8 +116,8 @@ def test_every_hubscan_error_class_is_defined_in_the_errors_module():
     import importlib
     import pkgutil
 
-    import jobs
-    import pipeline
+    import hubscan.jobs as jobs
+    import hubscan.pipeline as pipeline
 
     outside = []
     for package in (pipeline, jobs):
@@ -125,6 +125,6 @@ def test_every_hubscan_error_class_is_defined_in_the_errors_module():
             module = importlib.import_module(info.name)
             for value in vars(module).values():
                 ours = isinstance(value, type) and issubclass(value, errors.HubscanError)
-                if ours and value.__module__ != "pipeline.errors":
+                if ours and value.__module__ != "hubscan.pipeline.errors":
                     outside.append(f"{value.__module__}.{value.__name__}")
     assert outside == []

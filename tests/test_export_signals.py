@@ -12,16 +12,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from jobs import compare, export
-from pipeline.comparison import verdicts as v
-from pipeline.comparison.signals import SIGNAL_TABLE, signal_columns
-from pipeline.config import Settings
-from pipeline.errors import NotComparable, StoreError
-from pipeline.flagging import engine as flag
-from pipeline.storage.duckdb import connect, fetch_rows
-from pipeline.storage.parquet import Store
-from pipeline.storage.schema import FILES, SWEEPS
-from testbed.demohub.testbed import REPARAM_VARIANTS
+from hubscan.jobs import compare, export
+from hubscan.pipeline.comparison import verdicts as v
+from hubscan.pipeline.comparison.signals import SIGNAL_TABLE, signal_columns
+from hubscan.pipeline.config import Settings
+from hubscan.pipeline.errors import NotComparable, StoreError
+from hubscan.pipeline.flagging import engine as flag
+from hubscan.pipeline.storage.duckdb import connect, fetch_rows
+from hubscan.pipeline.storage.parquet import Store
+from hubscan.pipeline.storage.schema import FILES, SWEEPS
+from hubscan.testbed.demohub.testbed import REPARAM_VARIANTS
 from tests.stores import fingerprinted_store
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"

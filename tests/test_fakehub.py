@@ -24,8 +24,8 @@ from huggingface_hub.errors import (
 )
 from huggingface_hub.utils import http_backoff, parse_ratelimit_headers
 
-from testbed.fakehub import FakeHub, Fault
-from testbed.fakehub.listing import encode_cursor
+from hubscan.testbed.fakehub import FakeHub, Fault
+from hubscan.testbed.fakehub.listing import encode_cursor
 
 GRANTED = "hf_granted_token"
 ZOO = 7  # repos zoo/m0..m6, enough for three pages of 3
@@ -442,7 +442,7 @@ def test_fault_steps_are_validated() -> None:
 def test_module_entry_point_serves(tmp_path: Path) -> None:
     make_repo(tmp_path, "org/cli", {"config.json": "{}"})
     proc = subprocess.Popen(
-        [sys.executable, "-m", "testbed.fakehub", str(tmp_path)],
+        [sys.executable, "-m", "hubscan.testbed.fakehub", str(tmp_path)],
         stdout=subprocess.PIPE,
         text=True,
         cwd=Path(__file__).resolve().parents[1],

@@ -10,8 +10,8 @@ from pathlib import Path
 import httpx2
 import pytest
 
-from testbed.fakehub import FakeHub
-from testbed.fakehub.cdn import MULTIPART_BOUNDARY
+from hubscan.testbed.fakehub import FakeHub
+from hubscan.testbed.fakehub.cdn import MULTIPART_BOUNDARY
 
 DATA = bytes(range(256)) * 400  # 102,400 bytes: every offset's byte is known
 

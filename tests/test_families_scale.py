@@ -13,10 +13,10 @@ import sys
 import pytest
 
 from bench.hub_families import build_block, truth_of
-from pipeline.config import Settings
-from pipeline.flagging import engine as flag
-from pipeline.outputs.families import UNDECLARED_MARK, load_families
-from pipeline.storage.duckdb import connect
+from hubscan.pipeline.config import Settings
+from hubscan.pipeline.flagging import engine as flag
+from hubscan.pipeline.outputs.families import UNDECLARED_MARK, load_families
+from hubscan.pipeline.storage.duckdb import connect
 
 FAMILY, INDEPENDENT = 341, 60
 # lineage edges a model may add to the pairs table, beside the block's background sample
@@ -82,7 +82,7 @@ def test_flag_prints_a_family_of_hundreds_as_one_screen_and_every_member_is_one_
 
 def _hubscan(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "jobs.cli", *args], capture_output=True, text=True, timeout=600
+        [sys.executable, "-m", "hubscan.jobs.cli", *args], capture_output=True, text=True, timeout=600
     )
 
 

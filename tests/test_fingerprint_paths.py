@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from pipeline.chain.model_task import fingerprint_model
-from pipeline.http import HubHttp
-from pipeline.sources import hf
-from pipeline.sources.local import local_model
+from hubscan.pipeline.chain.model_task import fingerprint_model
+from hubscan.pipeline.http import HubHttp
+from hubscan.pipeline.sources import hf
+from hubscan.pipeline.sources.local import local_model
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 
@@ -114,11 +114,11 @@ def test_hub_served_only_header_and_planned_rows(settings, hub):
 
 
 def test_byte_identical_local_folders_are_copies_by_content_hash(settings, tmp_path):
-    from jobs import fingerprint
-    from pipeline.sources.content_hash import file_sha256
-    from pipeline.storage.duckdb import connect
-    from pipeline.storage.parquet import Store
-    from testbed.writers.safetensors_write import write_safetensors
+    from hubscan.jobs import fingerprint
+    from hubscan.pipeline.sources.content_hash import file_sha256
+    from hubscan.pipeline.storage.duckdb import connect
+    from hubscan.pipeline.storage.parquet import Store
+    from hubscan.testbed.writers.safetensors_write import write_safetensors
 
     rng = np.random.default_rng(0)
     weights = {"net.0.weight": rng.standard_normal((64, 48)).astype(np.float32)}
@@ -150,13 +150,13 @@ def test_an_existing_file_is_fingerprinted_as_a_one_file_repo_not_a_hub_id(testb
     import subprocess
     import sys
 
-    from pipeline.storage.parquet import Store
+    from hubscan.pipeline.storage.parquet import Store
 
     weights = testbed / relative
     # a Hub lookup would have to go here and fail: the path must never reach the Hub client
     env = {**os.environ, "HF_ENDPOINT": "http://127.0.0.1:9", "HUBSCAN_STORE": str(tmp_path / "store")}
     out = subprocess.run(
-        [sys.executable, "-m", "jobs.cli", "fingerprint", os.path.relpath(weights, tmp_path)],
+        [sys.executable, "-m", "hubscan.jobs.cli", "fingerprint", os.path.relpath(weights, tmp_path)],
         capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env,
     )  # fmt: skip
     assert out.returncode == 0, out.stderr

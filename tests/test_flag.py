@@ -16,12 +16,12 @@ import sys
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.comparison import verdicts as v
-from pipeline.config import Settings
-from pipeline.flagging import engine as flag
-from pipeline.flagging import layer_maps
-from pipeline.storage.duckdb import candidate_pairs, connect, load_sql, run_sql
-from pipeline.storage.parquet import Store
+from hubscan.pipeline.comparison import verdicts as v
+from hubscan.pipeline.config import Settings
+from hubscan.pipeline.flagging import engine as flag
+from hubscan.pipeline.flagging import layer_maps
+from hubscan.pipeline.storage.duckdb import candidate_pairs, connect, load_sql, run_sql
+from hubscan.pipeline.storage.parquet import Store
 from tests.stores import fingerprinted_store, pair_row
 
 # columns that stamp the run rather than score the pairs
@@ -271,7 +271,7 @@ def _components(pairs: set[tuple[str, str]]) -> dict[str, str]:
 
 def _hubscan(*args):
     return subprocess.run(
-        [sys.executable, "-m", "jobs.cli", *args], capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "hubscan.jobs.cli", *args], capture_output=True, text=True, timeout=300
     )
 
 
@@ -325,7 +325,7 @@ def test_cli_errors_are_one_line_with_the_documented_exit_codes(store, tmp_path)
 
 
 def test_families_are_the_connected_components_of_the_flagged_pairs(store, result):
-    from pipeline.outputs.families import UNDECLARED_MARK, family_of, load_families
+    from hubscan.pipeline.outputs.families import UNDECLARED_MARK, family_of, load_families
 
     families = load_families(connect(store))
     of = family_of(families)
@@ -395,7 +395,7 @@ def _canonical(table, stamps) -> list[tuple]:
 def test_no_family_draws_a_model_below_its_own_derivative(store, result):
     # issue 22: the demo drew e5-small (a source of the stacked model) under the stack, and SmolLM2's
     # GGUF under its own 4-layer pruned derivative; a root is an origin, no directed edge into it
-    from pipeline.outputs.families import load_families
+    from hubscan.pipeline.outputs.families import load_families
 
     directed = {(r[f"{r['parent']}_repo_id"], r[f"{'b' if r['parent'] == 'a' else 'a'}_repo_id"])
                 for r in result.rows if r["flagged"] and r["parent"] in ("a", "b")}  # fmt: skip

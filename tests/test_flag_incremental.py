@@ -8,10 +8,10 @@ import pyarrow as pa
 import pytest
 
 from bench.hub_families import build_block
-from pipeline.config import Settings
-from pipeline.flagging import engine as flag
-from pipeline.outputs.families import load_families
-from pipeline.storage.duckdb import connect
+from hubscan.pipeline.config import Settings
+from hubscan.pipeline.flagging import engine as flag
+from hubscan.pipeline.outputs.families import load_families
+from hubscan.pipeline.storage.duckdb import connect
 
 SIZES = [341] + [1] * 60
 FIRST = 380  # models of the first sweep; the other 21 come with the second

@@ -19,16 +19,16 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from jobs import fingerprint
-from jobs.cli import app
-from pipeline.comparison.candidates import CandidatePair
-from pipeline.config import Settings
-from pipeline.errors import QueryError
-from pipeline.flagging import engine as flag
-from pipeline.flagging import flag_blocks
-from pipeline.storage.compact import compact, hidden_sizes
-from pipeline.storage.duckdb import connect
-from pipeline.storage.parquet import Store
+from hubscan.jobs import fingerprint
+from hubscan.jobs.cli import app
+from hubscan.pipeline.comparison.candidates import CandidatePair
+from hubscan.pipeline.config import Settings
+from hubscan.pipeline.errors import QueryError
+from hubscan.pipeline.flagging import engine as flag
+from hubscan.pipeline.flagging import flag_blocks
+from hubscan.pipeline.storage.compact import compact, hidden_sizes
+from hubscan.pipeline.storage.duckdb import connect
+from hubscan.pipeline.storage.parquet import Store
 from tests.stores import corrupt_column, fingerprinted_store
 
 # fingerprinted after compaction, so it stays a loose file beside the compacted blocks

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from bench.fuzz_targets import TARGETS, mutate, run_one, torch_seeds
-from pipeline.bounded_json import MAX_JSON_DEPTH, json_depth
-from pipeline.sources.tokenizer import tokens_from_tokenizer_json
+from hubscan.pipeline.bounded_json import MAX_JSON_DEPTH, json_depth
+from hubscan.pipeline.sources.tokenizer import tokens_from_tokenizer_json
 
 # Mutations per parser: a couple of seconds each, well under the suite's budget.
 MUTATIONS = 2000

@@ -11,17 +11,17 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from jobs.cli import app
-from pipeline.config import Settings
-from pipeline.errors import BadListing
-from pipeline.runtime import sweep
-from pipeline.runtime.sweep import ListingFilters
-from pipeline.storage.duckdb import connect
-from pipeline.storage.parquet import Store
-from testbed.fakehub import FakeHub
-from testbed.fakehub.faults import Fault
-from testbed.fakehub.listing import encode_cursor
-from testbed.writers.safetensors_write import write_safetensors
+from hubscan.jobs.cli import app
+from hubscan.pipeline.config import Settings
+from hubscan.pipeline.errors import BadListing
+from hubscan.pipeline.runtime import sweep
+from hubscan.pipeline.runtime.sweep import ListingFilters
+from hubscan.pipeline.storage.duckdb import connect
+from hubscan.pipeline.storage.parquet import Store
+from hubscan.testbed.fakehub import FakeHub
+from hubscan.testbed.fakehub.faults import Fault
+from hubscan.testbed.fakehub.listing import encode_cursor
+from hubscan.testbed.writers.safetensors_write import write_safetensors
 
 TOKEN = "hf_granted"
 # The name the issue found: joined unescaped, it made a request for another, private repo.

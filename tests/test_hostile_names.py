@@ -12,15 +12,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline import errors
-from pipeline.config import Settings
-from pipeline.errors import BadListing
-from pipeline.http import HubHttp
-from pipeline.names import BadName, check_filename, check_repo_id
-from pipeline.ratelimit import VERY_LONG, rate_limit, retry_after
-from pipeline.storage.duckdb import connect
-from testbed.fakehub import FakeHub
-from testbed.writers.safetensors_write import write_safetensors
+from hubscan.pipeline import errors
+from hubscan.pipeline.config import Settings
+from hubscan.pipeline.errors import BadListing
+from hubscan.pipeline.http import HubHttp
+from hubscan.pipeline.names import BadName, check_filename, check_repo_id
+from hubscan.pipeline.ratelimit import VERY_LONG, rate_limit, retry_after
+from hubscan.pipeline.storage.duckdb import connect
+from hubscan.testbed.fakehub import FakeHub
+from hubscan.testbed.writers.safetensors_write import write_safetensors
 
 # Done-when of issue 25: no failure message above 2 kB.
 MAX_MESSAGE_BYTES = 2048
@@ -28,7 +28,7 @@ MAX_MESSAGE_BYTES = 2048
 
 def _hubscan(*args, endpoint="http://127.0.0.1:9"):
     return subprocess.run(
-        [sys.executable, "-m", "jobs.cli", *args],
+        [sys.executable, "-m", "hubscan.jobs.cli", *args],
         capture_output=True,
         text=True,
         timeout=300,
@@ -159,7 +159,7 @@ def test_rate_limit_numbers_of_any_length_are_read_without_a_traceback():
 
 
 def test_a_header_listing_more_tensors_than_the_cap_is_refused_before_parsing(tmp_path):
-    from jobs import fingerprint
+    from hubscan.jobs import fingerprint
 
     tensors = {f"t{i}": np.full((1,), i, np.float32) for i in range(1001)}
     write_safetensors(tmp_path / "org" / "many" / "model.safetensors", tensors)
@@ -174,8 +174,8 @@ def test_a_header_listing_more_tensors_than_the_cap_is_refused_before_parsing(tm
 
 
 def test_a_model_info_naming_a_file_outside_the_repo_never_reaches_the_other_repo(tmp_path):
-    from jobs import fingerprint
-    from testbed.fakehub.faults import Fault
+    from hubscan.jobs import fingerprint
+    from hubscan.testbed.fakehub.faults import Fault
 
     root = tmp_path / "hub"
     write_safetensors(root / "org/a/model.safetensors", {"a.weight": np.ones((4, 4), np.float32)})

@@ -12,14 +12,14 @@ import numpy as np
 import pytest
 import ray
 
-from pipeline.config import Settings
-from pipeline.runtime import sweep
-from pipeline.runtime.sweep_inflight import InFlight
-from pipeline.runtime.sweep_task import Candidate
-from pipeline.storage.duckdb import connect
-from pipeline.storage.parquet import Store
-from testbed.fakehub import FakeHub
-from testbed.writers.safetensors_write import write_safetensors
+from hubscan.pipeline.config import Settings
+from hubscan.pipeline.runtime import sweep
+from hubscan.pipeline.runtime.sweep_inflight import InFlight
+from hubscan.pipeline.runtime.sweep_task import Candidate
+from hubscan.pipeline.storage.duckdb import connect
+from hubscan.pipeline.storage.parquet import Store
+from hubscan.testbed.fakehub import FakeHub
+from hubscan.testbed.writers.safetensors_write import write_safetensors
 
 # Deep enough to overflow CPython's recursion limit inside json.loads (the crash).
 NESTING = 100_000

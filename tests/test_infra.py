@@ -30,7 +30,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 INFRA = ROOT / "infra"
 
-# Mirrors the options of pipeline/runtime/sweep.py (`python -m jobs.sweep`, `hubscan sweep`): change both
+# Mirrors the options of pipeline/runtime/sweep.py (`python -m hubscan.jobs.sweep`, `hubscan sweep`): change both
 # together. test_sweep_flags_match_jobs_sweep fails when one of these leaves its --help.
 SWEEP_FLAGS = frozenset(
     {
@@ -56,7 +56,7 @@ HUBSCAN_REQUIREMENT_RE = re.compile(r"hubscan(?:\[[\w,]+\])?\s*(?:$|@|==|~=|>=)"
 # Where a sweep command's flags end in a line of shell.
 COMMAND_END_RE = re.compile(r"['\";|&>]")
 # `hubscan sweep` only counts as a command when flags or the end of the line follow (not prose).
-SWEEP_COMMAND_RE = re.compile(r"(?:-m\s+jobs\.sweep\b|\bhubscan\s+sweep(?=\s+--|\s*$))(?P<rest>.*)")
+SWEEP_COMMAND_RE = re.compile(r"(?:-m\s+hubscan\.jobs\.sweep\b|\bhubscan\s+sweep(?=\s+--|\s*$))(?P<rest>.*)")
 
 CRON_RANGES = ((0, 59), (0, 23), (1, 31), (1, 12), (0, 7))
 MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
@@ -184,7 +184,7 @@ def yaml_comments() -> str:
 
 
 def sweep_commands(text: str) -> list[list[str]]:
-    """Flags of each `python -m jobs.sweep` / `hubscan sweep` command in shell-like text."""
+    """Flags of each `python -m hubscan.jobs.sweep` / `hubscan sweep` command in shell-like text."""
     text = re.sub(r"\\\n\s*", " ", text)  # join continued lines
     commands = []
     for line in text.splitlines():
@@ -251,7 +251,9 @@ def check_rayjob(job: dict[str, Any]) -> None:
     entrypoint = spec.get("entrypoint", "")
     assert not SHELL_SYNTAX_RE.search(entrypoint), f"shell syntax in entrypoint: {entrypoint!r}"
     args = shlex.split(entrypoint)
-    assert args[:3] == ["python", "-m", "jobs.sweep"], f"entrypoint does not run jobs.sweep: {entrypoint!r}"
+    assert args[:3] == ["python", "-m", "hubscan.jobs.sweep"], (
+        f"entrypoint does not run hubscan.jobs.sweep: {entrypoint!r}"
+    )
     flags = [a.split("=")[0] for a in args[3:] if a.startswith("--")]
     assert set(flags) <= SWEEP_FLAGS, f"unknown sweep flags: {sorted(set(flags) - SWEEP_FLAGS)}"
     assert "--store" in flags, "entrypoint must name the store"
@@ -656,9 +658,7 @@ def test_credential_patterns():
 
 
 def test_sweep_command_parser():
-    text = (
-        "ray job submit -- python -m jobs.sweep --store s3://b/p \\\n  --sort downloads --sweep-id=n' >> log"
-    )
+    text = "ray job submit -- python -m hubscan.jobs.sweep --store s3://b/p \\\n  --sort downloads --sweep-id=n' >> log"
     assert sweep_commands(text) == [["--store", "--sort", "--sweep-id"]]
     assert sweep_commands("hubscan sweep --store x --bogus 1") == [["--store", "--bogus"]]
 
@@ -669,7 +669,7 @@ def test_sweep_flags_match_jobs_sweep():
         pytest.skip("pipeline/runtime/sweep.py has no command-line entry point yet")
     env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1", "TERM": "dumb"}
     result = subprocess.run(
-        [sys.executable, "-m", "jobs.sweep", "--help"],
+        [sys.executable, "-m", "hubscan.jobs.sweep", "--help"],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -679,4 +679,6 @@ def test_sweep_flags_match_jobs_sweep():
     assert result.returncode == 0, result.stderr
     shown = set(re.findall(r"(?<![\w-])--[a-z][a-z-]*", result.stdout))
     missing = sorted(SWEEP_FLAGS - shown)
-    assert not missing, f"SWEEP_FLAGS lists flags `python -m jobs.sweep --help` does not show: {missing}"
+    assert not missing, (
+        f"SWEEP_FLAGS lists flags `python -m hubscan.jobs.sweep --help` does not show: {missing}"
+    )

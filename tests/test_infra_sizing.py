@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 import yaml
 
-from pipeline import config
-from pipeline.flagging import flag_blocks
+from hubscan.pipeline import config
+from hubscan.pipeline.flagging import flag_blocks
 
 INFRA = Path(__file__).resolve().parents[1] / "infra"
 SWEEP_NOTE_RE = re.compile(

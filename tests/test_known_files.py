@@ -6,8 +6,8 @@ import time
 
 import ray
 
-from pipeline.chain.known_files import start_known_files
-from pipeline.storage.parquet import Store
+from hubscan.pipeline.chain.known_files import start_known_files
+from hubscan.pipeline.storage.parquet import Store
 
 
 def test_the_owners_actor_comes_back_reloaded_after_its_worker_is_killed(ray_session, tmp_path):

@@ -39,14 +39,19 @@ TESTBED_USERS = {ROOT / "jobs" / "demo.py"}
 NEVER_IN_PRODUCT = ("torch", "transformers")
 
 
+def _project(module: str) -> str:
+    """A module's name in the source tree: installed, the folders are hubscan.pipeline, hubscan.jobs, ..."""
+    return module.removeprefix("hubscan.")
+
+
 def _imports(path: Path) -> set[str]:
     tree = ast.parse(path.read_text())
     found = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            found.add(node.module)
+            found.add(_project(node.module))
         elif isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names)
+            found.update(_project(alias.name) for alias in node.names)
     return found
 
 
@@ -92,9 +97,10 @@ def _module_graph(folders: tuple[str, ...]) -> dict[str, set[str]]:
         tree = ast.parse(path.read_text())
         for node in ast.walk(tree):
             if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                targets = [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
+                module = _project(node.module)
+                targets = [module, *(f"{module}.{a.name}" for a in node.names)]
             elif isinstance(node, ast.Import):
-                targets = [a.name for a in node.names]
+                targets = [_project(a.name) for a in node.names]
             else:
                 continue
             graph[name].update(t for t in targets if t in files and t != name)
@@ -154,14 +160,17 @@ def test_the_product_never_imports_torch():
 def test_the_layering_rules_see_violations(tmp_path):
     # the walk above must recognise both import forms, or every rule passes vacuously
     probe = tmp_path / "probe.py"
-    probe.write_text("import testbed.fakehub\nfrom jobs.flag import run\nfrom . import sibling\n")
+    probe.write_text(
+        "import hubscan.testbed.fakehub\nfrom hubscan.jobs.flag import run\nfrom . import sibling\n"
+    )
     assert _imports(probe) == {"testbed.fakehub", "jobs.flag"}
 
 
 def _imported(code: str, path: str = str(ROOT)) -> tuple[str, list[str]]:
     """(stdout of ``code`` run in a fresh interpreter, the testbed modules loaded by then)."""
     probe = (
-        code + "\nimport sys\nprint(' '.join(sorted(m for m in sys.modules if m.split('.')[0] == 'testbed')))"
+        code
+        + "\nimport sys\nprint(' '.join(sorted(m for m in sys.modules if m.startswith('hubscan.testbed'))))"
     )
     done = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, timeout=300,
@@ -176,9 +185,9 @@ def test_the_product_imported_does_not_import_the_test_bed():
     # the import graph as Python runs it: the command and every command module, imported, load no testbed
     # module (the demo reaches the test bed only when it runs)
     out, loaded = _imported(
-        "import importlib, pkgutil, sys, jobs, jobs.cli\n"
-        "for m in pkgutil.iter_modules(jobs.__path__): importlib.import_module(f'jobs.{m.name}')\n"
-        "print(len([m for m in sys.modules if m.startswith('jobs.')]))"
+        "import importlib, pkgutil, sys, hubscan.jobs, hubscan.jobs.cli\n"
+        "for m in pkgutil.iter_modules(hubscan.jobs.__path__): importlib.import_module(f'hubscan.jobs.{m.name}')\n"
+        "print(len([m for m in sys.modules if m.startswith('hubscan.jobs.')]))"
     )
     assert int(out) == len(list((ROOT / "jobs").glob("*.py"))) - 1  # every command module (not __init__)
     assert loaded == []
@@ -186,5 +195,5 @@ def test_the_product_imported_does_not_import_the_test_bed():
 
 def test_the_test_bed_check_sees_an_import(tmp_path):
     # the check above must fail when a product module imports the test bed at import time
-    (tmp_path / "leaky.py").write_text("import testbed.fakehub\n")
-    assert "testbed.fakehub" in _imported("import leaky", f"{tmp_path}:{ROOT}")[1]
+    (tmp_path / "leaky.py").write_text("import hubscan.testbed.fakehub\n")
+    assert "hubscan.testbed.fakehub" in _imported("import leaky", f"{tmp_path}:{ROOT}")[1]

@@ -16,17 +16,22 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from jobs import compare, export, fingerprint
-from pipeline.comparison.licences import ATTRIBUTION_MISSING, LICENCE_UNKNOWN, RELICENSED, finding_text
-from pipeline.config import Settings
-from pipeline.flagging import engine as flag
-from pipeline.runtime import sweep
-from pipeline.storage.duckdb import connect, load_sql, run_sql
-from pipeline.storage.parquet import Store
-from pipeline.storage.schema import MODELS
-from testbed.demohub.licence_variants import CODE_FILE, LLAMA_PARENT, NC_PARENT, ROOT
-from testbed.fakehub import FakeHub
-from testbed.fakehub.repos import OVERRIDES_FILE
+from hubscan.jobs import compare, export, fingerprint
+from hubscan.pipeline.comparison.licences import (
+    ATTRIBUTION_MISSING,
+    LICENCE_UNKNOWN,
+    RELICENSED,
+    finding_text,
+)
+from hubscan.pipeline.config import Settings
+from hubscan.pipeline.flagging import engine as flag
+from hubscan.pipeline.runtime import sweep
+from hubscan.pipeline.storage.duckdb import connect, load_sql, run_sql
+from hubscan.pipeline.storage.parquet import Store
+from hubscan.pipeline.storage.schema import MODELS
+from hubscan.testbed.demohub.licence_variants import CODE_FILE, LLAMA_PARENT, NC_PARENT, ROOT
+from hubscan.testbed.fakehub import FakeHub
+from hubscan.testbed.fakehub.repos import OVERRIDES_FILE
 from tests.stores import fingerprinted_store, pair_row
 
 OPEN = "licbed/minilm-l3-open"  # apache-2.0, declares the cc-by-nc parent
@@ -149,7 +154,7 @@ def test_a_read_code_sweep_draws_the_code_request_from_its_budget(ray_session, s
 
 def test_cli_sweep_has_the_read_code_option():
     out = subprocess.run(
-        [sys.executable, "-m", "jobs.cli", "sweep", "--help"], capture_output=True, text=True
+        [sys.executable, "-m", "hubscan.jobs.cli", "sweep", "--help"], capture_output=True, text=True
     )
     assert out.returncode == 0 and "--read-code" in out.stdout
 

@@ -1,6 +1,6 @@
 """The lineage pass visits merge candidates family by family, breadth first, so a fetch's models are shared."""
 
-from pipeline.flagging.flag_lineage import graph_order
+from hubscan.pipeline.flagging.flag_lineage import graph_order
 
 
 def _k(name: str) -> tuple[str, str]:

@@ -19,11 +19,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from jobs import fingerprint
-from jobs.cli import app
-from pipeline.config import Settings
-from pipeline.runtime import sweep
-from pipeline.storage.duckdb import connect
+from hubscan.jobs import fingerprint
+from hubscan.jobs.cli import app
+from hubscan.pipeline.config import Settings
+from hubscan.pipeline.runtime import sweep
+from hubscan.pipeline.storage.duckdb import connect
 from tests.storage.test_keys import small_repo
 from tests.storage.test_store_files import read_only_prefix
 
@@ -166,7 +166,7 @@ def test_a_card_the_user_cannot_read_fails_its_model_in_one_line(tmp_path):
     os.chmod(folder / "README.md", 0)
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "RAY_AUTH_MODE": "disabled"}
     done = subprocess.run(
-        [*read_only_prefix(), sys.executable, "-m", "jobs.cli", "fingerprint", "--store", str(tmp_path / "store"),
+        [*read_only_prefix(), sys.executable, "-m", "hubscan.jobs.cli", "fingerprint", "--store", str(tmp_path / "store"),
          str(folder)],
         capture_output=True, text=True, env=env, timeout=300,
     )  # fmt: skip

@@ -13,9 +13,9 @@ import shutil
 
 import pytest
 
-from pipeline.comparison.verdicts import MERGED
-from pipeline.config import Settings
-from pipeline.flagging import engine as flag
+from hubscan.pipeline.comparison.verdicts import MERGED
+from hubscan.pipeline.config import Settings
+from hubscan.pipeline.flagging import engine as flag
 from tests.comparison.test_merge_fit import BF16_COPY, FT_A, FT_B, FT_C, MINILM, UNRELATED
 from tests.stores import fingerprinted_store
 
@@ -35,7 +35,7 @@ MISLABELLED, CLAIMED = "zoo/merge-declaring-ft-c", "zoo/ft-c-claiming-a-merge"
 
 @pytest.fixture(scope="module")
 def zoo_testbed(testbed, tmp_path_factory):
-    from testbed.demohub.merges import MergeRecipe, build_merge_zoo, write_merge
+    from hubscan.testbed.demohub.merges import MergeRecipe, build_merge_zoo, write_merge
 
     if not (testbed / MINILM).is_dir() or not (testbed / UNRELATED).is_dir():
         pytest.skip("testbed lacks all-MiniLM-L6-v2 or the 6-layer e5-small")

@@ -9,10 +9,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.chain.model_task import fingerprint_model
-from pipeline.http import HubHttp
-from pipeline.sources import hf
-from pipeline.sources.local import local_model
+from hubscan.pipeline.chain.model_task import fingerprint_model
+from hubscan.pipeline.http import HubHttp
+from hubscan.pipeline.sources import hf
+from hubscan.pipeline.sources.local import local_model
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 GPTQ = "demohub/all-MiniLM-L6-v2-GPTQ"

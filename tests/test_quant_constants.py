@@ -14,18 +14,18 @@ from types import SimpleNamespace
 
 import pytest
 
-from jobs import compare
-from pipeline.chain.model_task import fingerprint_model
-from pipeline.comparison import verdicts as v
-from pipeline.config import Settings
-from pipeline.flagging import engine as flag
-from pipeline.quant_parts import is_auxiliary
-from pipeline.runtime import sweep
-from pipeline.sources.local import local_model
-from pipeline.storage.duckdb import connect
-from testbed.demohub import quant_zoo
-from testbed.demohub.realmodels import default_cache
-from testbed.fakehub import FakeHub
+from hubscan.jobs import compare
+from hubscan.pipeline.chain.model_task import fingerprint_model
+from hubscan.pipeline.comparison import verdicts as v
+from hubscan.pipeline.config import Settings
+from hubscan.pipeline.flagging import engine as flag
+from hubscan.pipeline.quant_parts import is_auxiliary
+from hubscan.pipeline.runtime import sweep
+from hubscan.pipeline.sources.local import local_model
+from hubscan.pipeline.storage.duckdb import connect
+from hubscan.testbed.demohub import quant_zoo
+from hubscan.testbed.demohub.realmodels import default_cache
+from hubscan.testbed.fakehub import FakeHub
 from tests.real_checkpoints import real_model
 from tests.stores import pair_row
 

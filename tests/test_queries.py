@@ -9,9 +9,9 @@ import subprocess
 
 import pytest
 
-from jobs import fingerprint
-from pipeline.flagging import engine as flag
-from pipeline.storage.duckdb import (
+from hubscan.jobs import fingerprint
+from hubscan.pipeline.flagging import engine as flag
+from hubscan.pipeline.storage.duckdb import (
     CANDIDATE_STEPS,
     QUERIES,
     connect,
@@ -70,7 +70,7 @@ def _earlier_steps(name: str) -> tuple[str, ...]:
 
 @pytest.fixture(scope="module")
 def store(testbed, tmp_path_factory):
-    from pipeline.config import Settings
+    from hubscan.pipeline.config import Settings
 
     root = tmp_path_factory.mktemp("qstore") / "store"
     settings = Settings(store=root)
@@ -84,7 +84,7 @@ def store(testbed, tmp_path_factory):
     # the pairs table too, so the queries over it read real rows (the cousin is flagged with both)
     assert flag.run(settings).flagged == 4
     # compare writes the pair's layer map, which show_layer_map.sql reads
-    from jobs import compare
+    from hubscan.jobs import compare
 
     compare.run(settings, PARAMS["a_repo_id"], PARAMS["b_repo_id"])
     return root

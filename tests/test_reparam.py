@@ -16,16 +16,16 @@ import pyarrow.parquet as pq
 import pytest
 from safetensors import safe_open
 
-from jobs import compare, fingerprint
-from pipeline.comparison import verdicts as v
-from pipeline.config import Settings
-from pipeline.errors import RepoMissing
-from pipeline.flagging import engine as flag
-from pipeline.flagging.whole_matrices import layer_tensors, read_whole
-from pipeline.storage.duckdb import connect
-from testbed.demohub import reparam
-from testbed.demohub.testbed import REPARAM_VARIANTS
-from testbed.demohub.variants import load_repo_tensors
+from hubscan.jobs import compare, fingerprint
+from hubscan.pipeline.comparison import verdicts as v
+from hubscan.pipeline.config import Settings
+from hubscan.pipeline.errors import RepoMissing
+from hubscan.pipeline.flagging import engine as flag
+from hubscan.pipeline.flagging.whole_matrices import layer_tensors, read_whole
+from hubscan.pipeline.storage.duckdb import connect
+from hubscan.testbed.demohub import reparam
+from hubscan.testbed.demohub.testbed import REPARAM_VARIANTS
+from hubscan.testbed.demohub.variants import load_repo_tensors
 from tests.stores import fingerprinted_store, pair_row
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
@@ -92,7 +92,7 @@ def test_the_permutation_test_recovers_the_hidden_permutation(store, testbed, va
     con = connect(store)
     keys = {r: con.sql("SELECT revision FROM models WHERE repo_id = $r", params={"r": r}).fetchall()[0][0]
             for r in (MINILM, variant)}  # fmt: skip
-    from pipeline.flagging import permutation
+    from hubscan.pipeline.flagging import permutation
 
     test = permutation.run(con, Settings(store=store), (MINILM, keys[MINILM]), (variant, keys[variant]))
     # new unit j holds old unit hidden[j], so old unit i sits at argsort(hidden)[i]
@@ -118,7 +118,7 @@ def test_compare_of_independent_models_gives_a_non_significant_permutation_test(
 
 def test_cli_compare_json_carries_the_permutation_test(store):
     out = subprocess.run(
-        [sys.executable, "-m", "jobs.cli", "compare", MINILM, PERMUTED_FT, "--store", str(store), "--format", "json"],
+        [sys.executable, "-m", "hubscan.jobs.cli", "compare", MINILM, PERMUTED_FT, "--store", str(store), "--format", "json"],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert out.returncode == 0, out.stderr

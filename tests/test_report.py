@@ -11,13 +11,13 @@ import sys
 
 import pytest
 
-from pipeline.comparison import verdicts as v
-from pipeline.config import Settings
-from pipeline.flagging import engine as flag
-from pipeline.outputs import report
-from pipeline.outputs.families import load_families
-from pipeline.storage.duckdb import connect
-from pipeline.storage.parquet import Store
+from hubscan.pipeline.comparison import verdicts as v
+from hubscan.pipeline.config import Settings
+from hubscan.pipeline.flagging import engine as flag
+from hubscan.pipeline.outputs import report
+from hubscan.pipeline.outputs.families import load_families
+from hubscan.pipeline.storage.duckdb import connect
+from hubscan.pipeline.storage.parquet import Store
 from tests.browser import looks_rendered
 from tests.stores import fingerprinted_store
 
@@ -86,20 +86,20 @@ def test_a_pair_page_shows_its_verdict_evidence_figures_and_provenance(store, si
 def test_compare_writes_the_pair_page_alone(store, tmp_path):
     page = tmp_path / "pair.html"
     out = subprocess.run(
-        [sys.executable, "-m", "jobs.cli", "compare", MINILM, COUSIN, "--store", str(store), "--format", "html",
+        [sys.executable, "-m", "hubscan.jobs.cli", "compare", MINILM, COUSIN, "--store", str(store), "--format", "html",
          "-o", str(page)], capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert out.returncode == 0, out.stderr
     html = page.read_text()
     assert f"Verdict: {v.SAME_LINEAGE}" in html and html.count("<svg") == 3
-    bad = subprocess.run([sys.executable, "-m", "jobs.cli", "compare", MINILM, COUSIN, "--store", str(store),
+    bad = subprocess.run([sys.executable, "-m", "hubscan.jobs.cli", "compare", MINILM, COUSIN, "--store", str(store),
                           "--format", "html"], capture_output=True, text=True, timeout=300)  # fmt: skip
     assert bad.returncode == 2  # html needs -o FILE
 
 
 def test_report_of_a_store_without_pairs_is_one_line(tmp_path):
     empty = Store(tmp_path / "empty").init()  # a store, but never flagged
-    out = subprocess.run([sys.executable, "-m", "jobs.cli", "report", "--store", str(empty.root), "-o",
+    out = subprocess.run([sys.executable, "-m", "hubscan.jobs.cli", "report", "--store", str(empty.root), "-o",
                           str(tmp_path / "site")], capture_output=True, text=True, timeout=120)  # fmt: skip
     assert out.returncode == 1
     assert out.stderr == f"hubscan: {empty.root}: no scored pairs: run `hubscan flag` first\n"

@@ -8,8 +8,8 @@ from dataclasses import astuple
 
 import pytest
 
-from pipeline.model_config import ModelConfig, from_hf_config, infer_from_tensors, merge
-from pipeline.roles import (
+from hubscan.pipeline.model_config import ModelConfig, from_hf_config, infer_from_tensors, merge
+from hubscan.pipeline.roles import (
     FUSED_PARTS,
     MATRIX_ROLES,
     NORM_ROLES,
@@ -18,7 +18,7 @@ from pipeline.roles import (
     classify,
     classify_all,
 )
-from pipeline.roles_table import BLOCK_RULES, TOP_RULES
+from hubscan.pipeline.roles_table import BLOCK_RULES, TOP_RULES
 
 QKV = ("attn_q", "attn_k", "attn_v")
 GU = ("mlp_gate", "mlp_up")

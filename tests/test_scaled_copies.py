@@ -15,19 +15,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.chain.model_task import fingerprint_model
-from pipeline.comparison import verdicts as v
-from pipeline.config import Settings
-from pipeline.flagging import engine as flag
-from pipeline.http import HubHttp
-from pipeline.runtime import sweep
-from pipeline.sources import hf
-from pipeline.sources.local import local_model
-from pipeline.storage.duckdb import connect
-from testbed.demohub import structural, variants
-from testbed.demohub.realmodels import REPO_BUILDERS, default_cache
-from testbed.fakehub import FakeHub
-from testbed.writers import scaled_quant
+from hubscan.pipeline.chain.model_task import fingerprint_model
+from hubscan.pipeline.comparison import verdicts as v
+from hubscan.pipeline.config import Settings
+from hubscan.pipeline.flagging import engine as flag
+from hubscan.pipeline.http import HubHttp
+from hubscan.pipeline.runtime import sweep
+from hubscan.pipeline.sources import hf
+from hubscan.pipeline.sources.local import local_model
+from hubscan.pipeline.storage.duckdb import connect
+from hubscan.testbed.demohub import structural, variants
+from hubscan.testbed.demohub.realmodels import REPO_BUILDERS, default_cache
+from hubscan.testbed.fakehub import FakeHub
+from hubscan.testbed.writers import scaled_quant
 from tests.real_checkpoints import real_model
 from tests.stores import pair_row
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from jobs.cli import app
-from testbed.demohub.small_repos import weights, write_repo
+from hubscan.jobs.cli import app
+from hubscan.testbed.demohub.small_repos import weights, write_repo
 
 LAYER = re.compile(r"^model\.layers\.(\d+)\.")
 

@@ -7,9 +7,9 @@ import sys
 
 import pytest
 
-from jobs import compact
-from jobs.sql import DUCKDB_CLI
-from pipeline.config import Settings
+from hubscan.jobs import compact
+from hubscan.jobs.sql import DUCKDB_CLI
+from hubscan.pipeline.config import Settings
 from tests.stores import cli_sql, fingerprinted_store
 
 REPOS = ["sentence-transformers/all-MiniLM-L6-v2", "sentence-transformers/paraphrase-MiniLM-L3-v2"]
@@ -26,7 +26,7 @@ def store(testbed, tmp_path_factory):
 
 def _shell(store, typed: str, cwd, env=None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "jobs.cli", "sql", "--shell", "--store", str(store)],
+        [sys.executable, "-m", "hubscan.jobs.cli", "sql", "--shell", "--store", str(store)],
         input=typed, capture_output=True, text=True, cwd=cwd, env=env, timeout=300,
     )  # fmt: skip
 
@@ -61,7 +61,7 @@ def test_the_shell_takes_no_query_and_needs_a_store(tmp_path):
     assert _shell(tmp_path, "", tmp_path).returncode == 1  # no store here: refused, not created
     assert [p.name for p in tmp_path.iterdir()] == []
     done = subprocess.run(
-        [sys.executable, "-m", "jobs.cli", "sql", "SELECT 1", "--shell", "--store", str(tmp_path)],
+        [sys.executable, "-m", "hubscan.jobs.cli", "sql", "SELECT 1", "--shell", "--store", str(tmp_path)],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert done.returncode == 2 and "--shell takes no QUERY" in done.stderr

@@ -13,10 +13,10 @@ import sys
 
 import pytest
 
-from pipeline.comparison import verdicts as v
-from pipeline.config import Settings
-from pipeline.flagging import engine as flag
-from pipeline.storage.duckdb import connect, load_sql, run_sql
+from hubscan.pipeline.comparison import verdicts as v
+from hubscan.pipeline.config import Settings
+from hubscan.pipeline.flagging import engine as flag
+from hubscan.pipeline.storage.duckdb import connect, load_sql, run_sql
 from tests.stores import fingerprinted_store, pair_row
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
@@ -108,7 +108,7 @@ def test_unrelated_and_cousin_pairs_get_no_map(store, result):
 
 def _hubscan(*args):
     return subprocess.run(
-        [sys.executable, "-m", "jobs.cli", *args], capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "hubscan.jobs.cli", *args], capture_output=True, text=True, timeout=300
     )
 
 

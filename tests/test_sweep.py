@@ -12,13 +12,13 @@ import tracemalloc
 import duckdb
 import pytest
 
-from pipeline.http import HubHttp
-from pipeline.runtime import sweep
-from pipeline.runtime.sweep_task import Candidate, process
-from pipeline.sources import hf
-from pipeline.storage.duckdb import connect
-from testbed.demohub.badrepos import BAD_REPOS
-from testbed.fakehub import Fault
+from hubscan.pipeline.http import HubHttp
+from hubscan.pipeline.runtime import sweep
+from hubscan.pipeline.runtime.sweep_task import Candidate, process
+from hubscan.pipeline.sources import hf
+from hubscan.pipeline.storage.duckdb import connect
+from hubscan.testbed.demohub.badrepos import BAD_REPOS
+from hubscan.testbed.fakehub import Fault
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 
@@ -138,7 +138,7 @@ def _driver(settings, sweep_id, extra_env=None):
     cmd = [
         sys.executable,
         "-m",
-        "jobs.sweep",
+        "hubscan.jobs.sweep",
         "--store",
         str(settings.store),
         "--sweep-id",

@@ -2,12 +2,12 @@
 
 from typer.testing import CliRunner
 
-from jobs.cli import app
-from pipeline.config import Settings
-from pipeline.request_counts import RequestCounts
-from pipeline.runtime import sweep
-from pipeline.runtime.sweep_progress import SweepProgress
-from testbed.demohub.small_repos import main as write_small_repos
+from hubscan.jobs.cli import app
+from hubscan.pipeline.config import Settings
+from hubscan.pipeline.request_counts import RequestCounts
+from hubscan.pipeline.runtime import sweep
+from hubscan.pipeline.runtime.sweep_progress import SweepProgress
+from hubscan.testbed.demohub.small_repos import main as write_small_repos
 
 
 def test_a_local_sweep_prints_no_whole_hub_projection(ray_session, tmp_path):

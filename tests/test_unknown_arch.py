@@ -13,11 +13,11 @@ import sys
 
 import pytest
 
-from pipeline.comparison import verdicts as v
-from pipeline.config import Settings
-from pipeline.flagging import engine as flag
-from pipeline.storage.duckdb import connect
-from testbed.demohub.unknown_arch import AKIKI, CNN, NEGATIVE_SEEDS
+from hubscan.pipeline.comparison import verdicts as v
+from hubscan.pipeline.config import Settings
+from hubscan.pipeline.flagging import engine as flag
+from hubscan.pipeline.storage.duckdb import connect
+from hubscan.testbed.demohub.unknown_arch import AKIKI, CNN, NEGATIVE_SEEDS
 from tests.stores import fingerprinted_store, pair_row
 
 # What each derivative's construction implies against its base (the .pt files hold the same bytes
@@ -92,7 +92,7 @@ def test_independently_trained_models_of_the_same_layout_are_not_flagged(result,
 
 def test_compare_prints_what_was_matched(store):
     out = subprocess.run(
-        [sys.executable, "-m", "jobs.cli", "compare", AKIKI, _derived(AKIKI, "renamed"), "--store", str(store)],
+        [sys.executable, "-m", "hubscan.jobs.cli", "compare", AKIKI, _derived(AKIKI, "renamed"), "--store", str(store)],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert out.returncode == 0, out.stderr
@@ -100,7 +100,7 @@ def test_compare_prints_what_was_matched(store):
     assert "encoder.0.weight <-> features.conv0.weight  (r 1.0000; by shape" in out.stdout
     doc = json.loads(
         subprocess.run(
-            [sys.executable, "-m", "jobs.cli", "compare", CNN, "vision-lab/tiny-cnn-s1", "--store", str(store),
+            [sys.executable, "-m", "hubscan.jobs.cli", "compare", CNN, "vision-lab/tiny-cnn-s1", "--store", str(store),
              "--format", "json"], capture_output=True, text=True, timeout=300,
         ).stdout
     )  # fmt: skip

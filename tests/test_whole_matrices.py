@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from jobs import fingerprint
-from jobs.cli import app
-from pipeline.config import Settings
-from pipeline.storage.duckdb import connect
-from testbed.writers.safetensors_write import write_safetensors
+from hubscan.jobs import fingerprint
+from hubscan.jobs.cli import app
+from hubscan.pipeline.config import Settings
+from hubscan.pipeline.storage.duckdb import connect
+from hubscan.testbed.writers.safetensors_write import write_safetensors
 
 HIDDEN, WIDTH, LAYERS = 64, 128, 2
 

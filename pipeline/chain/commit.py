@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from rich.console import Console
 
-from pipeline.chain.known_files import StoreKnownFiles
-from pipeline.chain.model_task import ModelOutcome
-from pipeline.storage.parquet import Store
-from pipeline.summary import RunSummary
+from hubscan.pipeline.chain.known_files import StoreKnownFiles
+from hubscan.pipeline.chain.model_task import ModelOutcome
+from hubscan.pipeline.storage.parquet import Store
+from hubscan.pipeline.summary import RunSummary
 
 
 def commit(

@@ -13,10 +13,10 @@ from typing import Any
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from pipeline.fingerprints.tensor import TensorFingerprint
-from pipeline.keys import ModelKey
-from pipeline.storage.index import load_owners, pick
-from pipeline.storage.parquet import Store
+from hubscan.pipeline.fingerprints.tensor import TensorFingerprint
+from hubscan.pipeline.keys import ModelKey
+from hubscan.pipeline.storage.index import load_owners, pick
+from hubscan.pipeline.storage.parquet import Store
 
 
 class StoreKnownFiles:

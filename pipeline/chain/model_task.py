@@ -16,32 +16,32 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from pipeline.adapter_config import AdapterFacts, adapter_facts
-from pipeline.chain.task_limits import ModelTimeout, as_failure, blame
-from pipeline.config import Settings
-from pipeline.errors import HubscanError
-from pipeline.fingerprints.model import ModelRecord
-from pipeline.fingerprints.tensor import TensorFingerprint, fingerprint_tensor
-from pipeline.http import HubHttp, RequestLog
-from pipeline.keys import ModelKey
-from pipeline.model_config import ModelConfig
-from pipeline.readers import checkpoint
-from pipeline.readers.byte_source import ByteSource, LocalFile
-from pipeline.readers.checkpoint_config import gguf_tokens, model_config
-from pipeline.readers.packed_int import PACKED_SCHEMES
-from pipeline.readers.quantised import REBUILT_SCHEMES
-from pipeline.readers.records import CheckpointHeader
-from pipeline.readers.remote import RemoteFile
-from pipeline.readers.scaled import SCALED_SCHEMES
-from pipeline.request_counts import RequestCounts
-from pipeline.roles import classify_all
-from pipeline.sources.adapter_files import fetch_adapter_config, is_adapter
-from pipeline.sources.code_notices import read_code_notices
-from pipeline.sources.content_hash import with_content_hashes
-from pipeline.sources.local import check_refused
-from pipeline.sources.refs import FileRef, ModelRef
-from pipeline.sources.tokenizer import fetch_tokens
-from pipeline.sources.weights import select_weight_files
+from hubscan.pipeline.adapter_config import AdapterFacts, adapter_facts
+from hubscan.pipeline.chain.task_limits import ModelTimeout, as_failure, blame
+from hubscan.pipeline.config import Settings
+from hubscan.pipeline.errors import HubscanError
+from hubscan.pipeline.fingerprints.model import ModelRecord
+from hubscan.pipeline.fingerprints.tensor import TensorFingerprint, fingerprint_tensor
+from hubscan.pipeline.http import HubHttp, RequestLog
+from hubscan.pipeline.keys import ModelKey
+from hubscan.pipeline.model_config import ModelConfig
+from hubscan.pipeline.readers import checkpoint
+from hubscan.pipeline.readers.byte_source import ByteSource, LocalFile
+from hubscan.pipeline.readers.checkpoint_config import gguf_tokens, model_config
+from hubscan.pipeline.readers.packed_int import PACKED_SCHEMES
+from hubscan.pipeline.readers.quantised import REBUILT_SCHEMES
+from hubscan.pipeline.readers.records import CheckpointHeader
+from hubscan.pipeline.readers.remote import RemoteFile
+from hubscan.pipeline.readers.scaled import SCALED_SCHEMES
+from hubscan.pipeline.request_counts import RequestCounts
+from hubscan.pipeline.roles import classify_all
+from hubscan.pipeline.sources.adapter_files import fetch_adapter_config, is_adapter
+from hubscan.pipeline.sources.code_notices import read_code_notices
+from hubscan.pipeline.sources.content_hash import with_content_hashes
+from hubscan.pipeline.sources.local import check_refused
+from hubscan.pipeline.sources.refs import FileRef, ModelRef
+from hubscan.pipeline.sources.tokenizer import fetch_tokens
+from hubscan.pipeline.sources.weights import select_weight_files
 
 
 @dataclass

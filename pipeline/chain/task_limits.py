@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
 
-from pipeline.errors import HubscanError, ResourceLimit, from_exception
+from hubscan.pipeline.errors import HubscanError, ResourceLimit, from_exception
 
 
 # A BaseException, like KeyboardInterrupt: no ``except Exception`` in the readers may swallow it.

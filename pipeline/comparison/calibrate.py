@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from pipeline.comparison.chance import log_sf
+from hubscan.pipeline.comparison.chance import log_sf
 
 # A pair with any decisive signal beyond this chance z is left out of the background: related
 # pairs would otherwise inflate it (copies, casts and fine-tunes are often most pairs of a block).

@@ -13,7 +13,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from pipeline.keys import ModelKey, PairKey
+from hubscan.pipeline.keys import ModelKey, PairKey
 
 # The columns of the `candidates` view every compute_*.sql file joins to (a pair's keys, its block, how chosen).
 CANDIDATES_SCHEMA = pa.schema(

@@ -22,9 +22,9 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from pipeline.comparison.lineage import ancestors
-from pipeline.comparison.parentage import DIRECTIONAL
-from pipeline.comparison.verdicts import (
+from hubscan.pipeline.comparison.lineage import ancestors
+from hubscan.pipeline.comparison.parentage import DIRECTIONAL
+from hubscan.pipeline.comparison.verdicts import (
     CAST_COPY,
     EXACT_COPY,
     FINE_TUNE,

@@ -38,7 +38,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from pipeline.keys import ModelKey
+from hubscan.pipeline.keys import ModelKey
 
 
 @dataclass(frozen=True, slots=True)

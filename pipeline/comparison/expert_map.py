@@ -21,9 +21,9 @@ from typing import Any
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from pipeline.comparison import chance
-from pipeline.comparison.std_profile import pearson
-from pipeline.keys import ModelKey
+from hubscan.pipeline.comparison import chance
+from hubscan.pipeline.comparison.std_profile import pearson
+from hubscan.pipeline.keys import ModelKey
 
 # Family-wise chance level over all experts of a pair for calling an expert matched.
 EXPERT_ALPHA = 1e-3

@@ -10,13 +10,13 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from pipeline.comparison.direction import DECLARED, Edge, ModelFacts, direct
-from pipeline.comparison.licences import edge_finding
-from pipeline.comparison.records import ScoredPair, signal_values
-from pipeline.comparison.structure import PairStructure
-from pipeline.comparison.verdicts import decide
-from pipeline.comparison.working_row import WorkingRow
-from pipeline.keys import ModelKey, PairKey
+from hubscan.pipeline.comparison.direction import DECLARED, Edge, ModelFacts, direct
+from hubscan.pipeline.comparison.licences import edge_finding
+from hubscan.pipeline.comparison.records import ScoredPair, signal_values
+from hubscan.pipeline.comparison.structure import PairStructure
+from hubscan.pipeline.comparison.verdicts import decide
+from hubscan.pipeline.comparison.working_row import WorkingRow
+from hubscan.pipeline.keys import ModelKey, PairKey
 
 
 @dataclass(frozen=True)

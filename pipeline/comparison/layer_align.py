@@ -25,8 +25,8 @@ from typing import Any
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from pipeline.comparison import chance
-from pipeline.keys import PairKey
+from hubscan.pipeline.comparison import chance
+from hubscan.pipeline.keys import PairKey
 
 # Family-wise chance level of one cell being called a match among all cells of the matrix.
 CELL_ALPHA = 1e-3

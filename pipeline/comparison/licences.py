@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline.comparison.licence_terms import ATTRIBUTION, LICENCES, RESTRICTIONS, Licence
+from hubscan.pipeline.comparison.licence_terms import ATTRIBUTION, LICENCES, RESTRICTIONS, Licence
 
 RELICENSED = "relicensed"
 ATTRIBUTION_MISSING = "attribution-missing"

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 
-from pipeline.comparison.expert_map import UPCYCLED
-from pipeline.comparison.layer_align import PRUNED, UPSCALED
-from pipeline.comparison.lineage import MAX_HOPS, ancestors
-from pipeline.comparison.stacking import STACKED
+from hubscan.pipeline.comparison.expert_map import UPCYCLED
+from hubscan.pipeline.comparison.layer_align import PRUNED, UPSCALED
+from hubscan.pipeline.comparison.lineage import MAX_HOPS, ancestors
+from hubscan.pipeline.comparison.stacking import STACKED
 
 NEITHER = "neither"
 # Structures whose layer / expert map has a direction: the derived side (pruned, up-scaled, upcycled,

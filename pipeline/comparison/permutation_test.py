@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from pipeline.comparison.chance import log_sf
+from hubscan.pipeline.comparison.chance import log_sf
 
 # The null's scale is never below this: 2x the spread of median row r over the 18 unrelated and
 # decoy layer pairs of all-MiniLM-L6 vs e5-small and the permuted copies (sd 0.005, range -0.003..0.018).

@@ -15,10 +15,10 @@ from typing import Any
 
 import pyarrow as pa
 
-from pipeline.comparison.match_rows import LayerMatch, RoleMatch
-from pipeline.comparison.signals import SIGNALS, signal_columns
-from pipeline.comparison.working_row import WorkingRow
-from pipeline.keys import PairKey
+from hubscan.pipeline.comparison.match_rows import LayerMatch, RoleMatch
+from hubscan.pipeline.comparison.signals import SIGNALS, signal_columns
+from hubscan.pipeline.comparison.working_row import WorkingRow
+from hubscan.pipeline.keys import PairKey
 
 _layer_match = pa.struct([("a_layer", pa.int64()), ("b_layer", pa.int64()), ("r", pa.float64())])
 _role_match = pa.struct(

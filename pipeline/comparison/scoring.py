@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.comparison import chance
-from pipeline.comparison.calibrate import (
+from hubscan.pipeline.comparison import chance
+from hubscan.pipeline.comparison.calibrate import (
     BACKGROUND_Z,
     RELATED_Z,
     Background,
@@ -26,12 +26,12 @@ from pipeline.comparison.calibrate import (
     log_tail,
     with_range,
 )
-from pipeline.comparison.candidates import CandidatePair
-from pipeline.comparison.lineage import declared
-from pipeline.comparison.signals import DECISIVE, signal_columns
-from pipeline.comparison.std_profile import std_profile_r_z, zscored
-from pipeline.comparison.working_row import WorkingRow
-from pipeline.keys import ModelKey, PairKey
+from hubscan.pipeline.comparison.candidates import CandidatePair
+from hubscan.pipeline.comparison.lineage import declared
+from hubscan.pipeline.comparison.signals import DECISIVE, signal_columns
+from hubscan.pipeline.comparison.std_profile import std_profile_r_z, zscored
+from hubscan.pipeline.comparison.working_row import WorkingRow
+from hubscan.pipeline.keys import ModelKey, PairKey
 
 # The false discovery rate flags are controlled at across one run.
 DEFAULT_Q = 0.01

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from pipeline.comparison.chance import log_sf
+from hubscan.pipeline.comparison.chance import log_sf
 
 # Singular values kept per head: all of a 32-wide head, the leading half of a 64-wide one; the tail
 # of a wider head is dominated by training noise.

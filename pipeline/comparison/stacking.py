@@ -22,7 +22,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from itertools import combinations
 
-from pipeline.keys import ModelKey
+from hubscan.pipeline.keys import ModelKey
 
 STACKED = "stacked"
 

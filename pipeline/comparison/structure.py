@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from pipeline.comparison.expert_map import EXPERTS_PERMUTED, UPCYCLED, ExpertMap, Model, expert_map
-from pipeline.comparison.layer_align import PARTIAL, LayerMap, Similarity, align
-from pipeline.comparison.stacking import STACKED, Stack, find_stacks, pieces_from_pairs
-from pipeline.keys import ModelKey, PairKey
+from hubscan.pipeline.comparison.expert_map import EXPERTS_PERMUTED, UPCYCLED, ExpertMap, Model, expert_map
+from hubscan.pipeline.comparison.layer_align import PARTIAL, LayerMap, Similarity, align
+from hubscan.pipeline.comparison.stacking import STACKED, Stack, find_stacks, pieces_from_pairs
+from hubscan.pipeline.keys import ModelKey, PairKey
 
 # (model a, model b, matched (a_layer, b_layer, r)) of a pair whose layer map is partial.
 PartialPair = tuple[ModelKey, ModelKey, list[tuple[int, int, float]]]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pipeline.comparison.layout import with_compared
-from pipeline.comparison.working_row import WorkingRow
+from hubscan.pipeline.comparison.layout import with_compared
+from hubscan.pipeline.comparison.working_row import WorkingRow
 
 EXACT_COPY = "exact copy"
 VOCAB_COPY = "copy with vocabulary pruned/extended"

@@ -15,12 +15,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
-from pipeline.comparison.candidates import CandidatePair
-from pipeline.comparison.low_rank import PairDelta
-from pipeline.comparison.match_rows import LayerMatch, RoleMatch
-from pipeline.comparison.signals import SIGNALS, signal_columns
-from pipeline.errors import QueryError
-from pipeline.keys import PairKey
+from hubscan.pipeline.comparison.candidates import CandidatePair
+from hubscan.pipeline.comparison.low_rank import PairDelta
+from hubscan.pipeline.comparison.match_rows import LayerMatch, RoleMatch
+from hubscan.pipeline.comparison.signals import SIGNALS, signal_columns
+from hubscan.pipeline.errors import QueryError
+from hubscan.pipeline.keys import PairKey
 
 # A signal query's key columns: the pair's record holds them.
 _KEY_COLUMNS = frozenset({"a_repo_id", "a_revision", "b_repo_id", "b_revision"})

@@ -12,8 +12,8 @@ from typing import Annotated
 
 import pyarrow as pa
 
-from pipeline.fingerprints.arrow_record import ArrowRecord
-from pipeline.request_counts import RequestCounts
+from hubscan.pipeline.fingerprints.arrow_record import ArrowRecord
+from hubscan.pipeline.request_counts import RequestCounts
 
 _str_list = pa.list_(pa.string())
 _utc = pa.timestamp("us", tz="UTC")

@@ -15,14 +15,14 @@ from typing import Annotated
 import numpy as np
 import pyarrow as pa
 
-from pipeline.config import Settings
-from pipeline.errors import FingerprintError
-from pipeline.fingerprints.arrow_record import ArrowRecord
-from pipeline.fingerprints.stats import moments, nonfinite_count
-from pipeline.keys import ModelKey
-from pipeline.readers.records import TensorRows
-from pipeline.readers.sampling import EMBED_ROLES, plan_rows, row_indices, token_rows
-from pipeline.roles import TensorRole
+from hubscan.pipeline.config import Settings
+from hubscan.pipeline.errors import FingerprintError
+from hubscan.pipeline.fingerprints.arrow_record import ArrowRecord
+from hubscan.pipeline.fingerprints.stats import moments, nonfinite_count
+from hubscan.pipeline.keys import ModelKey
+from hubscan.pipeline.readers.records import TensorRows
+from hubscan.pipeline.readers.sampling import EMBED_ROLES, plan_rows, row_indices, token_rows
+from hubscan.pipeline.roles import TensorRole
 
 # Columns of each token row kept for aligning embeddings by token string.
 TOKEN_VECTOR_COLS = 256

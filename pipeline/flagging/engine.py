@@ -21,11 +21,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from pipeline import __version__
-from pipeline.comparison.candidates import CandidatePair
-from pipeline.comparison.judge import judge_pairs
-from pipeline.comparison.records import ScoredPair, pairs_from_table, pairs_table
-from pipeline.comparison.scoring import (
+from hubscan.pipeline import __version__
+from hubscan.pipeline.comparison.candidates import CandidatePair
+from hubscan.pipeline.comparison.judge import judge_pairs
+from hubscan.pipeline.comparison.records import ScoredPair, pairs_from_table, pairs_table
+from hubscan.pipeline.comparison.scoring import (
     DEFAULT_Q,
     BatchSignals,
     ModelInfo,
@@ -34,18 +34,29 @@ from pipeline.comparison.scoring import (
     declared_bases,
     merge_rows,
 )
-from pipeline.comparison.signals import SIGNALS
-from pipeline.comparison.structure import PartialPair, derived_sides
-from pipeline.config import Settings
-from pipeline.flagging import flag_incremental, flag_lineage, layer_maps, licence_edges, low_rank_deltas
-from pipeline.flagging.flag_rows import RowSpill
-from pipeline.flagging.signal_sql import PAIRS_PER_BATCH, batch_signals, flag_connection, unit_connections
-from pipeline.keys import ModelKey, PairKey
-from pipeline.storage.compact import hidden_sizes
-from pipeline.storage.duckdb import candidate_pairs, fetch_candidates
-from pipeline.storage.homes import Homes, pair_homes
-from pipeline.storage.parquet import Store
-from pipeline.storage.schema import LAYER_MAPS
+from hubscan.pipeline.comparison.signals import SIGNALS
+from hubscan.pipeline.comparison.structure import PartialPair, derived_sides
+from hubscan.pipeline.config import Settings
+from hubscan.pipeline.flagging import (
+    flag_incremental,
+    flag_lineage,
+    layer_maps,
+    licence_edges,
+    low_rank_deltas,
+)
+from hubscan.pipeline.flagging.flag_rows import RowSpill
+from hubscan.pipeline.flagging.signal_sql import (
+    PAIRS_PER_BATCH,
+    batch_signals,
+    flag_connection,
+    unit_connections,
+)
+from hubscan.pipeline.keys import ModelKey, PairKey
+from hubscan.pipeline.storage.compact import hidden_sizes
+from hubscan.pipeline.storage.duckdb import candidate_pairs, fetch_candidates
+from hubscan.pipeline.storage.homes import Homes, pair_homes
+from hubscan.pipeline.storage.parquet import Store
+from hubscan.pipeline.storage.schema import LAYER_MAPS
 
 # Blocks up to this many models are scored pair by pair; larger ones through LSH buckets. 1000
 # synthetic models in one block (500k pairs) took 179 s and 5.7 GB exhaustively, 3.8 s through LSH
@@ -257,7 +268,7 @@ def signal_batches(
     """(unit, a batch's working rows with their signals) batch by batch, the batches of a unit together:
     in this process, or as Ray tasks when ``ray_settings`` is given."""
     if ray_settings is not None:
-        from pipeline.flagging import flag_blocks  # imports Ray, which an in-process run never needs
+        from hubscan.pipeline.flagging import flag_blocks  # imports Ray, which an in-process run never needs
 
         yield from flag_blocks.signals_on_ray(
             ray_settings, store, cand, by_layout, hidden_sizes(store), homes

@@ -15,17 +15,17 @@ from dataclasses import dataclass, field
 
 import ray
 
-from pipeline.comparison.candidates import CandidatePair
-from pipeline.comparison.scoring import BatchSignals
-from pipeline.config import Settings
-from pipeline.errors import HubscanError
-from pipeline.flagging.signal_sql import batch_signals, flag_connection
-from pipeline.keys import ModelKey
-from pipeline.runtime.ray_session import ray_init
-from pipeline.storage.compact import block_folder
-from pipeline.storage.homes import Homes, read_homes
-from pipeline.storage.parquet import Store
-from pipeline.storage.remote import storage_env
+from hubscan.pipeline.comparison.candidates import CandidatePair
+from hubscan.pipeline.comparison.scoring import BatchSignals
+from hubscan.pipeline.config import Settings
+from hubscan.pipeline.errors import HubscanError
+from hubscan.pipeline.flagging.signal_sql import batch_signals, flag_connection
+from hubscan.pipeline.keys import ModelKey
+from hubscan.pipeline.runtime.ray_session import ray_init
+from hubscan.pipeline.storage.compact import block_folder
+from hubscan.pipeline.storage.homes import Homes, read_homes
+from hubscan.pipeline.storage.parquet import Store
+from hubscan.pipeline.storage.remote import storage_env
 
 # Pairs per task: ~15 s of signal SQL at the ~1.5 ms a pair of bench/flag_ray.py's 10k-model store, long
 # enough to hide a task's start and its views, short enough that one large block spreads over nodes.

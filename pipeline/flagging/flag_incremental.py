@@ -21,9 +21,9 @@ from datetime import datetime
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline.comparison.candidates import CandidatePair, block_of
-from pipeline.keys import ModelKey, PairKey
-from pipeline.storage.parquet import Store
+from hubscan.pipeline.comparison.candidates import CandidatePair, block_of
+from hubscan.pipeline.keys import ModelKey, PairKey
+from hubscan.pipeline.storage.parquet import Store
 
 # Candidates of a touched block rescored whatever models they name: the random and the whole-block ones.
 RESCORED_VIA = frozenset({"exhaustive", "background"})

@@ -27,17 +27,25 @@ import numpy as np
 import pyarrow as pa
 from threadpoolctl import threadpool_limits
 
-from pipeline.comparison import lineage_dag
-from pipeline.comparison.direction import CENTRE, DECLARED, MERGE, UNKNOWN, Edge, direct, nearest_counts
-from pipeline.comparison.judge import ModelLicence
-from pipeline.comparison.merge_fit import MergeFit, find_merge
-from pipeline.comparison.verdicts import MERGED
-from pipeline.flagging.licence_edges import model_licences
-from pipeline.keys import ModelKey
-from pipeline.storage.compact import block_folder, hidden_sizes
-from pipeline.storage.duckdb import connect
-from pipeline.storage.layer_sketches import Budget, Group, Sketch, Sketches, Slot, fetch_groups
-from pipeline.storage.parquet import Store
+from hubscan.pipeline.comparison import lineage_dag
+from hubscan.pipeline.comparison.direction import (
+    CENTRE,
+    DECLARED,
+    MERGE,
+    UNKNOWN,
+    Edge,
+    direct,
+    nearest_counts,
+)
+from hubscan.pipeline.comparison.judge import ModelLicence
+from hubscan.pipeline.comparison.merge_fit import MergeFit, find_merge
+from hubscan.pipeline.comparison.verdicts import MERGED
+from hubscan.pipeline.flagging.licence_edges import model_licences
+from hubscan.pipeline.keys import ModelKey
+from hubscan.pipeline.storage.compact import block_folder, hidden_sizes
+from hubscan.pipeline.storage.duckdb import connect
+from hubscan.pipeline.storage.layer_sketches import Budget, Group, Sketch, Sketches, Slot, fetch_groups
+from hubscan.pipeline.storage.parquet import Store
 
 # The columns the pass may rewrite.
 _COLUMNS = ("verdict", "reason", "parent", "parent_how", "parent_evidence", "merge_weight", "merge_method",

@@ -22,8 +22,8 @@ from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipeline.comparison.calibrate import Background, log_benjamini_hochberg
-from pipeline.comparison.scoring import (
+from hubscan.pipeline.comparison.calibrate import Background, log_benjamini_hochberg
+from hubscan.pipeline.comparison.scoring import (
     FitSample,
     calibrate,
     chance_z,
@@ -31,7 +31,7 @@ from pipeline.comparison.scoring import (
     fit_sample,
     set_flags,
 )
-from pipeline.comparison.working_row import WorkingRow
+from hubscan.pipeline.comparison.working_row import WorkingRow
 
 
 @dataclass

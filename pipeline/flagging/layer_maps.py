@@ -15,19 +15,19 @@ from datetime import UTC, datetime
 import duckdb
 import pyarrow as pa
 
-from pipeline import __version__
-from pipeline.comparison import structure
-from pipeline.comparison.candidates import CandidatePair
-from pipeline.comparison.expert_map import Model, models_from_rows
-from pipeline.comparison.layer_align import PARTIAL, Similarity, similarity_matrices
-from pipeline.comparison.structure import MapRow, MapStamp, PairStructure, PartialPair
-from pipeline.comparison.working_row import WorkingRow
-from pipeline.errors import QueryError
-from pipeline.flagging.signal_sql import Units
-from pipeline.keys import ModelKey, PairKey
-from pipeline.storage.duckdb import fetch_rows, use_candidates
-from pipeline.storage.parquet import Store
-from pipeline.storage.schema import LAYER_MAPS
+from hubscan.pipeline import __version__
+from hubscan.pipeline.comparison import structure
+from hubscan.pipeline.comparison.candidates import CandidatePair
+from hubscan.pipeline.comparison.expert_map import Model, models_from_rows
+from hubscan.pipeline.comparison.layer_align import PARTIAL, Similarity, similarity_matrices
+from hubscan.pipeline.comparison.structure import MapRow, MapStamp, PairStructure, PartialPair
+from hubscan.pipeline.comparison.working_row import WorkingRow
+from hubscan.pipeline.errors import QueryError
+from hubscan.pipeline.flagging.signal_sql import Units
+from hubscan.pipeline.keys import ModelKey, PairKey
+from hubscan.pipeline.storage.duckdb import fetch_rows, use_candidates
+from hubscan.pipeline.storage.parquet import Store
+from hubscan.pipeline.storage.schema import LAYER_MAPS
 
 FLAG_FILE = "layer_maps/layer_maps.parquet"
 # Pairs mapped per query: the layer-similarity query compares every layer with every layer, and the ~100k

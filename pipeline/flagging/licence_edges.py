@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from pipeline.comparison.judge import ModelLicence
-from pipeline.comparison.licences import normalise
-from pipeline.keys import ModelKey
-from pipeline.storage.parquet import Store
+from hubscan.pipeline.comparison.judge import ModelLicence
+from hubscan.pipeline.comparison.licences import normalise
+from hubscan.pipeline.keys import ModelKey
+from hubscan.pipeline.storage.parquet import Store
 
 
 def model_licences(store: Store) -> dict[ModelKey, ModelLicence]:

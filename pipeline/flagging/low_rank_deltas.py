@@ -15,11 +15,11 @@ from collections.abc import Mapping
 import duckdb
 from threadpoolctl import threadpool_limits
 
-from pipeline.comparison.low_rank import MatrixDelta, PairDelta, matrix_delta, pair_delta
-from pipeline.comparison.verdicts import THRESHOLDS
-from pipeline.comparison.working_row import WorkingRow
-from pipeline.flagging.signal_sql import Units
-from pipeline.storage.layer_sketches import Budget, Group, Sketch, Slot, fetch_groups
+from hubscan.pipeline.comparison.low_rank import MatrixDelta, PairDelta, matrix_delta, pair_delta
+from hubscan.pipeline.comparison.verdicts import THRESHOLDS
+from hubscan.pipeline.comparison.working_row import WorkingRow
+from hubscan.pipeline.flagging.signal_sql import Units
+from hubscan.pipeline.storage.layer_sketches import Budget, Group, Sketch, Slot, fetch_groups
 
 
 def needs_delta(row: WorkingRow) -> bool:

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipeline.comparison.permutation_test import PermutationTest, permutation_test, pick_layers
-from pipeline.config import Settings
-from pipeline.errors import NotComparable
-from pipeline.flagging.whole_matrices import layer_tensors, read_whole
-from pipeline.keys import ModelKey
+from hubscan.pipeline.comparison.permutation_test import PermutationTest, permutation_test, pick_layers
+from hubscan.pipeline.config import Settings
+from hubscan.pipeline.errors import NotComparable
+from hubscan.pipeline.flagging.whole_matrices import layer_tensors, read_whole
+from hubscan.pipeline.keys import ModelKey
 
 # The matrix whose rows are neurons and columns hidden units; gate has the same layout.
 ROLE = "mlp_up"

@@ -11,12 +11,12 @@ from typing import Any
 
 import duckdb
 
-from pipeline.comparison.candidates import CandidatePair
-from pipeline.comparison.scoring import BatchSignals
-from pipeline.keys import ModelKey
-from pipeline.storage.duckdb import connect, fetch_rows, use_candidates
-from pipeline.storage.homes import Homes, read_homes
-from pipeline.storage.parquet import Store
+from hubscan.pipeline.comparison.candidates import CandidatePair
+from hubscan.pipeline.comparison.scoring import BatchSignals
+from hubscan.pipeline.keys import ModelKey
+from hubscan.pipeline.storage.duckdb import connect, fetch_rows, use_candidates
+from hubscan.pipeline.storage.homes import Homes, read_homes
+from hubscan.pipeline.storage.parquet import Store
 
 # DuckDB otherwise grows its buffers towards 80 % of RAM although it can spill: 30k synthetic pairs
 # peaked at 4.2 GB unbounded and 2.2 GB under this limit, in the same 14 s.

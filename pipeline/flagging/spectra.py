@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipeline.comparison.permutation_test import pick_layers
-from pipeline.comparison.spectra import HeadSpectra, SpectraTest, head_spectra, spectra_test
-from pipeline.config import Settings
-from pipeline.errors import NotComparable
-from pipeline.flagging.whole_matrices import layer_tensors, read_whole
-from pipeline.keys import ModelKey
-from pipeline.storage.duckdb import model_row
+from hubscan.pipeline.comparison.permutation_test import pick_layers
+from hubscan.pipeline.comparison.spectra import HeadSpectra, SpectraTest, head_spectra, spectra_test
+from hubscan.pipeline.config import Settings
+from hubscan.pipeline.errors import NotComparable
+from hubscan.pipeline.flagging.whole_matrices import layer_tensors, read_whole
+from hubscan.pipeline.keys import ModelKey
+from hubscan.pipeline.storage.duckdb import model_row
 
 ROLES = ("attn_q", "attn_k", "attn_v", "attn_o")
 

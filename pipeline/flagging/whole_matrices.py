@@ -18,16 +18,16 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.comparison.permutation_test import as_neurons_by_hidden
-from pipeline.config import Settings
-from pipeline.errors import FormatError, NotComparable, RepoMissing, ResourceLimit
-from pipeline.http import HubHttp
-from pipeline.keys import ModelKey
-from pipeline.readers import checkpoint
-from pipeline.readers.byte_source import ByteSource, LocalFile
-from pipeline.readers.remote import RemoteFile
-from pipeline.sources.local import confined_file
-from pipeline.storage.duckdb import StoredMatrix, model_row, role_matrices
+from hubscan.pipeline.comparison.permutation_test import as_neurons_by_hidden
+from hubscan.pipeline.config import Settings
+from hubscan.pipeline.errors import FormatError, NotComparable, RepoMissing, ResourceLimit
+from hubscan.pipeline.http import HubHttp
+from hubscan.pipeline.keys import ModelKey
+from hubscan.pipeline.readers import checkpoint
+from hubscan.pipeline.readers.byte_source import ByteSource, LocalFile
+from hubscan.pipeline.readers.remote import RemoteFile
+from hubscan.pipeline.sources.local import confined_file
+from hubscan.pipeline.storage.duckdb import StoredMatrix, model_row, role_matrices
 
 # Bytes of whole matrices read per model and test; beyond it the test is refused (three Llama-7B up
 # matrices in BF16 are 270 MB, three layers of Llama-7B Q/K/V/O 400 MB).

@@ -15,8 +15,8 @@ from typing import Any, Self
 
 import duckdb
 
-from pipeline.comparison import lineage_dag
-from pipeline.storage.duckdb import connect, fetch_rows, flagged_pairs
+from hubscan.pipeline.comparison import lineage_dag
+from hubscan.pipeline.storage.duckdb import connect, fetch_rows, flagged_pairs
 
 # Marks an undeclared link wherever a family is printed: no model card names the relation.
 UNDECLARED_MARK = "UNDECLARED"

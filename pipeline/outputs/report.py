@@ -20,16 +20,16 @@ from typing import Any, Self
 import duckdb
 import numpy as np
 
-from pipeline import __version__
-from pipeline.comparison.records import ScoredPair, pair_from_row
-from pipeline.comparison.signals import SIGNAL_TABLE
-from pipeline.config import Settings
-from pipeline.errors import StoreError
-from pipeline.outputs import report_svg as svg
-from pipeline.outputs.families import TREE_MAX, Family, load_families
-from pipeline.outputs.values import format_p
-from pipeline.storage.duckdb import connect, failure_count, q_profile, scored_pairs, stored_models
-from pipeline.storage.parquet import Store
+from hubscan.pipeline import __version__
+from hubscan.pipeline.comparison.records import ScoredPair, pair_from_row
+from hubscan.pipeline.comparison.signals import SIGNAL_TABLE
+from hubscan.pipeline.config import Settings
+from hubscan.pipeline.errors import StoreError
+from hubscan.pipeline.outputs import report_svg as svg
+from hubscan.pipeline.outputs.families import TREE_MAX, Family, load_families
+from hubscan.pipeline.outputs.values import format_p
+from hubscan.pipeline.storage.duckdb import connect, failure_count, q_profile, scored_pairs, stored_models
+from hubscan.pipeline.storage.parquet import Store
 
 # One stylesheet, inline in every page: the report must open from disk with no network.
 STYLE = (

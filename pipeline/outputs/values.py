@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from pipeline.comparison.scoring import MIN_P
+from hubscan.pipeline.comparison.scoring import MIN_P
 
 
 def json_safe(value: Any) -> Any:

@@ -26,14 +26,14 @@ from typing import Any, TypeGuard
 
 import numpy as np
 
-from pipeline.config import Settings
-from pipeline.errors import FormatError
-from pipeline.quant_parts import may_split_parts
-from pipeline.readers.byte_source import ByteSource
-from pipeline.readers.dtypes import SAFETENSORS_DTYPES
-from pipeline.readers.ranges import Span, fetch, plan_requests
-from pipeline.readers.records import CheckpointHeader, RowBlock, TensorHeader, logical_matrix
-from pipeline.roles import READS_HIDDEN, WRITES_HIDDEN, classify
+from hubscan.pipeline.config import Settings
+from hubscan.pipeline.errors import FormatError
+from hubscan.pipeline.quant_parts import may_split_parts
+from hubscan.pipeline.readers.byte_source import ByteSource
+from hubscan.pipeline.readers.dtypes import SAFETENSORS_DTYPES
+from hubscan.pipeline.readers.ranges import Span, fetch, plan_requests
+from hubscan.pipeline.readers.records import CheckpointHeader, RowBlock, TensorHeader, logical_matrix
+from hubscan.pipeline.roles import READS_HIDDEN, WRITES_HIDDEN, classify
 
 SCHEMES = ("NF4", "FP4")
 STATE = ".weight.quant_state.bitsandbytes__"

@@ -14,12 +14,12 @@ from functools import partial
 
 import numpy as np
 
-from pipeline.config import Settings
-from pipeline.errors import FormatError
-from pipeline.readers.bnb import block_values
-from pipeline.readers.byte_source import ByteSource
-from pipeline.readers.dtypes import SAFETENSORS_DTYPES
-from pipeline.readers.records import CheckpointHeader, RowBlock, TensorHeader, logical_matrix
+from hubscan.pipeline.config import Settings
+from hubscan.pipeline.errors import FormatError
+from hubscan.pipeline.readers.bnb import block_values
+from hubscan.pipeline.readers.byte_source import ByteSource
+from hubscan.pipeline.readers.dtypes import SAFETENSORS_DTYPES
+from hubscan.pipeline.readers.records import CheckpointHeader, RowBlock, TensorHeader, logical_matrix
 
 SCHEME = "INT8-bnb"
 

@@ -11,12 +11,12 @@ from types import ModuleType
 
 import numpy as np
 
-from pipeline.config import Settings
-from pipeline.errors import FormatError
-from pipeline.readers import gguf, packed_int, quantised, safetensors, scaled, torch_zip
-from pipeline.readers.byte_source import ByteSource
-from pipeline.readers.ranges import Span, fetch, plan_requests
-from pipeline.readers.records import (
+from hubscan.pipeline.config import Settings
+from hubscan.pipeline.errors import FormatError
+from hubscan.pipeline.readers import gguf, packed_int, quantised, safetensors, scaled, torch_zip
+from hubscan.pipeline.readers.byte_source import ByteSource
+from hubscan.pipeline.readers.ranges import Span, fetch, plan_requests
+from hubscan.pipeline.readers.records import (
     CheckpointHeader,
     LocalHeaderGuard,
     PackedLinear,
@@ -26,8 +26,8 @@ from pipeline.readers.records import (
     TensorHeader,
     TensorRows,
 )
-from pipeline.readers.sampling import plan_rows, row_indices
-from pipeline.readers.zip_directory import check_guard
+from hubscan.pipeline.readers.sampling import plan_rows, row_indices
+from hubscan.pipeline.readers.zip_directory import check_guard
 
 FORMATS: dict[str, ModuleType] = {"safetensors": safetensors, "gguf": gguf, torch_zip.FORMAT: torch_zip}
 SUFFIXES: dict[str, str] = {

@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pipeline.model_config import ModelConfig, from_hf_config, infer_from_tensors, merge
-from pipeline.readers.gguf import gguf_config
-from pipeline.readers.records import CheckpointHeader
+from hubscan.pipeline.model_config import ModelConfig, from_hf_config, infer_from_tensors, merge
+from hubscan.pipeline.readers.gguf import gguf_config
+from hubscan.pipeline.readers.records import CheckpointHeader
 
 
 def model_config(

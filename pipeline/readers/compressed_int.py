@@ -21,8 +21,8 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 
-from pipeline.errors import FormatError
-from pipeline.readers.records import ScaledLinear, TensorHeader, logical_matrix
+from hubscan.pipeline.errors import FormatError
+from hubscan.pipeline.readers.records import ScaledLinear, TensorHeader, logical_matrix
 
 # The bit width a pack factor implies (32 // bits codes per word); 7 and 8 bits share 4 codes a
 # word, and 8 is the one quantisers ship.

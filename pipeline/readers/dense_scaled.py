@@ -22,8 +22,8 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 
-from pipeline.errors import FormatError
-from pipeline.readers.records import ScaledLinear, TensorHeader, logical_matrix
+from hubscan.pipeline.errors import FormatError
+from hubscan.pipeline.readers.records import ScaledLinear, TensorHeader, logical_matrix
 
 FP8_DTYPES = {"F8_E4M3": "FP8-E4M3", "F8_E5M2": "FP8-E5M2"}
 CODE_DTYPES = {**FP8_DTYPES, "I8": "INT8"}

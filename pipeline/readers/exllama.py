@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from pipeline.errors import UnsupportedFormat
-from pipeline.readers.byte_source import ByteSource
+from hubscan.pipeline.errors import UnsupportedFormat
+from hubscan.pipeline.readers.byte_source import ByteSource
 
 # (format, parameter names of one Linear that only that format writes)
 SIGNATURES = (

@@ -18,8 +18,8 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 
-from pipeline.errors import FormatError
-from pipeline.readers.records import ScaledLinear, TensorHeader, logical_matrix
+from hubscan.pipeline.errors import FormatError
+from hubscan.pipeline.readers.records import ScaledLinear, TensorHeader, logical_matrix
 
 E2M1 = np.array(
     [0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, -0.0, -0.5, -1.0, -1.5, -2.0, -3.0, -4.0, -6.0], np.float32

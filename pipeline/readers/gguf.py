@@ -23,10 +23,10 @@ from gguf import (
 )
 from gguf.quants import dequantize
 
-from pipeline.config import Settings
-from pipeline.errors import FormatError, MalformedHeader, UnsupportedDtype
-from pipeline.readers.byte_source import ByteSource
-from pipeline.readers.records import CheckpointHeader, TensorHeader
+from hubscan.pipeline.config import Settings
+from hubscan.pipeline.errors import FormatError, MalformedHeader, UnsupportedDtype
+from hubscan.pipeline.readers.byte_source import ByteSource
+from hubscan.pipeline.readers.records import CheckpointHeader, TensorHeader
 
 SUPPORTED_VERSIONS = (2, 3)  # v1 used 32-bit counts and lengths; nothing on the Hub still needs it
 MAX_DIMS = 4  # GGML_MAX_DIMS

@@ -21,13 +21,13 @@ from functools import partial
 
 import numpy as np
 
-from pipeline.config import Settings
-from pipeline.errors import FormatError, UnsupportedDtype
-from pipeline.quant_parts import may_split_parts
-from pipeline.readers.byte_source import ByteSource
-from pipeline.readers.dtypes import SAFETENSORS_DTYPES
-from pipeline.readers.packed_int import unpack_last
-from pipeline.readers.records import CheckpointHeader, RowBlock, TensorHeader, logical_matrix
+from hubscan.pipeline.config import Settings
+from hubscan.pipeline.errors import FormatError, UnsupportedDtype
+from hubscan.pipeline.quant_parts import may_split_parts
+from hubscan.pipeline.readers.byte_source import ByteSource
+from hubscan.pipeline.readers.dtypes import SAFETENSORS_DTYPES
+from hubscan.pipeline.readers.packed_int import unpack_last
+from hubscan.pipeline.readers.records import CheckpointHeader, RowBlock, TensorHeader, logical_matrix
 
 SCHEME = "MLX-"
 BITS = (2, 3, 4, 5, 6, 8)

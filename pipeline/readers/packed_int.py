@@ -26,11 +26,11 @@ from functools import partial
 
 import numpy as np
 
-from pipeline.errors import FormatError
-from pipeline.readers.byte_source import ByteSource
-from pipeline.readers.dtypes import SAFETENSORS_DTYPES
-from pipeline.readers.records import CheckpointHeader, PackedLinear, TensorHeader, logical_matrix
-from pipeline.roles import QUANT_PARTS
+from hubscan.pipeline.errors import FormatError
+from hubscan.pipeline.readers.byte_source import ByteSource
+from hubscan.pipeline.readers.dtypes import SAFETENSORS_DTYPES
+from hubscan.pipeline.readers.records import CheckpointHeader, PackedLinear, TensorHeader, logical_matrix
+from hubscan.pipeline.roles import QUANT_PARTS
 
 # Prefixes of the logical tensors' dtype names ("GPTQ-int4-g128", "AWQ-int4-g64").
 PACKED_SCHEMES = ("GPTQ-", "AWQ-")

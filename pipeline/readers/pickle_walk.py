@@ -14,7 +14,7 @@ import pickletools
 from collections.abc import Callable
 from typing import Any
 
-from pipeline.readers.pickle_allowlist import (
+from hubscan.pipeline.readers.pickle_allowlist import (
     CALLABLE,
     CALLS,
     EXTENSION_OPCODES,

@@ -13,12 +13,12 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 
-from pipeline.config import Settings
-from pipeline.quant_parts import is_auxiliary
-from pipeline.readers import bnb, bnb_int8, mlx
-from pipeline.readers.byte_source import ByteSource
-from pipeline.readers.dtypes import SAFETENSORS_DTYPES
-from pipeline.readers.records import CheckpointHeader
+from hubscan.pipeline.config import Settings
+from hubscan.pipeline.quant_parts import is_auxiliary
+from hubscan.pipeline.readers import bnb, bnb_int8, mlx
+from hubscan.pipeline.readers.byte_source import ByteSource
+from hubscan.pipeline.readers.dtypes import SAFETENSORS_DTYPES
+from hubscan.pipeline.readers.records import CheckpointHeader
 
 Grouper = Callable[[CheckpointHeader, ByteSource, Settings, Mapping[str, object] | None], CheckpointHeader]
 # One entry per row-read layout; a new format appends its module's ``group``.

@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from pipeline.readers.byte_source import ByteSource
+from hubscan.pipeline.readers.byte_source import ByteSource
 
 
 @dataclass(frozen=True)

@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import parse_qs, urlsplit
 
-from pipeline.config import MULTIPART_PART_OVERHEAD
-from pipeline.errors import FetchError
-from pipeline.http import REDIRECTS, Fetched, HubHttp, Where, bucket_of, header_int, next_location
-from pipeline.readers.byte_source import ReadStats
-from pipeline.readers.byteranges import boundary_of, parse_byteranges
+from hubscan.pipeline.config import MULTIPART_PART_OVERHEAD
+from hubscan.pipeline.errors import FetchError
+from hubscan.pipeline.http import REDIRECTS, Fetched, HubHttp, Where, bucket_of, header_int, next_location
+from hubscan.pipeline.readers.byte_source import ReadStats
+from hubscan.pipeline.readers.byteranges import boundary_of, parse_byteranges
 
 # A Hub-shaped server redirects at most twice (revision name → commit → CDN) before the file.
 MAX_HOPS = 3

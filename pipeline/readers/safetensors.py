@@ -16,12 +16,12 @@ from typing import TypeGuard
 
 import numpy as np
 
-from pipeline.bounded_json import JsonLimit, loads_bounded
-from pipeline.config import Settings
-from pipeline.errors import MalformedHeader, UnsupportedDtype
-from pipeline.readers.byte_source import ByteSource
-from pipeline.readers.dtypes import SAFETENSORS_DTYPES, decode_dense
-from pipeline.readers.records import CheckpointHeader, TensorHeader
+from hubscan.pipeline.bounded_json import JsonLimit, loads_bounded
+from hubscan.pipeline.config import Settings
+from hubscan.pipeline.errors import MalformedHeader, UnsupportedDtype
+from hubscan.pipeline.readers.byte_source import ByteSource
+from hubscan.pipeline.readers.dtypes import SAFETENSORS_DTYPES, decode_dense
+from hubscan.pipeline.readers.records import CheckpointHeader, TensorHeader
 
 FORMAT = "safetensors"
 

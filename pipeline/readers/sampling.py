@@ -15,8 +15,8 @@ import hashlib
 
 import numpy as np
 
-from pipeline.config import Settings
-from pipeline.readers.records import RowBlock, TensorHeader
+from hubscan.pipeline.config import Settings
+from hubscan.pipeline.readers.records import RowBlock, TensorHeader
 
 EMBED_ROLES = frozenset({"embed", "lm_head"})
 

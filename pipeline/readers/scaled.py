@@ -17,15 +17,15 @@ from functools import partial
 
 import numpy as np
 
-from pipeline.config import Settings
-from pipeline.errors import FormatError
-from pipeline.readers import compressed_int, dense_scaled, exllama, fp4
-from pipeline.readers.byte_source import ByteSource
-from pipeline.readers.dtypes import SAFETENSORS_DTYPES
-from pipeline.readers.ranges import Span, fetch, plan_requests
-from pipeline.readers.records import CheckpointHeader, RowBlock, ScaledLinear, TensorHeader
-from pipeline.readers.sampling import row_indices
-from pipeline.roles import SCALED_PARTS
+from hubscan.pipeline.config import Settings
+from hubscan.pipeline.errors import FormatError
+from hubscan.pipeline.readers import compressed_int, dense_scaled, exllama, fp4
+from hubscan.pipeline.readers.byte_source import ByteSource
+from hubscan.pipeline.readers.dtypes import SAFETENSORS_DTYPES
+from hubscan.pipeline.readers.ranges import Span, fetch, plan_requests
+from hubscan.pipeline.readers.records import CheckpointHeader, RowBlock, ScaledLinear, TensorHeader
+from hubscan.pipeline.readers.sampling import row_indices
+from hubscan.pipeline.roles import SCALED_PARTS
 
 # Prefixes of the logical tensors' dtype names ("INT4-g128", "FP8-E4M3-channel", "NVFP4").
 SCALED_SCHEMES = ("INT2-", "INT3-", "INT4-", "INT5-", "INT6-", "INT8-", "FP8-", "NVFP4", "MXFP4")

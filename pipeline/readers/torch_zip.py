@@ -14,20 +14,20 @@ from dataclasses import dataclass
 from math import prod
 from typing import Any
 
-from pipeline.config import Settings
-from pipeline.errors import FormatError, UnsafeContent, UnsupportedDtype
-from pipeline.readers import pickle_walk, safetensors
-from pipeline.readers.byte_source import ByteSource
-from pipeline.readers.dtypes import SAFETENSORS_DTYPES
-from pipeline.readers.pickle_allowlist import (
+from hubscan.pipeline.config import Settings
+from hubscan.pipeline.errors import FormatError, UnsafeContent, UnsupportedDtype
+from hubscan.pipeline.readers import pickle_walk, safetensors
+from hubscan.pipeline.readers.byte_source import ByteSource
+from hubscan.pipeline.readers.dtypes import SAFETENSORS_DTYPES
+from hubscan.pipeline.readers.pickle_allowlist import (
     STORAGE_DTYPES,
     PickleMalformed,
     PickleRefused,
     StorageRef,
     TensorRef,
 )
-from pipeline.readers.records import CheckpointHeader, LocalHeaderGuard, TensorHeader
-from pipeline.readers.zip_directory import (
+from hubscan.pipeline.readers.records import CheckpointHeader, LocalHeaderGuard, TensorHeader
+from hubscan.pipeline.readers.zip_directory import (
     ZipDirectory,
     ZipEntry,
     read_directory,

@@ -13,10 +13,10 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from pipeline.errors import FormatError
-from pipeline.readers.byte_source import ByteSource
-from pipeline.readers.ranges import Span, fetch, plan_requests
-from pipeline.readers.records import LocalHeaderGuard
+from hubscan.pipeline.errors import FormatError
+from hubscan.pipeline.readers.byte_source import ByteSource
+from hubscan.pipeline.readers.ranges import Span, fetch, plan_requests
+from hubscan.pipeline.readers.records import LocalHeaderGuard
 
 EOCD_SIG = b"PK\x05\x06"
 EOCD64_LOCATOR_SIG = b"PK\x06\x07"

@@ -6,7 +6,7 @@ import os
 
 import ray
 
-from pipeline.config import Settings
+from hubscan.pipeline.config import Settings
 
 
 def ray_init(settings: Settings) -> None:

@@ -21,11 +21,11 @@ from typing import Any
 
 import ray
 
-from pipeline import __version__
-from pipeline.bounded_json import JsonLimit, loads_bounded
-from pipeline.chain.known_files import RayKnownFiles, start_known_files
-from pipeline.config import HUB_QUOTA_TIERS, QUOTA_WINDOW_S, Settings
-from pipeline.errors import (
+from hubscan.pipeline import __version__
+from hubscan.pipeline.bounded_json import JsonLimit, loads_bounded
+from hubscan.pipeline.chain.known_files import RayKnownFiles, start_known_files
+from hubscan.pipeline.config import HUB_QUOTA_TIERS, QUOTA_WINDOW_S, Settings
+from hubscan.pipeline.errors import (
     BadListing,
     HubscanError,
     RepoGated,
@@ -34,27 +34,27 @@ from pipeline.errors import (
     one_line,
     permanent_categories,
 )
-from pipeline.http import HubHttp
-from pipeline.names import BadName, check_commit, check_repo_id
-from pipeline.request_counts import RequestCounts
-from pipeline.runtime.budget import start_budget
-from pipeline.runtime.ray_session import ray_init
-from pipeline.runtime.sweep_inflight import InFlight
-from pipeline.runtime.sweep_progress import SweepProgress
-from pipeline.runtime.sweep_state import ListingFilters, Projection, SweepState
-from pipeline.runtime.sweep_task import Candidate, TaskResult, fingerprint_task
-from pipeline.sources import hf
-from pipeline.sources.hf_cache import cached_models
-from pipeline.sources.listing_pages import followable
-from pipeline.sources.local import local_models
-from pipeline.storage.compact import compact
-from pipeline.storage.file_names import check_sweep_id
-from pipeline.storage.index import StoreIndex
-from pipeline.storage.lock import sweep_lock
-from pipeline.storage.parquet import Store
-from pipeline.storage.remote import storage_env
-from pipeline.storage.sweep_record import SweepRecord
-from pipeline.summary import RunSummary
+from hubscan.pipeline.http import HubHttp
+from hubscan.pipeline.names import BadName, check_commit, check_repo_id
+from hubscan.pipeline.request_counts import RequestCounts
+from hubscan.pipeline.runtime.budget import start_budget
+from hubscan.pipeline.runtime.ray_session import ray_init
+from hubscan.pipeline.runtime.sweep_inflight import InFlight
+from hubscan.pipeline.runtime.sweep_progress import SweepProgress
+from hubscan.pipeline.runtime.sweep_state import ListingFilters, Projection, SweepState
+from hubscan.pipeline.runtime.sweep_task import Candidate, TaskResult, fingerprint_task
+from hubscan.pipeline.sources import hf
+from hubscan.pipeline.sources.hf_cache import cached_models
+from hubscan.pipeline.sources.listing_pages import followable
+from hubscan.pipeline.sources.local import local_models
+from hubscan.pipeline.storage.compact import compact
+from hubscan.pipeline.storage.file_names import check_sweep_id
+from hubscan.pipeline.storage.index import StoreIndex
+from hubscan.pipeline.storage.lock import sweep_lock
+from hubscan.pipeline.storage.parquet import Store
+from hubscan.pipeline.storage.remote import storage_env
+from hubscan.pipeline.storage.sweep_record import SweepRecord
+from hubscan.pipeline.summary import RunSummary
 
 # Failures that the same bytes will always reproduce: a sweep does not fetch such a revision again.
 PERMANENT_FAILURES = permanent_categories()

@@ -17,10 +17,10 @@ from typing import Generic, TypeVar
 import ray
 from ray.exceptions import OutOfMemoryError, RayError, TaskCancelledError
 
-from pipeline.config import Settings
-from pipeline.errors import HubscanError, InternalError, ResourceLimit
-from pipeline.runtime.sweep_task import Candidate, TaskResult
-from pipeline.storage.parquet import Store
+from hubscan.pipeline.config import Settings
+from hubscan.pipeline.errors import HubscanError, InternalError, ResourceLimit
+from hubscan.pipeline.runtime.sweep_task import Candidate, TaskResult
+from hubscan.pipeline.storage.parquet import Store
 
 # How often the driver looks for overdue tasks while it waits for one to finish.
 DEADLINE_CHECK_S = 5.0

@@ -10,7 +10,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from rich.table import Table
 
 if TYPE_CHECKING:
-    from pipeline.runtime.sweep_state import Projection, SweepState
+    from hubscan.pipeline.runtime.sweep_state import Projection, SweepState
 
 
 class SweepProgress:

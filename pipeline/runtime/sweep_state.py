@@ -6,9 +6,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from pipeline.request_counts import RequestCounts
-from pipeline.runtime.sweep_task import TaskResult
-from pipeline.sources.listing_pages import ListingQuery
+from hubscan.pipeline.request_counts import RequestCounts
+from hubscan.pipeline.runtime.sweep_task import TaskResult
+from hubscan.pipeline.sources.listing_pages import ListingQuery
 
 # Listing fields that let the driver skip stored revisions, and fingerprint the others, with
 # no model-info call (≤ 0.01 API calls per model: one page per ~1,000 models): the commit,

@@ -12,15 +12,15 @@ from dataclasses import dataclass, field, replace
 
 import ray
 
-from pipeline.chain.model_task import KnownFiles, fingerprint_model
-from pipeline.chain.task_limits import ModelTimeout, as_failure, model_budget
-from pipeline.config import Settings
-from pipeline.errors import HubscanError, RevisionMissing
-from pipeline.http import Budget, HubHttp, RequestLog
-from pipeline.request_counts import RequestCounts
-from pipeline.sources import hf
-from pipeline.sources.refs import ModelRef
-from pipeline.storage.parquet import Store
+from hubscan.pipeline.chain.model_task import KnownFiles, fingerprint_model
+from hubscan.pipeline.chain.task_limits import ModelTimeout, as_failure, model_budget
+from hubscan.pipeline.config import Settings
+from hubscan.pipeline.errors import HubscanError, RevisionMissing
+from hubscan.pipeline.http import Budget, HubHttp, RequestLog
+from hubscan.pipeline.request_counts import RequestCounts
+from hubscan.pipeline.sources import hf
+from hubscan.pipeline.sources.refs import ModelRef
+from hubscan.pipeline.storage.parquet import Store
 
 
 @dataclass(frozen=True)

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipeline.adapter_config import ADAPTER_CONFIG
-from pipeline.bounded_json import loads_bounded
-from pipeline.http import HubHttp, Where
-from pipeline.sources.refs import ModelRef
+from hubscan.pipeline.adapter_config import ADAPTER_CONFIG
+from hubscan.pipeline.bounded_json import loads_bounded
+from hubscan.pipeline.http import HubHttp, Where
+from hubscan.pipeline.sources.refs import ModelRef
 
 # PEFT writes a few hundred bytes; a megabyte leaves room for long target lists and nothing else.
 MAX_ADAPTER_CONFIG_BYTES = 1024 * 1024

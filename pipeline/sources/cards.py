@@ -6,7 +6,7 @@ from typing import Any
 
 import yaml
 
-from pipeline.bounded_json import MAX_JSON_DEPTH, json_depth
+from hubscan.pipeline.bounded_json import MAX_JSON_DEPTH, json_depth
 
 
 def parse_card(text: str) -> dict[str, Any]:

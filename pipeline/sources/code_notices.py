@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import re
 
-from pipeline.http import HubHttp, Where
-from pipeline.sources.refs import FileRef, ModelRef
+from hubscan.pipeline.http import HubHttp, Where
+from hubscan.pipeline.sources.refs import FileRef, ModelRef
 
 # Files larger than this are not model code a repo ships beside its weights (transformers' largest
 # modeling files are ~200 KB); bigger .py files are skipped unread.

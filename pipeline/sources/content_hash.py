@@ -11,7 +11,7 @@ import hashlib
 from dataclasses import replace
 from pathlib import Path
 
-from pipeline.sources.refs import FileRef, ModelRef
+from hubscan.pipeline.sources.refs import FileRef, ModelRef
 
 # Read size while hashing: large enough that a 2 GB shard costs ~2000 reads, small enough to keep
 # a worker's memory flat whatever the file size.

@@ -11,11 +11,18 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-from pipeline.errors import BadListing, RepoMissing, SourceError
-from pipeline.http import HubHttp, Where
-from pipeline.names import BadName, check_commit, check_filename, check_repo_id, check_revision, url_path
-from pipeline.sources.listing_pages import ListingQuery, list_pages
-from pipeline.sources.refs import (
+from hubscan.pipeline.errors import BadListing, RepoMissing, SourceError
+from hubscan.pipeline.http import HubHttp, Where
+from hubscan.pipeline.names import (
+    BadName,
+    check_commit,
+    check_filename,
+    check_repo_id,
+    check_revision,
+    url_path,
+)
+from hubscan.pipeline.sources.listing_pages import ListingQuery, list_pages
+from hubscan.pipeline.sources.refs import (
     FileRef,
     ModelRef,
     base_models_from_card,

@@ -11,8 +11,8 @@ from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
-from pipeline.sources.local import local_model
-from pipeline.sources.refs import FileRef, ModelRef
+from hubscan.pipeline.sources.local import local_model
+from hubscan.pipeline.sources.refs import FileRef, ModelRef
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 

@@ -17,9 +17,9 @@ from urllib.parse import urljoin, urlsplit
 
 import httpx2
 
-from pipeline.errors import BadListing
-from pipeline.http import HubHttp, Where
-from pipeline.names import shown
+from hubscan.pipeline.errors import BadListing
+from hubscan.pipeline.http import HubHttp, Where
+from hubscan.pipeline.names import shown
 
 LISTING = Where("<listing>")
 

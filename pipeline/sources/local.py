@@ -16,12 +16,12 @@ from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from pipeline.bounded_json import loads_bounded
-from pipeline.config import MAX_JSON_BYTES
-from pipeline.errors import RepoMissing, SourceError
-from pipeline.names import BadName, check_filename
-from pipeline.sources.cards import parse_card
-from pipeline.sources.refs import (
+from hubscan.pipeline.bounded_json import loads_bounded
+from hubscan.pipeline.config import MAX_JSON_BYTES
+from hubscan.pipeline.errors import RepoMissing, SourceError
+from hubscan.pipeline.names import BadName, check_filename
+from hubscan.pipeline.sources.cards import parse_card
+from hubscan.pipeline.sources.refs import (
     FileRef,
     ModelRef,
     base_models_from_card,

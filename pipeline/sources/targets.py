@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline.http import HubHttp
-from pipeline.sources import hf
-from pipeline.sources.local import local_file, local_model
-from pipeline.sources.refs import ModelRef
+from hubscan.pipeline.http import HubHttp
+from hubscan.pipeline.sources import hf
+from hubscan.pipeline.sources.local import local_file, local_model
+from hubscan.pipeline.sources.refs import ModelRef
 
 
 def resolve_target(target: str, http: HubHttp, revision: str) -> ModelRef:

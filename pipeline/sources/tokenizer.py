@@ -6,9 +6,9 @@ alignment is then skipped), never an error, and its size is bounded before and w
 
 from __future__ import annotations
 
-from pipeline.bounded_json import loads_bounded
-from pipeline.http import HubHttp, Where
-from pipeline.sources.refs import ModelRef
+from hubscan.pipeline.bounded_json import loads_bounded
+from hubscan.pipeline.http import HubHttp, Where
+from hubscan.pipeline.sources.refs import ModelRef
 
 # Tokenizer files larger than this are not fetched (token alignment is then skipped).
 MAX_TOKENIZER_BYTES = 64 * 1024 * 1024

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 
-from pipeline.errors import NoWeights
-from pipeline.sources.refs import FileRef, ModelRef
+from hubscan.pipeline.errors import NoWeights
+from hubscan.pipeline.sources.refs import FileRef, ModelRef
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 # PyTorch zip checkpoints read without unpickling (pipeline/readers/torch_zip.py).

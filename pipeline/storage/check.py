@@ -18,11 +18,11 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.errors import StoreError, one_line
-from pipeline.storage.homes import SHARED_FOLDER
-from pipeline.storage.manifest import MANIFEST, MANIFEST_FOREIGN, Manifest
-from pipeline.storage.own_files import marker_version, read_own
-from pipeline.storage.parquet import MARKER
+from hubscan.pipeline.errors import StoreError, one_line
+from hubscan.pipeline.storage.homes import SHARED_FOLDER
+from hubscan.pipeline.storage.manifest import MANIFEST, MANIFEST_FOREIGN, Manifest
+from hubscan.pipeline.storage.own_files import marker_version, read_own
+from hubscan.pipeline.storage.parquet import MARKER
 
 QUARANTINE = "quarantine"
 # A model's rows live in these tables under the same file name as its models row (the commit).

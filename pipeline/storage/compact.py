@@ -23,14 +23,14 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from pipeline.errors import StoreError
-from pipeline.keys import ModelKey
-from pipeline.storage.lock import compaction_lock
-from pipeline.storage.manifest import COMPACT_TABLES, COMPACTED, MANIFEST, Manifest
-from pipeline.storage.parquet import Store, model_key
-from pipeline.storage.remote import storage_error
-from pipeline.storage.schema import TABLES
-from pipeline.storage.small_files import read_files
+from hubscan.pipeline.errors import StoreError
+from hubscan.pipeline.keys import ModelKey
+from hubscan.pipeline.storage.lock import compaction_lock
+from hubscan.pipeline.storage.manifest import COMPACT_TABLES, COMPACTED, MANIFEST, Manifest
+from hubscan.pipeline.storage.parquet import Store, model_key
+from hubscan.pipeline.storage.remote import storage_error
+from hubscan.pipeline.storage.schema import TABLES
+from hubscan.pipeline.storage.small_files import read_files
 
 # Rows per row group: a model's rows (one block, sorted by model) then sit in one or two row groups,
 # so a look-up of one model (copy reuse) reads little more than its own rows.

@@ -13,16 +13,16 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from pipeline.comparison.candidates import CandidatePair, candidate_table
-from pipeline.comparison.edges import LineageEdge, spanning_forest
-from pipeline.errors import QueryError, one_line
-from pipeline.storage.manifest import COMPACT_TABLES
-from pipeline.storage.parquet import Store
-from pipeline.storage.remote import register
+from hubscan.pipeline.comparison.candidates import CandidatePair, candidate_table
+from hubscan.pipeline.comparison.edges import LineageEdge, spanning_forest
+from hubscan.pipeline.errors import QueryError, one_line
+from hubscan.pipeline.storage.manifest import COMPACT_TABLES
+from hubscan.pipeline.storage.parquet import Store
+from hubscan.pipeline.storage.remote import register
 
 # The top-level `queries` package (the product's fixed layout), read as package data so a plain
 # `pip install .` finds the same files as a source checkout.
-QUERIES: Traversable = files("queries")
+QUERIES: Traversable = files("hubscan.queries")
 # What the plain duckdb CLI runs before views.sql to read a compacted store (hubscan sets it itself).
 CLI_COMPACTED = (
     "SET VARIABLE compacted_models = (SELECT parts.models FROM read_json('compacted/manifest.json'))"

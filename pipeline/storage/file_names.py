@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from pipeline.errors import StoreError
+from hubscan.pipeline.errors import StoreError
 
 # A file name is at most 255 bytes on every common file system (ext4, XFS, APFS).
 MAX_NAME_BYTES = 255

@@ -30,10 +30,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from pipeline.comparison.candidates import CandidatePair
-from pipeline.errors import QueryError, one_line
-from pipeline.keys import ModelKey
-from pipeline.storage.parquet import Store
+from hubscan.pipeline.comparison.candidates import CandidatePair
+from hubscan.pipeline.errors import QueryError, one_line
+from hubscan.pipeline.keys import ModelKey
+from hubscan.pipeline.storage.parquet import Store
 
 # Models per home: 10,000 synthetic 2-6-layer models are ~0.4 GB of tensors rows on disk, well inside a
 # task's memory; larger homes cut fewer components.

@@ -11,8 +11,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipeline.keys import ModelKey
-from pipeline.storage.parquet import Store
+from hubscan.pipeline.keys import ModelKey
+from hubscan.pipeline.storage.parquet import Store
 
 
 @dataclass

@@ -21,10 +21,10 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from pipeline.comparison.candidates import CandidatePair
-from pipeline.errors import QueryError, one_line
-from pipeline.keys import ModelKey
-from pipeline.storage.duckdb import load_sql, run_sql, use_candidates
+from hubscan.pipeline.comparison.candidates import CandidatePair
+from hubscan.pipeline.errors import QueryError, one_line
+from hubscan.pipeline.keys import ModelKey
+from hubscan.pipeline.storage.duckdb import load_sql, run_sql, use_candidates
 
 # float32 sketch values per fetch: ~128 MB as arrays (and once more as the Arrow table they come from).
 VALUES_PER_FETCH = 32_000_000

@@ -17,8 +17,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from pipeline.errors import StoreLocked
-from pipeline.storage.own_files import open_own
+from hubscan.pipeline.errors import StoreLocked
+from hubscan.pipeline.storage.own_files import open_own
 
 LOCK_FILE = ".sweep.lock"
 # Held while a compaction runs: two at once would each swap in a manifest naming only their own new

@@ -13,7 +13,7 @@ import os
 import stat
 import uuid
 
-from pipeline.errors import StoreError
+from hubscan.pipeline.errors import StoreError
 
 LINK_REASON = "is a link or not a plain file; hubscan does not follow links in its store: remove it"
 # Small files only (marker, cursor, manifest): a bigger one is not one hubscan wrote.

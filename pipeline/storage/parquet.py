@@ -22,14 +22,14 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from pipeline import __version__
-from pipeline.errors import HubscanError, StoreError
-from pipeline.fingerprints.tensor import TensorFingerprint
-from pipeline.storage.file_names import MAX_NAME_BYTES
-from pipeline.storage.manifest import COMPACT_TABLES, MANIFEST, MANIFEST_FOREIGN, Manifest
-from pipeline.storage.own_files import check_own_path, check_writable, marker_version, read_own
-from pipeline.storage.remote import open_filesystem, storage_error
-from pipeline.storage.schema import FAILURES, FILES, MODELS, SCHEMA_VERSION, TABLES, TENSORS
+from hubscan.pipeline import __version__
+from hubscan.pipeline.errors import HubscanError, StoreError
+from hubscan.pipeline.fingerprints.tensor import TensorFingerprint
+from hubscan.pipeline.storage.file_names import MAX_NAME_BYTES
+from hubscan.pipeline.storage.manifest import COMPACT_TABLES, MANIFEST, MANIFEST_FOREIGN, Manifest
+from hubscan.pipeline.storage.own_files import check_own_path, check_writable, marker_version, read_own
+from hubscan.pipeline.storage.remote import open_filesystem, storage_error
+from hubscan.pipeline.storage.schema import FAILURES, FILES, MODELS, SCHEMA_VERSION, TABLES, TENSORS
 
 MARKER = "_hubscan.json"
 

@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 from fsspec.implementations.arrow import ArrowFSWrapper
 
-from pipeline.errors import one_line
+from hubscan.pipeline.errors import one_line
 
 # A GCS endpoint other than Google's (an emulator): "http://host:port"; it takes no credentials.
 GCS_ENDPOINT_ENV = "STORAGE_EMULATOR_HOST"

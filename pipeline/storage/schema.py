@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from pipeline.comparison.records import PAIRS_SCHEMA
-from pipeline.fingerprints.model import ModelRecord
-from pipeline.fingerprints.tensor import TensorFingerprint
-from pipeline.storage.sweep_record import SweepRecord
+from hubscan.pipeline.comparison.records import PAIRS_SCHEMA
+from hubscan.pipeline.fingerprints.model import ModelRecord
+from hubscan.pipeline.fingerprints.tensor import TensorFingerprint
+from hubscan.pipeline.storage.sweep_record import SweepRecord
 
 SCHEMA_VERSION = 1
 

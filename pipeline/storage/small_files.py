@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from pipeline.errors import StoreError, one_line
+from hubscan.pipeline.errors import StoreError, one_line
 
 # Parallel reads of small files on an object store: each costs a GET more than its bytes.
 READ_THREADS = 8

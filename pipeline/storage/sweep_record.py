@@ -8,7 +8,7 @@ from typing import Annotated
 
 import pyarrow as pa
 
-from pipeline.fingerprints.arrow_record import ArrowRecord
+from hubscan.pipeline.fingerprints.arrow_record import ArrowRecord
 
 _utc = pa.timestamp("us", tz="UTC")
 

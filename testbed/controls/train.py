@@ -8,7 +8,7 @@ half-built cache and a concurrent build loses harmlessly.
 
 Determinism: torch's seeded generators drive init, batches and masks, deterministic algorithms
 are enforced, and the thread count is fixed (a different count may reorder float reductions).
-``python -m testbed.controls.train`` builds (or shows) the cache and prints each run's figures.
+``python -m hubscan.testbed.controls.train`` builds (or shows) the cache and prints each run's figures.
 """
 
 from __future__ import annotations
@@ -25,12 +25,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from testbed.controls import corpus
-from testbed.controls.model import BertMLM, BertShape
-from testbed.controls.stats import trained_stats, weight_drift
-from testbed.demohub.cards import write_card
-from testbed.demohub.realmodels import default_cache
-from testbed.writers.safetensors_write import write_safetensors
+from hubscan.testbed.controls import corpus
+from hubscan.testbed.controls.model import BertMLM, BertShape
+from hubscan.testbed.controls.stats import trained_stats, weight_drift
+from hubscan.testbed.demohub.cards import write_card
+from hubscan.testbed.demohub.realmodels import default_cache
+from hubscan.testbed.writers.safetensors_write import write_safetensors
 
 CACHE_NAME = "controls-v1"
 ORG = "controls"

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from testbed.demohub import cards
-from testbed.writers.safetensors_write import write_raw_safetensors, write_safetensors
-from testbed.writers.torch_write import TensorEntry, state_dict_pickle, write_records, write_torch_zip
+from hubscan.testbed.demohub import cards
+from hubscan.testbed.writers.safetensors_write import write_raw_safetensors, write_safetensors
+from hubscan.testbed.writers.torch_write import TensorEntry, state_dict_pickle, write_records, write_torch_zip
 
 BAD_ORG = "badhub"
 # Repo ids per failure kind; make_bad_repos returns this mapping.

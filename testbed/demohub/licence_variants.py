@@ -12,7 +12,7 @@ from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
-from testbed.demohub import cards, variants
+from hubscan.testbed.demohub import cards, variants
 
 ROOT = "sentence-transformers/paraphrase-MiniLM-L3-v2"
 NC_PARENT = "licbed/minilm-l3-nc"

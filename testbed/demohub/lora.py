@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-from testbed.demohub import cards
-from testbed.demohub.realmodels import build_repo_minilm_l6
-from testbed.writers.peft_write import Lora, merge, write_adapter_repo
-from testbed.writers.safetensors_write import read_safetensors_np, write_safetensors
+from hubscan.testbed.demohub import cards
+from hubscan.testbed.demohub.realmodels import build_repo_minilm_l6
+from hubscan.testbed.writers.peft_write import Lora, merge, write_adapter_repo
+from hubscan.testbed.writers.safetensors_write import read_safetensors_np, write_safetensors
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 ORG = "loralab"

@@ -11,16 +11,16 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from testbed.demohub import cards
-from testbed.demohub.variants import (
+from hubscan.testbed.demohub import cards
+from hubscan.testbed.demohub.variants import (
     SINGLE_FILE,
     cast,
     finetune_like,
     load_repo_tensors,
     repo_metadata,
 )
-from testbed.writers.merge_methods import merge_tensors
-from testbed.writers.safetensors_write import write_safetensors
+from hubscan.testbed.writers.merge_methods import merge_tensors
+from hubscan.testbed.writers.safetensors_write import write_safetensors
 
 # Fine-tune drift of the two merged models, relative to each tensor's std (a short fine-tune).
 FINETUNE_DRIFT = 0.04

@@ -16,12 +16,12 @@ from pathlib import Path
 
 import numpy as np
 
-from testbed.demohub import cards
-from testbed.demohub.realmodels import build_repo_e5_small, build_repo_minilm_l6, fetch_real_model
-from testbed.demohub.structural import relayer
-from testbed.demohub.variants import SINGLE_FILE, load_repo_tensors, repo_metadata
-from testbed.writers import bnb_write, gptq_pack, mlx_write
-from testbed.writers.safetensors_write import write_safetensors
+from hubscan.testbed.demohub import cards
+from hubscan.testbed.demohub.realmodels import build_repo_e5_small, build_repo_minilm_l6, fetch_real_model
+from hubscan.testbed.demohub.structural import relayer
+from hubscan.testbed.demohub.variants import SINGLE_FILE, load_repo_tensors, repo_metadata
+from hubscan.testbed.writers import bnb_write, gptq_pack, mlx_write
+from hubscan.testbed.writers.safetensors_write import write_safetensors
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 OTHER = "demohub/e5-small-6L-minilm-shape"

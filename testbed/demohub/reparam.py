@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from testbed.demohub import variants
-from testbed.writers.safetensors_write import write_safetensors
+from hubscan.testbed.demohub import variants
+from hubscan.testbed.writers.safetensors_write import write_safetensors
 
 Tensors = dict[str, np.ndarray]
 _LAYER = re.compile(r"encoder\.layer\.(\d+)\.")

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from testbed.demohub import cards
-from testbed.demohub.variants import SINGLE_FILE, derive_repo, load_repo_tensors, repo_metadata
-from testbed.writers.safetensors_write import write_safetensors
+from hubscan.testbed.demohub import cards
+from hubscan.testbed.demohub.variants import SINGLE_FILE, derive_repo, load_repo_tensors, repo_metadata
+from hubscan.testbed.writers.safetensors_write import write_safetensors
 
 # Blocks of SmolLM2 kept in the dense base of the MoE variants (of 30): enough for a layer map.
 SMOL_LAYERS = 4

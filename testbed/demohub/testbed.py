@@ -14,12 +14,12 @@ from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
-from testbed.demohub import reparam, structural, variants
-from testbed.demohub.badrepos import BAD_REPOS, write_bad_repo
-from testbed.demohub.licence_variants import build_licence_variants
-from testbed.demohub.realmodels import REAL_MODELS, REPO_BUILDERS, fetch_real_models_report
-from testbed.demohub.unknown_arch import build_unknown_arch
-from testbed.writers import gptq_pack
+from hubscan.testbed.demohub import reparam, structural, variants
+from hubscan.testbed.demohub.badrepos import BAD_REPOS, write_bad_repo
+from hubscan.testbed.demohub.licence_variants import build_licence_variants
+from hubscan.testbed.demohub.realmodels import REAL_MODELS, REPO_BUILDERS, fetch_real_models_report
+from hubscan.testbed.demohub.unknown_arch import build_unknown_arch
+from hubscan.testbed.writers import gptq_pack
 
 # Bump when a builder's output changes, so a cached testbed from older code is not reused.
 TESTBED_VERSION = 42
@@ -283,12 +283,12 @@ def build_structural(root: Path, manifest: dict[str, str], skipped: dict[str, st
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m testbed.demohub.testbed ROOT [CACHE]``: build the demo hub folder."""
-    from testbed.demohub.realmodels import default_cache
+    """``python -m hubscan.testbed.demohub.testbed ROOT [CACHE]``: build the demo hub folder."""
+    from hubscan.testbed.demohub.realmodels import default_cache
 
     args = sys.argv[1:] if argv is None else argv
     if not args:
-        print("usage: python -m testbed.demohub.testbed ROOT [CACHE]", file=sys.stderr)
+        print("usage: python -m hubscan.testbed.demohub.testbed ROOT [CACHE]", file=sys.stderr)
         return 2
     cache = Path(args[1]) if len(args) > 1 else default_cache()
     manifest = build_testbed(Path(args[0]), cache)

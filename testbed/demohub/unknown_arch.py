@@ -20,9 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from testbed.demohub import cards, variants
-from testbed.demohub.numpy_train import ConvNet, train
-from testbed.writers.safetensors_write import read_safetensors_np, write_safetensors
+from hubscan.testbed.demohub import cards, variants
+from hubscan.testbed.demohub.numpy_train import ConvNet, train
+from hubscan.testbed.writers.safetensors_write import read_safetensors_np, write_safetensors
 
 AKIKI = "akiki/akiki-vad"
 CNN = "vision-lab/tiny-cnn-s0"
@@ -149,7 +149,7 @@ def build_unknown_arch(
     root: Path, cache: Path, build_once: Callable[[Path, str, Builder], bool]
 ) -> tuple[dict[str, str], dict[str, str]]:
     """Build both families under ``root``: (repo id -> description, what was skipped -> why)."""
-    from testbed.demohub.realmodels import ModelUnavailable, fetch_real_model
+    from hubscan.testbed.demohub.realmodels import ModelUnavailable, fetch_real_model
 
     skipped: dict[str, str] = {}
     try:

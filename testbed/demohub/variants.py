@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from testbed.demohub import cards
-from testbed.writers.safetensors_write import (
+from hubscan.testbed.demohub import cards
+from hubscan.testbed.writers.safetensors_write import (
     FLOAT_DTYPES,
     NP_DTYPES,
     dtype_name,
@@ -25,7 +25,7 @@ from testbed.writers.safetensors_write import (
     read_safetensors_np,
     write_safetensors,
 )
-from testbed.writers.torch_write import write_torch_zip
+from hubscan.testbed.writers.torch_write import write_torch_zip
 
 INDEX_FILE = "model.safetensors.index.json"
 SINGLE_FILE = "model.safetensors"
@@ -199,7 +199,7 @@ def _tokens(src: Path) -> list[str] | None:
 
 def to_gguf(src: Path, dst: Path, qtype: str, base_model: str | None = None) -> Path:
     """A llama.cpp-style GGUF repo: tensors renamed per gguf's name map, matrices as ``qtype``."""
-    from testbed.writers.gguf_write import QType, hf_to_gguf_name, write_gguf
+    from hubscan.testbed.writers.gguf_write import QType, hf_to_gguf_name, write_gguf
 
     cfg = json.loads((src / "config.json").read_text())
     arch, n_layers = str(cfg["model_type"]), int(cfg["num_hidden_layers"])

@@ -1,4 +1,4 @@
-"""`python -m testbed.fakehub ROOT [--port N]`: serve a folder of repos as a local Hub until Ctrl-C."""
+"""`python -m hubscan.testbed.fakehub ROOT [--port N]`: serve a folder of repos as a local Hub until Ctrl-C."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from .server import FakeHub
 
 def main(argv: list[str] | None = None) -> int:
     """Parse options, serve, print the URL to stdout; 0 on Ctrl-C, 2 on a bad root."""
-    parser = argparse.ArgumentParser(prog="python -m testbed.fakehub", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m hubscan.testbed.fakehub", description=__doc__)
     parser.add_argument("root", type=Path, help="folder holding <org>/<name>/ repos")
     parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: any free port)")
     parser.add_argument("--page-size", type=int, default=100, help="entries per /api/models page")

@@ -19,16 +19,16 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.roles import ATTN_ROLES, MLP_ROLES, classify
-from testbed.demohub import cards
-from testbed.demohub.variants import (
+from hubscan.pipeline.roles import ATTN_ROLES, MLP_ROLES, classify
+from hubscan.testbed.demohub import cards
+from hubscan.testbed.demohub.variants import (
     RELATION_QUANTIZED,
     SINGLE_FILE,
     derive_repo,
     load_repo_tensors,
     repo_metadata,
 )
-from testbed.writers.safetensors_write import FLOAT_DTYPES, dtype_name, write_safetensors
+from hubscan.testbed.writers.safetensors_write import FLOAT_DTYPES, dtype_name, write_safetensors
 
 BLOCKSIZE = 64
 NESTED_BLOCKSIZE = 256

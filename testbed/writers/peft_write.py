@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from testbed.demohub.cards import write_card
-from testbed.writers.safetensors_write import write_safetensors
+from hubscan.testbed.demohub.cards import write_card
+from hubscan.testbed.writers.safetensors_write import write_safetensors
 
 PREFIX = "base_model.model."
 

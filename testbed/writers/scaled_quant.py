@@ -26,17 +26,17 @@ from pathlib import Path
 import ml_dtypes
 import numpy as np
 
-from pipeline.roles import ATTN_ROLES, MLP_ROLES, classify
-from testbed.demohub import cards
-from testbed.demohub.variants import (
+from hubscan.pipeline.roles import ATTN_ROLES, MLP_ROLES, classify
+from hubscan.testbed.demohub import cards
+from hubscan.testbed.demohub.variants import (
     RELATION_QUANTIZED,
     SINGLE_FILE,
     derive_repo,
     load_repo_tensors,
     repo_metadata,
 )
-from testbed.writers.gptq_pack import pack_bits
-from testbed.writers.safetensors_write import FLOAT_DTYPES, dtype_name, write_safetensors
+from hubscan.testbed.writers.gptq_pack import pack_bits
+from hubscan.testbed.writers.safetensors_write import FLOAT_DTYPES, dtype_name, write_safetensors
 
 BF16 = np.dtype(ml_dtypes.bfloat16)
 FP8 = np.dtype(ml_dtypes.float8_e4m3fn)

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from pipeline.comparison.calibrate import (
+from hubscan.pipeline.comparison.calibrate import (
     PRIOR_PAIRS,
     Background,
     acat,

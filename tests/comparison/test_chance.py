@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from pipeline.comparison import chance
+from hubscan.pipeline.comparison import chance
 
 
 def _pearson(x: np.ndarray, y: np.ndarray) -> np.ndarray:

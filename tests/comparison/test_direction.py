@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from pipeline.comparison import direction as d
-from pipeline.comparison.verdicts import CAST_COPY, EXACT_COPY, FINE_TUNE, STRUCTURAL, VOCAB_COPY
+from hubscan.pipeline.comparison import direction as d
+from hubscan.pipeline.comparison.verdicts import CAST_COPY, EXACT_COPY, FINE_TUNE, STRUCTURAL, VOCAB_COPY
 
 BASE, FT, Q = "org/base", "org/base-ft", "someone/base-GGUF"
 

@@ -1,6 +1,6 @@
 """The spanning forest that keeps a screened family whole when each model keeps only its nearest pairs."""
 
-from pipeline.comparison.edges import LineageEdge, spanning_forest
+from hubscan.pipeline.comparison.edges import LineageEdge, spanning_forest
 
 
 def _edge(a: str, b: str, z: float) -> LineageEdge:

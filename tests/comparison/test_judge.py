@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from pipeline.comparison import verdicts as v
-from pipeline.comparison.candidates import CandidatePair
-from pipeline.comparison.judge import ModelLicence, judge_pairs
-from pipeline.comparison.structure import PairStructure
-from pipeline.comparison.working_row import WorkingRow
+from hubscan.pipeline.comparison import verdicts as v
+from hubscan.pipeline.comparison.candidates import CandidatePair
+from hubscan.pipeline.comparison.judge import ModelLicence, judge_pairs
+from hubscan.pipeline.comparison.structure import PairStructure
+from hubscan.pipeline.comparison.working_row import WorkingRow
 
 A, B = ("org/a", "r1"), ("org/b", "r2")
 KEY = (*A, *B)

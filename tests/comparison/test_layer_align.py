@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import pytest
 
-from jobs import fingerprint
-from pipeline.comparison import expert_map as em
-from pipeline.comparison import layer_align as la
-from pipeline.comparison.candidates import CandidatePair
-from pipeline.config import Settings
-from pipeline.flagging import engine as flag
-from pipeline.storage.duckdb import load_sql, run_sql, use_candidates
-from pipeline.storage.parquet import Store
-from testbed.demohub.testbed import PERMUTED_EXPERTS
+from hubscan.jobs import fingerprint
+from hubscan.pipeline.comparison import expert_map as em
+from hubscan.pipeline.comparison import layer_align as la
+from hubscan.pipeline.comparison.candidates import CandidatePair
+from hubscan.pipeline.config import Settings
+from hubscan.pipeline.flagging import engine as flag
+from hubscan.pipeline.storage.duckdb import load_sql, run_sql, use_candidates
+from hubscan.pipeline.storage.parquet import Store
+from hubscan.testbed.demohub.testbed import PERMUTED_EXPERTS
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 COUSIN = "sentence-transformers/paraphrase-MiniLM-L3-v2"

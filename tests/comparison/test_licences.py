@@ -6,9 +6,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from pipeline.comparison import licences as lic
-from pipeline.comparison.licence_terms import LICENCES, NON_COMMERCIAL, RESTRICTIONS, USE_POLICY
-from pipeline.comparison.parentage import NEITHER, infer_parent
+from hubscan.pipeline.comparison import licences as lic
+from hubscan.pipeline.comparison.licence_terms import LICENCES, NON_COMMERCIAL, RESTRICTIONS, USE_POLICY
+from hubscan.pipeline.comparison.parentage import NEITHER, infer_parent
 
 HUB_TAGS = ("apache-2.0", "mit", "llama2", "llama3", "llama3.1", "llama3.2", "llama3.3", "gemma", "cc-by-4.0",
             "cc-by-sa-4.0", "cc-by-nc-4.0", "cc-by-nc-sa-4.0", "openrail", "creativeml-openrail-m",

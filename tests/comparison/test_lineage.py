@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pipeline.comparison.lineage import ancestors, declared
+from hubscan.pipeline.comparison.lineage import ancestors, declared
 
 BASES = {
     "org/ft": ["org/base"],

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from pipeline.comparison.lineage_dag import Link, layout
+from hubscan.pipeline.comparison.lineage_dag import Link, layout
 
 
 def _positions(lines: list[str]) -> dict[str, tuple[int, str | None]]:

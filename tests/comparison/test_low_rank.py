@@ -7,12 +7,12 @@ import ml_dtypes
 import numpy as np
 import pytest
 
-from pipeline.comparison import verdicts as v
-from pipeline.comparison.candidates import CandidatePair
-from pipeline.comparison.low_rank import MatrixDelta, matrix_delta, pair_delta
-from pipeline.comparison.working_row import WorkingRow
-from pipeline.flagging.low_rank_deltas import needs_delta
-from testbed.writers.safetensors_write import read_safetensors_np
+from hubscan.pipeline.comparison import verdicts as v
+from hubscan.pipeline.comparison.candidates import CandidatePair
+from hubscan.pipeline.comparison.low_rank import MatrixDelta, matrix_delta, pair_delta
+from hubscan.pipeline.comparison.working_row import WorkingRow
+from hubscan.pipeline.flagging.low_rank_deltas import needs_delta
+from hubscan.testbed.writers.safetensors_write import read_safetensors_np
 from tests.real_checkpoints import real_model
 
 # What a default fingerprint keeps of a 384 x 384 matrix: 8 head and 8 tail rows x 128 seeded columns.

@@ -12,11 +12,11 @@ from collections import defaultdict
 import numpy as np
 import pytest
 
-from jobs import fingerprint
-from pipeline.comparison.merge_fit import find_merge
-from pipeline.config import Settings
-from pipeline.storage.duckdb import connect
-from testbed.demohub.merges import build_merge_zoo
+from hubscan.jobs import fingerprint
+from hubscan.pipeline.comparison.merge_fit import find_merge
+from hubscan.pipeline.config import Settings
+from hubscan.pipeline.storage.duckdb import connect
+from hubscan.testbed.demohub.merges import build_merge_zoo
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 UNRELATED = "demohub/multilingual-e5-small-6L"

@@ -8,10 +8,16 @@ from datetime import UTC, datetime
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.comparison.records import PAIRS_SCHEMA, ScoredPair, SignalValue, pairs_from_table, pairs_table
-from pipeline.comparison.signals import SIGNAL_TABLE, SIGNALS, signal_columns
-from pipeline.flagging.engine import FlagResult
-from pipeline.storage.schema import PAIRS, TABLES
+from hubscan.pipeline.comparison.records import (
+    PAIRS_SCHEMA,
+    ScoredPair,
+    SignalValue,
+    pairs_from_table,
+    pairs_table,
+)
+from hubscan.pipeline.comparison.signals import SIGNAL_TABLE, SIGNALS, signal_columns
+from hubscan.pipeline.flagging.engine import FlagResult
+from hubscan.pipeline.storage.schema import PAIRS, TABLES
 
 
 def _record(i: int, flagged: bool = True) -> ScoredPair:

@@ -7,11 +7,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.comparison import verdicts as v
-from pipeline.comparison.candidates import CandidatePair
-from pipeline.comparison.judge import judge_pairs
-from pipeline.comparison.records import ScoredPair
-from pipeline.comparison.scoring import (
+from hubscan.pipeline.comparison import verdicts as v
+from hubscan.pipeline.comparison.candidates import CandidatePair
+from hubscan.pipeline.comparison.judge import judge_pairs
+from hubscan.pipeline.comparison.records import ScoredPair
+from hubscan.pipeline.comparison.scoring import (
     MIN_P,
     BatchSignals,
     ModelInfo,
@@ -20,9 +20,9 @@ from pipeline.comparison.scoring import (
     declared_bases,
     merge_rows,
 )
-from pipeline.errors import QueryError
-from pipeline.flagging.flag_rows import RowSpill
-from pipeline.keys import ModelKey
+from hubscan.pipeline.errors import QueryError
+from hubscan.pipeline.flagging.flag_rows import RowSpill
+from hubscan.pipeline.keys import ModelKey
 
 A, B, C = ("org/a", "r1"), ("org/b", "r2"), ("org/c", "r3")
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from pipeline.comparison.signals import DECISIVE, SIGNALS, signal_columns
-from pipeline.storage.schema import PAIRS, TABLES
+from hubscan.pipeline.comparison.signals import DECISIVE, SIGNALS, signal_columns
+from hubscan.pipeline.storage.schema import PAIRS, TABLES
 
 
 def test_pairs_schema_has_every_signal_column():

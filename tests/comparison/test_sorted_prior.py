@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from pipeline.comparison import chance
+from hubscan.pipeline.comparison import chance
 
 
 def _sorted_r(a: np.ndarray, b: np.ndarray) -> float:

@@ -11,8 +11,8 @@ import math
 import numpy as np
 import pytest
 
-from pipeline.comparison import spectra as sp
-from testbed.demohub.variants import load_repo_tensors
+from hubscan.pipeline.comparison import spectra as sp
+from hubscan.testbed.demohub.variants import load_repo_tensors
 
 SMOL_4L = "demohub/SmolLM2-135M-4L"
 HEADS, KV, DH = 9, 3, 64

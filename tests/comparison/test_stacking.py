@@ -1,6 +1,6 @@
 """Two partial maps make a stack only when together they explain every layer and each adds some."""
 
-from pipeline.comparison.stacking import Piece, find_stacks, pieces_from_pairs
+from hubscan.pipeline.comparison.stacking import Piece, find_stacks, pieces_from_pairs
 
 X, A, B, C = ("x", "1"), ("a", "1"), ("b", "1"), ("c", "1")
 

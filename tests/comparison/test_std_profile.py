@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.comparison.std_profile import std_profile_r
+from hubscan.pipeline.comparison.std_profile import std_profile_r
 
 PROFILE = {"attn_q": [0.1, 0.12, 0.11, 0.14, 0.13, 0.15], "attn_v": [0.05, 0.06, 0.065, 0.07, 0.072, 0.08]}
 

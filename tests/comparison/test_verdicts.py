@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.comparison import verdicts as v
-from pipeline.comparison.candidates import CandidatePair
-from pipeline.comparison.working_row import WorkingRow
+from hubscan.pipeline.comparison import verdicts as v
+from hubscan.pipeline.comparison.candidates import CandidatePair
+from hubscan.pipeline.comparison.working_row import WorkingRow
 
 BASE = {"flagged": True, "signals": 5, "a_layers": 6, "b_layers": 6, "map_is_identity": True,
         "a_dtype": "F32", "b_dtype": "F32", "sketch_identical": 0.0, "values_identical": 0.0}  # fmt: skip

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from testbed.demohub.numpy_train import ConvNet, _loss_and_grads, init_params, train
+from hubscan.testbed.demohub.numpy_train import ConvNet, _loss_and_grads, init_params, train
 
 TINY = ConvNet(((2, 3, 1, 3), (3, 2, 3, 3)), 4, 2, False)
 

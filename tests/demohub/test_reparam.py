@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from testbed.demohub import reparam
-from testbed.writers.safetensors_write import read_safetensors_np
+from hubscan.testbed.demohub import reparam
+from hubscan.testbed.writers.safetensors_write import read_safetensors_np
 from tests.real_checkpoints import real_model
 
 HEADS = 12  # all-MiniLM-L6-v2

@@ -20,12 +20,12 @@ import pytest
 from safetensors import SafetensorError, safe_open
 from safetensors.numpy import load_file, save_file
 
-from testbed.demohub import realmodels, variants
-from testbed.demohub.badrepos import BAD_REPOS, HEADER_LEN_HUGE, PICKLE_PAYLOAD, make_bad_repos
-from testbed.demohub.e5s1 import dequant_q4_0
-from testbed.demohub.realmodels import ModelUnavailable, default_cache, fetch_real_model
-from testbed.demohub.testbed import MINILM, build_testbed
-from testbed.writers.safetensors_write import (
+from hubscan.testbed.demohub import realmodels, variants
+from hubscan.testbed.demohub.badrepos import BAD_REPOS, HEADER_LEN_HUGE, PICKLE_PAYLOAD, make_bad_repos
+from hubscan.testbed.demohub.e5s1 import dequant_q4_0
+from hubscan.testbed.demohub.realmodels import ModelUnavailable, default_cache, fetch_real_model
+from hubscan.testbed.demohub.testbed import MINILM, build_testbed
+from hubscan.testbed.writers.safetensors_write import (
     convert,
     read_safetensors_header,
     read_safetensors_np,

@@ -15,16 +15,16 @@ import ml_dtypes
 import numpy as np
 import pytest
 
-from pipeline.chain.model_task import fingerprint_model
-from pipeline.config import Settings
-from pipeline.errors import FormatError
-from pipeline.readers import checkpoint
-from pipeline.readers.byte_source import LocalFile
-from pipeline.roles import classify
-from pipeline.sources.local import local_model
-from testbed.demohub.variants import load_repo_tensors
-from testbed.writers.bnb_write import NF4, dequantise_four_bit, eight_bit_tensors, four_bit_tensors
-from testbed.writers.safetensors_write import write_safetensors
+from hubscan.pipeline.chain.model_task import fingerprint_model
+from hubscan.pipeline.config import Settings
+from hubscan.pipeline.errors import FormatError
+from hubscan.pipeline.readers import checkpoint
+from hubscan.pipeline.readers.byte_source import LocalFile
+from hubscan.pipeline.roles import classify
+from hubscan.pipeline.sources.local import local_model
+from hubscan.testbed.demohub.variants import load_repo_tensors
+from hubscan.testbed.writers.bnb_write import NF4, dequantise_four_bit, eight_bit_tensors, four_bit_tensors
+from hubscan.testbed.writers.safetensors_write import write_safetensors
 from tests.real_checkpoints import real_model
 
 FFN_IN = "encoder.layer.2.intermediate.dense.weight"  # [1536, 384]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pipeline.readers.byteranges import boundary_of, parse_byteranges
+from hubscan.pipeline.readers.byteranges import boundary_of, parse_byteranges
 
 B = "sep42"
 

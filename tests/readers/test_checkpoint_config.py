@@ -7,12 +7,12 @@ from pathlib import Path
 import numpy as np
 from gguf import GGMLQuantizationType
 
-from pipeline.config import Settings
-from pipeline.readers import checkpoint
-from pipeline.readers.byte_source import LocalFile
-from pipeline.readers.checkpoint_config import gguf_tokens, model_config
-from pipeline.readers.records import CheckpointHeader
-from testbed.writers.gguf_write import write_gguf
+from hubscan.pipeline.config import Settings
+from hubscan.pipeline.readers import checkpoint
+from hubscan.pipeline.readers.byte_source import LocalFile
+from hubscan.pipeline.readers.checkpoint_config import gguf_tokens, model_config
+from hubscan.pipeline.readers.records import CheckpointHeader
+from hubscan.testbed.writers.gguf_write import write_gguf
 
 
 def _header(tmp_path: Path, tokens: list[str] | None) -> CheckpointHeader:

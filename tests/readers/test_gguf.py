@@ -13,12 +13,12 @@ import pytest
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType, GGUFReader, GGUFValueType
 from gguf.quants import dequantize, quantize
 
-from pipeline.config import Settings
-from pipeline.errors import FormatError, MalformedHeader, UnsupportedDtype
-from pipeline.readers.byte_source import LocalFile
-from pipeline.readers.gguf import decode_rows, gguf_config, read_header
-from pipeline.readers.records import TensorHeader
-from testbed.writers.gguf_write import hf_to_gguf_name, write_gguf
+from hubscan.pipeline.config import Settings
+from hubscan.pipeline.errors import FormatError, MalformedHeader, UnsupportedDtype
+from hubscan.pipeline.readers.byte_source import LocalFile
+from hubscan.pipeline.readers.gguf import decode_rows, gguf_config, read_header
+from hubscan.pipeline.readers.records import TensorHeader
+from hubscan.testbed.writers.gguf_write import hf_to_gguf_name, write_gguf
 from tests.real_checkpoints import real_model
 
 Q = GGMLQuantizationType

@@ -12,15 +12,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from jobs import fingerprint
-from pipeline.config import Settings
-from pipeline.readers import checkpoint
-from pipeline.readers.byte_source import LocalFile
-from pipeline.readers.packed_int import unpack_last
-from pipeline.roles import classify
-from pipeline.storage.duckdb import connect
-from testbed.writers.gptq_pack import awq_tensors, gptq_tensors, pack_bits, rtn_quantise
-from testbed.writers.safetensors_write import write_safetensors
+from hubscan.jobs import fingerprint
+from hubscan.pipeline.config import Settings
+from hubscan.pipeline.readers import checkpoint
+from hubscan.pipeline.readers.byte_source import LocalFile
+from hubscan.pipeline.readers.packed_int import unpack_last
+from hubscan.pipeline.roles import classify
+from hubscan.pipeline.storage.duckdb import connect
+from hubscan.testbed.writers.gptq_pack import awq_tensors, gptq_tensors, pack_bits, rtn_quantise
+from hubscan.testbed.writers.safetensors_write import write_safetensors
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 PREFIX = "layers.0.attn.q_proj"
@@ -98,7 +98,7 @@ def test_reader_unpacks_what_the_independent_packer_packed(bits):
 
 @pytest.fixture(scope="module")
 def minilm_q(testbed) -> np.ndarray:
-    from testbed.demohub.variants import load_repo_tensors
+    from hubscan.testbed.demohub.variants import load_repo_tensors
 
     return load_repo_tensors(testbed / MINILM)["encoder.layer.2.intermediate.dense.weight"]
 

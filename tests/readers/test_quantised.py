@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline.chain.model_task import fingerprint_model
-from pipeline.config import Settings
-from pipeline.readers import checkpoint
-from pipeline.readers.byte_source import LocalFile
-from pipeline.sources.local import local_model
-from testbed.writers.bnb_write import NF4
-from testbed.writers.safetensors_write import write_safetensors
-from testbed.writers.torch_write import write_torch_zip
+from hubscan.pipeline.chain.model_task import fingerprint_model
+from hubscan.pipeline.config import Settings
+from hubscan.pipeline.readers import checkpoint
+from hubscan.pipeline.readers.byte_source import LocalFile
+from hubscan.pipeline.sources.local import local_model
+from hubscan.testbed.writers.bnb_write import NF4
+from hubscan.testbed.writers.safetensors_write import write_safetensors
+from hubscan.testbed.writers.torch_write import write_torch_zip
 
 UP = "model.layers.0.mlp.up_proj"
 

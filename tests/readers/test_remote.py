@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.config import Settings
-from pipeline.errors import FetchError, RepoGated
-from pipeline.http import HubHttp, Where
-from pipeline.readers import remote
-from pipeline.readers.remote import RemoteFile, signed_url_expiry
-from testbed.fakehub import FakeHub
+from hubscan.pipeline.config import Settings
+from hubscan.pipeline.errors import FetchError, RepoGated
+from hubscan.pipeline.http import HubHttp, Where
+from hubscan.pipeline.readers import remote
+from hubscan.pipeline.readers.remote import RemoteFile, signed_url_expiry
+from hubscan.testbed.fakehub import FakeHub
 
 DATA = bytes(range(256)) * 4096  # 1 MiB: every offset's byte is known
 TOKEN = "hf_reader_token"

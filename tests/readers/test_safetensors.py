@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
-from pipeline.config import Settings
-from pipeline.errors import HubscanError, MalformedHeader, UnsupportedDtype
-from pipeline.readers import checkpoint, safetensors
-from pipeline.readers.byte_source import LocalFile
-from testbed.writers.safetensors_write import write_safetensors
+from hubscan.pipeline.config import Settings
+from hubscan.pipeline.errors import HubscanError, MalformedHeader, UnsupportedDtype
+from hubscan.pipeline.readers import checkpoint, safetensors
+from hubscan.pipeline.readers.byte_source import LocalFile
+from hubscan.testbed.writers.safetensors_write import write_safetensors
 
 SETTINGS = Settings()
 

@@ -11,13 +11,13 @@ import pickle
 import numpy as np
 import pytest
 
-from pipeline.config import Settings
-from pipeline.errors import FormatError, UnsupportedFormat
-from pipeline.readers import checkpoint
-from pipeline.readers.byte_source import LocalFile
-from pipeline.roles import classify_all
-from testbed.writers import scaled_quant
-from testbed.writers.safetensors_write import read_safetensors_np, write_safetensors
+from hubscan.pipeline.config import Settings
+from hubscan.pipeline.errors import FormatError, UnsupportedFormat
+from hubscan.pipeline.readers import checkpoint
+from hubscan.pipeline.readers.byte_source import LocalFile
+from hubscan.pipeline.roles import classify_all
+from hubscan.testbed.writers import scaled_quant
+from hubscan.testbed.writers.safetensors_write import read_safetensors_np, write_safetensors
 from tests.real_checkpoints import real_model
 
 # scheme -> (dtype of its Linears, largest relative Frobenius error of a matrix against the original;

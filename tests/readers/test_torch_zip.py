@@ -9,23 +9,23 @@ import zipfile
 import numpy as np
 import pytest
 
-from pipeline.chain.model_task import fingerprint_model
-from pipeline.config import Settings
-from pipeline.errors import FormatError, UnsafeContent
-from pipeline.http import HubHttp
-from pipeline.readers import checkpoint
-from pipeline.readers.byte_source import LocalFile
-from pipeline.readers.pickle_walk import MAX_MEMO_ENTRIES
-from pipeline.readers.ranges import Span, plan_requests
-from pipeline.readers.sampling import plan_rows
-from pipeline.readers.zip_directory import LOCAL_LEN
-from pipeline.roles import classify_all
-from pipeline.sources import hf
-from pipeline.sources.local import local_model
-from pipeline.sources.tokenizer import tokens_from_tokenizer_json
-from testbed.demohub.badrepos import system_payload
-from testbed.writers.safetensors_write import read_safetensors_np
-from testbed.writers.torch_write import TensorEntry, state_dict_pickle, write_records, write_torch_zip
+from hubscan.pipeline.chain.model_task import fingerprint_model
+from hubscan.pipeline.config import Settings
+from hubscan.pipeline.errors import FormatError, UnsafeContent
+from hubscan.pipeline.http import HubHttp
+from hubscan.pipeline.readers import checkpoint
+from hubscan.pipeline.readers.byte_source import LocalFile
+from hubscan.pipeline.readers.pickle_walk import MAX_MEMO_ENTRIES
+from hubscan.pipeline.readers.ranges import Span, plan_requests
+from hubscan.pipeline.readers.sampling import plan_rows
+from hubscan.pipeline.readers.zip_directory import LOCAL_LEN
+from hubscan.pipeline.roles import classify_all
+from hubscan.pipeline.sources import hf
+from hubscan.pipeline.sources.local import local_model
+from hubscan.pipeline.sources.tokenizer import tokens_from_tokenizer_json
+from hubscan.testbed.demohub.badrepos import system_payload
+from hubscan.testbed.writers.safetensors_write import read_safetensors_np
+from hubscan.testbed.writers.torch_write import TensorEntry, state_dict_pickle, write_records, write_torch_zip
 from tests.real_checkpoints import real_model
 
 SETTINGS = Settings()
@@ -66,7 +66,7 @@ def test_real_torch_pt_equals_its_safetensors_twin(akiki):
 
 def test_torch_data_offsets_follow_the_64_byte_rule_we_predict(akiki):
     """Every record of the real file starts where ZipEntry.torch_data_start says (the local header agrees)."""
-    from pipeline.readers.zip_directory import read_directory
+    from hubscan.pipeline.readers.zip_directory import read_directory
 
     path = akiki / "akiki-vad.pt"
     raw = path.read_bytes()

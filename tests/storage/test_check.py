@@ -8,15 +8,15 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
-from jobs import fingerprint
-from pipeline.config import Settings
-from pipeline.storage.parquet import Store
-from testbed.writers.safetensors_write import write_safetensors
+from hubscan.jobs import fingerprint
+from hubscan.pipeline.config import Settings
+from hubscan.pipeline.storage.parquet import Store
+from hubscan.testbed.writers.safetensors_write import write_safetensors
 
 
 def _hubscan(*args):
     return subprocess.run(
-        [sys.executable, "-m", "jobs.cli", *args], capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "hubscan.jobs.cli", *args], capture_output=True, text=True, timeout=120
     )
 
 

@@ -11,12 +11,12 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from jobs import fingerprint
-from pipeline.config import Settings
-from pipeline.storage.duckdb import connect
-from pipeline.storage.index import StoreIndex, load_owners
-from pipeline.storage.parquet import Store, model_key
-from testbed.demohub.small_repos import main as write_small_repos
+from hubscan.jobs import fingerprint
+from hubscan.pipeline.config import Settings
+from hubscan.pipeline.storage.duckdb import connect
+from hubscan.pipeline.storage.index import StoreIndex, load_owners
+from hubscan.pipeline.storage.parquet import Store, model_key
+from hubscan.testbed.demohub.small_repos import main as write_small_repos
 
 BASE = "smoke/base"
 CRASHED = ("org/crashed", "c" * 40)

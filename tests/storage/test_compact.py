@@ -11,18 +11,18 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
 
-from jobs import fingerprint
-from pipeline.config import Settings
-from pipeline.errors import StoreError
-from pipeline.flagging import engine as flag
-from pipeline.storage.check import find_bad_files, quarantine
-from pipeline.storage.compact import compact
-from pipeline.storage.duckdb import connect
-from pipeline.storage.manifest import MANIFEST
-from pipeline.storage.parquet import Store
-from pipeline.storage.schema import TABLES
-from pipeline.storage.small_files import read_with_duckdb, read_with_threads
-from testbed.demohub.small_repos import main as write_small_repos
+from hubscan.jobs import fingerprint
+from hubscan.pipeline.config import Settings
+from hubscan.pipeline.errors import StoreError
+from hubscan.pipeline.flagging import engine as flag
+from hubscan.pipeline.storage.check import find_bad_files, quarantine
+from hubscan.pipeline.storage.compact import compact
+from hubscan.pipeline.storage.duckdb import connect
+from hubscan.pipeline.storage.manifest import MANIFEST
+from hubscan.pipeline.storage.parquet import Store
+from hubscan.pipeline.storage.schema import TABLES
+from hubscan.pipeline.storage.small_files import read_with_duckdb, read_with_threads
+from hubscan.testbed.demohub.small_repos import main as write_small_repos
 
 COUNTS = "SELECT (SELECT count(*) FROM models), (SELECT count(*) FROM tensors)"
 
@@ -175,7 +175,7 @@ def test_a_second_compaction_waits_for_the_first(store):
     # files they folded in: the first one's models would vanish
     import threading
 
-    from pipeline.storage.lock import compaction_lock
+    from hubscan.pipeline.storage.lock import compaction_lock
 
     before = _counts(store)
     done = threading.Event()

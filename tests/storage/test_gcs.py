@@ -9,9 +9,9 @@ import pyarrow.fs as pafs
 import pytest
 from typer.testing import CliRunner
 
-from jobs.cli import app
-from pipeline.storage.remote import gcs_filesystem
-from testbed.demohub.small_repos import main as write_small_repos
+from hubscan.jobs.cli import app
+from hubscan.pipeline.storage.remote import gcs_filesystem
+from hubscan.testbed.demohub.small_repos import main as write_small_repos
 from tests.stores import cli_sql, environment, free_port, wait_for_port
 
 BUCKET = "hubscan-gcs-test"

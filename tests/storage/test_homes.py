@@ -16,14 +16,14 @@ import pyarrow as pa
 import pytest
 
 from bench.detection_synth import build_store
-from pipeline.comparison.candidates import CandidatePair
-from pipeline.config import Settings
-from pipeline.errors import QueryError
-from pipeline.flagging import engine as flag
-from pipeline.storage import homes
-from pipeline.storage.check import find_bad_files
-from pipeline.storage.homes import CROSS, SHARED_FOLDER, pair_homes, plan_homes, read_homes, units
-from pipeline.storage.parquet import Store
+from hubscan.pipeline.comparison.candidates import CandidatePair
+from hubscan.pipeline.config import Settings
+from hubscan.pipeline.errors import QueryError
+from hubscan.pipeline.flagging import engine as flag
+from hubscan.pipeline.storage import homes
+from hubscan.pipeline.storage.check import find_bad_files
+from hubscan.pipeline.storage.homes import CROSS, SHARED_FOLDER, pair_homes, plan_homes, read_homes, units
+from hubscan.pipeline.storage.parquet import Store
 from tests.stores import corrupt_column
 
 RUN_STAMP = ("flag_id", "flagged_at")

@@ -4,12 +4,12 @@ import hashlib
 import os
 from dataclasses import replace
 
-from pipeline.errors import MalformedHeader
-from pipeline.runtime import sweep
-from pipeline.storage.duckdb import connect
-from pipeline.storage.index import StoreIndex, load_owners
-from pipeline.storage.parquet import Store
-from testbed.demohub.small_repos import main as write_small_repos
+from hubscan.pipeline.errors import MalformedHeader
+from hubscan.pipeline.runtime import sweep
+from hubscan.pipeline.storage.duckdb import connect
+from hubscan.pipeline.storage.index import StoreIndex, load_owners
+from hubscan.pipeline.storage.parquet import Store
+from hubscan.testbed.demohub.small_repos import main as write_small_repos
 
 
 def _model(repo_id: str, revision: str) -> dict[str, object]:

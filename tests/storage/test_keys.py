@@ -8,13 +8,13 @@ from pathlib import Path
 import numpy as np
 from typer.testing import CliRunner
 
-from jobs import fingerprint
-from jobs.cli import app
-from pipeline.config import Settings
-from pipeline.runtime import sweep
-from pipeline.storage.duckdb import connect
-from pipeline.storage.parquet import MAX_NAME_BYTES, Store, model_key
-from testbed.writers.safetensors_write import write_safetensors
+from hubscan.jobs import fingerprint
+from hubscan.jobs.cli import app
+from hubscan.pipeline.config import Settings
+from hubscan.pipeline.runtime import sweep
+from hubscan.pipeline.storage.duckdb import connect
+from hubscan.pipeline.storage.parquet import MAX_NAME_BYTES, Store, model_key
+from hubscan.testbed.writers.safetensors_write import write_safetensors
 
 CJK_NAME = "模" * 80  # a legal folder name of 240 bytes
 

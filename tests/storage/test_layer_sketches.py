@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from bench.hub_families import build_block
-from pipeline.comparison.candidates import CandidatePair
-from pipeline.storage import layer_sketches
-from pipeline.storage.duckdb import connect, fetch_rows, use_candidates
-from pipeline.storage.layer_sketches import Budget, Group, fetch, fetch_groups, run_end
+from hubscan.pipeline.comparison.candidates import CandidatePair
+from hubscan.pipeline.storage import layer_sketches
+from hubscan.pipeline.storage.duckdb import connect, fetch_rows, use_candidates
+from hubscan.pipeline.storage.layer_sketches import Budget, Group, fetch, fetch_groups, run_end
 
 
 @pytest.fixture(scope="module")

@@ -9,12 +9,12 @@ import time
 import numpy as np
 import pytest
 
-from pipeline.config import Settings
-from pipeline.errors import StoreLocked
-from pipeline.runtime import sweep
-from pipeline.storage.duckdb import connect
-from pipeline.storage.lock import LOCK_FILE, sweep_lock
-from testbed.writers.safetensors_write import write_safetensors
+from hubscan.pipeline.config import Settings
+from hubscan.pipeline.errors import StoreLocked
+from hubscan.pipeline.runtime import sweep
+from hubscan.pipeline.storage.duckdb import connect
+from hubscan.pipeline.storage.lock import LOCK_FILE, sweep_lock
+from hubscan.testbed.writers.safetensors_write import write_safetensors
 
 
 def test_a_second_sweep_on_a_busy_store_stops_with_a_clear_message(tmp_path):
@@ -26,7 +26,16 @@ def test_a_second_sweep_on_a_busy_store_stops_with_a_clear_message(tmp_path):
     store = tmp_path / "store"
     env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
     first = subprocess.Popen(
-        [sys.executable, "-m", "jobs.cli", "sweep", "--source", f"local:{repos}", "--store", str(store)],
+        [
+            sys.executable,
+            "-m",
+            "hubscan.jobs.cli",
+            "sweep",
+            "--source",
+            f"local:{repos}",
+            "--store",
+            str(store),
+        ],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

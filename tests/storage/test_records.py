@@ -5,10 +5,10 @@ from datetime import UTC, datetime
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.fingerprints.model import ModelRecord
-from pipeline.fingerprints.tensor import TensorFingerprint
-from pipeline.storage.parquet import Store
-from pipeline.storage.schema import MODELS, TENSORS
+from hubscan.pipeline.fingerprints.model import ModelRecord
+from hubscan.pipeline.fingerprints.tensor import TensorFingerprint
+from hubscan.pipeline.storage.parquet import Store
+from hubscan.pipeline.storage.schema import MODELS, TENSORS
 
 _f32_list = pa.list_(pa.float32())
 _i64_list = pa.list_(pa.int64())

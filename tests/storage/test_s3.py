@@ -12,8 +12,8 @@ import boto3
 import pytest
 from typer.testing import CliRunner
 
-from jobs.cli import app
-from testbed.demohub.small_repos import main as write_small_repos
+from hubscan.jobs.cli import app
+from hubscan.testbed.demohub.small_repos import main as write_small_repos
 from tests.stores import cli_sql, environment, free_port, wait_for_port
 
 BUCKET = "hubscan-test"

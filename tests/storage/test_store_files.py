@@ -14,15 +14,15 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from jobs import fingerprint
-from jobs.cli import app
-from pipeline.config import Settings
-from pipeline.errors import StoreError
-from pipeline.runtime import sweep
-from pipeline.storage.duckdb import connect
-from pipeline.storage.lock import LOCK_FILE
-from pipeline.storage.manifest import MANIFEST, MANIFEST_FOREIGN
-from pipeline.storage.parquet import model_key
+from hubscan.jobs import fingerprint
+from hubscan.jobs.cli import app
+from hubscan.pipeline.config import Settings
+from hubscan.pipeline.errors import StoreError
+from hubscan.pipeline.runtime import sweep
+from hubscan.pipeline.storage.duckdb import connect
+from hubscan.pipeline.storage.lock import LOCK_FILE
+from hubscan.pipeline.storage.manifest import MANIFEST, MANIFEST_FOREIGN
+from hubscan.pipeline.storage.parquet import model_key
 from tests.storage.test_keys import small_repo
 
 SECRET = b"a file of the user's, outside the store\n"
@@ -139,7 +139,7 @@ def test_a_read_only_store_is_one_line_from_every_command_that_writes(store, tmp
             "RAY_AUTH_MODE": "disabled",
         }
         done = subprocess.run(
-            [*read_only_prefix(), sys.executable, "-m", "jobs.cli", *args, "--store", str(store)],
+            [*read_only_prefix(), sys.executable, "-m", "hubscan.jobs.cli", *args, "--store", str(store)],
             capture_output=True, text=True, env=env, timeout=300,
         )  # fmt: skip
     finally:
