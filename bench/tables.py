@@ -35,6 +35,7 @@ ORDER = (
     "detection-structural",
     "detection-synthetic",
     "hub_families",
+    "hub_families-100000",
     "hub_families-grow",
     "store_scale",
     "store_scale-skip",

@@ -17,9 +17,10 @@ import pytest
 
 torch = pytest.importorskip("torch", reason="torch (test extra) trains the controls")
 
-from hubscan.jobs import fingerprint, flag  # noqa: E402
+from hubscan.jobs import fingerprint  # noqa: E402
 from hubscan.pipeline.comparison import verdicts as v  # noqa: E402
 from hubscan.pipeline.config import Settings  # noqa: E402
+from hubscan.pipeline.flagging import engine as flag  # noqa: E402
 from hubscan.pipeline.roles import classify  # noqa: E402
 from hubscan.pipeline.sources.tokenizer import tokens_from_tokenizer_json  # noqa: E402
 from hubscan.testbed.controls import corpus  # noqa: E402
