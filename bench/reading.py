@@ -47,7 +47,8 @@ from hubscan.testbed.writers.safetensors_write import (
     write_safetensors,
 )
 
-HUB_ROOT = Path.home() / ".cache" / "hubscan" / "demo-hub"
+# Its own folder: the quantised copies it adds would otherwise join the demo hub, and `hubscan demo` sweeps them.
+HUB_ROOT = Path.home() / ".cache" / "hubscan" / "bench-hub"
 FORMATS_ROOT = Path.home() / ".cache" / "hubscan" / "quant-zoo"
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 REAL_MODELS = (
