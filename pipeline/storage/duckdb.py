@@ -23,10 +23,6 @@ from hubscan.pipeline.storage.remote import register
 # The top-level `queries` package (the product's fixed layout), read as package data so a plain
 # `pip install .` finds the same files as a source checkout.
 QUERIES: Traversable = files("hubscan.queries")
-# What the plain duckdb CLI runs before views.sql to read a compacted store (hubscan sets it itself).
-CLI_COMPACTED = (
-    "SET VARIABLE compacted_models = (SELECT parts.models FROM read_json('compacted/manifest.json'))"
-)
 # The steps of candidate_pairs(), in order: compute_<table>.sql, kept as temp table <table> for the
 # steps after it (one job per file: blocks, small blocks whole, LSH signatures, codes, screened
 # collisions, each model's nearest of them, the random background); compute_candidate_pairs.sql then
