@@ -14,7 +14,7 @@ import duckdb
 import pyarrow as pa
 
 from hubscan.pipeline.comparison.candidates import CandidatePair, candidate_table
-from hubscan.pipeline.comparison.edges import LineageEdge, spanning_forest
+from hubscan.pipeline.comparison.edges import Forest
 from hubscan.pipeline.errors import QueryError, one_line
 from hubscan.pipeline.storage.manifest import COMPACT_TABLES
 from hubscan.pipeline.storage.parquet import Store
@@ -36,6 +36,8 @@ CANDIDATE_STEPS = (
     "lineage_pairs",
     "background_pairs",
 )
+# Screened pairs per Arrow batch streamed into the spanning forest (add_spanning_forest).
+FOREST_BATCH = 1_000_000
 _PARAM_DECL = re.compile(r"\$(\w+)\s+([A-Za-z]+(?:\[\])?)(?:\s*=\s*([^,]+))?")
 _PARAM_USE = re.compile(r"\$(\w+)")
 # A query parameter's value: what a header's types (VARCHAR, BIGINT, INTEGER, DOUBLE, FLOAT, BOOLEAN) hold.
@@ -182,27 +184,40 @@ def fetch_candidates(
 
 def add_spanning_forest(con: duckdb.DuckDBPyConnection) -> None:
     """Add to temp table lineage_pairs the edges of lsh_pairs' strongest spanning forest it lacks
-    (pipeline/comparison/edges.py: why each model's nearest pairs alone can cut a family apart)."""
-    rows = con.execute(
-        "SELECT a_repo_id, a_revision, b_repo_id, b_revision, hidden, screen_z FROM lsh_pairs"
-    ).fetchall()
-    forest = spanning_forest(LineageEdge((r[0], r[1]), (r[2], r[3]), r[4], r[5]) for r in rows)
-    del rows
-    if not forest:
-        return
-    table = pa.table(
-        {"a_repo_id": [e.a[0] for e in forest], "a_revision": [e.a[1] for e in forest],
-         "b_repo_id": [e.b[0] for e in forest], "b_revision": [e.b[1] for e in forest],
-         "hidden": pa.array([e.hidden for e in forest], pa.int64()),
-         "screen_z": pa.array([e.screen_z for e in forest], pa.float64())}
-    )  # fmt: skip
-    con.register("_forest_arrow", table)
+    (pipeline/comparison/edges.py: why each model's nearest pairs alone can cut a family apart).
+
+    The screened pairs stream out of DuckDB strongest first, as model ids in key order (so ties break by
+    key, as ``spanning_forest`` does), FOREST_BATCH rows at a time: never a hub's pairs in Python.
+    """
     con.execute(
-        "INSERT INTO lineage_pairs SELECT f.a_repo_id, f.a_revision, f.b_repo_id, f.b_revision, f.hidden, "
-        "'lsh', f.screen_z FROM _forest_arrow AS f ANTI JOIN lineage_pairs AS l ON l.a_repo_id = f.a_repo_id "
-        "AND l.a_revision = f.a_revision AND l.b_repo_id = f.b_repo_id AND l.b_revision = f.b_revision"
+        "CREATE OR REPLACE TEMP TABLE forest_ids AS SELECT repo_id, revision, "
+        "row_number() OVER (ORDER BY repo_id, revision) - 1 AS id FROM candidate_blocks"
     )
-    con.unregister("_forest_arrow")
+    [(models,)] = con.execute("SELECT count(*) FROM forest_ids").fetchall()
+    forest = Forest(int(models))
+    reader = con.sql(
+        "SELECT a.id AS a_id, b.id AS b_id, l.hidden, l.screen_z FROM lsh_pairs AS l "
+        "JOIN forest_ids AS a ON a.repo_id = l.a_repo_id AND a.revision = l.a_revision "
+        "JOIN forest_ids AS b ON b.repo_id = l.b_repo_id AND b.revision = l.b_revision "
+        "ORDER BY l.screen_z DESC, a.id, b.id"
+    ).to_arrow_reader(FOREST_BATCH)
+    kept = []
+    for batch in reader:
+        a, b = batch.column(0).to_numpy(), batch.column(1).to_numpy()
+        take = forest.add(a, b)
+        if take.size:
+            kept.append(batch.take(pa.array(take)))
+    if kept:
+        con.register("_forest_arrow", pa.Table.from_batches(kept))
+        con.execute(
+            "INSERT INTO lineage_pairs SELECT ia.repo_id, ia.revision, ib.repo_id, ib.revision, f.hidden, "
+            "'lsh', f.screen_z FROM _forest_arrow AS f "
+            "JOIN forest_ids AS ia ON ia.id = f.a_id JOIN forest_ids AS ib ON ib.id = f.b_id "
+            "ANTI JOIN lineage_pairs AS p ON p.a_repo_id = ia.repo_id AND p.a_revision = ia.revision "
+            "AND p.b_repo_id = ib.repo_id AND p.b_revision = ib.revision"
+        )
+        con.unregister("_forest_arrow")
+    con.execute("DROP TABLE forest_ids")
 
 
 def create_temp_table(

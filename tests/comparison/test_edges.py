@@ -1,6 +1,8 @@
 """The spanning forest that keeps a screened family whole when each model keeps only its nearest pairs."""
 
-from hubscan.pipeline.comparison.edges import LineageEdge, spanning_forest
+import numpy as np
+
+from hubscan.pipeline.comparison.edges import Forest, LineageEdge, spanning_forest
 
 
 def _edge(a: str, b: str, z: float) -> LineageEdge:
@@ -24,3 +26,23 @@ def test_the_forest_keeps_the_strongest_edges_and_links_every_component_once():
 def test_the_forest_is_the_same_whatever_order_the_edges_come_in():
     edges = [_edge("a", "b", 7.0), _edge("b", "c", 7.0), _edge("a", "c", 7.0), _edge("c", "d", 5.0)]
     assert spanning_forest(edges) == spanning_forest(list(reversed(edges)))
+
+
+def test_the_forest_fed_in_batches_keeps_what_one_batch_keeps():
+    # the store's path streams the screened pairs strongest first in batches of FOREST_BATCH rows
+    rng = np.random.default_rng(3)
+    a, b = rng.integers(0, 300, 5000), rng.integers(0, 300, 5000)
+    whole = Forest(300).add(a, b)
+    forest = Forest(300)
+    parts = [forest.add(a[s : s + 700], b[s : s + 700]) + s for s in range(0, 5000, 700)]
+    assert np.array_equal(np.concatenate(parts), whole)
+    parent = list(range(300))
+
+    def root(x: int) -> int:
+        while parent[x] != x:
+            x = parent[x]
+        return x
+
+    for x, y in zip(a.tolist(), b.tolist(), strict=True):
+        parent[root(x)] = root(y)
+    assert len(whole) == 300 - len({root(x) for x in range(300)})  # a tree per component
