@@ -13,13 +13,18 @@ The values stay float32 arrays straight from Arrow: as Python floats they took ~
 
 from __future__ import annotations
 
+import itertools
+import shutil
+import tempfile
 from collections.abc import Hashable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Generic, TypeVar
 
 import duckdb
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from hubscan.pipeline.comparison.candidates import CandidatePair
 from hubscan.pipeline.errors import QueryError, one_line
@@ -32,6 +37,8 @@ VALUES_PER_FETCH = 32_000_000
 FIRST_MODELS = 16
 # An upper bound on models per fetch whatever their size: the candidates list itself stays small.
 MAX_MODELS = 4_096
+# Rows per Arrow batch of the one scan that writes every run's file (write_runs).
+RUN_BATCH_ROWS = 50_000
 
 # role, layer, expert (-1: none), shape, transposed
 Slot = tuple[str, int, int, tuple[int, ...], bool]
@@ -127,16 +134,117 @@ def fetch_groups(
     """Each group with its models' sketches, several groups per fetch (groups sharing models should be
     next to each other: they then share a fetch).
 
+    The first run of groups is fetched on its own and teaches the budget the models' size. When two or
+    more runs remain, one scan writes every run's sketches to a file of its own (`write_runs`) and each
+    run reads its file: a fetch per run would scan the whole connection's tensors each time, which at
+    100k Hub-shaped models was 309 s of the lineage pass (a scan per ~4,000 models).
+
     Raises:
-        QueryError: the shipped query failed.
+        QueryError: the shipped query failed, or the run files could not be written.
     """
+    if not groups:
+        return
     budget = budget or Budget()
-    start = 0
+    end = run_end(groups, 0, budget.models)
+    first = fetch(con, {m for g in groups[:end] for m in g.models})
+    budget.learn(first)
+    yield from _split(groups[:end], first)
+    del first
+    runs = plan_runs(groups, end, budget.models)
+    if len(runs) == 1:
+        start, stop = runs[0]
+        yield from _split(groups[start:stop], fetch(con, {m for g in groups[start:stop] for m in g.models}))
+        return
+    if not runs:
+        return
+    folder = Path(tempfile.mkdtemp(prefix="hubscan-sketches-"))
+    try:
+        write_runs(con, [{m for g in groups[a:b] for m in g.models} for a, b in runs], folder)
+        for run, (start, stop) in enumerate(runs):
+            path = folder / _run_file(run)
+            table = pq.read_table(path) if path.is_file() else None
+            yield from _split(groups[start:stop], by_model(table) if table is not None else {})
+            path.unlink(missing_ok=True)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def plan_runs(groups: Sequence[Group[G]], start: int, limit: int) -> list[tuple[int, int]]:
+    """The (start, end) of each run of groups from ``start`` on, each within ``limit`` models."""
+    runs = []
     while start < len(groups):
-        end = run_end(groups, start, budget.models)
-        sketches = fetch(con, {m for g in groups[start:end] for m in g.models})
-        budget.learn(sketches)
-        for group in groups[start:end]:
-            yield group, {m: sketches.get(m, {}) for m in group.models}
+        end = run_end(groups, start, limit)
+        runs.append((start, end))
         start = end
-        del sketches
+    return runs
+
+
+def _split(groups: Sequence[Group[G]], sketches: Sketches) -> Iterator[tuple[Group[G], Sketches]]:
+    for group in groups:
+        yield group, {m: sketches.get(m, {}) for m in group.models}
+
+
+def write_runs(con: duckdb.DuckDBPyConnection, runs: Sequence[set[ModelKey]], folder: Path) -> None:
+    """Every run's models' sketches (list_layer_sketches.sql) in one scan, to run-<i>.parquet each: a
+    model several runs name is written once per run.
+
+    Raises:
+        QueryError: the query failed, or a file could not be written.
+    """
+    models = sorted(set().union(*runs))
+    index = {m: i for i, m in enumerate(models)}
+    runs_of: list[list[int]] = [[] for _ in models]
+    for run, members in enumerate(runs):
+        for m in members:
+            runs_of[index[m]].append(run)
+    counts = np.array([len(r) for r in runs_of], np.int64)
+    offsets = np.concatenate([[0], np.cumsum(counts)])
+    flat = np.array([run for r in runs_of for run in r], np.int64)
+    use_candidates(con, [CandidatePair.of((*m, *m), None, "sketches") for m in models])
+    writers: dict[int, pq.ParquetWriter] = {}
+    try:
+        rel = run_sql(con, load_sql("list_layer_sketches"))
+        if rel is None:
+            raise QueryError(None, None, "list_layer_sketches.sql", "returned no result set")
+        for batch in rel.to_arrow_reader(RUN_BATCH_ROWS):
+            keys = zip(batch["repo_id"].to_pylist(), batch["revision"].to_pylist(), strict=True)
+            rows = np.array([index[k] for k in keys], np.int64)
+            _write_run_rows(batch, rows, counts, offsets, flat, writers, folder)
+    except (duckdb.Error, OSError, pa.ArrowException) as exc:
+        raise QueryError(
+            None, None, "list_layer_sketches.sql", f"writing sketch runs: {one_line(exc)}"
+        ) from None
+    finally:
+        for writer in writers.values():
+            writer.close()
+
+
+def _write_run_rows(
+    batch: pa.RecordBatch,
+    model_of_row: np.ndarray,
+    counts: np.ndarray,
+    offsets: np.ndarray,
+    flat: np.ndarray,
+    writers: dict[int, pq.ParquetWriter],
+    folder: Path,
+) -> None:
+    """A batch's rows appended to the file of every run their model is in."""
+    repeats = counts[model_of_row]
+    rows = np.repeat(np.arange(len(model_of_row)), repeats)
+    within = np.arange(rows.size) - np.repeat(np.cumsum(repeats) - repeats, repeats)
+    run_of = flat[np.repeat(offsets[model_of_row], repeats) + within]
+    order = np.argsort(run_of, kind="stable")
+    rows, run_of = rows[order], run_of[order]
+    taken = batch.take(pa.array(rows))
+    cuts = [0, *(np.flatnonzero(np.diff(run_of)) + 1).tolist(), len(run_of)]
+    for lo, hi in itertools.pairwise(cuts):
+        if hi == lo:
+            continue
+        run = int(run_of[lo])
+        if run not in writers:
+            writers[run] = pq.ParquetWriter(folder / _run_file(run), taken.schema, compression="snappy")
+        writers[run].write_batch(taken.slice(lo, hi - lo))
+
+
+def _run_file(run: int) -> str:
+    return f"run-{run}.parquet"
