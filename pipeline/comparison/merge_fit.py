@@ -226,15 +226,20 @@ def _dense_merge(
     single = _residual(c, [x[best_single]])
     if single <= floor:  # a copy of one relative
         return None
-    pairs = combinations(range(len(names)), 2)
-    fits = [(*_pair_fit(gram, proj, cc, i, j), names[i], names[j]) for i, j in pairs]
-    lowest = min(f[0] for f in fits)
+    first, second, residual, mixed = _pair_fits(gram, proj, cc)
+    lowest = float(residual.min())
     # among fits as good as the best (other mixtures of the same parents fit as well), the one with
     # fewest known mixtures among its parents, then one that is a mixture at all (both weights positive)
-    _, _, p, q = min(
-        (f for f in fits if f[0] <= TIE_FACTOR * lowest + floor),
-        key=lambda f: ((f[2] in merges) + (f[3] in merges), not f[1], f[0]),
+    near = np.flatnonzero(residual <= TIE_FACTOR * lowest + floor).tolist()
+    best = min(
+        near,
+        key=lambda k: (
+            (names[first[k]] in merges) + (names[second[k]] in merges),
+            not mixed[k],
+            residual[k],
+        ),
     )
+    p, q = names[first[best]], names[second[best]]
     coef, res = _lstsq(c, [rel[p], rel[q]])
     share = res / single
     if share > MAX_RESIDUAL_SHARE or coef.sum() <= 0:
@@ -245,17 +250,47 @@ def _dense_merge(
     return _linear_or_slerp(child, relatives[p], relatives[q], keys, (p, q), weights, share)
 
 
-def _pair_fit(gram: np.ndarray, proj: np.ndarray, cc: float, i: int, j: int) -> tuple[float, bool]:
-    """(residual sum of squares of c on relatives i and j, whether both weigh at least MIN_WEIGHT), from
-    their Gram matrix and projections."""
-    g = gram[np.ix_((i, j), (i, j))]
-    b = proj[[i, j]]
-    try:
-        coef = np.linalg.solve(g, b)
-    except np.linalg.LinAlgError:  # the two are the same values: one relative's fit
-        return (cc - float(b[0] ** 2 / g[0, 0]) if g[0, 0] > 0 else cc), False
-    total = float(coef.sum())
-    return cc - float(coef @ b), total > 0 and float(coef.min()) / total >= MIN_WEIGHT
+def _pair_fits(
+    gram: np.ndarray, proj: np.ndarray, cc: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Every two-relative fit of c at once, in combinations order: (first, second, residual sum of
+    squares, whether both weigh at least MIN_WEIGHT), from the Gram matrix and projections.
+
+    A base with thousands of flagged relatives has millions of pairs: one 2x2 solve each in Python was
+    most of the lineage pass. Each row of pairs (i, every j > i) is solved in numpy as LAPACK's LU with
+    partial pivoting solves it, so a singular pair (the same values twice) is told apart the same way.
+    """
+    k = len(proj)
+    firsts, seconds, residuals, mixes = [], [], [], []
+    diag = np.diag(gram)
+    for i in range(k - 1):
+        j = np.arange(i + 1, k)
+        residual, mixed = _row_fits(diag[i], diag[j], gram[i, j], proj[i], proj[j], cc)
+        firsts.append(np.full(j.size, i))
+        seconds.append(j)
+        residuals.append(residual)
+        mixes.append(mixed)
+    return np.concatenate(firsts), np.concatenate(seconds), np.concatenate(residuals), np.concatenate(mixes)
+
+
+def _row_fits(
+    gii: float, gjj: np.ndarray, gij: np.ndarray, pi: float, pj: np.ndarray, cc: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """The fits of c on relative i and each relative j: [[gii, gij], [gij, gjj]] x = [pi, pj]."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        swap = np.abs(gij) > abs(gii)  # the pivot LU picks: the larger of the first column
+        piv = np.where(swap, gij, gii)
+        low = np.where(swap, gii, gij) / piv
+        u22 = np.where(swap, gij - low * gjj, gjj - low * gij)
+        y2 = np.where(swap, pi - low * pj, pj - low * pi)
+        xj = y2 / u22
+        xi = np.where(swap, (pj - gjj * xj) / gij, (pi - gij * xj) / gii)
+        singular = (piv == 0) | (u22 == 0)
+        total = xi + xj
+        mixed = ~singular & (total > 0) & (np.minimum(xi, xj) / total >= MIN_WEIGHT)
+        alone = (cc - pi**2 / gii) if gii > 0 else cc  # the two are the same values: one relative's fit
+        residual = np.where(singular, alone, cc - (xi * pi + xj * pj))
+    return residual, mixed
 
 
 def _residual(c: np.ndarray, columns: Sequence[np.ndarray]) -> float:
