@@ -9,7 +9,8 @@ parents, so no fingerprint is held beyond its Parquet chunk.
 
 `python -m bench.hub_families 101,401,10000` times `hubscan flag` per block (each run its own process, so
 peak memory is one run's) and reports pairs per model and family-membership recall against the truth;
-`python -m bench.hub_families --grow 10000,500` times `flag --incremental` after 500 models are added.
+`python -m bench.hub_families --grow 10000,500` times `flag --incremental` after 500 models are added;
+`python -m bench.hub_families --scale 10000,100000,300000` runs the sizes side by side and projects 1M.
 """
 
 from __future__ import annotations
@@ -243,24 +244,73 @@ def block_sizes(n: int) -> list[int]:
     return zipf_sizes(n, 0.2)
 
 
+def measure(n: int) -> dict[str, Any]:
+    """Build a block of ``n`` models in a temporary folder and flag it in a child process: its figures, with
+    family recall and cross-family flags against the generator's truth."""
+    with tempfile.TemporaryDirectory() as tmp:
+        fam_sizes = block_sizes(n)
+        truth = truth_of(build_block(Path(tmp) / "store", fam_sizes))
+        res = _run(Path(tmp) / "store")
+    if "error" not in res:
+        flagged = res.pop("flagged")
+        res["recall"], res["cross"] = membership_recall(truth, [tuple(p) for p in flagged])
+        res["flagged"] = len(flagged)
+    return {"models": n, "largest": max(fam_sizes), **res}
+
+
 def table(sizes: list[int]) -> Iterator[str]:
     """One line per block size: flag's time and peak memory, pairs per model, recall, cross-family flags."""
-    yield (f"{'models':>7s} {'largest':>7s} {'seconds':>8s} {'cpu s':>7s} {'ms/model':>8s} {'peak MB':>8s} {'pairs':>8s} "
-           f"{'pairs/model':>11s} {'lsh':>7s} {'bkgd':>6s} {'exh':>7s} {'flagged':>8s} {'recall':>7s} {'cross':>5s}")  # fmt: skip
+    yield (f"{'models':>7s} {'largest':>7s} {'seconds':>8s} {'cpu s':>7s} {'cpu ms/model':>12s} {'peak MB':>8s} "
+           f"{'KB/model':>8s} {'pairs':>8s} {'pairs/model':>11s} {'lsh':>7s} {'bkgd':>6s} {'exh':>7s} "
+           f"{'flagged':>8s} {'recall':>7s} {'cross':>5s}")  # fmt: skip
     for n in sizes:
-        with tempfile.TemporaryDirectory() as tmp:
-            fam_sizes = block_sizes(n)
-            truth = truth_of(build_block(Path(tmp) / "store", fam_sizes))
-            res = _run(Path(tmp) / "store")
-        if "error" in res:
-            yield f"{n:7d} failed: {res['error']}"
-            continue
-        recall, cross = membership_recall(truth, [tuple(p) for p in res["flagged"]])
-        via = res["via"]
-        yield (f"{n:7d} {max(fam_sizes):7d} {res['seconds']:8.1f} {res['cpu']:7.1f} {1000 * res['seconds'] / n:8.2f} "
-               f"{res['rss_mb']:8.0f} {res['pairs']:8d} {res['pairs'] / n:11.2f} {via.get('lsh', 0):7d} "
-               f"{via.get('background', 0):6d} {via.get('exhaustive', 0):7d} {len(res['flagged']):8d} "
-               f"{recall:7.4f} {cross:5d}")  # fmt: skip
+        yield line(measure(n))
+
+
+def line(res: dict[str, Any]) -> str:
+    """One measured block as a table line."""
+    n = res["models"]
+    if "error" in res:
+        return f"{n:7d} failed: {res['error']}"
+    via = res["via"]
+    return (f"{n:7d} {res['largest']:7d} {res['seconds']:8.1f} {res['cpu']:7.1f} {1000 * res['cpu'] / n:12.2f} "
+            f"{res['rss_mb']:8.0f} {1024 * res['rss_mb'] / n:8.1f} {res['pairs']:8d} {res['pairs'] / n:11.2f} "
+            f"{via.get('lsh', 0):7d} {via.get('background', 0):6d} {via.get('exhaustive', 0):7d} "
+            f"{res['flagged']:8d} {res['recall']:7.4f} {res['cross']:5d}")  # fmt: skip
+
+
+# The 1M-model targets of `hubscan flag` (issue 21): an hour, and 8 GiB per process.
+TARGET_MODELS, TARGET_SECONDS, TARGET_MB = 1_000_000, 3600.0, 8 * 1024.0
+
+
+def scale_table(sizes: list[int]) -> Iterator[str]:
+    """The block sizes in one run, side by side; then per-model growth from the smallest to each larger
+    size and the 1M projection, a straight line through the two largest points (cost per added model)."""
+    yield from table([])
+    done = []
+    for n in sizes:
+        res = measure(n)
+        yield line(res)
+        if "error" not in res:
+            done.append(res)
+    if len(done) < 2:
+        return
+    first = done[0]
+    for res in done[1:]:
+        cpu = (res["cpu"] / res["models"]) / (first["cpu"] / first["models"])
+        mem = (res["rss_mb"] / res["models"]) / (first["rss_mb"] / first["models"])
+        yield (f"{first['models']:,} -> {res['models']:,} models: CPU per model x{cpu:.2f}, peak memory per model "
+               f"x{mem:.2f}, wall per model x{(res['seconds'] / res['models']) / (first['seconds'] / first['models']):.2f}")  # fmt: skip
+    lo, hi = done[-2], done[-1]
+    span = hi["models"] - lo["models"]
+
+    def at_target(key: str) -> float:
+        return float(hi[key] + (hi[key] - lo[key]) / span * (TARGET_MODELS - hi["models"]))
+
+    wall, cpu, peak = at_target("seconds"), at_target("cpu"), at_target("rss_mb")
+    yield (f"1M projection (through {lo['models']:,} and {hi['models']:,}): {wall / 60:.0f} min wall, "
+           f"{cpu / 60:.0f} min CPU, {peak / 1024:.1f} GB peak; targets {TARGET_SECONDS / 60:.0f} min, "
+           f"{TARGET_MB / 1024:.0f} GiB per process")  # fmt: skip
 
 
 def incremental_table(n: int, added: int) -> Iterator[str]:
@@ -286,6 +336,10 @@ def incremental_table(n: int, added: int) -> Iterator[str]:
 if __name__ == "__main__":
     if sys.argv[1] in ("--one", "--incremental"):
         _one(sys.argv[2], incremental=sys.argv[1] == "--incremental")
+    elif sys.argv[1] == "--scale":  # python -m bench.hub_families --scale 10000,100000,300000
+        with recorded("Families at the Hub's shape, side by side towards 1M models"):
+            for text in scale_table([int(x) for x in sys.argv[2].split(",")]):
+                print(text, flush=True)
     elif sys.argv[1] == "--grow":  # python -m bench.hub_families --grow 10000,500
         with recorded("Incremental flag after a sweep grows a block"):
             for line in incremental_table(*(int(x) for x in sys.argv[2].split(","))):
