@@ -62,6 +62,9 @@ SLERP_DOT_THRESHOLD = 0.9995
 MIN_BASE_CORR_GAP = 0.2
 # Two-parent fits whose residuals are within this factor of the best are equally good.
 TIE_FACTOR = 1.02
+# Two-relative fits solved in one numpy pass; a child with more pairs (a base with thousands of
+# relatives) is solved a row of pairs at a time, so its arrays stay small.
+PAIRS_AT_ONCE = 200_000
 # Tensors with fewer aligned values than this say nothing about a merge.
 MIN_VALUES = 16
 
@@ -118,7 +121,7 @@ def _shared_keys(child: Aligned, relatives: Mapping[str, Aligned]) -> list[str]:
 
 def _stack(values: Aligned, keys: Sequence[str]) -> np.ndarray:
     """The aligned values of ``keys``, concatenated in float64."""
-    return np.concatenate([np.asarray(values[k], dtype=np.float64) for k in keys])
+    return np.concatenate([values[k] for k in keys]).astype(np.float64)
 
 
 def _sparse_merge(c: np.ndarray, rel: Mapping[str, np.ndarray]) -> MergeFit | None:
@@ -261,8 +264,14 @@ def _pair_fits(
     partial pivoting solves it, so a singular pair (the same values twice) is told apart the same way.
     """
     k = len(proj)
-    firsts, seconds, residuals, mixes = [], [], [], []
     diag = np.diag(gram)
+    if k * (k - 1) // 2 <= PAIRS_AT_ONCE:  # most children have a few relatives: all pairs in one go
+        first, second = np.triu_indices(k, 1)
+        residual, mixed = _row_fits(
+            diag[first], diag[second], gram[first, second], proj[first], proj[second], cc
+        )
+        return first, second, residual, mixed
+    firsts, seconds, residuals, mixes = [], [], [], []
     for i in range(k - 1):
         j = np.arange(i + 1, k)
         residual, mixed = _row_fits(diag[i], diag[j], gram[i, j], proj[i], proj[j], cc)
@@ -274,11 +283,16 @@ def _pair_fits(
 
 
 def _row_fits(
-    gii: float, gjj: np.ndarray, gij: np.ndarray, pi: float, pj: np.ndarray, cc: float
+    gii: np.ndarray | float,
+    gjj: np.ndarray,
+    gij: np.ndarray,
+    pi: np.ndarray | float,
+    pj: np.ndarray,
+    cc: float,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The fits of c on relative i and each relative j: [[gii, gij], [gij, gjj]] x = [pi, pj]."""
+    """The fits of c on relatives i and j, element by element: [[gii, gij], [gij, gjj]] x = [pi, pj]."""
     with np.errstate(divide="ignore", invalid="ignore"):
-        swap = np.abs(gij) > abs(gii)  # the pivot LU picks: the larger of the first column
+        swap = np.abs(gij) > np.abs(gii)  # the pivot LU picks: the larger of the first column
         piv = np.where(swap, gij, gii)
         low = np.where(swap, gii, gij) / piv
         u22 = np.where(swap, gij - low * gjj, gjj - low * gij)
@@ -288,7 +302,7 @@ def _row_fits(
         singular = (piv == 0) | (u22 == 0)
         total = xi + xj
         mixed = ~singular & (total > 0) & (np.minimum(xi, xj) / total >= MIN_WEIGHT)
-        alone = (cc - pi**2 / gii) if gii > 0 else cc  # the two are the same values: one relative's fit
+        alone = np.where(gii > 0, cc - pi**2 / gii, cc)  # the same values twice: one relative's fit
         residual = np.where(singular, alone, cc - (xi * pi + xj * pj))
     return residual, mixed
 

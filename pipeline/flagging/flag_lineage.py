@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import duckdb
@@ -120,8 +120,9 @@ def find_merges(
     for folders, groups in by_blocks.items():
         block_con = connect_blocks(folders) if connect_blocks is not None else con
         try:
+            named = Named(budget)
             for group, sketches in fetch_groups(block_con, groups, budget):
-                fit = _fit(group.name, neighbours[group.name], sketches, frozenset())
+                fit = _fit(group.name, neighbours[group.name], sketches, frozenset(), named)
                 if fit is not None:
                     found[group.name] = fit
                     sketches_of[group.name] = sketches
@@ -161,15 +162,40 @@ def graph_order(children: Iterable[ModelKey], neighbours: Mapping[ModelKey, set[
     return order
 
 
+@dataclass
+class Named:
+    """Each model's matrices by name (`_matrices`), kept across the children of one fetch: a base is a
+    relative of thousands of them. An entry holds the sketches it was made from; a model fetched again
+    comes as new objects, and then the fetch before is over and everything is dropped."""
+
+    budget: Budget
+    kept: dict[ModelKey, tuple[Mapping[Slot, Sketch], dict[str, np.ndarray]]] = field(default_factory=dict)
+
+    def of(self, model: ModelKey, sketches: Mapping[Slot, Sketch]) -> dict[str, np.ndarray]:
+        entry = self.kept.get(model)
+        if entry is not None and entry[0] is sketches:
+            return entry[1]
+        if entry is not None or len(self.kept) > 2 * self.budget.models:
+            self.kept = {}  # a new fetch (or more models than two fetches): the old ones may go
+        matrices = _matrices(sketches)
+        self.kept[model] = (sketches, matrices)
+        return matrices
+
+
 def _fit(
     child: ModelKey,
     relatives: Iterable[ModelKey],
     sketches: Sketches,
     mixtures: frozenset[str],
+    named: Named | None = None,
 ) -> MergeFit | None:
     """The merge fit of one child, its relatives named "repo@revision" as _name gives them."""
-    rel = {_name(r): _matrices(sketches.get(r, {})) for r in relatives}
-    return find_merge(_matrices(sketches.get(child, {})), rel, mixtures)
+
+    def matrices(m: ModelKey) -> dict[str, np.ndarray]:
+        slots = sketches.get(m, {})
+        return _matrices(slots) if named is None else named.of(m, slots)
+
+    return find_merge(matrices(child), {_name(r): matrices(r) for r in relatives}, mixtures)
 
 
 def _set_merge(
