@@ -53,7 +53,7 @@ from hubscan.pipeline.flagging.signal_sql import (
 )
 from hubscan.pipeline.keys import ModelKey, PairKey
 from hubscan.pipeline.storage.compact import hidden_sizes
-from hubscan.pipeline.storage.duckdb import candidate_pairs, fetch_candidates
+from hubscan.pipeline.storage.duckdb import candidate_pairs, drop_candidate_steps, fetch_candidates
 from hubscan.pipeline.storage.homes import Homes, pair_homes
 from hubscan.pipeline.storage.parquet import Store
 from hubscan.pipeline.storage.schema import LAYER_MAPS
@@ -297,6 +297,7 @@ def candidates(
         QueryError: a shipped query failed (e.g. the folder is not a store).
     """
     cand = candidate_pairs(con, {"exhaustive_max": exhaustive_max})
+    drop_candidate_steps(con)
     by_layout = fetch_candidates(con, "compute_layout_candidate_pairs", {"exhaustive_max": exhaustive_max})
     if hidden is not None or layout is not None:
         cand = [c for c in cand if hidden is not None and c.hidden == hidden]

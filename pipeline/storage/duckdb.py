@@ -171,6 +171,13 @@ def candidate_pairs(con: duckdb.DuckDBPyConnection, params: SqlParams | None = N
     return fetch_candidates(con, "compute_candidate_pairs")
 
 
+def drop_candidate_steps(con: duckdb.DuckDBPyConnection) -> None:
+    """Drop candidate_pairs()' temp tables once its rows are read: flag's connection lives on through the
+    run, and at 100k Hub-shaped models lsh_pairs alone held 1.4 GB of DuckDB's memory."""
+    for table in CANDIDATE_STEPS:
+        con.execute(f"DROP TABLE IF EXISTS {table}")  # our own constant names
+
+
 def fetch_candidates(
     con: duckdb.DuckDBPyConnection, name: str, params: SqlParams | None = None
 ) -> list[CandidatePair]:
