@@ -17,6 +17,7 @@ Nobody supplies candidates: the parents are found among the edges flag already c
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -307,4 +308,10 @@ def _name(key: ModelKey) -> str:
 
 def _matrices(sketches: Mapping[Slot, Sketch]) -> dict[str, np.ndarray]:
     """{role/layer/expert/shape: values} of one model's layer matrices, as the merge fit names them."""
-    return {f"{s[0]}/{s[1]}/{s[2]}/{'x'.join(map(str, s[3]))}": v.values for s, v in sketches.items()}
+    return {_slot_name(s): v.values for s, v in sketches.items()}
+
+
+@functools.cache
+def _slot_name(slot: Slot) -> str:
+    """role/layer/expert/shape: a block's models share their slots, so each is named once."""
+    return f"{slot[0]}/{slot[1]}/{slot[2]}/{'x'.join(map(str, slot[3]))}"
