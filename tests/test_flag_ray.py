@@ -128,8 +128,11 @@ def test_a_corrupt_part_is_one_line_from_the_cli(store, ray_session, tmp_path):
     assert result.exit_code == 1 and isinstance(result.exception, SystemExit), repr(result.exception)
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
-    # DuckDB's thrift reader names the page-header byte it cannot parse (0xff read as a varint, then 0x0f)
-    assert lines == ["hubscan: tensors: writing flag's homes: don't know what type: \x0f"]
+    # DuckDB's thrift reader names the page-header byte it cannot parse (0xff read as a varint, then 0x0f);
+    # about one run in five, depending on which of its threads meets the page first, DuckDB puts its
+    # error class ("Invalid Error: ") before that text
+    head, reason = "hubscan: tensors: writing flag's homes: ", "don't know what type: \x0f"
+    assert lines[0] in (head + reason, head + "Invalid Error: " + reason), lines
 
 
 def test_a_failed_task_raises_its_own_one_line_error(store, ray_session, tmp_path):
