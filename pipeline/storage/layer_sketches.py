@@ -24,6 +24,8 @@ from typing import Generic, TypeVar
 import duckdb
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from hubscan.pipeline.comparison.candidates import CandidatePair
@@ -37,7 +39,10 @@ VALUES_PER_FETCH = 32_000_000
 FIRST_MODELS = 16
 # An upper bound on models per fetch whatever their size: the candidates list itself stays small.
 MAX_MODELS = 4_096
-# Rows per Arrow batch of the one scan that writes every run's file (write_runs).
+# Chunk files per run's budget of models (fetch_groups): a run reads its own few chunks plus, for each
+# relative an earlier run named, that relative's chunk.
+CHUNK_SHARE = 4
+# Rows per Arrow batch of the one scan that writes every chunk file (write_runs).
 RUN_BATCH_ROWS = 50_000
 
 # role, layer, expert (-1: none), shape, transposed
@@ -144,12 +149,14 @@ def fetch_groups(
     next to each other: they then share a fetch).
 
     The first run of groups is fetched on its own and teaches the budget the models' size. When two or
-    more runs remain, one scan writes every run's sketches to a file of its own (`write_runs`) and each
-    run reads its file: a fetch per run would scan the whole connection's tensors each time, which at
-    100k Hub-shaped models was 309 s of the lineage pass (a scan per ~4,000 models).
+    more runs remain, one scan writes every model the runs name, once, to chunk files in the order the
+    runs first name them (`write_runs`), and each run reads its models' rows from the chunks that hold
+    them. A fetch per run would scan the whole connection's tensors each time (309 s of the lineage
+    pass at 100k Hub-shaped models, a scan per ~4,000 models); a file per run would write a model once
+    per run that names it (a family's base is in most runs), which filled the disk at 300k.
 
     Raises:
-        QueryError: the shipped query failed, or the run files could not be written.
+        QueryError: the shipped query failed, or the chunk files could not be written.
     """
     if not groups:
         return
@@ -166,16 +173,47 @@ def fetch_groups(
         return
     if not runs:
         return
+    chunk_of = chunks([{m for g in groups[a:b] for m in g.models} for a, b in runs], budget.models)
     folder = Path(tempfile.mkdtemp(prefix="hubscan-sketches-"))
     try:
-        write_runs(con, [{m for g in groups[a:b] for m in g.models} for a, b in runs], folder)
-        for run, (start, stop) in enumerate(runs):
-            path = folder / _run_file(run)
-            table = pq.read_table(path) if path.is_file() else None
-            yield from _split(groups[start:stop], by_model(table) if table is not None else {})
-            path.unlink(missing_ok=True)
+        write_runs(con, _members(chunk_of), folder)
+        for start, stop in runs:
+            models = {m for g in groups[start:stop] for m in g.models}
+            yield from _split(groups[start:stop], read_chunks(folder, models, chunk_of))
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def chunks(runs: Sequence[set[ModelKey]], budget_models: int) -> dict[ModelKey, int]:
+    """Each model's chunk: models in the order the runs first name them, CHUNK_SHARE of a run's budget
+    per chunk, so a run's own models fill a few chunks and a relative named earlier costs one more."""
+    size = max(1, budget_models // CHUNK_SHARE)
+    chunk_of: dict[ModelKey, int] = {}
+    for members in runs:
+        for m in sorted(members - chunk_of.keys()):
+            chunk_of[m] = len(chunk_of) // size
+    return chunk_of
+
+
+def _members(chunk_of: dict[ModelKey, int]) -> list[set[ModelKey]]:
+    out: list[set[ModelKey]] = [set() for _ in range(max(chunk_of.values(), default=-1) + 1)]
+    for m, chunk in chunk_of.items():
+        out[chunk].add(m)
+    return out
+
+
+def read_chunks(folder: Path, models: set[ModelKey], chunk_of: dict[ModelKey, int]) -> Sketches:
+    """The sketches of ``models`` from the chunk files that hold them (only their rows are kept)."""
+    paths = [folder / _run_file(c) for c in sorted({chunk_of[m] for m in models})]
+    paths = [p for p in paths if p.is_file()]
+    if not paths:
+        return {}
+    repos = pa.array(sorted({m[0] for m in models}), pa.string())
+    table = ds.dataset([str(p) for p in paths], format="parquet").to_table(
+        filter=pc.field("repo_id").isin(repos)
+    )
+    found = by_model(table)
+    return {m: found[m] for m in models if m in found}
 
 
 def plan_runs(groups: Sequence[Group[G]], start: int, limit: int) -> list[tuple[int, int]]:
