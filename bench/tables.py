@@ -36,6 +36,7 @@ ORDER = (
     "detection-synthetic",
     "hub_families",
     "hub_families-100000",
+    "hub_families-scale",
     "hub_families-grow",
     "store_scale",
     "store_scale-skip",
