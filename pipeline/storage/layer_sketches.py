@@ -13,7 +13,6 @@ The values stay float32 arrays straight from Arrow: as Python floats they took ~
 
 from __future__ import annotations
 
-import itertools
 import shutil
 import tempfile
 from collections.abc import Hashable, Iterable, Iterator, Sequence
@@ -32,6 +31,7 @@ from hubscan.pipeline.comparison.candidates import CandidatePair
 from hubscan.pipeline.errors import QueryError, one_line
 from hubscan.pipeline.keys import ModelKey
 from hubscan.pipeline.storage.duckdb import load_sql, run_sql, use_candidates
+from hubscan.pipeline.storage.homes import append_by
 
 # float32 sketch values per fetch: ~128 MB as arrays (and once more as the Arrow table they come from).
 VALUES_PER_FETCH = 32_000_000
@@ -42,8 +42,10 @@ MAX_MODELS = 4_096
 # Chunk files per run's budget of models (fetch_groups): a run reads its own few chunks plus, for each
 # relative an earlier run named, that relative's chunk.
 CHUNK_SHARE = 4
-# Rows per Arrow batch of the one scan that writes every chunk file (write_runs).
-RUN_BATCH_ROWS = 50_000
+# Rows per Arrow batch of the one scan that writes every chunk file (write_chunks), and the column that
+# tags each row with its chunk.
+CHUNK_BATCH_ROWS = 50_000
+CHUNK_COLUMN = "chunk"
 
 # role, layer, expert (-1: none), shape, transposed
 Slot = tuple[str, int, int, tuple[int, ...], bool]
@@ -150,7 +152,7 @@ def fetch_groups(
 
     The first run of groups is fetched on its own and teaches the budget the models' size. When two or
     more runs remain, one scan writes every model the runs name, once, to chunk files in the order the
-    runs first name them (`write_runs`), and each run reads its models' rows from the chunks that hold
+    runs first name them (`write_chunks`), and each run reads its models' rows from the chunks that hold
     them. A fetch per run would scan the whole connection's tensors each time (309 s of the lineage
     pass at 100k Hub-shaped models, a scan per ~4,000 models); a file per run would write a model once
     per run that names it (a family's base is in most runs), which filled the disk at 300k.
@@ -173,12 +175,12 @@ def fetch_groups(
         return
     if not runs:
         return
-    chunk_of = chunks([{m for g in groups[a:b] for m in g.models} for a, b in runs], budget.models)
+    run_models = [{m for g in groups[start:stop] for m in g.models} for start, stop in runs]
+    chunk_of = chunks(run_models, budget.models)
     folder = Path(tempfile.mkdtemp(prefix="hubscan-sketches-"))
     try:
-        write_runs(con, _members(chunk_of), folder)
-        for start, stop in runs:
-            models = {m for g in groups[start:stop] for m in g.models}
+        write_chunks(con, chunk_of, folder)
+        for (start, stop), models in zip(runs, run_models, strict=True):
             yield from _split(groups[start:stop], read_chunks(folder, models, chunk_of))
     finally:
         shutil.rmtree(folder, ignore_errors=True)
@@ -195,16 +197,9 @@ def chunks(runs: Sequence[set[ModelKey]], budget_models: int) -> dict[ModelKey, 
     return chunk_of
 
 
-def _members(chunk_of: dict[ModelKey, int]) -> list[set[ModelKey]]:
-    out: list[set[ModelKey]] = [set() for _ in range(max(chunk_of.values(), default=-1) + 1)]
-    for m, chunk in chunk_of.items():
-        out[chunk].add(m)
-    return out
-
-
 def read_chunks(folder: Path, models: set[ModelKey], chunk_of: dict[ModelKey, int]) -> Sketches:
     """The sketches of ``models`` from the chunk files that hold them (only their rows are kept)."""
-    paths = [folder / _run_file(c) for c in sorted({chunk_of[m] for m in models})]
+    paths = [folder / _chunk_file(c) for c in sorted({chunk_of[m] for m in models})]
     paths = [p for p in paths if p.is_file()]
     if not paths:
         return {}
@@ -231,68 +226,31 @@ def _split(groups: Sequence[Group[G]], sketches: Sketches) -> Iterator[tuple[Gro
         yield group, {m: sketches.get(m, {}) for m in group.models}
 
 
-def write_runs(con: duckdb.DuckDBPyConnection, runs: Sequence[set[ModelKey]], folder: Path) -> None:
-    """Every run's models' sketches (list_layer_sketches.sql) in one scan, to run-<i>.parquet each: a
-    model several runs name is written once per run.
+def write_chunks(con: duckdb.DuckDBPyConnection, chunk_of: dict[ModelKey, int], folder: Path) -> None:
+    """Every model's sketches (list_layer_sketches.sql) in one scan, to its chunk's file.
 
     Raises:
         QueryError: the query failed, or a file could not be written.
     """
-    models = sorted(set().union(*runs))
-    index = {m: i for i, m in enumerate(models)}
-    runs_of: list[list[int]] = [[] for _ in models]
-    for run, members in enumerate(runs):
-        for m in members:
-            runs_of[index[m]].append(run)
-    counts = np.array([len(r) for r in runs_of], np.int64)
-    offsets = np.concatenate([[0], np.cumsum(counts)])
-    flat = np.array([run for r in runs_of for run in r], np.int64)
-    use_candidates(con, [CandidatePair.of((*m, *m), None, "sketches") for m in models])
+    use_candidates(con, [CandidatePair.of((*m, *m), None, "sketches") for m in sorted(chunk_of)])
     writers: dict[int, pq.ParquetWriter] = {}
     try:
         rel = run_sql(con, load_sql("list_layer_sketches"))
         if rel is None:
             raise QueryError(None, None, "list_layer_sketches.sql", "returned no result set")
-        for batch in rel.to_arrow_reader(RUN_BATCH_ROWS):
+        for batch in rel.to_arrow_reader(CHUNK_BATCH_ROWS):
             keys = zip(batch["repo_id"].to_pylist(), batch["revision"].to_pylist(), strict=True)
-            rows = np.array([index[k] for k in keys], np.int64)
-            _write_run_rows(batch, rows, counts, offsets, flat, writers, folder)
+            tagged = batch.append_column(CHUNK_COLUMN, pa.array([chunk_of[k] for k in keys], pa.int32()))
+            # uncompressed: sampled floats do not compress, and snappy was most of the writing time
+            append_by(tagged, CHUNK_COLUMN, writers, lambda c: folder / _chunk_file(c), compression="none")
     except (duckdb.Error, OSError, pa.ArrowException) as exc:
         raise QueryError(
-            None, None, "list_layer_sketches.sql", f"writing sketch runs: {one_line(exc)}"
+            None, None, "list_layer_sketches.sql", f"writing sketch chunks: {one_line(exc)}"
         ) from None
     finally:
         for writer in writers.values():
             writer.close()
 
 
-def _write_run_rows(
-    batch: pa.RecordBatch,
-    model_of_row: np.ndarray,
-    counts: np.ndarray,
-    offsets: np.ndarray,
-    flat: np.ndarray,
-    writers: dict[int, pq.ParquetWriter],
-    folder: Path,
-) -> None:
-    """A batch's rows appended to the file of every run their model is in."""
-    repeats = counts[model_of_row]
-    rows = np.repeat(np.arange(len(model_of_row)), repeats)
-    within = np.arange(rows.size) - np.repeat(np.cumsum(repeats) - repeats, repeats)
-    run_of = flat[np.repeat(offsets[model_of_row], repeats) + within]
-    order = np.argsort(run_of, kind="stable")
-    rows, run_of = rows[order], run_of[order]
-    taken = batch.take(pa.array(rows))
-    cuts = [0, *(np.flatnonzero(np.diff(run_of)) + 1).tolist(), len(run_of)]
-    for lo, hi in itertools.pairwise(cuts):
-        if hi == lo:
-            continue
-        run = int(run_of[lo])
-        if run not in writers:
-            # uncompressed: sampled floats do not compress, and snappy was most of the writing time
-            writers[run] = pq.ParquetWriter(folder / _run_file(run), taken.schema, compression="none")
-        writers[run].write_batch(taken.slice(lo, hi - lo))
-
-
-def _run_file(run: int) -> str:
-    return f"run-{run}.parquet"
+def _chunk_file(chunk: int) -> str:
+    return f"{CHUNK_COLUMN}-{chunk}.parquet"
