@@ -79,7 +79,7 @@ def annotate(con: duckdb.DuckDBPyConnection, store: Store, table: pa.Table) -> p
 
 def _block_connection(store: Store, blocks: frozenset[str]) -> duckdb.DuckDBPyConnection:
     """A connection over these block folders under flag's DuckDB memory limit (unset, DuckDB grows its
-    buffers towards 80 % of RAM: 12 GB while writing a 300k block's sketch chunks)."""
+    buffers towards 80 % of RAM: 12 GB while spilling a 300k block's sketches)."""
     con = connect(store, blocks=blocks)
     con.execute(f"SET memory_limit = '{DUCKDB_MEMORY_LIMIT}'")
     return con

@@ -153,7 +153,7 @@ def append_by(
     compression: str = "snappy",
 ) -> None:
     """A batch's rows appended to the file of each value of ``column`` (written without that column),
-    opening a file the first time its value comes: flag's homes, and the layer-sketch chunks."""
+    opening a file the first time its value comes (flag's homes)."""
     values = batch.column(column)
     body = batch.drop_columns([column])
     for value in pc.unique(values).to_pylist():

@@ -13,25 +13,19 @@ The values stay float32 arrays straight from Arrow: as Python floats they took ~
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from collections.abc import Hashable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Generic, TypeVar
 
 import duckdb
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.dataset as ds
-import pyarrow.parquet as pq
 
 from hubscan.pipeline.comparison.candidates import CandidatePair
 from hubscan.pipeline.errors import QueryError, one_line
 from hubscan.pipeline.keys import ModelKey
 from hubscan.pipeline.storage.duckdb import load_sql, run_sql, use_candidates
-from hubscan.pipeline.storage.homes import append_by
+from hubscan.pipeline.storage.sketch_spill import Sketch, SketchSpill, Slot
 
 # float32 sketch values per fetch: ~128 MB as arrays (and once more as the Arrow table they come from).
 VALUES_PER_FETCH = 32_000_000
@@ -39,27 +33,10 @@ VALUES_PER_FETCH = 32_000_000
 FIRST_MODELS = 16
 # An upper bound on models per fetch whatever their size: the candidates list itself stays small.
 MAX_MODELS = 4_096
-# Chunk files per run's budget of models (fetch_groups): a run reads its own few chunks plus, for each
-# relative an earlier run named, that relative's chunk.
-CHUNK_SHARE = 4
-# Rows per Arrow batch of the one scan that writes every chunk file (write_chunks), and the column that
-# tags each row with its chunk.
-CHUNK_BATCH_ROWS = 50_000
-CHUNK_COLUMN = "chunk"
+# Rows per Arrow batch of the one scan that writes the spill of every later run (spill_sketches).
+SPILL_BATCH_ROWS = 50_000
 
-# role, layer, expert (-1: none), shape, transposed
-Slot = tuple[str, int, int, tuple[int, ...], bool]
 G = TypeVar("G", bound=Hashable)
-
-
-@dataclass(frozen=True)
-class Sketch:
-    """One layer matrix's sampled values and the rows they were read from (empty when not recorded)."""
-
-    row_idx: tuple[int, ...]
-    values: np.ndarray
-
-
 Sketches = dict[ModelKey, dict[Slot, Sketch]]
 
 
@@ -151,14 +128,13 @@ def fetch_groups(
     next to each other: they then share a fetch).
 
     The first run of groups is fetched on its own and teaches the budget the models' size. When two or
-    more runs remain, one scan writes every model the runs name, once, to chunk files in the order the
-    runs first name them (`write_chunks`), and each run reads its models' rows from the chunks that hold
-    them. A fetch per run would scan the whole connection's tensors each time (309 s of the lineage
-    pass at 100k Hub-shaped models, a scan per ~4,000 models); a file per run would write a model once
-    per run that names it (a family's base is in most runs), which filled the disk at 300k.
+    more runs remain, one scan writes every model the runs name, once, to a spill (storage/sketch_spill.py),
+    and each run reads from it the models the run before did not hold. A fetch per run would scan the
+    whole connection's tensors each time (309 s of the lineage pass at 100k Hub-shaped models, a scan
+    per ~4,000 models).
 
     Raises:
-        QueryError: the shipped query failed, or the chunk files could not be written.
+        QueryError: the shipped query failed, or the spill could not be written or read.
     """
     if not groups:
         return
@@ -176,39 +152,34 @@ def fetch_groups(
     if not runs:
         return
     run_models = [{m for g in groups[start:stop] for m in g.models} for start, stop in runs]
-    chunk_of = chunks(run_models, budget.models)
-    folder = Path(tempfile.mkdtemp(prefix="hubscan-sketches-"))
+    spill = spill_sketches(con, set().union(*run_models))
     try:
-        write_chunks(con, chunk_of, folder)
+        held: Sketches = {}
         for (start, stop), models in zip(runs, run_models, strict=True):
-            yield from _split(groups[start:stop], read_chunks(folder, models, chunk_of))
+            # consecutive runs share relatives (a base, a hub): those are kept, not read again
+            sketches = {m: held[m] for m in models if m in held}
+            sketches.update(spill.read(models - sketches.keys()))
+            held = sketches
+            yield from _split(groups[start:stop], sketches)
     finally:
-        shutil.rmtree(folder, ignore_errors=True)
+        spill.close()
 
 
-def chunks(runs: Sequence[set[ModelKey]], budget_models: int) -> dict[ModelKey, int]:
-    """Each model's chunk: models in the order the runs first name them, CHUNK_SHARE of a run's budget
-    per chunk, so a run's own models fill a few chunks and a relative named earlier costs one more."""
-    size = max(1, budget_models // CHUNK_SHARE)
-    chunk_of: dict[ModelKey, int] = {}
-    for members in runs:
-        for m in sorted(members - chunk_of.keys()):
-            chunk_of[m] = len(chunk_of) // size
-    return chunk_of
+def spill_sketches(con: duckdb.DuckDBPyConnection, models: set[ModelKey]) -> SketchSpill:
+    """Every given model's sketches (list_layer_sketches.sql) in one scan, to a spill.
 
-
-def read_chunks(folder: Path, models: set[ModelKey], chunk_of: dict[ModelKey, int]) -> Sketches:
-    """The sketches of ``models`` from the chunk files that hold them (only their rows are kept)."""
-    paths = [folder / _chunk_file(c) for c in sorted({chunk_of[m] for m in models})]
-    paths = [p for p in paths if p.is_file()]
-    if not paths:
-        return {}
-    repos = pa.array(sorted({m[0] for m in models}), pa.string())
-    table = ds.dataset([str(p) for p in paths], format="parquet").to_table(
-        filter=pc.field("repo_id").isin(repos)
-    )
-    found = by_model(table)
-    return {m: found[m] for m in models if m in found}
+    Raises:
+        QueryError: the query failed, or the spill could not be written.
+    """
+    use_candidates(con, [CandidatePair.of((*m, *m), None, "sketches") for m in sorted(models)])
+    rel = run_sql(con, load_sql("list_layer_sketches"))
+    if rel is None:
+        raise QueryError(None, None, "list_layer_sketches.sql", "returned no result set")
+    try:
+        reader = rel.to_arrow_reader(SPILL_BATCH_ROWS)
+    except duckdb.Error as exc:
+        raise QueryError(None, None, "list_layer_sketches.sql", one_line(exc)) from None
+    return SketchSpill.write(reader, models)
 
 
 def plan_runs(groups: Sequence[Group[G]], start: int, limit: int) -> list[tuple[int, int]]:
@@ -224,33 +195,3 @@ def plan_runs(groups: Sequence[Group[G]], start: int, limit: int) -> list[tuple[
 def _split(groups: Sequence[Group[G]], sketches: Sketches) -> Iterator[tuple[Group[G], Sketches]]:
     for group in groups:
         yield group, {m: sketches.get(m, {}) for m in group.models}
-
-
-def write_chunks(con: duckdb.DuckDBPyConnection, chunk_of: dict[ModelKey, int], folder: Path) -> None:
-    """Every model's sketches (list_layer_sketches.sql) in one scan, to its chunk's file.
-
-    Raises:
-        QueryError: the query failed, or a file could not be written.
-    """
-    use_candidates(con, [CandidatePair.of((*m, *m), None, "sketches") for m in sorted(chunk_of)])
-    writers: dict[int, pq.ParquetWriter] = {}
-    try:
-        rel = run_sql(con, load_sql("list_layer_sketches"))
-        if rel is None:
-            raise QueryError(None, None, "list_layer_sketches.sql", "returned no result set")
-        for batch in rel.to_arrow_reader(CHUNK_BATCH_ROWS):
-            keys = zip(batch["repo_id"].to_pylist(), batch["revision"].to_pylist(), strict=True)
-            tagged = batch.append_column(CHUNK_COLUMN, pa.array([chunk_of[k] for k in keys], pa.int32()))
-            # uncompressed: sampled floats do not compress, and snappy was most of the writing time
-            append_by(tagged, CHUNK_COLUMN, writers, lambda c: folder / _chunk_file(c), compression="none")
-    except (duckdb.Error, OSError, pa.ArrowException) as exc:
-        raise QueryError(
-            None, None, "list_layer_sketches.sql", f"writing sketch chunks: {one_line(exc)}"
-        ) from None
-    finally:
-        for writer in writers.values():
-            writer.close()
-
-
-def _chunk_file(chunk: int) -> str:
-    return f"{CHUNK_COLUMN}-{chunk}.parquet"

@@ -60,19 +60,19 @@ def test_every_group_gets_its_own_models_whatever_the_cuts(store, monkeypatch):
 
 
 def test_many_runs_cost_two_scans_of_the_tensors(store, monkeypatch):
-    # the first run teaches the budget; the rest are written to chunk files in one scan
+    # the first run teaches the budget; the rest are written to a spill in one scan
     root, models = store
     con = connect(root)
     alone = fetch(con, models)
     per_model = max(sum(s.values.size for s in m.values()) for m in alone.values())
     monkeypatch.setattr(layer_sketches, "VALUES_PER_FETCH", 2 * per_model)
     scans = []
-    real_fetch, real_write = layer_sketches.fetch, layer_sketches.write_chunks
+    real_fetch, real_spill = layer_sketches.fetch, layer_sketches.spill_sketches
     monkeypatch.setattr(layer_sketches, "fetch", lambda *a: scans.append("fetch") or real_fetch(*a))
-    monkeypatch.setattr(layer_sketches, "write_chunks", lambda *a: scans.append("chunks") or real_write(*a))
+    monkeypatch.setattr(layer_sketches, "spill_sketches", lambda *a: scans.append("spill") or real_spill(*a))
     groups = [Group(i, frozenset({models[i]})) for i in range(len(models))]
     got = dict(fetch_groups(con, groups, Budget(models=2)))
-    assert scans == ["fetch", "chunks"]
+    assert scans == ["fetch", "spill"]
     assert len(got) == len(models)
     for group, sketches in got.items():
         (model,) = group.models
