@@ -18,7 +18,7 @@ WITH planes AS (
     FROM (SELECT DISTINCT d FROM lsh_signatures) AS d, range($bands::INTEGER) AS b(band)
 )
 -- (a row per model, band and bit, then grouped, took 30 of 41 s at 100k models)
-SELECT z.repo_id, z.revision, z.hidden, z.kind, p.band,
+SELECT z.repo_id, z.revision, z.mid, z.hidden, z.kind, p.band,
        list_sum(list_transform(range(z.bits), lambda k:
            CASE WHEN list_dot_product(z.z, p.w[k + 1]) > 0 THEN 1::BIGINT << k ELSE 0 END)) AS code,
        list_dot_product(z.z, p.w[1]) AS proj

@@ -270,12 +270,8 @@ EXPECTED = {
     ),
     "compute_lsh_pairs.sql": (
         3,
-        ("a_repo_id", "b_repo_id"),
-        [
-            ("demohub/minilm-l6-finetuned", "licbed/minilm-l3-nolicence"),
-            ("demohub/minilm-l6-finetuned", "sentence-transformers/all-MiniLM-L6-v2"),
-            ("licbed/minilm-l3-nolicence", "sentence-transformers/all-MiniLM-L6-v2"),
-        ],
+        ("a_mid", "b_mid"),  # models by number in key order: finetuned 0, nolicence 1, MiniLM 2
+        [(0, 1), (0, 2), (1, 2)],
     ),
     "compute_lineage_pairs.sql": (
         3,

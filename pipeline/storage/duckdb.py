@@ -193,20 +193,13 @@ def add_spanning_forest(con: duckdb.DuckDBPyConnection) -> None:
     """Add to temp table lineage_pairs the edges of lsh_pairs' strongest spanning forest it lacks
     (pipeline/comparison/edges.py: why each model's nearest pairs alone can cut a family apart).
 
-    The screened pairs stream out of DuckDB strongest first, as model ids in key order (so ties break by
-    key, as ``spanning_forest`` does), FOREST_BATCH rows at a time: never a hub's pairs in Python.
+    The screened pairs stream out of DuckDB strongest first, as model numbers in key order (so ties break
+    by key, as ``spanning_forest`` does), FOREST_BATCH rows at a time: never a hub's pairs in Python.
     """
-    con.execute(
-        "CREATE OR REPLACE TEMP TABLE forest_ids AS SELECT repo_id, revision, "
-        "row_number() OVER (ORDER BY repo_id, revision) - 1 AS id FROM candidate_blocks"
-    )
-    [(models,)] = con.execute("SELECT count(*) FROM forest_ids").fetchall()
-    forest = Forest(int(models))
+    [(models,)] = con.execute("SELECT count(*) FROM candidate_blocks").fetchall()
+    forest = Forest(int(models))  # mid: 0 .. models - 1
     reader = con.sql(
-        "SELECT a.id AS a_id, b.id AS b_id, l.hidden, l.screen_z FROM lsh_pairs AS l "
-        "JOIN forest_ids AS a ON a.repo_id = l.a_repo_id AND a.revision = l.a_revision "
-        "JOIN forest_ids AS b ON b.repo_id = l.b_repo_id AND b.revision = l.b_revision "
-        "ORDER BY l.screen_z DESC, a.id, b.id"
+        "SELECT a_mid, b_mid, hidden, screen_z FROM lsh_pairs ORDER BY screen_z DESC, a_mid, b_mid"
     ).to_arrow_reader(FOREST_BATCH)
     kept = []
     for batch in reader:
@@ -219,12 +212,11 @@ def add_spanning_forest(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(
             "INSERT INTO lineage_pairs SELECT ia.repo_id, ia.revision, ib.repo_id, ib.revision, f.hidden, "
             "'lsh', f.screen_z FROM _forest_arrow AS f "
-            "JOIN forest_ids AS ia ON ia.id = f.a_id JOIN forest_ids AS ib ON ib.id = f.b_id "
+            "JOIN candidate_blocks AS ia ON ia.mid = f.a_mid JOIN candidate_blocks AS ib ON ib.mid = f.b_mid "
             "ANTI JOIN lineage_pairs AS p ON p.a_repo_id = ia.repo_id AND p.a_revision = ia.revision "
             "AND p.b_repo_id = ib.repo_id AND p.b_revision = ib.revision"
         )
         con.unregister("_forest_arrow")
-    con.execute("DROP TABLE forest_ids")
 
 
 def create_temp_table(
