@@ -5,8 +5,9 @@ On the Hub a popular base collects thousands of derivatives; every pair of such 
 scoring them all is m^2 / 2 pairs for a family of m. A family is known once its members are linked, so
 each model is scored against a bounded set of candidates instead: its nearest relatives by the screening
 signature (compute_lineage_pairs.sql: the ``per_model`` strongest screened LSH pairs of each model), plus
-the strongest spanning forest of the screened pairs (here), so that no component the screen connected is
-cut apart when a sub-family holds more than ``per_model`` members closer to each other than to the rest.
+the strongest spanning forest of the screened pairs (`Forest`, fed by storage/duckdb.py's
+add_spanning_forest), so that no component the screen connected is cut apart when a sub-family holds
+more than ``per_model`` members closer to each other than to the rest.
 The block's random background sample is scored beside them (compute_background_pairs.sql).
 
 Which hypotheses the false discovery rate is controlled over: "a and b are unrelated", one for every
@@ -35,35 +36,7 @@ then a property of families (membership), not of every pair: `hubscan compare A 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
-
 import numpy as np
-
-from hubscan.pipeline.keys import ModelKey
-
-
-@dataclass(frozen=True, slots=True)
-class LineageEdge:
-    """A candidate edge between two models of one block, undirected for now (issue 22 adds a direction and
-    merge weights as fields)."""
-
-    a: ModelKey
-    b: ModelKey
-    hidden: int
-    screen_z: float  # Fisher z of the screening signature's Pearson: how near the two are before scoring
-
-
-def spanning_forest(edges: Iterable[LineageEdge]) -> list[LineageEdge]:
-    """The maximum spanning forest by ``screen_z`` (Kruskal): the strongest edges that keep every connected
-    component of ``edges`` connected, ties broken by key so a run is deterministic."""
-    listed = sorted(edges, key=lambda e: (-e.screen_z, e.a, e.b))
-    ids = {m: i for i, m in enumerate(sorted({m for e in listed for m in (e.a, e.b)}))}
-    forest = Forest(len(ids))
-    kept = forest.add(
-        np.array([ids[e.a] for e in listed], np.int64), np.array([ids[e.b] for e in listed], np.int64)
-    )
-    return [listed[i] for i in kept]
 
 
 class Forest:

@@ -194,7 +194,7 @@ def add_spanning_forest(con: duckdb.DuckDBPyConnection) -> None:
     (pipeline/comparison/edges.py: why each model's nearest pairs alone can cut a family apart).
 
     The screened pairs stream out of DuckDB strongest first, as model numbers in key order (so ties break
-    by key, as ``spanning_forest`` does), FOREST_BATCH rows at a time: never a hub's pairs in Python.
+    by key and a run is deterministic), FOREST_BATCH rows at a time: never a hub's pairs in Python.
     """
     [(models,)] = con.execute("SELECT count(*) FROM candidate_blocks").fetchall()
     forest = Forest(int(models))  # mid: 0 .. models - 1
