@@ -54,10 +54,15 @@ def z_from_log_p(log_p: float) -> float:
     if log_p > _LOG_TINY + 5:
         p = math.exp(log_p)
         return -_NORMAL.inv_cdf(min(p, 1.0 - 1e-16))
-    # Beyond double range: invert the asymptotic tail by fixed-point iteration.
+    # Beyond double range: invert the asymptotic tail by fixed-point iteration. It lands on an exact fixed
+    # point within ~5 steps, after which every step returns it again: stop there (a family's pairs are
+    # mostly this far out, and 50 steps each were ~4 % of flag's CPU at 10k Hub-shaped models).
     z = math.sqrt(-2.0 * log_p)
     for _ in range(50):
-        z = math.sqrt(max(1e-12, -2.0 * (log_p + math.log(z * math.sqrt(2.0 * math.pi)))))
+        step = math.sqrt(max(1e-12, -2.0 * (log_p + math.log(z * math.sqrt(2.0 * math.pi)))))
+        if step == z:
+            break
+        z = step
     return z
 
 

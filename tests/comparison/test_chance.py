@@ -26,7 +26,7 @@ def test_log_sf_stays_finite_and_continuous_where_the_tail_underflows_a_double()
     assert chance.log_sf(37.0 - 1e-9) == pytest.approx(chance.log_sf(37.0), rel=1e-9)
 
 
-@pytest.mark.parametrize("log_p", [-0.01, -2.3, -40.0, -700.0, -2000.0])
+@pytest.mark.parametrize("log_p", [-0.01, -2.3, -40.0, -700.0, -2000.0, -1e6, -1e9])
 def test_z_from_log_p_inverts_log_sf(log_p):
     assert chance.log_sf(chance.z_from_log_p(log_p)) == pytest.approx(log_p, rel=1e-4)
 
