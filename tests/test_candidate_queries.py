@@ -96,7 +96,8 @@ def test_every_column_the_candidate_queries_return_is_a_field_of_the_record(stor
     for name in ("compute_candidate_pairs", "compute_layout_candidate_pairs"):
         rows = fetch_rows(con, name, {"exhaustive_max": 300} if "layout" in name else None)
         assert rows and set(rows[0]) <= fields, name
-        assert [CandidatePair.from_row(r).key for r in rows] == [
+        columns = {c: [r[c] for r in rows] for c in rows[0]}
+        assert [c.key for c in CandidatePair.from_columns(columns)] == [
             (r["a_repo_id"], r["a_revision"], r["b_repo_id"], r["b_revision"]) for r in rows
         ]
 

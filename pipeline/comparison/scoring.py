@@ -197,7 +197,7 @@ def _maybe(n: float | None, tries: int | None, roles: int | None) -> tuple[float
 @dataclass(frozen=True, slots=True)
 class FitSample:
     """What fitting a block's backgrounds needs of one pair: ~0.3 kB, a fraction of its working row, so
-    `hubscan flag` keeps every pair's sample while the rows themselves wait on disk."""
+    `hubscan flag` keeps the samples it fits on while the rows themselves wait on disk."""
 
     key: PairKey
     block: int | str

@@ -4,9 +4,11 @@ A pair's working row (pipeline.comparison.working_row: every signal, its backgro
 are ~1-2 kB in Python: 1.4M pairs of a 1M-model hub would be GBs in the driver. Calibration needs every
 pair of a block before any p-value (the background is fitted on them) and the false discovery rate needs every p-value before any flag, so
 flag scores in three passes over batches written here:
-1. each batch's merged rows and chance z go to a file; a small `FitSample` per pair stays in memory;
-2. backgrounds are fitted on the samples; each batch is read back and calibrated for its log p only
-   (8 bytes a pair kept); BH over all of them gives every pair's q;
+1. each batch's merged rows and chance z go to a file; a small `FitSample` of each unselected pair (the
+   random background, exhaustive and known pairs, which a block's null is fitted on) stays in memory;
+2. backgrounds are fitted on the samples (a block with fewer than MIN_UNSELECTED of them is fitted on all
+   its pairs: its chosen pairs' samples are then read back from the files); each batch is read back
+   and calibrated for its log p only (8 bytes a pair kept); BH over all of them gives every pair's q;
 3. unit by unit, its batches are read back and calibrated again, and get their q and flag, for the maps
    and verdicts of that unit.
 The files are this run's own, written and read by this process in its temporary folder (never a file
@@ -18,12 +20,14 @@ from __future__ import annotations
 import pickle
 import shutil
 import tempfile
+from collections import Counter
 from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from hubscan.pipeline.comparison.calibrate import Background, log_benjamini_hochberg
 from hubscan.pipeline.comparison.scoring import (
+    MIN_UNSELECTED,
     FitSample,
     calibrate,
     chance_z,
@@ -41,7 +45,12 @@ class RowSpill:
     folder: Path
     known: Collection[frozenset[str]] = ()
     batches: list[tuple[int, Path, int]] = field(default_factory=list)  # (unit, file, rows)
+    # the unselected pairs' samples; the chosen pairs' wait in the files, counted per block: at 1M
+    # Hub-shaped models every pair's sample would be ~1.4 GB, and a block is fitted on its unselected
+    # pairs alone once it has MIN_UNSELECTED of them (scoring.fit_backgrounds)
     samples: list[FitSample] = field(default_factory=list)
+    unselected: Counter[int | str] = field(default_factory=Counter)
+    chosen: Counter[int | str] = field(default_factory=Counter)
     fitted: dict[tuple[int | str, str], Background] = field(default_factory=dict)
     log_qs: list[float] = field(default_factory=list)
 
@@ -57,7 +66,13 @@ class RowSpill:
     def add(self, unit: int, rows: list[WorkingRow]) -> None:
         """Pass 1: a batch's merged rows, their chance z computed here, written to disk (``rows`` freed)."""
         zcs = [chance_z(row) for row in rows]
-        self.samples += [fit_sample(row, zc, self.known) for row, zc in zip(rows, zcs, strict=True)]
+        for row, zc in zip(rows, zcs, strict=True):
+            sample = fit_sample(row, zc, self.known)
+            if sample.unselected:
+                self.samples.append(sample)
+                self.unselected[sample.block] += 1
+            else:
+                self.chosen[sample.block] += 1
         path = self.folder / f"batch-{len(self.batches):06d}.pickle"
         with path.open("wb") as fh:
             pickle.dump((rows, zcs), fh, protocol=pickle.HIGHEST_PROTOCOL)
@@ -66,6 +81,9 @@ class RowSpill:
 
     def rank(self, tests: int | None) -> None:
         """Pass 2: fit the backgrounds, calibrate every batch for its log p, and BH over all of them."""
+        short = {block for block in self.chosen if self.unselected[block] < MIN_UNSELECTED}
+        if short:
+            self.samples += self._chosen_samples(short)
         self.fitted = fit_backgrounds(self.samples)
         self.samples = []
         log_ps: list[float] = []
@@ -94,6 +112,15 @@ class RowSpill:
             rows += batch
         if current is not None:
             yield current, rows
+
+    def _chosen_samples(self, blocks: Collection[int | str]) -> list[FitSample]:
+        """The samples of the chosen pairs of these blocks, read back from the batch files."""
+        out: list[FitSample] = []
+        for _, path, _ in self.batches:
+            rows, zcs = _load(path)
+            samples = (fit_sample(row, zc, self.known) for row, zc in zip(rows, zcs, strict=True))
+            out += [x for x in samples if not x.unselected and x.block in blocks]
+        return out
 
 
 def _load(path: Path) -> tuple[list[WorkingRow], list[dict[str, float]]]:

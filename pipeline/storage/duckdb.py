@@ -186,7 +186,8 @@ def fetch_candidates(
     Raises:
         QueryError: as fetch_rows.
     """
-    return [CandidatePair.from_row(r) for r in fetch_rows(con, name, params)]
+    table = fetch_table(con, name, params)
+    return CandidatePair.from_columns({c: table[c].to_pylist() for c in table.column_names})
 
 
 def add_spanning_forest(con: duckdb.DuckDBPyConnection) -> None:
@@ -258,15 +259,23 @@ def fetch_rows(
     Raises:
         QueryError: as run_sql, or the file holds no query that returns rows.
     """
+    return list(fetch_table(con, name, params).to_pylist())
+
+
+def fetch_table(con: duckdb.DuckDBPyConnection, name: str, params: SqlParams | None = None) -> pa.Table:
+    """A shipped query's rows as an Arrow table.
+
+    Raises:
+        QueryError: as run_sql, or the file holds no query that returns rows.
+    """
     rel = run_sql(con, load_sql(name), params)
     if rel is None:
         raise QueryError(None, None, f"{name}.sql", "returned no result set")
     try:
         # con.sql only plans a SELECT: errors reading the files (a corrupt part) surface here
-        table = rel.to_arrow_table()
+        return rel.to_arrow_table()
     except duckdb.Error as exc:
         raise QueryError(None, None, f"{name}.sql", one_line(exc)) from None
-    return list(table.to_pylist())
 
 
 def _bind(sql: SqlFile, params: SqlParams | None) -> dict[str, SqlValue]:

@@ -15,9 +15,12 @@ from hubscan.pipeline.comparison.scoring import (
     MIN_P,
     BatchSignals,
     ModelInfo,
+    chance_z,
     copy_links,
     copy_pairs,
     declared_bases,
+    fit_backgrounds,
+    fit_sample,
     merge_rows,
 )
 from hubscan.pipeline.errors import QueryError
@@ -100,6 +103,27 @@ def test_backgrounds_come_from_the_random_sample_not_from_pairs_lsh_chose_for_si
     few = sample[:50] + chosen
     (first, *_) = _score([p for p, _ in few], [s for _, s in few])
     assert (first.signal("gain").bg_hi or 0.0) > 0.3
+
+
+@pytest.mark.parametrize("random_draws", [50, 300])
+def test_the_spill_fits_what_every_pairs_sample_fits_holding_only_the_random_ones(random_draws):
+    # the chosen pairs' samples wait on disk: read back only for a block with too few random draws
+    rng = np.random.default_rng(1)
+    pairs = [_pair(i, "background", float(rng.normal(0, 0.12))) for i in range(random_draws)]
+    pairs += [_pair(1000 + i, "lsh", float(rng.normal(0.35, 0.03))) for i in range(300)]
+    spill, every = RowSpill.open(), []
+    try:
+        for start in range(0, len(pairs), 64):
+            batch = BatchSignals.of([p for p, _ in pairs[start : start + 64]])
+            batch.add_signal_rows([s for _, s in pairs[start : start + 64]])
+            rows = merge_rows(batch, {}, {})
+            every += [fit_sample(r, chance_z(r), ()) for r in rows]
+            spill.add(0, rows)
+        assert len(spill.samples) == random_draws  # only the random pairs' samples stay in memory
+        spill.rank(None)
+        assert spill.fitted == fit_backgrounds(every)
+    finally:
+        spill.close()
 
 
 def test_a_signal_column_the_working_row_does_not_hold_is_an_error():
