@@ -135,6 +135,7 @@ def run(
         maps.append(unit_maps)
         del records
     table = pa.concat_tables(tables).combine_chunks()
+    del tables  # the units' own tables: kept, they doubled the pairs table's memory through the lineage pass
     scored = table.num_rows  # this run's; an incremental run keeps the last run's other rows beside them
     map_table = pa.concat_tables(maps)
     if previous is not None and new is not None:

@@ -96,14 +96,17 @@ class FlaggedEdge:
 
 
 def flagged_edges(table: pa.Table) -> dict[int, FlaggedEdge]:
-    """The flagged rows of a pairs table, by row index."""
+    """The flagged rows of a pairs table, by row index; a model's key is one tuple shared by its edges (a
+    tuple and two strings per edge end were ~0.3 kB an edge)."""
     columns = [table[c].to_pylist() for c in ("a_repo_id", "a_revision", "b_repo_id", "b_revision", "flagged",
                                               "verdict", "score")]  # fmt: skip
+    keys: dict[ModelKey, ModelKey] = {}
     return {
-        i: FlaggedEdge((ar, av), (br, bv), verdict or "", float(score or 0))
+        i: FlaggedEdge(keys.setdefault((ar, av), (ar, av)), keys.setdefault((br, bv), (br, bv)), verdict or "",
+                       float(score or 0))
         for i, (ar, av, br, bv, flagged, verdict, score) in enumerate(zip(*columns, strict=True))
         if flagged
-    }
+    }  # fmt: skip
 
 
 @threadpool_limits.wrap(limits=1, user_api="blas")  # small products: threads only contend
