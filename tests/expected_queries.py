@@ -268,6 +268,11 @@ EXPECTED = {
             ("sentence-transformers/all-MiniLM-L6-v2", 384),
         ],
     ),
+    "compute_lsh_collisions.sql": (
+        3,
+        ("a_mid", "b_mid"),  # models by number in key order: finetuned 0, nolicence 1, MiniLM 2
+        [(0, 1), (0, 2), (1, 2)],
+    ),
     "compute_lsh_pairs.sql": (
         3,
         ("a_mid", "b_mid"),  # models by number in key order: finetuned 0, nolicence 1, MiniLM 2

@@ -32,6 +32,7 @@ CANDIDATE_STEPS = (
     "exhaustive_pairs",
     "lsh_signatures",
     "lsh_codes",
+    "lsh_collisions",
     "lsh_pairs",
     "lineage_pairs",
     "background_pairs",
