@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -135,7 +135,7 @@ def write_homes(
             "SELECT t.*, h.home FROM tensors AS t JOIN _home_of AS h USING (repo_id, revision)"
         ).to_arrow_reader(BATCH_ROWS)
         for batch in rows:
-            append_by(batch, HOME_COLUMN, writers, lambda home: folder / _home_file(home))
+            _write_batch(batch, writers, folder)
     except (duckdb.Error, OSError, pa.ArrowException) as exc:
         raise QueryError(None, None, "tensors", f"writing flag's homes: {one_line(exc)}") from None
     finally:
@@ -145,22 +145,15 @@ def write_homes(
         con.unregister("_home_of")
 
 
-def append_by(
-    batch: pa.RecordBatch,
-    column: str,
-    writers: dict[int, pq.ParquetWriter],
-    path_of: Callable[[int], Path],
-    compression: str = "snappy",
-) -> None:
-    """A batch's rows appended to the file of each value of ``column`` (written without that column),
-    opening a file the first time its value comes (flag's homes)."""
-    values = batch.column(column)
-    body = batch.drop_columns([column])
-    for value in pc.unique(values).to_pylist():
-        part = body.filter(pc.equal(values, value))
-        if value not in writers:
-            writers[value] = pq.ParquetWriter(path_of(value), part.schema, compression=compression)
-        writers[value].write_batch(part)
+def _write_batch(batch: pa.RecordBatch, writers: dict[int, pq.ParquetWriter], folder: Path) -> None:
+    """A batch's rows appended to the file of each home they belong to."""
+    homes = batch.column(HOME_COLUMN)
+    body = batch.drop_columns([HOME_COLUMN])
+    for home in pc.unique(homes).to_pylist():
+        part = body.filter(pc.equal(homes, home))
+        if home not in writers:
+            writers[home] = pq.ParquetWriter(folder / _home_file(home), part.schema, compression="snappy")
+        writers[home].write_batch(part)
 
 
 def _home_file(home: int) -> str:

@@ -24,8 +24,8 @@ import pyarrow as pa
 from hubscan.pipeline.comparison.candidates import CandidatePair
 from hubscan.pipeline.errors import QueryError, one_line
 from hubscan.pipeline.keys import ModelKey
-from hubscan.pipeline.storage.duckdb import load_sql, run_sql, use_candidates
-from hubscan.pipeline.storage.sketch_spill import Sketch, SketchSpill, Slot
+from hubscan.pipeline.storage.duckdb import fetch_table, load_sql, run_sql, use_candidates
+from hubscan.pipeline.storage.sketch_spill import Sketch, SketchSpill, Slot, slot_of
 
 # float32 sketch values per fetch: ~128 MB as arrays (and once more as the Arrow table they come from).
 VALUES_PER_FETCH = 32_000_000
@@ -66,19 +66,18 @@ def fetch(con: duckdb.DuckDBPyConnection, models: Iterable[ModelKey]) -> Sketche
     Raises:
         QueryError: the shipped query failed.
     """
-    # each model as a pair with itself: the query lists the models of the candidates
-    pairs = [CandidatePair.of((*m, *m), None, "sketches") for m in sorted(set(models))]
-    if not pairs:
+    if not _name_models(con, models):
         return {}
-    use_candidates(con, pairs)
-    rel = run_sql(con, load_sql("list_layer_sketches"))
-    if rel is None:
-        raise QueryError(None, None, "list_layer_sketches.sql", "returned no result set")
-    try:
-        table = rel.to_arrow_table()
-    except duckdb.Error as exc:
-        raise QueryError(None, None, "list_layer_sketches.sql", one_line(exc)) from None
-    return by_model(table)
+    return by_model(fetch_table(con, "list_layer_sketches"))
+
+
+def _name_models(con: duckdb.DuckDBPyConnection, models: Iterable[ModelKey]) -> int:
+    """Point the connection's candidates at these models, each as a pair with itself (list_layer_sketches.sql
+    lists the models of the candidates); how many there are."""
+    pairs = [CandidatePair.of((*m, *m), None, "sketches") for m in sorted(set(models))]
+    if pairs:
+        use_candidates(con, pairs)
+    return len(pairs)
 
 
 def by_model(table: pa.Table) -> Sketches:
@@ -100,7 +99,7 @@ def by_model(table: pa.Table) -> Sketches:
         raw = (role, layer, expert, *shape, transposed)
         slot = slots.get(raw)
         if slot is None:
-            slot = slots[raw] = (role, int(layer), int(expert), tuple(shape), bool(transposed))
+            slot = slots[raw] = slot_of(role, layer, expert, shape, transposed)
         out.setdefault((repo, revision), {})[slot] = Sketch(
             tuple(row_idx or ()), values[offsets[i] : offsets[i + 1]]
         )
@@ -171,7 +170,7 @@ def spill_sketches(con: duckdb.DuckDBPyConnection, models: set[ModelKey]) -> Ske
     Raises:
         QueryError: the query failed, or the spill could not be written.
     """
-    use_candidates(con, [CandidatePair.of((*m, *m), None, "sketches") for m in sorted(models)])
+    _name_models(con, models)
     rel = run_sql(con, load_sql("list_layer_sketches"))
     if rel is None:
         raise QueryError(None, None, "list_layer_sketches.sql", "returned no result set")

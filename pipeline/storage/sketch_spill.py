@@ -4,7 +4,7 @@
 the whole block: a base is named by thousands of runs, a run of 4,096 models names ~3,500 read before.
 Chunk files had to be read whole for each relative they held: at 100k Hub-shaped models, 1.5M models'
 rows were read to use 440k. Here the sketch values and row indices go to two flat files (float32 and
-int64, in scan order) and every row's place stays in memory (~40 bytes a row), so a read takes exactly
+int64, in scan order) and every row's place stays in memory (~56 bytes a row), so a read takes exactly
 its models' bytes with `os.pread` (adjacent rows in one call) and builds no Arrow table. Reads go
 through the page cache, not a memory map: mapped pages would count in the process's resident set.
 """
@@ -18,7 +18,7 @@ import tempfile
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import duckdb
 import numpy as np
@@ -28,12 +28,17 @@ import pyarrow.compute as pc
 from hubscan.pipeline.errors import QueryError, one_line
 from hubscan.pipeline.keys import ModelKey
 
-# role, layer, expert (-1: none), shape, transposed (as layer_sketches.Slot)
+# role, layer, expert (-1: none), shape, transposed
 Slot = tuple[str, int, int, tuple[int, ...], bool]
 VALUES_FILE, ROWS_FILE = "values.f32", "row_idx.i64"
 VALUE, INDEX = np.dtype(np.float32), np.dtype(np.int64)
 # Columns of list_layer_sketches.sql that name a row's slot.
 SLOT_COLUMNS = ("role", "layer", "expert", "shape", "transposed")
+
+
+def slot_of(role: str, layer: Any, expert: Any, shape: Iterable[int], transposed: Any) -> Slot:
+    """A list_layer_sketches.sql row's slot as the key readers use."""
+    return (role, int(layer), int(expert), tuple(shape), bool(transposed))
 
 
 @dataclass(frozen=True)
@@ -133,7 +138,7 @@ class SketchSpill:
             n = self.slot_number.get(raw)
             if n is None:
                 n = self.slot_number[raw] = len(self.slots)
-                self.slots.append((role, int(layer), int(expert), tuple(shape), bool(transposed)))
+                self.slots.append(slot_of(role, layer, expert, shape, transposed))
             yield n
 
     def _build_index(self) -> None:
